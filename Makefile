@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Each bootstraps
+# .venv idempotently (a stamp file records that the install finished).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+
+ifeq ($(HAS_GPU),1)
+TORCH := torch
+EXTRAS := gpu,test
+else
+# The CPU wheel; a bare `torch` would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+EXTRAS := cpu,test
+endif
+
+.PHONY: demo test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/streamrec demo $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/streamrec bench ingest
+
+clean:
+	rm -rf $(VENV) data reports
