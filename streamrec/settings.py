@@ -1,0 +1,69 @@
+"""One settings object per process, from `STREAMREC_*` variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of streamrec, with a default that works on a laptop.
+
+    Each field's description is its one-line documentation: it appears in the
+    README's settings table (`streamrec settings`) and in `--help`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None, description="Existing Kafka cluster (host:port,...); unset: local commands start the embedded broker."
+    )
+    broker_host: str = Field("127.0.0.1", description="Address the embedded broker listens on.")
+    broker_port: int = Field(9092, description="Port the embedded broker listens on.")
+    topic_prefix: str = Field("", description="Prefix prepended to every topic and consumer group name.")
+    partitions: int = Field(8, ge=1, le=1024, description="Partitions of the event topics; the most workers that share the load.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of topics streamrec creates.")
+    app_id: str = Field("streamrec", description="Application id: names the worker group and its internal topics.")
+
+    # --- worker ------------------------------------------------------------
+    worker_host: str = Field("127.0.0.1", description="Worker HTTP address (GET /users/{user_id}).")
+    worker_port: int = Field(6066, description="Worker HTTP port.")
+    worker_advertised_url: str | None = Field(
+        None, description="URL other workers use to reach this one; default http://worker_host:worker_port."
+    )
+    commit_interval_s: float = Field(
+        0.5, gt=0, description="Longest time between state flushes and offset commits (more coalescing vs. staleness)."
+    )
+    max_batch_events: int = Field(50_000, ge=1, description="Most Kafka records taken into one processing batch.")
+
+    # --- event limits ------------------------------------------------------
+    max_value_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted Kafka value; larger ones are dead-lettered.")
+    max_batch_elements: int = Field(1000, ge=1, description="Most events in one array value.")
+    max_id_chars: int = Field(256, ge=8, description="Longest accepted user, item, session or event id.")
+    max_text_chars: int = Field(1000, ge=16, description="Longest accepted title or query.")
+
+    # --- user features -----------------------------------------------------
+    recent_items_max: int = Field(50, ge=1, le=10_000, description="Recent interactions kept per user.")
+    purchased_items_max: int = Field(200, ge=1, le=100_000, description="Purchased item ids kept per user.")
+    categories_max: int = Field(50, ge=1, le=10_000, description="Category affinities kept per user (weakest dropped).")
+    dedup_window: int = Field(256, ge=1, le=100_000, description="Recent event ids remembered per user to absorb duplicates.")
+    affinity_half_life_s: float = Field(86_400.0, gt=0, description="Half-life of a user's category affinity.")
+    purchase_weight: float = Field(3.0, gt=0, description="Weight of a purchase relative to a click (affinity, training).")
+
+    # --- item statistics ---------------------------------------------------
+    popularity_bucket_s: int = Field(3600, ge=1, description="Width of an item popularity window bucket.")
+    popularity_buckets: int = Field(24, ge=1, le=10_000, description="Popularity buckets kept per item (the window).")
+
+    # --- local files -------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="Models, caches and reports.")
+
+    def topic(self, name: str) -> str:
+        """A topic or group name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def worker_url(self) -> str:
+        return self.worker_advertised_url or f"http://{self.worker_host}:{self.worker_port}"
