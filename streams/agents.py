@@ -1,0 +1,153 @@
+"""The agents: what happens to each record of each input topic.
+
+Decode, validate, fold into the tables, and hand back what must be written
+elsewhere (dead letters, events to re-route). Kafka I/O stays in the worker;
+these functions only touch the in-memory tables, so a batch of records costs
+no more than the Python to fold them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.partitioner import murmur2
+
+from streams.catalog import CatalogView
+from streams.codec import decode_values, encode
+from streams.features import FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_event
+from streams.schema import InvalidRecord, Limits, validate_event, validate_item
+from streams.tables import ChangelogTable
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default (murmur2) partition of a key, as Java and aiokafka producers
+    compute it. Cached: murmur2 is pure Python (about 9 us a call here)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A value that broke the contract, with where it came from and why."""
+
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    element: int | None = None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        headers = [
+            ("reason", self.reason.encode()),
+            ("source_topic", self.topic.encode()),
+            ("source_partition", str(self.partition).encode()),
+            ("source_offset", str(self.offset).encode()),
+        ]
+        if self.element is not None:
+            headers.append(("element", str(self.element).encode()))
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Reroute:
+    """An event whose record key is not its user_id: it is sent again, keyed by
+    user, so that all of a user's events meet the user's state in one partition."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one batch of records produced besides table changes."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    reroutes: list[Reroute] = field(default_factory=list)
+
+
+class Agents:
+    """The per-topic logic, over the worker's tables and catalog view."""
+
+    def __init__(
+        self,
+        users: ChangelogTable[UserFeatures],
+        items: ChangelogTable[ItemStats],
+        catalog: CatalogView,
+        config: FeatureConfig,
+        limits: Limits,
+        *,
+        max_value_bytes: int,
+        max_batch_elements: int,
+    ):
+        self.users = users
+        self.items = items
+        self.catalog = catalog
+        self.config = config
+        self.limits = limits
+        self.max_value_bytes = max_value_bytes
+        self.max_batch_elements = max_batch_elements
+
+    def on_events(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
+        """Clicks and purchases: user features and item statistics."""
+        users, items, config, limits = self.users, self.items, self.config, self.limits
+        category_of = self.catalog.category_of
+        for record in records:
+            try:
+                values = decode_values(
+                    record.value, max_bytes=self.max_value_bytes, max_elements=self.max_batch_elements
+                )
+            except InvalidRecord as exc:
+                outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
+                continue
+            key = record.key.decode(errors="replace") if record.key is not None else None
+            for element, value in enumerate(values):
+                try:
+                    event = validate_event(value, limits)
+                except InvalidRecord as exc:
+                    index = element if len(values) > 1 else None
+                    outcome.dead_letters.append(_dead(record, topic, partition, str(exc), index))
+                    continue
+                if event.user_id != key:
+                    outcome.reroutes.append(Reroute(topic, event.user_id.encode(), encode(event.to_wire())))
+                    continue
+                user = users.get_for_update(partition, event.user_id, lambda: UserFeatures(event.user_id))
+                if apply_event(user, event, category_of(event.item_id), config):
+                    stats = items.get_for_update(partition, event.item_id, lambda: ItemStats(event.item_id))
+                    apply_item_event(stats, event, config)
+                    outcome.accepted += 1
+                else:
+                    outcome.duplicates += 1
+
+    def on_catalog(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
+        """Catalog items: validated here (bad ones dead-lettered); every worker's
+        CatalogView reads the topic itself as the catalog table."""
+        for record in records:
+            if record.value is None:  # a tombstone deletes an item
+                continue
+            try:
+                values = decode_values(
+                    record.value, max_bytes=self.max_value_bytes, max_elements=self.max_batch_elements
+                )
+            except InvalidRecord as exc:
+                outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
+                continue
+            for element, value in enumerate(values):
+                try:
+                    validate_item(value, self.limits)
+                    outcome.accepted += 1
+                except InvalidRecord as exc:
+                    index = element if len(values) > 1 else None
+                    outcome.dead_letters.append(_dead(record, topic, partition, str(exc), index))
+
+
+def _dead(record, topic: str, partition: int, reason: str, element: int | None = None) -> DeadLetter:
+    return DeadLetter(record.key, record.value, reason, topic, partition, record.offset, element)

@@ -1,0 +1,88 @@
+"""Consumer-group assignment that keeps co-partitioned topics together and
+tells every worker who owns which partition.
+
+Partition number p of every subscribed topic goes to the same worker, so a
+user's clicks, purchases and state (changelog partition p) are never split.
+Each member advertises its HTTP URL and the partitions it holds; the leader
+keeps partitions where they are as far as balance allows (fewer restores on a
+rebalance) and sends everyone the full owner map, which the worker's HTTP
+endpoint uses to forward a request for a user held elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+
+log = logging.getLogger(__name__)
+
+
+def balanced_owners(partitions: list[int], members: Mapping[str, list[int]]) -> dict[int, str]:
+    """Owner of each partition: every member gets floor or ceil of its share,
+    keeping the partitions it already held where that fits.
+
+    `members` maps member id to the partitions it held before.
+    """
+    ids = sorted(members)
+    base, extra = divmod(len(partitions), len(ids))
+    quota = {member: base + (1 if i < extra else 0) for i, member in enumerate(ids)}
+    owners: dict[int, str] = {}
+    wanted = set(partitions)
+    for member in ids:
+        for partition in sorted(members[member]):
+            if partition in wanted and partition not in owners and quota[member] > 0:
+                owners[partition] = member
+                quota[member] -= 1
+    free = iter(sorted(p for p in partitions if p not in owners))
+    for member in ids:
+        for _ in range(quota[member]):
+            owners[next(free)] = member
+    return owners
+
+
+class CopartitionedAssignor(AbstractPartitionAssignor):
+    """One instance per worker: it carries that worker's URL and, after each
+    rebalance, the group's owner map."""
+
+    name = "streamrec-copartitioned"
+    version = 0
+
+    def __init__(self, url: str):
+        self.url = url
+        self.held: list[int] = []
+        self.owner_urls: dict[int, str] = {}
+
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
+        user_data = json.dumps({"url": self.url, "held": self.held}).encode()
+        return ConsumerProtocolMemberMetadata(self.version, sorted(topics), user_data)
+
+    def assign(  # type: ignore[override]
+        self, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        info = {member: json.loads(meta.user_data or b"{}") for member, meta in members.items()}
+        topics = sorted({topic for meta in members.values() for topic in meta.subscription})
+        numbers = sorted({p for topic in topics for p in (cluster.partitions_for_topic(topic) or ())})
+        owners = balanced_owners(numbers, {m: info[m].get("held", []) for m in members})
+        owner_urls = {p: info[owner].get("url", "") for p, owner in owners.items()}
+        user_data = json.dumps({"owners": owner_urls}).encode()
+        assignment = {}
+        for member in members:
+            mine = {p for p, owner in owners.items() if owner == member}
+            per_topic = [
+                (topic, sorted(mine & (cluster.partitions_for_topic(topic) or set())))
+                for topic in topics
+                if topic in members[member].subscription
+            ]
+            assignment[member] = ConsumerProtocolMemberAssignment(self.version, per_topic, user_data)
+        log.info("assigned partitions: %s", {info[m].get("url"): sorted(p for p, o in owners.items() if o == m) for m in members})
+        return assignment
+
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
+        owners = json.loads(assignment.user_data or b"{}").get("owners", {})
+        self.owner_urls = {int(p): url for p, url in owners.items()}
+        self.held = sorted({p for _, partitions in assignment.assignment for p in partitions})

@@ -1,0 +1,56 @@
+"""Bytes on the wire to Python values and back: msgpack, or JSON for any producer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+from streams.schema import InvalidRecord
+
+_JSON_FIRST_BYTES = frozenset(b"{[ \t\r\n")
+
+
+class UndecodableValue(InvalidRecord):
+    """A value that is neither msgpack nor JSON of the expected shape."""
+
+
+def encode(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def decode(raw: bytes) -> Any:
+    """One msgpack or JSON document. A leading `{`, `[` or whitespace means JSON
+    (none of them starts a msgpack map or array)."""
+    if not raw:
+        raise UndecodableValue("empty value")
+    try:
+        if raw[0] in _JSON_FIRST_BYTES:
+            return json.loads(raw)
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        kind = "JSON" if raw[0] in _JSON_FIRST_BYTES else "msgpack"
+        raise UndecodableValue(f"not valid {kind}: {exc}") from None
+
+
+def decode_values(raw: bytes | None, *, max_bytes: int, max_elements: int) -> list[Any]:
+    """The records in one Kafka value: a single map or an array of maps (a batch).
+
+    Elements are returned undecided; each is validated on its own so that one bad
+    element of a batch does not sink the others.
+    """
+    if raw is None:
+        raise UndecodableValue("null value (tombstone) on an event topic")
+    if len(raw) > max_bytes:
+        raise UndecodableValue(f"value is {len(raw)} bytes, the limit is {max_bytes}")
+    value = decode(raw)
+    if isinstance(value, list):
+        if len(value) > max_elements:
+            raise UndecodableValue(f"batch holds {len(value)} elements, the limit is {max_elements}")
+        if not value:
+            raise UndecodableValue("empty batch")
+        return value
+    if isinstance(value, dict):
+        return [value]
+    raise UndecodableValue(f"value must be a map or an array of maps, got {type(value).__name__}")

@@ -1,0 +1,254 @@
+"""Online user features and item statistics: plain records and pure updates.
+
+Everything the worker keeps per user or per item is here, with the functions
+that fold one event into it. No Kafka, no I/O: the agents call these and the
+tables persist what they return. Every list is bounded by a setting.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.schema import Event
+
+CLICK, PURCHASE = "click", "purchase"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """The bounds and decay constants of the features (from Settings)."""
+
+    recent_items_max: int = 50
+    purchased_items_max: int = 200
+    categories_max: int = 50
+    dedup_window: int = 256
+    affinity_half_life_s: float = 86_400.0
+    purchase_weight: float = 3.0
+    popularity_bucket_s: int = 3600
+    popularity_buckets: int = 24
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FeatureConfig:
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(slots=True)
+class UserFeatures:
+    """What the streams side knows of one user.
+
+    `recent_*` are parallel lists in event-time order, newest last; category
+    affinity is stored as of `affinity_ts`, so decaying it is one multiply.
+    """
+
+    user_id: str
+    clicks: int = 0
+    purchases: int = 0
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    recent_items: list[str] = field(default_factory=list)
+    recent_ts: list[float] = field(default_factory=list)
+    recent_types: list[str] = field(default_factory=list)
+    purchased: list[str] = field(default_factory=list)
+    affinity: dict[str, float] = field(default_factory=dict)
+    affinity_ts: float = 0.0
+    seen_event_ids: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The stored (changelog) form: compact, msgpack-friendly."""
+        return {
+            "u": self.user_id, "c": self.clicks, "p": self.purchases,
+            "f": self.first_ts, "l": self.last_ts,
+            "ri": self.recent_items, "rt": self.recent_ts, "ry": self.recent_types,
+            "pi": self.purchased, "a": self.affinity, "at": self.affinity_ts,
+            "s": self.seen_event_ids,
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> UserFeatures:
+        return cls(
+            user_id=wire["u"], clicks=wire["c"], purchases=wire["p"],
+            first_ts=wire["f"], last_ts=wire["l"],
+            recent_items=wire["ri"], recent_ts=wire["rt"], recent_types=wire["ry"],
+            purchased=wire["pi"], affinity=wire["a"], affinity_ts=wire["at"],
+            seen_event_ids=wire["s"],
+        )  # fmt: skip
+
+    def category_affinity(self, now: float, half_life_s: float) -> dict[str, float]:
+        """Affinities decayed to `now`, strongest first."""
+        factor = decay(now - self.affinity_ts, half_life_s)
+        ranked = sorted(self.affinity.items(), key=lambda kv: -kv[1])
+        return {category: weight * factor for category, weight in ranked}
+
+    def to_view(self, now: float, half_life_s: float) -> dict[str, Any]:
+        """The JSON answer of GET /users/{user_id}."""
+        return {
+            "user_id": self.user_id,
+            "clicks": self.clicks,
+            "purchases": self.purchases,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "recent": [
+                {"item_id": item, "ts": ts, "type": kind}
+                for item, ts, kind in zip(self.recent_items, self.recent_ts, self.recent_types, strict=True)
+            ][::-1],
+            "purchased": self.purchased[::-1],
+            "category_affinity": self.category_affinity(now, half_life_s),
+        }
+
+
+def decay(age_s: float, half_life_s: float) -> float:
+    return math.exp2(-max(age_s, 0.0) / half_life_s)
+
+
+def apply_event(user: UserFeatures, event: Event, category: str | None, config: FeatureConfig) -> bool:
+    """Fold one event into the user's features; False (and no change) for a duplicate.
+
+    Duplicates are recognised by `event_id` within the last `dedup_window` events
+    of the same user: a redelivered event (a producer retry, a replay after a
+    worker crash) lands in the same user's state and changes nothing.
+    """
+    if event.event_id in user.seen_event_ids:
+        return False
+    _push_bounded(user.seen_event_ids, event.event_id, config.dedup_window)
+
+    is_purchase = event.type == PURCHASE
+    if is_purchase:
+        user.purchases += 1
+        if event.item_id in user.purchased:
+            user.purchased.remove(event.item_id)
+        _push_bounded(user.purchased, event.item_id, config.purchased_items_max)
+    else:
+        user.clicks += 1
+    user.first_ts = event.ts if not user.first_ts else min(user.first_ts, event.ts)
+    user.last_ts = max(user.last_ts, event.ts)
+
+    _insert_recent(user, event, config.recent_items_max)
+    if category is not None:
+        weight = config.purchase_weight if is_purchase else 1.0
+        _add_affinity(user, category, weight, event.ts, config)
+    return True
+
+
+def _push_bounded(values: list, value: Any, limit: int) -> None:
+    values.append(value)
+    if len(values) > limit:
+        del values[: len(values) - limit]
+
+
+def _insert_recent(user: UserFeatures, event: Event, limit: int) -> None:
+    """Keep recent interactions in event-time order even when events arrive late."""
+    at = len(user.recent_ts)
+    if at and event.ts < user.recent_ts[-1]:
+        at = bisect.bisect_right(user.recent_ts, event.ts)
+    user.recent_items.insert(at, event.item_id)
+    user.recent_ts.insert(at, event.ts)
+    user.recent_types.insert(at, event.type)
+    excess = len(user.recent_ts) - limit
+    if excess > 0:
+        del user.recent_items[:excess], user.recent_ts[:excess], user.recent_types[:excess]
+
+
+def _add_affinity(user: UserFeatures, category: str, weight: float, ts: float, config: FeatureConfig) -> None:
+    if ts > user.affinity_ts:
+        factor = decay(ts - user.affinity_ts, config.affinity_half_life_s)
+        if factor < 1.0:
+            for name in user.affinity:
+                user.affinity[name] *= factor
+        user.affinity_ts = ts
+    else:  # a late event counts as much as it would have, decayed to affinity_ts
+        weight *= decay(user.affinity_ts - ts, config.affinity_half_life_s)
+    user.affinity[category] = user.affinity.get(category, 0.0) + weight
+    if len(user.affinity) > config.categories_max:
+        weakest = min(user.affinity, key=user.affinity.__getitem__)
+        del user.affinity[weakest]
+
+
+@dataclass(slots=True)
+class ItemStats:
+    """Interaction counts of one item: totals and a sliding window of buckets.
+
+    A worker keeps one ItemStats per item *per partition it owns*: events are
+    partitioned by user, so an item's counts are spread over partitions and a
+    reader sums them (`merge_item_stats`). That keeps the counts exact and
+    changelog-backed without repartitioning the stream by item.
+    """
+
+    item_id: str
+    clicks: int = 0
+    purchases: int = 0
+    last_ts: float = 0.0
+    bucket_starts: list[int] = field(default_factory=list)
+    bucket_clicks: list[int] = field(default_factory=list)
+    bucket_purchases: list[int] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "i": self.item_id, "c": self.clicks, "p": self.purchases, "l": self.last_ts,
+            "bs": self.bucket_starts, "bc": self.bucket_clicks, "bp": self.bucket_purchases,
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> ItemStats:
+        return cls(
+            item_id=wire["i"], clicks=wire["c"], purchases=wire["p"], last_ts=wire["l"],
+            bucket_starts=wire["bs"], bucket_clicks=wire["bc"], bucket_purchases=wire["bp"],
+        )  # fmt: skip
+
+    def window_counts(self, now: float, window_s: float) -> tuple[int, int]:
+        """(clicks, purchases) in buckets that start within `window_s` of `now`."""
+        since = now - window_s
+        clicks = purchases = 0
+        for start, c, p in zip(self.bucket_starts, self.bucket_clicks, self.bucket_purchases, strict=True):
+            if start >= since:
+                clicks += c
+                purchases += p
+        return clicks, purchases
+
+
+def apply_item_event(stats: ItemStats, event: Event, config: FeatureConfig) -> None:
+    """Count one (already de-duplicated) event for its item."""
+    is_purchase = event.type == PURCHASE
+    if is_purchase:
+        stats.purchases += 1
+    else:
+        stats.clicks += 1
+    stats.last_ts = max(stats.last_ts, event.ts)
+
+    start = int(event.ts // config.popularity_bucket_s) * config.popularity_bucket_s
+    starts = stats.bucket_starts
+    at = bisect.bisect_left(starts, start)
+    if at == len(starts) or starts[at] != start:
+        if at == 0 and len(starts) >= config.popularity_buckets:
+            return  # older than the whole window: counted in totals only
+        starts.insert(at, start)
+        stats.bucket_clicks.insert(at, 0)
+        stats.bucket_purchases.insert(at, 0)
+    if is_purchase:
+        stats.bucket_purchases[at] += 1
+    else:
+        stats.bucket_clicks[at] += 1
+    excess = len(starts) - config.popularity_buckets
+    if excess > 0:
+        del starts[:excess], stats.bucket_clicks[:excess], stats.bucket_purchases[:excess]
+
+
+def merge_item_stats(parts: list[ItemStats]) -> ItemStats:
+    """One item's statistics summed over the partitions that counted it."""
+    merged = ItemStats(item_id=parts[0].item_id)
+    buckets: dict[int, list[int]] = {}
+    for part in parts:
+        merged.clicks += part.clicks
+        merged.purchases += part.purchases
+        merged.last_ts = max(merged.last_ts, part.last_ts)
+        for start, c, p in zip(part.bucket_starts, part.bucket_clicks, part.bucket_purchases, strict=True):
+            counts = buckets.setdefault(start, [0, 0])
+            counts[0] += c
+            counts[1] += p
+    for start in sorted(buckets):
+        merged.bucket_starts.append(start)
+        merged.bucket_clicks.append(buckets[start][0])
+        merged.bucket_purchases.append(buckets[start][1])
+    return merged

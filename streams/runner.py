@@ -1,0 +1,34 @@
+"""Running one worker process: the stream loop beside its HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from streamrec.http import serve_http
+from streamrec.settings import Settings
+from streams.web import create_worker_api
+from streams.worker import StreamWorker
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: Settings, bootstrap: str, stop: asyncio.Event) -> StreamWorker:
+    """Run until `stop` is set, then flush, commit and leave the group cleanly."""
+    worker = StreamWorker(settings, bootstrap)
+    await worker.start()
+    web = asyncio.create_task(
+        serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop)
+    )
+    loop = asyncio.create_task(worker.run())
+    log.info("worker up: HTTP %s, group %s", settings.worker_url, f"{settings.app_id}-worker")
+    try:
+        done, _ = await asyncio.wait({web, loop, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done & {web, loop}:
+            task.result()  # a crashed loop or a port in use ends the worker with its error
+    finally:
+        worker.stop()
+        stop.set()
+        await asyncio.gather(loop, web, return_exceptions=True)
+        await worker.close()
+    return worker

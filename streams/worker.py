@@ -1,0 +1,260 @@
+"""The stream worker: a consumer-group member that runs the agents in batches.
+
+Why not a per-event Faust agent: on this 2-core machine faust-streaming 0.15
+delivered about 3,000 events/s to an agent even with `stream.take()` batching
+and no table writes, against a 50,000 events/s target. This worker keeps
+Faust's model (agents, changelog-backed tables partitioned like their input,
+state rebuilt from the changelog on assignment) and runs it on aiokafka's
+batch API instead.
+
+The cycle, and why nothing is lost or counted twice:
+
+1. take up to `max_batch_events` records (`getmany`) and fold them into the
+   in-memory tables;
+2. at least every `commit_interval_s`: write each changed key once to its
+   changelog, write dead letters and re-routed events, wait for every ack
+   (idempotent producer, acks=all), and only then commit the input offsets.
+
+A crash between 2's writes and its commit makes the group redeliver the
+batch; its event ids are already in the restored user state, so the
+duplicates change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from streamrec.settings import Settings
+from streams.agents import Agents, Outcome
+from streams.assignor import CopartitionedAssignor
+from streams.catalog import CatalogView
+from streams.features import FeatureConfig, ItemStats, UserFeatures
+from streams.metrics import WorkerMetrics
+from streams.schema import Limits
+from streams.tables import ChangelogTable
+from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStatus:
+    """Counters for the dashboard, the benchmark and /metrics."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    reroutes: int = 0
+    commits: int = 0
+    ready: bool = False
+    started_at: float = field(default_factory=time.time)
+
+
+class StreamWorker:
+    def __init__(self, settings: Settings, bootstrap: str, *, metrics: WorkerMetrics | None = None):
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = Topics.from_settings(settings)
+        limits = Limits.from_settings(settings)
+        self.config = FeatureConfig.from_settings(settings)
+        self.users: ChangelogTable[UserFeatures] = ChangelogTable(
+            "user-features", self.topics.user_features_changelog, UserFeatures.from_wire, UserFeatures.to_wire
+        )
+        self.items: ChangelogTable[ItemStats] = ChangelogTable(
+            "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
+        )
+        self.catalog = CatalogView(self.topics.catalog, limits)
+        self.agents = Agents(
+            self.users,
+            self.items,
+            self.catalog,
+            self.config,
+            limits,
+            max_value_bytes=settings.max_value_bytes,
+            max_batch_elements=settings.max_batch_elements,
+        )
+        self.assignor = CopartitionedAssignor(settings.worker_url)
+        self.status = WorkerStatus()
+        self.metrics = metrics or WorkerMetrics()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._offsets: dict[TopicPartition, int] = {}  # to commit at the next flush
+        self._positions: dict[TopicPartition, int] = {}  # next offset to process
+        self._outcome = Outcome()
+        self._commit_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings, self.bootstrap)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+        )
+        await self._producer.start()
+        await self.catalog.start(self.bootstrap)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.settings.topic(f"{self.settings.app_id}-worker"),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(self.assignor,),
+            # Join within a few seconds: brokers wait up to half the session
+            # timeout for members before the first assignment (30 s at 60 s).
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            rebalance_timeout_ms=30_000,
+            max_poll_interval_ms=120_000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(
+            [*self.topics.events, self.topics.catalog], listener=_Rebalance(self)
+        )
+
+    async def run(self) -> None:
+        """Process until `stop()`; the caller has awaited `start()`."""
+        assert self._consumer is not None
+        last_commit = time.monotonic()
+        interval = self.settings.commit_interval_s
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(
+                timeout_ms=int(min(interval, 0.1) * 1000), max_records=self.settings.max_batch_events
+            )
+            await self.catalog.poll()
+            if batches:
+                self._process(batches)
+            if time.monotonic() - last_commit >= interval:
+                await self.commit()
+                last_commit = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Flush and commit what was processed, then leave the group."""
+        try:
+            if self._consumer is not None and self._producer is not None:
+                await self.commit()
+        finally:
+            if self._consumer is not None:
+                await self._consumer.stop()
+            await self.catalog.stop()
+            if self._producer is not None:
+                await self._producer.stop()
+
+    # --- the cycle ----------------------------------------------------------
+
+    def _process(self, batches: dict[TopicPartition, list]) -> None:
+        started = time.perf_counter()
+        outcome = self._outcome
+        for tp, records in batches.items():
+            if not records:
+                continue
+            if tp.topic == self.topics.catalog:
+                self.agents.on_catalog(tp.topic, tp.partition, records, outcome)
+            else:
+                self.agents.on_events(tp.topic, tp.partition, records, outcome)
+            self._offsets[tp] = self._positions[tp] = records[-1].offset + 1
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def commit(self) -> None:
+        """Write table changes, dead letters and re-routes; then commit offsets."""
+        assert self._producer is not None and self._consumer is not None
+        async with self._commit_lock:
+            outcome, self._outcome = self._outcome, Outcome()
+            offsets, self._offsets = self._offsets, {}
+            sends = [
+                await self._producer.send(
+                    self.topics.deadletter, dead.value, key=dead.key, headers=dead.headers()
+                )
+                for dead in outcome.dead_letters
+            ]
+            sends += [
+                await self._producer.send(reroute.topic, reroute.value, key=reroute.key)
+                for reroute in outcome.reroutes
+            ]
+            await self.users.flush(self._producer)
+            await self.items.flush(self._producer)
+            await asyncio.gather(*sends)
+            if offsets:
+                try:
+                    await self._consumer.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # Partitions moved in a rebalance: the new owner resumes from
+                    # the last commit and de-duplicates what this one wrote.
+                    log.warning("offset commit skipped after a rebalance: %s", exc)
+            self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        status = self.status
+        status.accepted += outcome.accepted
+        status.duplicates += outcome.duplicates
+        status.dead_letters += len(outcome.dead_letters)
+        status.reroutes += len(outcome.reroutes)
+        status.commits += 1
+        self.metrics.count(outcome)
+        for reason in {d.reason for d in outcome.dead_letters}:
+            log.info("dead letter: %s", reason)
+
+    # --- rebalancing ----------------------------------------------------------
+
+    async def on_revoked(self) -> None:
+        if self._producer is not None:
+            try:
+                await self.commit()
+            except KafkaError:
+                log.exception("flush on revoke failed; the next owner reprocesses from the last commit")
+                self.users.discard_pending()
+                self.items.discard_pending()
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in assigned if tp.topic in self.topics.events}
+        self._positions = {tp: pos for tp, pos in self._positions.items() if tp in assigned}
+        held = self.users.partitions
+        self.users.drop(held - numbers)
+        self.items.drop(held - numbers)
+        new = numbers - held
+        self.metrics.partitions.set(len(numbers))
+        await self.users.restore(self.bootstrap, new)
+        await self.items.restore(self.bootstrap, new)
+        self.status.ready = True
+
+    # --- queries --------------------------------------------------------------
+
+    def partition_count(self) -> int:
+        assert self._consumer is not None
+        return len(self._consumer.partitions_for_topic(self.topics.clicks) or ()) or self.settings.partitions
+
+    def lag(self) -> int:
+        """Records in the assigned input partitions not yet processed."""
+        if self._consumer is None:
+            return 0
+        total = 0
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and tp in self._positions:
+                total += max(0, highwater - self._positions[tp])
+        return total
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: StreamWorker):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.worker.on_assigned(assigned)
