@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         None, description="URL other workers use to reach this one; default http://worker_host:worker_port."
     )
     commit_interval_s: float = Field(
-        0.5, gt=0, description="Longest time between state flushes and offset commits (more coalescing vs. staleness)."
+        1.0, gt=0, description="Time between changelog flushes and offset commits: longer coalesces more writes, shorter replays less after a crash."
     )
     max_batch_events: int = Field(50_000, ge=1, description="Most Kafka records taken into one processing batch.")
 

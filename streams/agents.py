@@ -16,7 +16,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.catalog import CatalogView
 from streams.codec import decode_values, encode
-from streams.features import FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_event
+from streams.features import PURCHASE, FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
 from streams.schema import InvalidRecord, Limits, validate_event, validate_item
 from streams.tables import ChangelogTable
 
@@ -68,7 +68,8 @@ class Reroute:
 class Outcome:
     """What one batch of records produced besides table changes."""
 
-    accepted: int = 0
+    events: int = 0  # events folded into the tables
+    items: int = 0  # valid catalog items
     duplicates: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reroutes: list[Reroute] = field(default_factory=list)
@@ -97,18 +98,24 @@ class Agents:
         self.max_batch_elements = max_batch_elements
 
     def on_events(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
-        """Clicks and purchases: user features and item statistics."""
-        users, items, config, limits = self.users, self.items, self.config, self.limits
+        """Clicks and purchases: user features and item statistics.
+
+        The hot path of the product: table rows are reached directly and item
+        counts are tallied per (item, bucket) and applied once per batch.
+        """
+        config, limits = self.config, self.limits
+        users, dirty_users = self.users.for_update(partition)
         category_of = self.catalog.category_of
+        bucket_s = config.popularity_bucket_s
+        tally: dict[tuple[str, int], list] = {}
+        accepted = duplicates = 0
         for record in records:
             try:
-                values = decode_values(
-                    record.value, max_bytes=self.max_value_bytes, max_elements=self.max_batch_elements
-                )
+                values = self._values(record.value)
             except InvalidRecord as exc:
                 outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
                 continue
-            key = record.key.decode(errors="replace") if record.key is not None else None
+            key = record.key
             for element, value in enumerate(values):
                 try:
                     event = validate_event(value, limits)
@@ -116,16 +123,37 @@ class Agents:
                     index = element if len(values) > 1 else None
                     outcome.dead_letters.append(_dead(record, topic, partition, str(exc), index))
                     continue
-                if event.user_id != key:
-                    outcome.reroutes.append(Reroute(topic, event.user_id.encode(), encode(event.to_wire())))
+                user_id = event.user_id
+                if key is None or key.decode(errors="replace") != user_id:
+                    outcome.reroutes.append(Reroute(topic, user_id.encode(), encode(event.to_wire())))
                     continue
-                user = users.get_for_update(partition, event.user_id, lambda: UserFeatures(event.user_id))
-                if apply_event(user, event, category_of(event.item_id), config):
-                    stats = items.get_for_update(partition, event.item_id, lambda: ItemStats(event.item_id))
-                    apply_item_event(stats, event, config)
-                    outcome.accepted += 1
-                else:
-                    outcome.duplicates += 1
+                user = users.get(user_id)
+                if user is None:
+                    user = users[user_id] = UserFeatures(user_id)
+                if not apply_event(user, event, category_of(event.item_id), config):
+                    duplicates += 1
+                    continue
+                dirty_users.add(user_id)
+                accepted += 1
+                slot = (event.item_id, int(event.ts // bucket_s) * bucket_s)
+                counts = tally.get(slot)
+                if counts is None:
+                    counts = tally[slot] = [0, 0, 0.0]
+                counts[event.type == PURCHASE] += 1
+                if event.ts > counts[2]:
+                    counts[2] = event.ts
+        outcome.events += accepted
+        outcome.duplicates += duplicates
+        items, dirty_items = self.items.for_update(partition)
+        for (item_id, start), (clicks, purchases, last_ts) in tally.items():
+            stats = items.get(item_id)
+            if stats is None:
+                stats = items[item_id] = ItemStats(item_id)
+            apply_item_counts(stats, start, clicks, purchases, last_ts, config)
+            dirty_items.add(item_id)
+
+    def _values(self, raw: bytes | None) -> list:
+        return decode_values(raw, max_bytes=self.max_value_bytes, max_elements=self.max_batch_elements)
 
     def on_catalog(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
         """Catalog items: validated here (bad ones dead-lettered); every worker's
@@ -134,16 +162,14 @@ class Agents:
             if record.value is None:  # a tombstone deletes an item
                 continue
             try:
-                values = decode_values(
-                    record.value, max_bytes=self.max_value_bytes, max_elements=self.max_batch_elements
-                )
+                values = self._values(record.value)
             except InvalidRecord as exc:
                 outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
                 continue
             for element, value in enumerate(values):
                 try:
                     validate_item(value, self.limits)
-                    outcome.accepted += 1
+                    outcome.items += 1
                 except InvalidRecord as exc:
                     index = element if len(values) > 1 else None
                     outcome.dead_letters.append(_dead(record, topic, partition, str(exc), index))

@@ -13,6 +13,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.codec import decode
+from streams.kafka import read_to_end, reader
 from streams.schema import InvalidRecord, Item, Limits, validate_item
 
 log = logging.getLogger(__name__)
@@ -34,29 +35,25 @@ class CatalogView:
     async def start(self, bootstrap: str) -> None:
         """Read the catalog up to its current end before any event is processed,
         so that a replay's catalog (sent first) is known to the first click."""
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        self._consumer = reader(bootstrap)
         await self._consumer.start()
         partitions = self._consumer.partitions_for_topic(self.topic) or {0}
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
-        end = await self._consumer.end_offsets(tps)
-        while any([await self._consumer.position(tp) < end[tp] for tp in tps]):
-            await self.poll(timeout_ms=500)
+        await read_to_end(self._consumer, tps, lambda tp, records: self._apply_all(records))
         log.info("catalog: %d items loaded", len(self.items))
 
     async def poll(self, timeout_ms: int = 0) -> int:
         """Apply whatever catalog records have arrived; returns how many."""
         assert self._consumer is not None, "start() first"
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=50_000)
-        applied = 0
-        for records in batches.values():
-            for record in records:
-                self.apply(record.key, record.value)
-                applied += 1
-        return applied
+        return sum(self._apply_all(records) for records in batches.values())
+
+    def _apply_all(self, records: list) -> int:
+        for record in records:
+            self.apply(record.key, record.value)
+        return len(records)
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:

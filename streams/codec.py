@@ -29,7 +29,7 @@ def decode(raw: bytes) -> Any:
         if raw[0] in _JSON_FIRST_BYTES:
             return json.loads(raw)
         return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
         kind = "JSON" if raw[0] in _JSON_FIRST_BYTES else "msgpack"
         raise UndecodableValue(f"not valid {kind}: {exc}") from None
 
@@ -42,6 +42,11 @@ def decode_values(raw: bytes | None, *, max_bytes: int, max_elements: int) -> li
     """
     if raw is None:
         raise UndecodableValue("null value (tombstone) on an event topic")
+    if raw and 0x80 <= raw[0] <= 0x8F and len(raw) <= max_bytes:  # the common case: a small msgpack map
+        try:
+            return [msgpack.unpackb(raw, raw=False, strict_map_key=False)]
+        except (ValueError, TypeError, RecursionError, msgpack.UnpackException):
+            pass  # the full path below says what is wrong
     if len(raw) > max_bytes:
         raise UndecodableValue(f"value is {len(raw)} bytes, the limit is {max_bytes}")
     value = decode(raw)

@@ -8,6 +8,8 @@ tables persist what they return. Every list is bounded by a setting.
 from __future__ import annotations
 
 import bisect
+from array import array
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 from streams.schema import Event
 
 CLICK, PURCHASE = "click", "purchase"
+DIGEST_BYTES = 8
+RESCALE_HALF_LIVES = 64  # scaled affinities stay below 2^64
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,11 @@ class FeatureConfig:
 class UserFeatures:
     """What the streams side knows of one user.
 
-    `recent_*` are parallel lists in event-time order, newest last; category
-    affinity is stored as of `affinity_ts`, so decaying it is one multiply.
+    `recent_*` are parallel sequences in event-time order, newest last. Category
+    affinities are stored scaled to the reference time `affinity_ts` (an event
+    at t adds weight * 2^((t - affinity_ts) / half_life)), so an event costs one
+    addition, not a decay of every category. `seen` holds 8-byte digests of the
+    last `dedup_window` event ids.
     """
 
     user_id: str
@@ -50,20 +57,20 @@ class UserFeatures:
     last_ts: float = 0.0
     recent_items: list[str] = field(default_factory=list)
     recent_ts: list[float] = field(default_factory=list)
-    recent_types: list[str] = field(default_factory=list)
+    recent_types: str = ""  # one letter per recent item: "c" click, "p" purchase
     purchased: list[str] = field(default_factory=list)
     affinity: dict[str, float] = field(default_factory=dict)
     affinity_ts: float = 0.0
-    seen_event_ids: list[str] = field(default_factory=list)
+    seen: bytes = b""
 
     def to_wire(self) -> dict[str, Any]:
         """The stored (changelog) form: compact, msgpack-friendly."""
         return {
             "u": self.user_id, "c": self.clicks, "p": self.purchases,
             "f": self.first_ts, "l": self.last_ts,
-            "ri": self.recent_items, "rt": self.recent_ts, "ry": self.recent_types,
+            "ri": self.recent_items, "rt": array("d", self.recent_ts).tobytes(), "ry": self.recent_types,
             "pi": self.purchased, "a": self.affinity, "at": self.affinity_ts,
-            "s": self.seen_event_ids,
+            "s": self.seen,
         }  # fmt: skip
 
     @classmethod
@@ -71,14 +78,14 @@ class UserFeatures:
         return cls(
             user_id=wire["u"], clicks=wire["c"], purchases=wire["p"],
             first_ts=wire["f"], last_ts=wire["l"],
-            recent_items=wire["ri"], recent_ts=wire["rt"], recent_types=wire["ry"],
+            recent_items=wire["ri"], recent_ts=array("d", wire["rt"]).tolist(), recent_types=wire["ry"],
             purchased=wire["pi"], affinity=wire["a"], affinity_ts=wire["at"],
-            seen_event_ids=wire["s"],
+            seen=wire["s"],
         )  # fmt: skip
 
     def category_affinity(self, now: float, half_life_s: float) -> dict[str, float]:
         """Affinities decayed to `now`, strongest first."""
-        factor = decay(now - self.affinity_ts, half_life_s)
+        factor = math.exp2((self.affinity_ts - now) / half_life_s)
         ranked = sorted(self.affinity.items(), key=lambda kv: -kv[1])
         return {category: weight * factor for category, weight in ranked}
 
@@ -91,7 +98,7 @@ class UserFeatures:
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
             "recent": [
-                {"item_id": item, "ts": ts, "type": kind}
+                {"item_id": item, "ts": ts, "type": PURCHASE if kind == "p" else CLICK}
                 for item, ts, kind in zip(self.recent_items, self.recent_ts, self.recent_types, strict=True)
             ][::-1],
             "purchased": self.purchased[::-1],
@@ -110,9 +117,10 @@ def apply_event(user: UserFeatures, event: Event, category: str | None, config: 
     of the same user: a redelivered event (a producer retry, a replay after a
     worker crash) lands in the same user's state and changes nothing.
     """
-    if event.event_id in user.seen_event_ids:
+    digest = event_digest(event.event_id)
+    if _seen(user.seen, digest):
         return False
-    _push_bounded(user.seen_event_ids, event.event_id, config.dedup_window)
+    user.seen = (user.seen + digest)[-DIGEST_BYTES * config.dedup_window :]
 
     is_purchase = event.type == PURCHASE
     if is_purchase:
@@ -145,21 +153,35 @@ def _insert_recent(user: UserFeatures, event: Event, limit: int) -> None:
         at = bisect.bisect_right(user.recent_ts, event.ts)
     user.recent_items.insert(at, event.item_id)
     user.recent_ts.insert(at, event.ts)
-    user.recent_types.insert(at, event.type)
+    user.recent_types = f"{user.recent_types[:at]}{event.type[0]}{user.recent_types[at:]}"
     excess = len(user.recent_ts) - limit
     if excess > 0:
-        del user.recent_items[:excess], user.recent_ts[:excess], user.recent_types[:excess]
+        del user.recent_items[:excess], user.recent_ts[:excess]
+        user.recent_types = user.recent_types[excess:]
+
+
+def event_digest(event_id: str) -> bytes:
+    """8 bytes that stand for an event id in the de-duplication window
+    (a false duplicate needs a 64-bit collision within one user's window)."""
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_BYTES).digest()
+
+
+def _seen(window: bytes, digest: bytes) -> bool:
+    at = window.find(digest)
+    while at != -1 and at % DIGEST_BYTES:  # a match straddling two digests is not one
+        at = window.find(digest, at + 1)
+    return at != -1
 
 
 def _add_affinity(user: UserFeatures, category: str, weight: float, ts: float, config: FeatureConfig) -> None:
-    if ts > user.affinity_ts:
-        factor = decay(ts - user.affinity_ts, config.affinity_half_life_s)
-        if factor < 1.0:
-            for name in user.affinity:
-                user.affinity[name] *= factor
+    half_life = config.affinity_half_life_s
+    if not user.affinity:
         user.affinity_ts = ts
-    else:  # a late event counts as much as it would have, decayed to affinity_ts
-        weight *= decay(user.affinity_ts - ts, config.affinity_half_life_s)
+    elif ts - user.affinity_ts > RESCALE_HALF_LIVES * half_life:  # keep the scaled values finite
+        factor = decay(ts - user.affinity_ts, half_life)
+        user.affinity = {name: value * factor for name, value in user.affinity.items()}
+        user.affinity_ts = ts
+    weight *= math.exp2((ts - user.affinity_ts) / half_life)
     user.affinity[category] = user.affinity.get(category, 0.0) + weight
     if len(user.affinity) > config.categories_max:
         weakest = min(user.affinity, key=user.affinity.__getitem__)
@@ -208,16 +230,21 @@ class ItemStats:
         return clicks, purchases
 
 
-def apply_item_event(stats: ItemStats, event: Event, config: FeatureConfig) -> None:
-    """Count one (already de-duplicated) event for its item."""
-    is_purchase = event.type == PURCHASE
-    if is_purchase:
-        stats.purchases += 1
-    else:
-        stats.clicks += 1
-    stats.last_ts = max(stats.last_ts, event.ts)
+def bucket_start(ts: float, config: FeatureConfig) -> int:
+    return int(ts // config.popularity_bucket_s) * config.popularity_bucket_s
 
-    start = int(event.ts // config.popularity_bucket_s) * config.popularity_bucket_s
+
+def apply_item_counts(
+    stats: ItemStats, start: int, clicks: int, purchases: int, last_ts: float, config: FeatureConfig
+) -> None:
+    """Count (already de-duplicated) events of one item in the bucket starting at `start`.
+
+    The agents tally a batch's events per (item, bucket) first, so an item
+    clicked a thousand times in a batch is updated once.
+    """
+    stats.clicks += clicks
+    stats.purchases += purchases
+    stats.last_ts = max(stats.last_ts, last_ts)
     starts = stats.bucket_starts
     at = bisect.bisect_left(starts, start)
     if at == len(starts) or starts[at] != start:
@@ -226,10 +253,8 @@ def apply_item_event(stats: ItemStats, event: Event, config: FeatureConfig) -> N
         starts.insert(at, start)
         stats.bucket_clicks.insert(at, 0)
         stats.bucket_purchases.insert(at, 0)
-    if is_purchase:
-        stats.bucket_purchases[at] += 1
-    else:
-        stats.bucket_clicks[at] += 1
+    stats.bucket_clicks[at] += clicks
+    stats.bucket_purchases[at] += purchases
     excess = len(starts) - config.popularity_buckets
     if excess > 0:
         del starts[:excess], stats.bucket_clicks[:excess], stats.bucket_purchases[:excess]

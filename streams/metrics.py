@@ -11,7 +11,7 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter(
-            "streamrec_worker_events", "Events by outcome.", ["outcome"], registry=self.registry
+            "streamrec_worker_events", "Records by outcome: event, item (catalog), duplicate, deadletter, rerouted.", ["outcome"], registry=self.registry
         )
         self.batch_seconds = Histogram(
             "streamrec_worker_batch_seconds",
@@ -27,7 +27,8 @@ class WorkerMetrics:
         )
 
     def count(self, outcome: Outcome) -> None:
-        self.events.labels("accepted").inc(outcome.accepted)
+        self.events.labels("event").inc(outcome.events)
+        self.events.labels("item").inc(outcome.items)
         self.events.labels("duplicate").inc(outcome.duplicates)
         self.events.labels("deadletter").inc(len(outcome.dead_letters))
         self.events.labels("rerouted").inc(len(outcome.reroutes))

@@ -3,8 +3,9 @@
 Records are validated before they leave (a mistake raises here, in the shop's
 code, rather than landing in the dead-letter topic), keyed by user (events) or
 item (catalog), partitioned the way Kafka's Java client does, packed into
-per-partition record batches, and sent by an idempotent producer with
-acks=all. `close()` (or leaving `async with`) flushes and waits for every ack.
+per-partition record batches, and sent with acks=all by an idempotent
+producer where the broker allows one. `close()` (or leaving `async with`)
+flushes and waits for every ack.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from streamrec.settings import Settings
 from streams.agents import partition_for
 from streams.codec import encode
+from streams.kafka import start_producer
 from streams.schema import Event, Item, Limits, validate_event, validate_item
 from streams.topics import Topics, ensure_topics
 
@@ -31,23 +33,17 @@ class ShopProducer:
         self.bootstrap = bootstrap
         self.topics = Topics.from_settings(self.settings)
         self.limits = Limits.from_settings(self.settings)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=linger_ms,
-            max_batch_size=512 * 1024,
-        )
+        self._producer: AIOKafkaProducer | None = None
+        self._linger_ms = linger_ms
         self._batches: dict[tuple[str, int], Any] = {}
         self._in_flight: set[asyncio.Future] = set()
         self._partitions: dict[str, int] = {}
-        self._linger_s = linger_ms / 1000
         self._linger_task: asyncio.Task | None = None
         self.sent = 0
 
     async def start(self) -> ShopProducer:
         await ensure_topics(self.settings, self.bootstrap)
-        await self._producer.start()
+        self._producer = await start_producer(self.bootstrap, linger_ms=self._linger_ms, max_batch_size=512 * 1024)
         for topic in (*self.topics.events, self.topics.catalog):
             self._partitions[topic] = len(await self._producer.partitions_for(topic))
         self._linger_task = asyncio.create_task(self._linger())
@@ -92,7 +88,8 @@ class ShopProducer:
                 self._linger_task.cancel()
             await self.flush()
         finally:
-            await self._producer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
 
     # --- internals ----------------------------------------------------------
 
@@ -109,15 +106,17 @@ class ShopProducer:
             batch = self._batches[(topic, partition)] = self._producer.create_batch()
         key_bytes = key.encode()
         if batch.append(key=key_bytes, value=value, timestamp=None) is None:
-            await self._send(topic, partition, batch)
-            batch = self._batches[(topic, partition)] = self._producer.create_batch()
+            # Replace the full batch before awaiting, so the linger task cannot send it twice.
+            full, batch = batch, self._producer.create_batch()
+            self._batches[(topic, partition)] = batch
             batch.append(key=key_bytes, value=value, timestamp=None)
+            await self._send(topic, partition, full)
         self.sent += 1
 
     async def _linger(self) -> None:
         """Open batches leave at the latest `linger_ms` after they were opened."""
         while True:
-            await asyncio.sleep(self._linger_s)
+            await asyncio.sleep(self._linger_ms / 1000)
             await self._send_open_batches()
 
     async def _send_open_batches(self) -> None:

@@ -1,10 +1,10 @@
 """Partitioned key-value tables backed by compacted changelog topics.
 
-The same idea as a Faust table, built for batches: values are kept encoded,
-touched values are decoded once per batch, and a flush writes each changed key
-once, as one record batch per partition, awaiting the broker's acks before the
-worker commits its input offsets. A worker that restarts or takes over a
-partition rebuilds the partition from its changelog.
+The same idea as a Faust table, built for batches: values live in memory as
+Python objects (as in Faust's default memory store), a key changed many times
+in a batch is written once, and a flush sends one record batch per partition
+and awaits the broker's acks before the worker commits its input offsets. A
+worker that restarts or takes over a partition rebuilds it from the changelog.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.codec import decode, encode
+from streams.kafka import read_to_end, reader
 
 log = logging.getLogger(__name__)
 
@@ -31,48 +32,61 @@ class ChangelogTable(Generic[V]):
         self.changelog = changelog
         self._from_wire = from_wire
         self._to_wire = to_wire
-        self._stored: dict[int, dict[str, bytes]] = {}
-        self._dirty: dict[int, dict[str, V]] = {}
+        self._rows: dict[int, dict[str, V]] = {}
+        self._dirty: dict[int, set[str]] = {}
+        self.writes = 0  # changelog records written, for the benchmark and metrics
 
     @property
     def partitions(self) -> set[int]:
-        return set(self._stored)
+        return set(self._rows)
 
     def __len__(self) -> int:
-        return sum(len(rows) for rows in self._stored.values())
+        return sum(len(rows) for rows in self._rows.values())
 
     def get(self, partition: int, key: str) -> V | None:
-        """The live value: changed-but-unflushed values included."""
+        return self._rows.get(partition, {}).get(key)
+
+    def for_update(self, partition: int) -> tuple[dict[str, V], set[str]]:
+        """A partition's rows and its set of changed keys, for a batch loop to
+        mutate directly: a key added to the set is written at the next flush."""
+        rows = self._rows.get(partition)
+        if rows is None:
+            rows = self._rows[partition] = {}
         dirty = self._dirty.get(partition)
-        if dirty is not None and key in dirty:
-            return dirty[key]
-        raw = self._stored.get(partition, {}).get(key)
-        return None if raw is None else self._from_wire(decode(raw))
+        if dirty is None:
+            dirty = self._dirty[partition] = set()
+        return rows, dirty
 
     def get_for_update(self, partition: int, key: str, default: Callable[[], V]) -> V:
         """The value to mutate in place; it is written at the next flush."""
-        dirty = self._dirty.setdefault(partition, {})
-        value = dirty.get(key)
+        rows, dirty = self.for_update(partition)
+        value = rows.get(key)
         if value is None:
-            raw = self._stored.get(partition, {}).get(key)
-            value = default() if raw is None else self._from_wire(decode(raw))
-            dirty[key] = value
+            value = rows[key] = default()
+        dirty.add(key)
         return value
 
     @property
     def pending(self) -> int:
-        return sum(len(rows) for rows in self._dirty.values())
+        return sum(len(keys) for keys in self._dirty.values())
 
     async def flush(self, producer: AIOKafkaProducer) -> int:
-        """Write every changed key to the changelog and wait for the acks."""
+        """Write every changed key to the changelog and wait for the acks.
+
+        The changed set is taken first: rows changed while this awaits the
+        broker are marked for the next flush, never forgotten.
+        """
         sends = []
         written = 0
-        for partition, rows in self._dirty.items():
-            stored = self._stored.setdefault(partition, {})
+        to_wire = self._to_wire
+        dirty, self._dirty = self._dirty, {}
+        for partition, keys in dirty.items():
+            if partition not in self._rows:  # dropped in a rebalance meanwhile
+                continue
+            rows = self._rows[partition]
             batch = producer.create_batch()
-            for key, value in rows.items():
-                raw = encode(self._to_wire(value))
-                stored[key] = raw
+            for key in keys:
+                raw = encode(to_wire(rows[key]))
                 key_bytes = key.encode()
                 if batch.append(key=key_bytes, value=raw, timestamp=None) is None:
                     sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
@@ -81,18 +95,19 @@ class ChangelogTable(Generic[V]):
                 written += 1
             if batch.record_count():
                 sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
-        self._dirty.clear()
+        self.writes += written
         if sends:
             await asyncio.gather(*sends)
         return written
 
     def discard_pending(self) -> None:
-        """Forget unflushed changes (their input will be redelivered)."""
-        self._dirty.clear()
+        """Forget the partitions holding unflushed changes: their input will be
+        redelivered, so they must be restored from the changelog, not kept half-done."""
+        self.drop(list(self._dirty))
 
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
-            self._stored.pop(partition, None)
+            self._rows.pop(partition, None)
             self._dirty.pop(partition, None)
 
     async def restore(self, bootstrap: str, partitions: Iterable[int]) -> int:
@@ -101,19 +116,18 @@ class ChangelogTable(Generic[V]):
         if not partitions:
             return 0
         restored = await read_changelog(bootstrap, self.changelog, partitions)
+        from_wire = self._from_wire
         for partition in partitions:
-            self._stored[partition] = restored.get(partition, {})
+            self._rows[partition] = {key: from_wire(decode(raw)) for key, raw in restored.get(partition, {}).items()}
             self._dirty.pop(partition, None)
         rows = sum(len(restored.get(p, {})) for p in partitions)
         log.info("table %s: restored %d rows of partitions %s", self.name, rows, partitions)
         return rows
 
     def items(self) -> Iterable[tuple[int, str, V]]:
-        for partition, rows in self._stored.items():
-            for key in rows:
-                value = self.get(partition, key)
-                if value is not None:
-                    yield partition, key, value
+        for partition, rows in self._rows.items():
+            for key, value in rows.items():
+                yield partition, key, value
 
 
 async def read_changelog(
@@ -123,13 +137,7 @@ async def read_changelog(
 
     A null value (tombstone) deletes its key, as compaction would.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    consumer = reader(bootstrap)
     await consumer.start()
     try:
         if partitions is None:
@@ -137,24 +145,20 @@ async def read_changelog(
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
         rows: dict[int, dict[str, bytes]] = {tp.partition: {} for tp in tps}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=100_000)
-            for tp, records in batches.items():
-                table = rows[tp.partition]
-                for record in records:
-                    key = record.key.decode() if record.key is not None else None
-                    if key is None:
-                        continue
-                    if record.value is None:
-                        table.pop(key, None)
-                    else:
-                        table[key] = record.value
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
+
+        def fold(tp: TopicPartition, records: list) -> None:
+            table = rows[tp.partition]
+            for record in records:
+                if record.key is None:
+                    continue
+                key = record.key.decode()
+                if record.value is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = record.value
+
+        await read_to_end(consumer, tps, fold)
         return rows
     finally:
         await consumer.stop()

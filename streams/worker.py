@@ -13,7 +13,7 @@ The cycle, and why nothing is lost or counted twice:
    in-memory tables;
 2. at least every `commit_interval_s`: write each changed key once to its
    changelog, write dead letters and re-routed events, wait for every ack
-   (idempotent producer, acks=all), and only then commit the input offsets.
+   (acks=all, idempotent where the broker allows), and only then commit the input offsets.
 
 A crash between 2's writes and its commit makes the group redeliver the
 batch; its event ids are already in the restored user state, so the
@@ -35,6 +35,7 @@ from streams.agents import Agents, Outcome
 from streams.assignor import CopartitionedAssignor
 from streams.catalog import CatalogView
 from streams.features import FeatureConfig, ItemStats, UserFeatures
+from streams.kafka import start_producer
 from streams.metrics import WorkerMetrics
 from streams.schema import Limits
 from streams.tables import ChangelogTable
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 class WorkerStatus:
     """Counters for the dashboard, the benchmark and /metrics."""
 
-    accepted: int = 0
+    events: int = 0
+    items: int = 0
     duplicates: int = 0
     dead_letters: int = 0
     reroutes: int = 0
@@ -87,6 +89,8 @@ class StreamWorker:
         self._offsets: dict[TopicPartition, int] = {}  # to commit at the next flush
         self._positions: dict[TopicPartition, int] = {}  # next offset to process
         self._outcome = Outcome()
+        self._ready: set[int] = set()  # event partitions whose state is restored
+        self._fatal: BaseException | None = None  # raised by run(): a failed restore
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
 
@@ -94,14 +98,7 @@ class StreamWorker:
 
     async def start(self) -> None:
         await ensure_topics(self.settings, self.bootstrap)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-        )
-        await self._producer.start()
+        self._producer = await start_producer(self.bootstrap, linger_ms=5, max_batch_size=1024 * 1024)
         await self.catalog.start(self.bootstrap)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -124,20 +121,34 @@ class StreamWorker:
         )
 
     async def run(self) -> None:
-        """Process until `stop()`; the caller has awaited `start()`."""
+        """Process until `stop()`; the caller has awaited `start()`.
+
+        Commits run in the background: while one awaits the broker's acks the
+        loop goes on folding the next records (their offsets go in the next one).
+        """
         assert self._consumer is not None
+        committing: asyncio.Task | None = None
         last_commit = time.monotonic()
         interval = self.settings.commit_interval_s
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(
-                timeout_ms=int(min(interval, 0.1) * 1000), max_records=self.settings.max_batch_events
-            )
-            await self.catalog.poll()
-            if batches:
-                self._process(batches)
-            if time.monotonic() - last_commit >= interval:
-                await self.commit()
-                last_commit = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if self._fatal is not None:
+                    raise self._fatal
+                batches = await self._consumer.getmany(
+                    timeout_ms=int(min(interval, 0.1) * 1000), max_records=self.settings.max_batch_events
+                )
+                await self.catalog.poll()
+                if batches:
+                    self._process(batches)
+                if committing is not None and committing.done():
+                    committing, done = None, committing
+                    done.result()  # a failed commit stops the worker; the group redelivers
+                if committing is None and time.monotonic() - last_commit >= interval:
+                    committing = asyncio.create_task(self.commit())
+                    last_commit = time.monotonic()
+        finally:
+            if committing is not None:
+                await committing
 
     def stop(self) -> None:
         self._stopping.set()
@@ -164,8 +175,11 @@ class StreamWorker:
                 continue
             if tp.topic == self.topics.catalog:
                 self.agents.on_catalog(tp.topic, tp.partition, records, outcome)
-            else:
+            elif tp.partition in self._ready:
                 self.agents.on_events(tp.topic, tp.partition, records, outcome)
+            else:  # fetched before its state was restored: fetch it again later
+                self._consumer.seek(tp, records[0].offset)
+                continue
             self._offsets[tp] = self._positions[tp] = records[-1].offset + 1
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -173,8 +187,9 @@ class StreamWorker:
         """Write table changes, dead letters and re-routes; then commit offsets."""
         assert self._producer is not None and self._consumer is not None
         async with self._commit_lock:
-            outcome, self._outcome = self._outcome, Outcome()
+            # Offsets first: every table write below holds at least these events.
             offsets, self._offsets = self._offsets, {}
+            outcome, self._outcome = self._outcome, Outcome()
             sends = [
                 await self._producer.send(
                     self.topics.deadletter, dead.value, key=dead.key, headers=dead.headers()
@@ -199,7 +214,8 @@ class StreamWorker:
 
     def _count(self, outcome: Outcome) -> None:
         status = self.status
-        status.accepted += outcome.accepted
+        status.events += outcome.events
+        status.items += outcome.items
         status.duplicates += outcome.duplicates
         status.dead_letters += len(outcome.dead_letters)
         status.reroutes += len(outcome.reroutes)
@@ -211,6 +227,7 @@ class StreamWorker:
     # --- rebalancing ----------------------------------------------------------
 
     async def on_revoked(self) -> None:
+        self._ready.clear()
         if self._producer is not None:
             try:
                 await self.commit()
@@ -220,6 +237,9 @@ class StreamWorker:
                 self.items.discard_pending()
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Restore the state of new partitions before any of their events is
+        processed (aiokafka may fetch before this callback: `_process` skips
+        and re-seeks records of partitions not yet in `_ready`)."""
         numbers = {tp.partition for tp in assigned if tp.topic in self.topics.events}
         self._positions = {tp: pos for tp, pos in self._positions.items() if tp in assigned}
         held = self.users.partitions
@@ -227,8 +247,16 @@ class StreamWorker:
         self.items.drop(held - numbers)
         new = numbers - held
         self.metrics.partitions.set(len(numbers))
-        await self.users.restore(self.bootstrap, new)
-        await self.items.restore(self.bootstrap, new)
+        restoring = [tp for tp in assigned if tp.partition in new and tp.topic in self.topics.events]
+        self._consumer.pause(*restoring)
+        try:
+            await self.users.restore(self.bootstrap, new)
+            await self.items.restore(self.bootstrap, new)
+        except Exception as exc:  # aiokafka would only log it; the worker must stop
+            self._fatal = exc
+            raise
+        self._ready = numbers
+        self._consumer.resume(*restoring)
         self.status.ready = True
 
     # --- queries --------------------------------------------------------------

@@ -1,0 +1,230 @@
+"""The `streamrec` command: one sub-command per process of the system."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from streamrec.broker import EmbeddedBroker, kafka_bootstrap
+from streamrec.settings import Settings
+
+app = typer.Typer(help="streamrec: streaming recommendations for online shops.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: each prints figures; with --json its last line is one JSON object.")
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True)
+log = logging.getLogger("streamrec")
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def run_until_signal(make: Any) -> Any:
+    """Run `make(stop)` (a coroutine factory) with Ctrl-C/SIGTERM setting `stop`,
+    so each command shuts down in order instead of being torn down mid-write."""
+
+    async def runner() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await make(stop)
+
+    return asyncio.run(runner())
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )
+
+
+# --- broker and worker -----------------------------------------------------------
+
+
+@app.command()
+def broker(
+    port: Annotated[int | None, typer.Option(help="Port (default: STREAMREC_BROKER_PORT, 9092).")] = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker (tansu, memory storage) until Ctrl-C."""
+    settings = Settings()
+    embedded = EmbeddedBroker(settings.broker_host, port or settings.broker_port)
+    embedded.start()
+    console.print(f"broker listening on [bold]{embedded.bootstrap}[/] (memory storage); Ctrl-C stops it")
+    stopped = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+        embedded.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    with contextlib.suppress(AssertionError):
+        code = embedded.wait()
+        if not stopped:
+            raise typer.Exit(code or 1)
+
+
+@app.command()
+def worker(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: STREAMREC_WORKER_PORT, 6066).")] = None,
+) -> None:
+    """Run a stream worker: features, item statistics, dead letters, GET /users/{id}."""
+    from streams.runner import run_worker
+
+    settings = Settings()
+    if port is not None:
+        settings = settings.model_copy(update={"worker_port": port})
+    with kafka_bootstrap(settings) as bootstrap:
+        run_until_signal(lambda stop: run_worker(settings, bootstrap, stop))
+
+
+# --- traffic --------------------------------------------------------------------
+
+
+@app.command()
+def simulate(
+    events: Annotated[int | None, typer.Option(help="Events to send; unset: run until Ctrl-C.")] = 100_000,
+    rate: Annotated[float | None, typer.Option(help="Events per second (wall-clock timestamps); unset: as fast as possible (simulated clock).")] = None,
+    users: Annotated[int, typer.Option(help="Simulated users.")] = 2000,
+    items: Annotated[int, typer.Option(help="Items at the start (more appear over time).")] = 2000,
+    categories: Annotated[int, typer.Option(help="Categories (1-200).")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same events.")] = 7,
+    new_item_every: Annotated[int, typer.Option(help="Events between new items (0: none).")] = 500,
+    ground_truth: Annotated[Path | None, typer.Option(help="Write the planted structure (JSON) here.")] = None,
+) -> None:
+    """Send synthetic shop traffic with a planted structure and a ground truth."""
+    from streams.producer import ShopProducer
+    from streams.simulate import Shop, ShopConfig, send_traffic
+
+    settings = Settings()
+    shop = Shop(ShopConfig(users=users, items=items, categories=categories, seed=seed, new_item_every=new_item_every))
+
+    async def go(stop: asyncio.Event) -> int:
+        async with ShopProducer(bootstrap, settings) as producer:
+            with _progress() as progress:
+                task = progress.add_task("simulating", total=events)
+                sending = asyncio.create_task(
+                    send_traffic(shop, producer, max_events=events, rate=rate,
+                                 on_progress=lambda n: progress.update(task, completed=n))  # fmt: skip
+                )
+                await asyncio.wait({sending, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    return await sending
+                return producer.sent
+
+    with kafka_bootstrap(settings) as bootstrap:
+        sent = run_until_signal(go)
+    console.print(f"sent {sent} records ({len(shop.items)} items in the catalog)")
+    if ground_truth is not None:
+        ground_truth.parent.mkdir(parents=True, exist_ok=True)
+        ground_truth.write_text(json.dumps(shop.ground_truth()))
+        console.print(f"ground truth written to {ground_truth}")
+
+
+@app.command()
+def replay(
+    events_csv: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Interaction log (CSV).")],
+    items: Annotated[Path | None, typer.Option("--items", exists=True, dir_okay=False, help="Item file (CSV): id, title, category or genres.")] = None,
+    user_col: Annotated[str, typer.Option(help="User id column.")] = "user_id",
+    item_col: Annotated[str, typer.Option(help="Item id column.")] = "item_id",
+    time_col: Annotated[str, typer.Option(help="Time column: Unix seconds/milliseconds or ISO 8601.")] = "timestamp",
+    type_col: Annotated[str | None, typer.Option(help="Event type column (purchase/buy/transaction... else click).")] = None,
+    rating_col: Annotated[str | None, typer.Option(help="Rating column; with --purchase-threshold.")] = None,
+    purchase_threshold: Annotated[float | None, typer.Option(help="Ratings at or above this are purchases, the rest clicks.")] = None,
+    items_id_col: Annotated[str, typer.Option(help="Item file: id column.")] = "item_id",
+    items_title_col: Annotated[str, typer.Option(help="Item file: title column.")] = "title",
+    items_category_col: Annotated[str, typer.Option(help="Item file: category (or genre list) column.")] = "category",
+    category_sep: Annotated[str, typer.Option(help="Separator of a genre list; the first genre is the category.")] = "|",
+) -> None:
+    """Replay an interaction log as events, in time order (the catalog first)."""
+    from streams.producer import ShopProducer
+    from streams.replay import EventColumns, ItemColumns, ReplayError, read_events, read_items, send_replay
+    from streams.schema import Limits
+
+    settings = Settings()
+    limits = Limits.from_settings(settings)
+    try:
+        catalog = read_items(items, ItemColumns(items_id_col, items_title_col, items_category_col, category_sep), limits) if items else []
+        columns = EventColumns(user_col, item_col, time_col, type_col, rating_col, purchase_threshold)
+        log.info("reading %s", events_csv)
+        events = read_events(events_csv, columns, limits)
+    except ReplayError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    async def go() -> None:
+        async with ShopProducer(bootstrap, settings) as producer:
+            with _progress() as progress:
+                task = progress.add_task("replaying", total=len(events))
+                await send_replay(producer, events, catalog, lambda n: progress.update(task, completed=n))
+
+    with kafka_bootstrap(settings) as bootstrap:
+        asyncio.run(go())
+    purchases = sum(e.type == "purchase" for e in events)
+    console.print(f"replayed {len(catalog)} items, {len(events)} events ({purchases} purchases)")
+
+
+# --- settings and benchmarks --------------------------------------------------------
+
+
+@app.command("settings")
+def show_settings(markdown: Annotated[bool, typer.Option(help="As the README's Markdown table.")] = False) -> None:
+    """Every setting: environment variable, current value, meaning."""
+    current = Settings()
+    rows = [
+        (f"STREAMREC_{name.upper()}", str(getattr(current, name)), field.description or "")
+        for name, field in Settings.model_fields.items()
+    ]
+    if markdown:
+        print("| variable | default | meaning |\n|---|---|---|")
+        for row in rows:
+            print("| `{}` | `{}` | {} |".format(*row))
+        return
+    table = Table("variable", "value", "meaning")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    events: Annotated[int, typer.Option(help="Events to push through.")] = 500_000,
+    users: Annotated[int, typer.Option(help="Distinct users.")] = 100_000,
+    items: Annotated[int, typer.Option(help="Distinct items.")] = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """Events/s through one worker (durable state) beside raw aiokafka consume-and-decode."""
+    from streams.bench import bench_ingest as run_bench
+
+    settings = Settings()
+    console.print(f"producing {events} events over {users} users and {items} items ...")
+    with kafka_bootstrap(settings) as bootstrap:
+        result = asyncio.run(run_bench(settings, bootstrap, events, users, items))
+    table = Table("measure", "events/s")
+    table.add_row("produce (ShopProducer, acks=all)", f"{result.produce_events_per_s:,.0f}")
+    table.add_row("raw aiokafka consume + msgpack decode", f"{result.raw_events_per_s:,.0f}")
+    table.add_row("worker: validate, dedup, features, changelog, commit", f"{result.events_per_s:,.0f}")
+    table.add_row("ratio worker / raw", f"{result.ratio:.2f} (target >= 0.125)")
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result.to_json()))

@@ -1,0 +1,64 @@
+"""Kafka clients set up the way streamrec needs them, shared by every module."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+
+async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    """An idempotent producer with acks=all, or, on a broker that refuses
+    producer ids (tansu's memory storage does), acks=all without idempotence.
+
+    The fallback is safe for streamrec's data: a retried event is absorbed by
+    its event_id, a retried changelog record rewrites the same key's value.
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **options)
+    try:
+        await producer.start()
+        return producer
+    except KafkaError as exc:
+        await producer.stop()
+        log.warning(
+            "broker %s refused an idempotent producer (%s); using acks=all without idempotence "
+            "(retries may repeat records; event ids absorb them)", bootstrap, type(exc).__name__
+        )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    await producer.start()
+    return producer
+
+
+def reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A group-less consumer for reading topics from the beginning."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], on_records: Callable[[TopicPartition, list], None]) -> None:
+    """Feed every record of `tps` from the consumer's positions to the end.
+
+    "The end" is the high watermark each fetch response carries, not the
+    ListOffsets answer: some Kafka-compatible brokers (tansu 0.6) answer the
+    last batch's base offset there, which would silently drop a batch.
+    """
+    remaining = set(tps)
+    while remaining:
+        batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=100_000)
+        for tp, records in batches.items():
+            on_records(tp, records)
+        for tp in list(remaining):
+            highwater = consumer.highwater(tp)
+            if highwater is not None and await consumer.position(tp) >= highwater:
+                remaining.discard(tp)
