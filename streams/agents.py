@@ -22,6 +22,8 @@ from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_MAX_BYTES = 64 * 1024  # an oversized value is kept in part: enough to see what it was
+
 
 @functools.lru_cache(maxsize=1 << 18)
 def partition_for(key: str, partitions: int) -> int:
@@ -42,6 +44,10 @@ class DeadLetter:
     offset: int
     element: int | None = None
 
+    def payload(self) -> bytes | None:
+        """The original value, cut to DEAD_LETTER_MAX_BYTES (a header says when)."""
+        return None if self.value is None else self.value[:DEAD_LETTER_MAX_BYTES]
+
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
             ("reason", self.reason.encode()),
@@ -51,6 +57,8 @@ class DeadLetter:
         ]
         if self.element is not None:
             headers.append(("element", str(self.element).encode()))
+        if self.value is not None and len(self.value) > DEAD_LETTER_MAX_BYTES:
+            headers.append(("truncated_from", str(len(self.value)).encode()))
         return headers
 
 

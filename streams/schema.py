@@ -8,13 +8,13 @@ dead-letter topic.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 EVENT_TYPES = ("click", "purchase")
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_CHARS = 256
+MAX_TS = 1e11  # Unix seconds (the year 5138): beyond it a time is surely in ms or garbage
 
 
 class InvalidRecord(ValueError):
@@ -110,16 +110,15 @@ def _string(value: Any, name: str, max_chars: int, *, required: bool = True) -> 
     return value
 
 
-def _number(value: Any, name: str, *, required: bool = True, minimum: float = 0.0) -> float | None:
+def _number(value: Any, name: str, *, required: bool = True, maximum: float = 1e15) -> float | None:
     if value is None and not required:
         return None
     _require(value, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRecord(f"field '{name}' must be a number, got {type(value).__name__} {value!r:.60}")
-    number = float(value)
-    if not math.isfinite(number) or number < minimum:
-        raise InvalidRecord(f"field '{name}' must be a finite number >= {minimum:g}, got {value!r}")
-    return number
+    if not 0 <= value < maximum:  # also false for NaN; checked before float() can overflow
+        raise InvalidRecord(f"field '{name}' must be a finite number >= 0 and < {maximum:g}, got {value!r:.60}")
+    return float(value)
 
 
 def _mapping(value: Any, what: str) -> dict:
@@ -142,7 +141,7 @@ def validate_event(value: Any, limits: Limits) -> Event:
             type(event_id) is str and type(user_id) is str and type(item_id) is str
             and 0 < len(event_id) <= ids and 0 < len(user_id) <= ids and 0 < len(item_id) <= ids
             and (kind == "click" or kind == "purchase")
-            and (type(ts) is float or type(ts) is int) and 0.0 <= ts < math.inf
+            and (type(ts) is float or type(ts) is int) and 0.0 <= ts < MAX_TS
         ):  # fmt: skip
             return Event(event_id, kind, user_id, item_id, float(ts))
     return _validate_event_fully(value, limits)
@@ -163,7 +162,7 @@ def _validate_event_fully(value: Any, limits: Limits) -> Event:
         type=kind,
         user_id=_string(get("user_id"), "user_id", ids),
         item_id=_string(get("item_id"), "item_id", ids),
-        ts=_number(get("ts"), "ts"),
+        ts=_number(get("ts"), "ts", maximum=MAX_TS),
         session_id=_string(get("session_id"), "session_id", ids, required=False),
         price=_number(get("price"), "price", required=False),
         quantity=quantity,
@@ -190,6 +189,6 @@ def validate_item(value: Any, limits: Limits) -> Item:
         category=_string(get("category"), "category", limits.max_id_chars),
         price=_number(get("price"), "price", required=False),
         in_stock=in_stock,
-        ts=_number(get("ts"), "ts", required=False),
+        ts=_number(get("ts"), "ts", required=False, maximum=MAX_TS),
         attributes=dict(attributes),
     )

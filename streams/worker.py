@@ -192,7 +192,7 @@ class StreamWorker:
             outcome, self._outcome = self._outcome, Outcome()
             sends = [
                 await self._producer.send(
-                    self.topics.deadletter, dead.value, key=dead.key, headers=dead.headers()
+                    self.topics.deadletter, dead.payload(), key=dead.key, headers=dead.headers()
                 )
                 for dead in outcome.dead_letters
             ]

@@ -1,0 +1,184 @@
+"""The stream worker on a real broker: exact features, dead letters, rebalancing, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streamrec.broker import port_open
+from streamrec.settings import Settings
+from streams.codec import encode
+from streams.features import merge_item_stats
+from streams.producer import ShopProducer
+from streams.runner import run_worker
+from streams.topics import Topics
+from tests.conftest import free_port
+from tests.integration.helpers import RunningWorker, read_topic, until
+
+pytestmark = pytest.mark.broker
+
+GOOD = {"type": "click", "user_id": "u1", "item_id": "i1", "ts": 100.0}
+MALFORMED = [  # (key, value, the reason's telling part)
+    (b"u1", b"\xc1\xc1", "not valid msgpack"),
+    (b"u1", b"{oops", "not valid JSON"),
+    (b"u1", None, "tombstone"),
+    (b"u1", encode("just a string"), "must be a map"),
+    (b"u1", encode({**GOOD, "event_id": "m1", "type": "view"}), "'type' must be one of"),
+    (b"u1", encode({**GOOD, "event_id": "m2", "ts": "noon"}), "'ts' must be a number"),
+    (b"u1", encode({**GOOD, "event_id": "m3", "user_id": "u" * 300}), "300 characters long"),
+    (b"u1", encode({**GOOD, "user_id": "u1"}), "missing required field 'event_id'"),
+    (b"u1", encode([GOOD] * 1001), "1001 elements, the limit is 1000"),
+    (b"u1", b"{" + b" " * 1_048_600 + b"}", "the limit is 1048576"),
+]
+
+
+async def send_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def shop_traffic(bootstrap: str, settings: Settings) -> None:
+    """Two producers, a catalog, duplicates, a JSON event, a mixed batch, a mis-keyed event."""
+    topics = Topics.from_settings(settings)
+    async with ShopProducer(bootstrap, settings) as first, ShopProducer(bootstrap, settings) as second:
+        await first.upsert_item("i1", "Red mug", "kitchen")
+        await first.upsert_item("i2", "Garden hose", "garden")
+        await first.flush()
+        for n in range(10):
+            await first.click("u1", "i1", event_id=f"c{n}", ts=1000.0 + n)
+            await second.click("u1", "i1", event_id=f"c{n}", ts=1000.0 + n)  # the same ten events again
+        await second.purchase("u1", "i1", event_id="p1", ts=1100.0, price=5.0)
+        await first.click("u2", "i2", event_id="c100", ts=1200.0)
+    json_event = json.dumps({**GOOD, "event_id": "j1", "user_id": "u2", "item_id": "i2", "ts": 1201.0}).encode()
+    batch = encode([{**GOOD, "event_id": "b1", "user_id": "u3", "ts": 1300.0}, {"type": "click"}])
+    await send_raw(bootstrap, topics.clicks, [
+        (b"u2", json_event),
+        (b"u3", batch),
+        (b"not-u4", encode({**GOOD, "event_id": "r1", "user_id": "u4", "ts": 1400.0})),
+        *[(key, value) for key, value, _ in MALFORMED],
+    ])  # fmt: skip
+
+
+def test_features_dead_letters_and_http(kafka, settings):
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_worker(settings, kafka, stop))
+        await until(lambda: port_open("127.0.0.1", settings.worker_port) or running.done(), what="the worker's HTTP port")
+        if running.done():
+            running.result()  # the worker failed to start: show why
+        await shop_traffic(kafka, settings)
+        url = f"http://127.0.0.1:{settings.worker_port}"
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+            async def clicks_of(user: str) -> int | None:
+                if running.done():
+                    running.result()  # the worker stopped: show why
+                answer = await http.get(f"/users/{user}")
+                return answer.json()["clicks"] if answer.status_code == 200 else None
+
+            for user, clicks in (("u1", 10), ("u2", 2), ("u3", 1), ("u4", 1)):
+                for _ in range(600):
+                    if await clicks_of(user) == clicks:
+                        break
+                    await asyncio.sleep(0.1)
+            u1 = (await http.get("/users/u1")).json()
+            assert (u1["clicks"], u1["purchases"], u1["purchased"]) == (10, 1, ["i1"])
+            assert [r["ts"] for r in u1["recent"]][:2] == [1100.0, 1009.0]  # newest first
+            assert list(u1["category_affinity"]) == ["kitchen"]
+            assert (await http.get("/users/u2")).json()["clicks"] == 2  # one of them JSON
+            assert (await http.get("/users/u3")).json()["recent"][0]["item_id"] == "i1"
+            assert (await http.get("/users/u4")).json()["clicks"] == 1  # re-keyed by user
+            missing = await http.get("/users/nobody")
+            assert missing.status_code == 404 and "unknown user" in missing.json()["detail"]
+            assert (await http.get("/users/" + "x" * 300)).status_code == 422
+            metrics = (await http.get("/metrics")).text
+            assert 'streamrec_worker_events_total{outcome="duplicate"} 10.0' in metrics
+        stop.set()
+        worker = await running
+        assert worker.status.dead_letters == len(MALFORMED) + 1  # + the bad element of the batch
+
+        topics = Topics.from_settings(settings)
+        dead = await read_topic(kafka, topics.deadletter, settings.partitions)
+        reasons = [dict(r.headers)["reason"].decode() for r in dead if "element" not in dict(r.headers)]
+        for _, _, reason in MALFORMED:
+            assert sum(reason in r for r in reasons) == 1, (reason, reasons)
+        huge = [dict(r.headers) for r in dead if "truncated_from" in dict(r.headers)]
+        assert len(huge) == 1 and int(huge[0]["truncated_from"]) > 1_048_576
+        element = [dict(r.headers) for r in dead if "element" in dict(r.headers)]
+        assert element[0]["element"] == b"1" and b"missing required field 'event_id'" in element[0]["reason"]
+        for record in dead:
+            headers = dict(record.headers)
+            assert headers["source_topic"].decode() == topics.clicks
+            assert int(headers["source_offset"]) >= 0 and int(headers["source_partition"]) >= 0
+
+        stats = [s for _, key, s in worker.items.items() if key == "i1"]
+        merged = merge_item_stats(stats)
+        assert (merged.clicks, merged.purchases) == (12, 1)  # u1's ten, u3's and u4's one; u1's purchase
+
+    asyncio.run(scenario())
+
+
+async def produce_round(bootstrap: str, settings: Settings, round_no: int, users: int = 40) -> None:
+    async with ShopProducer(bootstrap, settings) as producer:
+        for user in range(users):
+            for n in range(3):
+                await producer.click(f"u{user}", f"i{n}", event_id=f"r{round_no}-u{user}-{n}", ts=1000.0 * round_no + n)
+
+
+def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
+    """Round 1 with one worker; a second joins for round 2; the first crashes
+    (no flush, no commit) after round 3; a fresh worker restores from the
+    changelog for round 4. Every user ends with exactly 12 clicks."""
+    users = 40
+    second_settings = settings.model_copy(update={"worker_port": free_port()})
+
+    def total(workers: list[RunningWorker]) -> int:
+        return sum(w.worker.status.events for w in workers)
+
+    async def scenario() -> None:
+        first = await RunningWorker(settings, kafka).start()
+        await produce_round(kafka, settings, 1, users)
+        await until(lambda: total([first]) == 3 * users, what="round 1")
+
+        second = await RunningWorker(second_settings, kafka).start()
+        await until(lambda: len(first.worker.users.partitions) == 2 and len(second.worker.users.partitions) == 2
+                    and first.worker.status.ready and second.worker._ready, what="rebalance to two workers")  # fmt: skip
+        await produce_round(kafka, settings, 2, users)
+        await until(lambda: all(v == 6 for v in clicks_held(first, second).values())
+                    and len(clicks_held(first, second)) == users, what="round 2")  # fmt: skip
+
+        # A crash: first's unflushed work is lost and its partitions are redelivered.
+        first.worker.settings = first.worker.settings.model_copy(update={"commit_interval_s": 3600})
+        await produce_round(kafka, settings, 3, users)
+        await asyncio.sleep(1.0)
+        await first.crash()
+        await until(lambda: len(second.worker._ready) == 4, what="takeover by the second worker")
+        await until(lambda: all(v == 9 for v in clicks_held(second).values())
+                    and len(clicks_held(second)) == users, what="round 3 after the crash")  # fmt: skip
+
+        await second.stop()
+        third = await RunningWorker(settings, kafka).start()
+        await until(lambda: len(third.worker._ready) == 4, what="restart restoring from the changelog")
+        await produce_round(kafka, settings, 4, users)
+        await until(lambda: all(v == 12 for v in clicks_held(third).values())
+                    and len(clicks_held(third)) == users, timeout_s=60, what="round 4")  # fmt: skip
+        assert third.worker.status.duplicates == 0
+        await third.stop()
+
+    asyncio.run(scenario())
+
+
+def clicks_held(*workers: RunningWorker) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for w in workers:
+        for _, user_id, user in w.worker.users.items():
+            found[user_id] = user.clicks
+    return found
