@@ -184,6 +184,19 @@ def replay(
     console.print(f"replayed {len(catalog)} items, {len(events)} events ({purchases} purchases)")
 
 
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 500.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (unattended runs).")] = None,
+) -> None:
+    """Everything on one machine: broker, worker and simulated shop traffic, with a dashboard."""
+    from streamrec.demo import run_demo
+
+    settings = Settings()
+    with kafka_bootstrap(settings) as bootstrap:
+        run_until_signal(lambda stop: run_demo(settings, bootstrap, stop, rate=rate, duration=duration))
+
+
 # --- settings and benchmarks --------------------------------------------------------
 
 

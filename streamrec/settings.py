@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -32,7 +33,7 @@ class Settings(BaseSettings):
     worker_host: str = Field("127.0.0.1", description="Worker HTTP address (GET /users/{user_id}).")
     worker_port: int = Field(6066, description="Worker HTTP port.")
     worker_advertised_url: str | None = Field(
-        None, description="URL other workers use to reach this one; default http://worker_host:worker_port."
+        None, description="URL other workers use to reach this one; default http://worker_host:worker_port (hostname when listening on 0.0.0.0)."
     )
     commit_interval_s: float = Field(
         1.0, gt=0, description="Time between changelog flushes and offset commits: longer coalesces more writes, shorter replays less after a crash."
@@ -66,4 +67,9 @@ class Settings(BaseSettings):
 
     @property
     def worker_url(self) -> str:
-        return self.worker_advertised_url or f"http://{self.worker_host}:{self.worker_port}"
+        """How other workers reach this one; a wildcard listen address is
+        replaced by the hostname (a container's name in docker compose)."""
+        if self.worker_advertised_url:
+            return self.worker_advertised_url
+        host = socket.gethostname() if self.worker_host in ("0.0.0.0", "::") else self.worker_host
+        return f"http://{host}:{self.worker_port}"

@@ -13,9 +13,14 @@ from streams.worker import StreamWorker
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, bootstrap: str, stop: asyncio.Event) -> StreamWorker:
-    """Run until `stop` is set, then flush, commit and leave the group cleanly."""
-    worker = StreamWorker(settings, bootstrap)
+async def run_worker(
+    settings: Settings, bootstrap: str, stop: asyncio.Event, worker: StreamWorker | None = None
+) -> StreamWorker:
+    """Run until `stop` is set, then flush, commit and leave the group cleanly.
+
+    Pass a `worker` to watch it while it runs (the demo's dashboard does).
+    """
+    worker = worker or StreamWorker(settings, bootstrap)
     await worker.start()
     web = asyncio.create_task(
         serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop)
