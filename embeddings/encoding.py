@@ -73,9 +73,15 @@ def encode_queries(queries: list[str], config: ModelConfig) -> np.ndarray:
     return token_matrix(queries, config.text_buckets, config.max_title_tokens)
 
 
-def encode_users(users: list[UserFeatures], now: float, config: ModelConfig, affinity_half_life_s: float) -> dict[str, np.ndarray]:
+def encode_users(
+    users: list[UserFeatures], now: float | list[float], config: ModelConfig, affinity_half_life_s: float
+) -> dict[str, np.ndarray]:
     """The user side: recent items newest first (ids through the item tower's id
-    table, type, age), the strongest category affinities, activity counts."""
+    table, type, age), the strongest category affinities, activity counts.
+
+    `now` is one time for all (serving) or one per user (training examples,
+    each seen at its own event time)."""
+    nows = now if isinstance(now, list) else [now] * len(users)
     n, r, h, c = len(users), config.max_recent, config.id_hashes, config.max_categories
     recent_ids = np.zeros((n, r, h), dtype=np.int64)
     recent_types = np.zeros((n, r), dtype=np.int64)
@@ -84,7 +90,7 @@ def encode_users(users: list[UserFeatures], now: float, config: ModelConfig, aff
     categories = np.zeros((n, c), dtype=np.int64)
     category_weights = np.zeros((n, c), dtype=np.float32)
     counts = np.zeros((n, 2), dtype=np.float32)
-    for row, user in enumerate(users):
+    for row, (user, now) in enumerate(zip(users, nows, strict=True)):
         newest_first = list(zip(user.recent_items, user.recent_ts, user.recent_types, strict=True))[::-1][:r]
         for slot, (item_id, ts, kind) in enumerate(newest_first):
             recent_ids[row, slot] = bucket_ids(item_id, config.id_buckets, h)

@@ -1,0 +1,132 @@
+"""The training loop: sampled softmax over in-batch and random negatives.
+
+In-batch negatives are the other positives of the batch, so popular items are
+over-sampled as negatives: their logits are corrected by the log of their
+sampling probability (log-Q), estimated from the training counts. Random
+negatives drawn uniformly from the catalog cover the long tail. Early stopping
+watches recall@K on the validation events.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from embeddings.encoding import ModelConfig, encode_items, encode_users
+from embeddings.model import TwoTower, to_tensors
+from streams.schema import Item
+from trainer.evaluate import Metrics, evaluate_model
+from trainer.examples import Split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    temperature: float = 0.05
+    random_negatives: int = 512
+    patience: int = 3
+    eval_k: int = 20
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    model: TwoTower
+    valid: Metrics
+    history: list[dict] = field(default_factory=list)
+    examples_per_s: float = 0.0
+
+
+def catalog_rows(items: list[Item], config: ModelConfig, device: torch.device) -> dict[str, torch.Tensor]:
+    return to_tensors(encode_items(items, config), device)
+
+
+def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {name: tensor[rows] for name, tensor in batch.items()}
+
+
+def train(
+    split: Split,
+    items: list[Item],
+    model_config: ModelConfig,
+    config: TrainConfig,
+    device: torch.device,
+    affinity_half_life_s: float,
+    on_progress: Callable[[dict], None] = lambda status: None,
+) -> TrainResult:
+    torch.manual_seed(config.seed)
+    generator = np.random.default_rng(config.seed)
+    index = {item.item_id: row for row, item in enumerate(items)}
+    keep = [n for n, item_id in enumerate(split.train.items) if item_id in index]
+    users = to_tensors(encode_users([split.train.states[n] for n in keep], [split.train.times[n] for n in keep], model_config, affinity_half_life_s), device)
+    targets = torch.as_tensor([index[split.train.items[n]] for n in keep], device=device)
+    weights = torch.as_tensor([split.train.weights[n] for n in keep], dtype=torch.float32, device=device)
+    catalog = catalog_rows(items, model_config, device)
+    counts = torch.ones(len(items), device=device)  # add-one: unseen items are possible too
+    for item_id, count in split.item_counts.items():
+        if item_id in index:
+            counts[index[item_id]] += count
+    log_q = torch.log(counts / counts.sum())
+
+    model = TwoTower(model_config).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    best, best_state, stale, history = None, None, 0, []
+    n, b = len(keep), config.batch_size
+    started, seen = time.perf_counter(), 0
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.as_tensor(generator.permutation(n), device=device)
+        total_loss = 0.0
+        for start in range(0, n, b):
+            rows = order[start : start + b]
+            positives = targets[rows]
+            negatives = torch.as_tensor(generator.integers(len(items), size=config.random_negatives), device=device)
+            with torch.autocast(device.type, enabled=use_amp):
+                u = model.user_vectors(_take(users, rows))
+                candidates = torch.cat([positives, negatives])
+                v = model.item_vectors(_take(catalog, candidates))
+                logits = (u @ v.T).float() / config.temperature
+                correction = torch.cat([log_q[positives] + math.log(len(rows)), torch.full_like(negatives, math.log(config.random_negatives / len(items)), dtype=torch.float32)])
+                logits = logits - correction
+                # A column holding the row's own positive is not a negative (except the diagonal).
+                same = candidates.unsqueeze(0) == positives.unsqueeze(1)
+                diagonal = torch.zeros_like(same)
+                diagonal[:, : len(rows)] = torch.eye(len(rows), dtype=torch.bool, device=device)
+                logits = logits.masked_fill(same & ~diagonal, -1e4)
+                target = torch.arange(len(rows), device=device)
+                loss = (F.cross_entropy(logits, target, reduction="none") * weights[rows]).sum() / weights[rows].sum()
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            loss_value = loss.item()
+            total_loss += loss_value * len(rows)
+            seen += len(rows)
+            on_progress({"epoch": epoch, "done": start + len(rows), "of": n, "loss": loss_value, "examples_per_s": seen / (time.perf_counter() - started)})
+        valid = evaluate_model(model, split.valid, items, model_config, device, affinity_half_life_s, ks=(config.eval_k,))
+        recall = valid.recall[config.eval_k]
+        history.append({"epoch": epoch, "loss": total_loss / max(n, 1), f"valid_recall@{config.eval_k}": recall})
+        log.info("epoch %d: loss %.4f, valid recall@%d %.4f", epoch, total_loss / max(n, 1), config.eval_k, recall)
+        if best is None or recall > best.recall[config.eval_k]:
+            best, best_state, stale = valid, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    return TrainResult(model.eval(), best, history, seen / (time.perf_counter() - started))
