@@ -93,17 +93,12 @@ class Agents:
         catalog: CatalogView,
         config: FeatureConfig,
         limits: Limits,
-        *,
-        max_value_bytes: int,
-        max_batch_elements: int,
     ):
         self.users = users
         self.items = items
         self.catalog = catalog
         self.config = config
         self.limits = limits
-        self.max_value_bytes = max_value_bytes
-        self.max_batch_elements = max_batch_elements
 
     def on_events(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
         """Clicks and purchases: user features and item statistics.
@@ -119,7 +114,7 @@ class Agents:
         accepted = duplicates = 0
         for record in records:
             try:
-                values = self._values(record.value)
+                values = decode_values(record.value, limits)
             except InvalidRecord as exc:
                 outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
                 continue
@@ -160,9 +155,6 @@ class Agents:
             apply_item_counts(stats, start, clicks, purchases, last_ts, config)
             dirty_items.add(item_id)
 
-    def _values(self, raw: bytes | None) -> list:
-        return decode_values(raw, max_bytes=self.max_value_bytes, max_elements=self.max_batch_elements)
-
     def on_catalog(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
         """Catalog items: validated here (bad ones dead-lettered); every worker's
         CatalogView reads the topic itself as the catalog table."""
@@ -170,7 +162,7 @@ class Agents:
             if record.value is None:  # a tombstone deletes an item
                 continue
             try:
-                values = self._values(record.value)
+                values = decode_values(record.value, self.limits)
             except InvalidRecord as exc:
                 outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
                 continue

@@ -12,7 +12,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.codec import decode
+from streams.codec import decode_values
 from streams.kafka import read_to_end, reader
 from streams.schema import InvalidRecord, Item, Limits, validate_item
 
@@ -60,13 +60,14 @@ class CatalogView:
             if key is not None:
                 self.items.pop(key.decode(errors="replace"), None)
             return
-        # Invalid records are skipped here: the worker owning the partition dead-letters them.
+        # Invalid records are skipped here: the worker owning the partition
+        # dead-letters them (the same decoding and bounds decide both).
         try:
-            raw = decode(value)
+            values = decode_values(value, self.limits)
         except InvalidRecord as exc:
             log.debug("catalog: skipping undecodable record: %s", exc)
             return
-        for element in raw if isinstance(raw, list) else [raw]:
+        for element in values:
             try:
                 item = validate_item(element, self.limits)
             except InvalidRecord as exc:

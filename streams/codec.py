@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from streams.schema import InvalidRecord
+from streams.schema import InvalidRecord, Limits
 
 _JSON_FIRST_BYTES = frozenset(b"{[ \t\r\n")
 
@@ -34,7 +34,7 @@ def decode(raw: bytes) -> Any:
         raise UndecodableValue(f"not valid {kind}: {exc}") from None
 
 
-def decode_values(raw: bytes | None, *, max_bytes: int, max_elements: int) -> list[Any]:
+def decode_values(raw: bytes | None, limits: Limits) -> list[Any]:
     """The records in one Kafka value: a single map or an array of maps (a batch).
 
     Elements are returned undecided; each is validated on its own so that one bad
@@ -42,17 +42,17 @@ def decode_values(raw: bytes | None, *, max_bytes: int, max_elements: int) -> li
     """
     if raw is None:
         raise UndecodableValue("null value (tombstone) on an event topic")
-    if raw and 0x80 <= raw[0] <= 0x8F and len(raw) <= max_bytes:  # the common case: a small msgpack map
+    if raw and 0x80 <= raw[0] <= 0x8F and len(raw) <= limits.max_value_bytes:  # the common case: a small msgpack map
         try:
             return [msgpack.unpackb(raw, raw=False, strict_map_key=False)]
         except (ValueError, TypeError, RecursionError, msgpack.UnpackException):
             pass  # the full path below says what is wrong
-    if len(raw) > max_bytes:
-        raise UndecodableValue(f"value is {len(raw)} bytes, the limit is {max_bytes}")
+    if len(raw) > limits.max_value_bytes:
+        raise UndecodableValue(f"value is {len(raw)} bytes, the limit is {limits.max_value_bytes}")
     value = decode(raw)
     if isinstance(value, list):
-        if len(value) > max_elements:
-            raise UndecodableValue(f"batch holds {len(value)} elements, the limit is {max_elements}")
+        if len(value) > limits.max_batch_elements:
+            raise UndecodableValue(f"batch holds {len(value)} elements, the limit is {limits.max_batch_elements}")
         if not value:
             raise UndecodableValue("empty batch")
         return value

@@ -27,10 +27,12 @@ class Limits:
 
     max_id_chars: int = 256
     max_text_chars: int = 1000
+    max_value_bytes: int = 1_048_576
+    max_batch_elements: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
-        return cls(max_id_chars=settings.max_id_chars, max_text_chars=settings.max_text_chars)
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
 
 
 @dataclass(slots=True)

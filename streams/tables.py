@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streams.codec import decode, encode
 from streams.kafka import read_to_end, reader
@@ -56,19 +56,6 @@ class ChangelogTable(Generic[V]):
         if dirty is None:
             dirty = self._dirty[partition] = set()
         return rows, dirty
-
-    def get_for_update(self, partition: int, key: str, default: Callable[[], V]) -> V:
-        """The value to mutate in place; it is written at the next flush."""
-        rows, dirty = self.for_update(partition)
-        value = rows.get(key)
-        if value is None:
-            value = rows[key] = default()
-        dirty.add(key)
-        return value
-
-    @property
-    def pending(self) -> int:
-        return sum(len(keys) for keys in self._dirty.values())
 
     async def flush(self, producer: AIOKafkaProducer) -> int:
         """Write every changed key to the changelog and wait for the acks.
@@ -130,9 +117,7 @@ class ChangelogTable(Generic[V]):
                 yield partition, key, value
 
 
-async def read_changelog(
-    bootstrap: str, topic: str, partitions: Iterable[int] | None = None
-) -> dict[int, dict[str, bytes]]:
+async def read_changelog(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:
     """The latest value of every key of a compacted topic, up to its current end.
 
     A null value (tombstone) deletes its key, as compaction would.
@@ -140,8 +125,6 @@ async def read_changelog(
     consumer = reader(bootstrap)
     await consumer.start()
     try:
-        if partitions is None:
-            partitions = sorted(consumer.partitions_for_topic(topic) or await _partitions_of(consumer, topic))
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -163,10 +146,3 @@ async def read_changelog(
     finally:
         await consumer.stop()
 
-
-async def _partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh in aiokafka
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise RuntimeError(f"topic {topic!r} does not exist")
-    return partitions

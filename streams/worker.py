@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -55,7 +55,6 @@ class WorkerStatus:
     reroutes: int = 0
     commits: int = 0
     ready: bool = False
-    started_at: float = field(default_factory=time.time)
 
 
 class StreamWorker:
@@ -72,15 +71,7 @@ class StreamWorker:
             "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
         )
         self.catalog = CatalogView(self.topics.catalog, limits)
-        self.agents = Agents(
-            self.users,
-            self.items,
-            self.catalog,
-            self.config,
-            limits,
-            max_value_bytes=settings.max_value_bytes,
-            max_batch_elements=settings.max_batch_elements,
-        )
+        self.agents = Agents(self.users, self.items, self.catalog, self.config, limits)
         self.assignor = CopartitionedAssignor(settings.worker_url)
         self.status = WorkerStatus()
         self.metrics = metrics or WorkerMetrics()

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from streams.codec import decode_values, encode
 from streams.schema import InvalidRecord, Limits, validate_event, validate_item
 
-LIMITS = Limits(max_id_chars=16, max_text_chars=40)
+LIMITS = Limits(max_id_chars=16, max_text_chars=40, max_value_bytes=1024, max_batch_elements=3)
 GOOD = {"event_id": "e1", "type": "click", "user_id": "u1", "item_id": "i1", "ts": 1.5}
 
 
 def values(raw: bytes) -> list:
-    return decode_values(raw, max_bytes=1024, max_elements=3)
+    return decode_values(raw, LIMITS)
 
 
 def test_msgpack_json_and_batches_decode_alike():
