@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 from streamrec.settings import Settings
 from streams.producer import ShopProducer
 from streams.kafka import reader
-from streams.schema import Event
+from streams.schema import Event, Item
 from streams.topics import Topics
 from streams.worker import StreamWorker
 
@@ -54,9 +54,7 @@ class IngestResult:
 async def produce(settings: Settings, bootstrap: str, events: int, users: int, items: int) -> float:
     """Send a catalog and `events` clicks/purchases; returns events/s produced."""
     async with ShopProducer(bootstrap, settings) as producer:
-        for i in range(items):
-            await producer.upsert_item(f"i{i}", f"item {i}", f"c{i % 20}", price=9.99)
-        await producer.flush()
+        await producer.send_catalog(Item(f"i{i}", f"item {i}", f"c{i % 20}", price=9.99) for i in range(items))
         started = time.perf_counter()
         base_ts = time.time() - events / 1000
         for n in range(events):

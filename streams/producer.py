@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -68,8 +69,18 @@ class ShopProducer:
     async def upsert_item(self, item_id: str, title: str, category: str, **fields: Any) -> Item:
         """Create or replace a catalog item; optional: price, in_stock, ts, attributes."""
         item = validate_item({"item_id": item_id, "title": title, "category": category, **fields}, self.limits)
+        return await self.send_item(item)
+
+    async def send_item(self, item: Item) -> Item:
         await self._append(self.topics.catalog, item.item_id, encode(item.to_wire()))
         return item
+
+    async def send_catalog(self, items: Iterable[Item]) -> None:
+        """Send items and wait for their acks: events sent afterwards find them
+        in the catalog (a worker reads it to its end before its first event)."""
+        for item in items:
+            await self.send_item(item)
+        await self.flush()
 
     async def send_event(self, event: Event) -> Event:
         topic = self.topics.purchases if event.type == "purchase" else self.topics.clicks

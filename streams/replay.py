@@ -133,9 +133,7 @@ async def send_replay(
     on_progress: Callable[[int], None] = lambda sent: None,
 ) -> None:
     """The catalog first (flushed, so it is on the broker before any event), then the events."""
-    for item in items:
-        await producer.upsert_item(**item.to_wire())
-    await producer.flush()
+    await producer.send_catalog(items)
     for sent, event in enumerate(events, start=1):
         await producer.send_event(event)
         if sent % 5000 == 0:

@@ -241,14 +241,12 @@ async def send_traffic(
     would; without one they go as fast as the producer takes them and keep the
     simulated clock, so that a run is reproducible to the timestamp.
     """
-    for item in shop.catalog():
-        await producer.upsert_item(**item.to_wire())
-    await producer.flush()
+    await producer.send_catalog(shop.catalog())
     sent = 0
     started = time.monotonic()
     for record in shop.stream(max_events):
         if isinstance(record, Item):
-            await producer.upsert_item(**record.to_wire())
+            await producer.send_item(record)
             continue
         if rate:
             ahead = sent / rate - (time.monotonic() - started)
