@@ -39,23 +39,49 @@ def _ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return (scores > target_scores[:, None]).sum(axis=1)
 
 
-def evaluate_model(model: TwoTower, examples: Examples, items: list[Item], config: ModelConfig, device: torch.device, affinity_half_life_s: float, ks: tuple[int, ...] = KS, batch: int = 1024) -> Metrics:
+@dataclass
+class EncodedExamples:
+    """Examples whose item is in the catalog, encoded once: user arrays,
+    catalog rows of the targets, weights."""
+
+    users: dict[str, np.ndarray]
+    targets: np.ndarray
+    weights: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def encode_examples(examples: Examples, items: list[Item], config: ModelConfig, affinity_half_life_s: float) -> EncodedExamples:
     index = {item.item_id: row for row, item in enumerate(items)}
     keep = [n for n, item_id in enumerate(examples.items) if item_id in index]
+    users = encode_users([examples.states[n] for n in keep], [examples.times[n] for n in keep], config, affinity_half_life_s)
     targets = np.array([index[examples.items[n]] for n in keep], dtype=np.int64)
+    weights = np.array([examples.weights[n] for n in keep], dtype=np.float32)
+    return EncodedExamples(users, targets, weights)
+
+
+def rank_metrics(model: TwoTower, examples: EncodedExamples, catalog: dict[str, torch.Tensor], device: torch.device, ks: tuple[int, ...] = KS, batch: int = 1024) -> Metrics:
+    """Metrics of already encoded examples against the encoded catalog (the
+    trainer encodes both once and calls this every epoch)."""
+    size = len(catalog["price"])
+    if not len(examples):
+        return metrics_from_ranks(np.zeros(0), np.zeros((0, max(ks)), dtype=np.int64), size, ks)
     model.eval()
+    ranks, tops = [], []
     with torch.no_grad():
-        vectors = model.item_vectors(to_tensors(encode_items(items, config), device))
-        ranks, tops = [], []
-        for start in range(0, len(keep), batch):
-            chunk = keep[start : start + batch]
-            users = encode_users([examples.states[n] for n in chunk], [examples.times[n] for n in chunk], config, affinity_half_life_s)
+        vectors = model.item_vectors(catalog)
+        for start in range(0, len(examples), batch):
+            users = {name: array[start : start + batch] for name, array in examples.users.items()}
             scores = (model.user_vectors(to_tensors(users, device)) @ vectors.T).cpu().numpy()
-            ranks.append(_ranks(scores, targets[start : start + len(chunk)]))
+            ranks.append(_ranks(scores, examples.targets[start : start + batch]))
             tops.append(np.argsort(-scores, axis=1)[:, : max(ks)])
-    if not keep:
-        return metrics_from_ranks(np.zeros(0), np.zeros((0, max(ks)), dtype=np.int64), len(items), ks)
-    return metrics_from_ranks(np.concatenate(ranks), np.concatenate(tops), len(items), ks)
+    return metrics_from_ranks(np.concatenate(ranks), np.concatenate(tops), size, ks)
+
+
+def evaluate_model(model: TwoTower, examples: Examples, items: list[Item], config: ModelConfig, device: torch.device, affinity_half_life_s: float, ks: tuple[int, ...] = KS) -> Metrics:
+    catalog = to_tensors(encode_items(items, config), device)
+    return rank_metrics(model, encode_examples(examples, items, config, affinity_half_life_s), catalog, device, ks)
 
 
 def evaluate_popularity(examples: Examples, items: list[Item], item_counts: dict[str, float], ks: tuple[int, ...] = KS) -> Metrics:

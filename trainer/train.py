@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from embeddings.encoding import ModelConfig, encode_items, encode_users
+from embeddings.encoding import ModelConfig, encode_items
 from embeddings.model import TwoTower, to_tensors
 from streams.schema import Item
-from trainer.evaluate import Metrics, evaluate_model
+from trainer.evaluate import Metrics, encode_examples, rank_metrics
 from trainer.examples import Split
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,6 @@ class TrainResult:
     examples_per_s: float = 0.0
 
 
-def catalog_rows(items: list[Item], config: ModelConfig, device: torch.device) -> dict[str, torch.Tensor]:
-    return to_tensors(encode_items(items, config), device)
-
-
 def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: tensor[rows] for name, tensor in batch.items()}
 
@@ -70,11 +66,12 @@ def train(
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
     index = {item.item_id: row for row, item in enumerate(items)}
-    keep = [n for n, item_id in enumerate(split.train.items) if item_id in index]
-    users = to_tensors(encode_users([split.train.states[n] for n in keep], [split.train.times[n] for n in keep], model_config, affinity_half_life_s), device)
-    targets = torch.as_tensor([index[split.train.items[n]] for n in keep], device=device)
-    weights = torch.as_tensor([split.train.weights[n] for n in keep], dtype=torch.float32, device=device)
-    catalog = catalog_rows(items, model_config, device)
+    encoded = encode_examples(split.train, items, model_config, affinity_half_life_s)
+    users = to_tensors(encoded.users, device)
+    targets = torch.as_tensor(encoded.targets, device=device)
+    weights = torch.as_tensor(encoded.weights, device=device)
+    valid_examples = encode_examples(split.valid, items, model_config, affinity_half_life_s)
+    catalog = to_tensors(encode_items(items, model_config), device)
     counts = torch.ones(len(items), device=device)  # add-one: unseen items are possible too
     for item_id, count in split.item_counts.items():
         if item_id in index:
@@ -86,7 +83,7 @@ def train(
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     best, best_state, stale, history = None, None, 0, []
-    n, b = len(keep), config.batch_size
+    n, b = len(encoded), config.batch_size
     started, seen = time.perf_counter(), 0
     for epoch in range(config.epochs):
         model.train()
@@ -118,7 +115,7 @@ def train(
             total_loss += loss_value * len(rows)
             seen += len(rows)
             on_progress({"epoch": epoch, "done": start + len(rows), "of": n, "loss": loss_value, "examples_per_s": seen / (time.perf_counter() - started)})
-        valid = evaluate_model(model, split.valid, items, model_config, device, affinity_half_life_s, ks=(config.eval_k,))
+        valid = rank_metrics(model, valid_examples, catalog, device, ks=(config.eval_k,))
         recall = valid.recall[config.eval_k]
         history.append({"epoch": epoch, "loss": total_loss / max(n, 1), f"valid_recall@{config.eval_k}": recall})
         log.info("epoch %d: loss %.4f, valid recall@%d %.4f", epoch, total_loss / max(n, 1), config.eval_k, recall)
