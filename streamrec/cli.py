@@ -102,7 +102,7 @@ def worker(
 
 @app.command()
 def simulate(
-    events: Annotated[int | None, typer.Option(help="Events to send; unset: run until Ctrl-C.")] = 100_000,
+    events: Annotated[int, typer.Option(min=0, help="Events to send; 0: run until Ctrl-C.")] = 100_000,
     rate: Annotated[float | None, typer.Option(help="Events per second (wall-clock timestamps); unset: as fast as possible (simulated clock).")] = None,
     users: Annotated[int, typer.Option(help="Simulated users.")] = 2000,
     items: Annotated[int, typer.Option(help="Items at the start (more appear over time).")] = 2000,
@@ -117,13 +117,14 @@ def simulate(
 
     settings = Settings()
     shop = Shop(ShopConfig(users=users, items=items, categories=categories, seed=seed, new_item_every=new_item_every))
+    limit = events or None
 
     async def go(stop: asyncio.Event) -> int:
         async with ShopProducer(bootstrap, settings) as producer:
             with _progress() as progress:
-                task = progress.add_task("simulating", total=events)
+                task = progress.add_task("simulating", total=limit)
                 sending = asyncio.create_task(
-                    send_traffic(shop, producer, max_events=events, rate=rate,
+                    send_traffic(shop, producer, max_events=limit, rate=rate,
                                  on_progress=lambda n: progress.update(task, completed=n))  # fmt: skip
                 )
                 await asyncio.wait({sending, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
