@@ -198,6 +198,129 @@ def demo(
         run_until_signal(lambda stop: run_demo(settings, bootstrap, stop, rate=rate, duration=duration))
 
 
+# --- the model --------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '2h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m or 2h") from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{text!r}: the interval must be positive")
+    return seconds
+
+
+def _training_progress() -> tuple[Progress, Any]:
+    progress = Progress(
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[speed]:,.0f} examples/s"),
+        TimeRemainingColumn(), console=console,
+    )  # fmt: skip
+    task = progress.add_task("training", total=None, epoch=0, loss=0.0, speed=0.0)
+
+    def update(status: dict) -> None:
+        progress.update(task, completed=status["done"], total=status["of"], epoch=status["epoch"] + 1,
+                        loss=status["loss"], speed=status["examples_per_s"])  # fmt: skip
+
+    return progress, update
+
+
+def _say_outcome(outcome: Any) -> None:
+    if outcome.version is None:
+        console.print(outcome.reason)
+        return
+    test = outcome.manifest["metrics"]["test"]
+    popularity = outcome.manifest["metrics"]["popularity"]
+    console.print(
+        f"version [bold]{outcome.version}[/]: test recall@20 {test['recall@20']:.4f} "
+        f"(popularity {popularity['recall@20']:.4f}), ndcg@20 {test['ndcg@20']:.4f}, coverage@20 {test['coverage@20']:.3f}"
+    )
+    console.print(("[green]current[/]: " if outcome.promoted else "[yellow]not made current[/]: ") + outcome.reason)
+
+
+@app.command()
+def train(
+    every: Annotated[str | None, typer.Option(help="Keep refreshing at this interval (90s, 10m, 2h) until Ctrl-C.")] = None,
+    min_new_events: Annotated[int, typer.Option(min=0, help="Skip a refresh until this many events arrived since the current version.")] = 0,
+    force: Annotated[bool, typer.Option(help="Make the new version current even if it is worse (overrides the gate).")] = False,
+    rollback: Annotated[bool, typer.Option(help="Make the previous version current again (and announce it); no training.")] = False,
+) -> None:
+    """Train the two-tower model on the event log and publish a version."""
+    from trainer.job import announce, model_store
+    from trainer.schedule import train_every, train_once
+    from trainer.store import StoreError
+
+    settings = Settings()
+    if rollback:
+        try:
+            version = model_store(settings).rollback()
+        except StoreError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        with kafka_bootstrap(settings) as bootstrap:
+            asyncio.run(announce(settings, bootstrap, model_store(settings), version))
+        console.print(f"current version is now [bold]{version}[/] (announced)")
+        return
+    interval = parse_duration(every) if every else None
+    with kafka_bootstrap(settings) as bootstrap:
+        if interval is None:
+            progress, update = _training_progress()
+            try:
+                with progress:
+                    outcome = asyncio.run(train_once(settings, bootstrap, force=force, min_new_events=min_new_events, on_progress=update))
+            except (RuntimeError, StoreError) as exc:
+                console.print(f"[red]training failed[/]; current version {model_store(settings).current()} kept: {exc}")
+                raise typer.Exit(1) from None
+            _say_outcome(outcome)
+            return
+        console.print(f"training every {every} (at least {min_new_events} new events); Ctrl-C stops")
+        run_until_signal(lambda stop: train_every(settings, bootstrap, stop, interval, min_new_events=min_new_events, on_outcome=_say_outcome))
+
+
+@app.command()
+def evaluate(
+    version: Annotated[str | None, typer.Option(help="Model version (default: the current one).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of recall@K by K (default: DATA_DIR/reports/evaluate-VERSION.png).")] = None,
+) -> None:
+    """Recall, NDCG and coverage of a version against popularity, on the newest held-out events."""
+    from streamrec.plots import recall_curve
+    from trainer.evaluate import KS, evaluate_model, evaluate_popularity
+    from trainer.job import catalog_of, evaluate_version, model_store, open_cache, refresh_cache
+    from trainer.store import StoreError
+
+    settings = Settings()
+    try:
+        loaded = model_store(settings).load(version)
+    except StoreError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    cache = open_cache(settings)
+    with kafka_bootstrap(settings) as bootstrap:
+        asyncio.run(refresh_cache(settings, bootstrap, cache))
+    items = catalog_of(cache)
+    result = evaluate_version(loaded, cache.events, items, settings)
+    table = Table("metric", f"model {loaded.version}", "popularity", "ratio")
+    for name in ("recall", "ndcg", "coverage"):
+        for k in KS:
+            ours, theirs = getattr(result.model, name)[k], getattr(result.popularity, name)[k]
+            table.add_row(f"{name}@{k}", f"{ours:.4f}", f"{theirs:.4f}", f"{ours / theirs:.2f}x" if theirs else "-")
+    Console().print(table)
+    console.print(f"{result.model.examples} held-out events (each user's last), {len(items)} items, {len(cache.events)} events")
+    curve_ks = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
+    device = next(loaded.model.parameters()).device
+    curves = {
+        f"two-tower {loaded.version}": evaluate_model(loaded.model, result.split.test, items, loaded.config, device, settings.affinity_half_life_s, curve_ks),
+        "popularity": evaluate_popularity(result.split.test, items, result.split.item_counts, curve_ks),
+    }
+    path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
+    recall_curve(path, curves, f"recall@K on {result.model.examples} held-out events")
+    console.print(f"plot written to {path}")
+
+
 # --- settings and benchmarks --------------------------------------------------------
 
 

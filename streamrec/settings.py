@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,28 @@ class Settings(BaseSettings):
     # --- item statistics ---------------------------------------------------
     popularity_bucket_s: int = Field(3600, ge=1, description="Width of an item popularity window bucket.")
     popularity_buckets: int = Field(24, ge=1, le=10_000, description="Popularity buckets kept per item (the window).")
+
+    # --- model (the two towers) ---------------------------------------------
+    model_dim: int = Field(64, ge=4, le=1024, description="Embedding dimension of users, items and queries.")
+    model_hidden: int = Field(128, ge=4, le=8192, description="Hidden width of each tower's MLP.")
+    model_id_buckets: int = Field(1 << 16, ge=16, le=1 << 24, description="Hash buckets for item ids (two rows per id).")
+    model_text_buckets: int = Field(1 << 16, ge=16, le=1 << 24, description="Hash buckets for title/query words and trigrams.")
+    model_max_recent: int = Field(30, ge=1, le=1000, description="Recent interactions the user tower reads.")
+    model_pooling: Literal["attention", "decay"] = Field("attention", description="How the user tower pools recent items: attention or recency-decayed mean.")
+
+    # --- trainer -----------------------------------------------------------
+    train_epochs: int = Field(20, ge=1, le=1000, description="Most passes over the training examples (early stopping ends sooner).")
+    train_batch_size: int = Field(512, ge=8, le=65536, description="Examples per step (also the in-batch negatives).")
+    train_lr: float = Field(3e-3, gt=0, description="AdamW learning rate.")
+    train_temperature: float = Field(0.05, gt=0, description="Softmax temperature of the sampled softmax.")
+    train_random_negatives: int = Field(512, ge=0, le=65536, description="Uniform catalog negatives per step, beside the in-batch ones.")
+    train_patience: int = Field(3, ge=1, description="Epochs without better validation recall before stopping.")
+    train_seed: int = Field(0, description="Seed of initialisation and sampling.")
+    train_max_events: int = Field(2_000_000, ge=100, description="Newest events the trainer keeps and learns from (its data window).")
+    train_gate_tolerance: float = Field(
+        0.0, ge=0, le=1, description="A new version becomes current if its test recall@20 >= the current's minus this."
+    )
+    models_keep: int = Field(5, ge=1, le=1000, description="Model versions kept on disk (the current one always).")
 
     # --- local files -------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Models, caches and reports.")

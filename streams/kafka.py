@@ -34,10 +34,12 @@ async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     return producer
 
 
-def reader(bootstrap: str) -> AIOKafkaConsumer:
-    """A group-less consumer for reading topics from the beginning."""
+def reader(bootstrap: str, group_id: str | None = None) -> AIOKafkaConsumer:
+    """A consumer for reading assigned partitions; with a `group_id` its
+    positions can be committed (the trainer's lag is then visible)."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,

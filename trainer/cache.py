@@ -1,0 +1,160 @@
+"""The trainer's copy of the event log: read from Kafka once, kept on disk.
+
+Each refresh reads only the records after the cached offsets (the trainer's
+own consumer group also gets them committed, so operators see its lag) and
+appends them as one segment file. A segment carries the offsets it reaches,
+and is made visible by an atomic rename: the events and the point to resume
+from are written together, so a crash can repeat a refresh but never skip or
+double one. When the cache passes `max_events`, the oldest events are dropped
+by rewriting it as one base segment (the trainer's data window).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+from aiokafka import TopicPartition
+
+from streams.codec import decode_values
+from streams.kafka import read_to_end, reader
+from streams.schema import Event, InvalidRecord, Item, Limits, validate_event, validate_item
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+SEGMENTS_BEFORE_COMPACTION = 32
+
+
+@dataclass
+class Refresh:
+    """What one read from Kafka added."""
+
+    events: int = 0
+    items: int = 0
+    skipped: int = 0  # invalid records (the worker dead-letters them)
+
+
+@dataclass
+class InteractionCache:
+    directory: Path
+    max_events: int
+    events: list[Event] = field(default_factory=list)
+    items: dict[str, Item] = field(default_factory=dict)
+    offsets: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> next offset
+    _segments: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, directory: Path, max_events: int) -> InteractionCache:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.tmp"):
+            stale.unlink()  # a refresh that crashed before its rename
+        cache = cls(directory, max_events)
+        for path in sorted(directory.glob("segment-*.msgpack")):
+            segment = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+            if segment.get("base"):
+                cache.events, cache.items, cache._segments = [], {}, []
+            cache._absorb(segment)
+            cache._segments.append(path)
+        return cache
+
+    def _absorb(self, segment: dict) -> None:
+        self.events.extend(Event(**wire) for wire in segment["events"])
+        self.items.update((wire["item_id"], Item(**wire)) for wire in segment["items"])
+        for topic, partitions in segment["offsets"].items():
+            self.offsets.setdefault(topic, {}).update({int(p): o for p, o in partitions.items()})
+
+    def _write(self, events: list[Event], items: list[Item], *, base: bool) -> Path:
+        number = int(self._segments[-1].stem.split("-")[1]) + 1 if self._segments else 1
+        path = self.directory / f"segment-{number:08d}.msgpack"
+        segment = {
+            "base": base,
+            "events": [e.to_wire() for e in events],
+            "items": [i.to_wire() for i in items],
+            "offsets": self.offsets,
+        }
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            handle.write(msgpack.packb(segment, use_bin_type=True))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        self._segments.append(path)
+        return path
+
+    def append(self, events: list[Event], items: list[Item], offsets: dict[str, dict[int, int]]) -> None:
+        for topic, partitions in offsets.items():
+            self.offsets.setdefault(topic, {}).update(partitions)
+        self.events.extend(events)
+        self.items.update((item.item_id, item) for item in items)
+        if len(self.events) > self.max_events or len(self._segments) >= SEGMENTS_BEFORE_COMPACTION:
+            self._compact()
+        else:
+            self._write(events, items, base=False)
+
+    def _compact(self) -> None:
+        """One base segment holding the newest `max_events` events; older files go."""
+        self.events.sort(key=lambda e: e.ts)
+        del self.events[: max(0, len(self.events) - self.max_events)]
+        old = list(self._segments)
+        self._write(self.events, list(self.items.values()), base=True)
+        for path in old:
+            path.unlink()
+        self._segments = self._segments[-1:]
+
+    async def refresh(self, bootstrap: str, topics: Topics, group_id: str, limits: Limits,
+                      on_progress: Callable[[int], None] = lambda n: None) -> Refresh:  # fmt: skip
+        """Read every event and catalog record past the cached offsets."""
+        consumer = reader(bootstrap, group_id=group_id)
+        await consumer.start()
+        refresh, events, items = Refresh(), [], []
+        try:
+            tps = [
+                TopicPartition(topic, p)
+                for topic in (*topics.events, topics.catalog)
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            if not tps:
+                return refresh
+            consumer.assign(tps)
+            for tp in tps:
+                cached = self.offsets.get(tp.topic, {}).get(tp.partition)
+                if cached is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, cached)
+
+            def take(tp: TopicPartition, records: list) -> None:
+                is_catalog = tp.topic == topics.catalog
+                for record in records:
+                    try:
+                        values = decode_values(record.value, limits)
+                    except InvalidRecord:
+                        refresh.skipped += 1
+                        continue
+                    for value in values:
+                        try:
+                            if is_catalog:
+                                items.append(validate_item(value, limits))
+                            else:
+                                events.append(validate_event(value, limits))
+                        except InvalidRecord:
+                            refresh.skipped += 1
+                on_progress(len(events))
+
+            await read_to_end(consumer, tps, take)
+            offsets: dict[str, dict[int, int]] = {}
+            for tp in tps:
+                offsets.setdefault(tp.topic, {})[tp.partition] = await consumer.position(tp)
+            refresh.events, refresh.items = len(events), len(items)
+            if events or items or offsets != self.offsets:
+                self.append(events, items, offsets)
+            await consumer.commit({tp: offsets[tp.topic][tp.partition] for tp in tps})
+        finally:
+            await consumer.stop()
+        log.info("trainer cache: +%d events, +%d items (%d skipped); %d events held", refresh.events, refresh.items, refresh.skipped, len(self.events))
+        return refresh

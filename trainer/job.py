@@ -1,0 +1,211 @@
+"""One trainer run: refresh the data, train, evaluate, publish behind the gate.
+
+The gate compares the new model and the current one on the *same* held-out
+events (the newest split), so "not worse" means the same thing for both. A
+run that fails anywhere leaves the current version untouched: a version is
+only made current after it is completely written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from embeddings.device import pick_device
+from embeddings.encoding import ModelConfig, encode_items
+from embeddings.model import to_tensors
+from streamrec.settings import Settings
+from streams.codec import encode
+from streams.features import FeatureConfig
+from streams.kafka import start_producer
+from streams.schema import Event, Item, Limits
+from streams.topics import Topics, ensure_topics
+from trainer.cache import InteractionCache
+from trainer.evaluate import Metrics, evaluate_model, evaluate_popularity
+from trainer.examples import Split, build_examples
+from trainer.store import ModelStore, ModelVersion
+from trainer.train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "two-tower"
+GATE_K = 20
+
+
+def model_config(settings: Settings) -> ModelConfig:
+    return ModelConfig(
+        dim=settings.model_dim,
+        hidden=settings.model_hidden,
+        id_buckets=settings.model_id_buckets,
+        text_buckets=settings.model_text_buckets,
+        max_recent=settings.model_max_recent,
+        pooling=settings.model_pooling,
+    )
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    return TrainConfig(
+        epochs=settings.train_epochs,
+        batch_size=settings.train_batch_size,
+        lr=settings.train_lr,
+        temperature=settings.train_temperature,
+        random_negatives=settings.train_random_negatives,
+        patience=settings.train_patience,
+        eval_k=GATE_K,
+        seed=settings.train_seed,
+    )
+
+
+def cache_dir(settings: Settings):
+    return settings.data_dir / "trainer" / "cache"
+
+
+def model_store(settings: Settings) -> ModelStore:
+    return ModelStore(settings.data_dir / "models")
+
+
+def open_cache(settings: Settings) -> InteractionCache:
+    return InteractionCache.open(cache_dir(settings), settings.train_max_events)
+
+
+async def refresh_cache(settings: Settings, bootstrap: str, cache: InteractionCache, on_progress: Callable[[int], None] = lambda n: None):
+    await ensure_topics(settings, bootstrap)
+    group = settings.topic(f"{settings.app_id}-trainer")
+    return await cache.refresh(bootstrap, Topics.from_settings(settings), group, Limits.from_settings(settings), on_progress)
+
+
+def catalog_of(cache: InteractionCache) -> list[Item]:
+    """The catalog items, plus a bare item for every id seen only in events
+    (a log replayed without an item file): the id alone still trains."""
+    items = dict(cache.items)
+    for event in cache.events:
+        if event.item_id not in items:
+            items[event.item_id] = Item(event.item_id, "", "")
+    return list(items.values())
+
+
+def metrics_json(metrics: Metrics) -> dict:
+    return {
+        "examples": metrics.examples,
+        **{f"recall@{k}": round(v, 5) for k, v in metrics.recall.items()},
+        **{f"ndcg@{k}": round(v, 5) for k, v in metrics.ndcg.items()},
+        **{f"coverage@{k}": round(v, 5) for k, v in metrics.coverage.items()},
+    }
+
+
+@dataclass
+class Evaluation:
+    """Model and popularity on the same held-out events."""
+
+    split: Split
+    items: list[Item]
+    model: Metrics
+    popularity: Metrics
+
+
+def evaluate_version(version: ModelVersion, events: list[Event], items: list[Item], settings: Settings, split: Split | None = None) -> Evaluation:
+    split = split or build_examples(events, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings), purchase_weight=settings.purchase_weight)
+    device = next(version.model.parameters()).device
+    model = evaluate_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s)
+    return Evaluation(split, items, model, evaluate_popularity(split.test, items, split.item_counts))
+
+
+@dataclass
+class RunOutcome:
+    version: str | None = None
+    promoted: bool = False
+    reason: str = ""
+    manifest: dict = field(default_factory=dict)
+
+
+def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
+    """Events newer than the current version's data window (all, before the first)."""
+    if store.current() is None:
+        return len(cache.events)
+    last_ts = store.load_manifest(store.current())["data_window"]["last_ts"]
+    return sum(1 for e in cache.events if e.ts > last_ts)
+
+
+def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelStore, *, force: bool = False,
+                      device: torch.device | None = None, on_progress: Callable[[dict], None] = lambda s: None) -> RunOutcome:  # fmt: skip
+    """Train on the cache, write a version, make it current if the gate passes."""
+    started = time.time()
+    device = device or pick_device()
+    items = catalog_of(cache)
+    if not cache.events:
+        raise RuntimeError("no events to learn from: the event topics are empty")
+    split = build_examples(cache.events, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings), purchase_weight=settings.purchase_weight)
+    if not len(split.train) or not len(split.test):
+        raise RuntimeError(f"too little data: {len(split.train)} training and {len(split.test)} test examples (users need at least 3 events)")
+    mconfig, tconfig = model_config(settings), train_config(settings)
+    log.info("training on %d examples (%d valid, %d test), %d items, device %s", len(split.train), len(split.valid), len(split.test), len(items), device)
+    result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress)
+    test = evaluate_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
+    popularity = evaluate_popularity(split.test, items, split.item_counts)
+    with torch.no_grad():
+        vectors = result.model.item_vectors(to_tensors(encode_items(items, mconfig), device)).cpu().numpy()
+
+    current_name, current_recall = store.current(), None
+    if current_name is not None:
+        current = evaluate_version(store.load(current_name, device), cache.events, items, settings, split)
+        current_recall = current.model.recall[GATE_K]
+    new_recall = test.recall[GATE_K]
+    passes = current_recall is None or new_recall >= current_recall - settings.train_gate_tolerance
+    times = [e.ts for e in cache.events]
+    manifest = {
+        "model": MODEL_NAME,
+        "created": time.time(),
+        "device": device.type,
+        "metrics": {"test": metrics_json(test), "popularity": metrics_json(popularity), "valid": metrics_json(result.valid)},
+        "data_window": {
+            "events": len(cache.events),
+            "first_ts": min(times),
+            "last_ts": max(times),
+            "items": len(items),
+            "train_examples": len(split.train),
+            "test_examples": len(split.test),
+            "offsets": cache.offsets,
+        },
+        "params": {"train": asdict(tconfig), "model": mconfig.to_dict()},
+        "training": {"seconds": round(time.time() - started, 2), "examples_per_s": round(result.examples_per_s, 1), "history": result.history},
+        "gate": {"k": GATE_K, "against": current_name, "current_recall": current_recall, "new_recall": new_recall, "passed": passes, "forced": force and not passes},
+    }
+    version = store.new_version_name()
+    store.write(version, result.model, [i.item_id for i in items], vectors, manifest)
+    outcome = RunOutcome(version, False, "", manifest)
+    if passes or force:
+        store.promote(version)
+        outcome.promoted = True
+        outcome.reason = "forced past the gate" if not passes else ("first version" if current_name is None else f"recall@{GATE_K} {new_recall:.4f} vs current {current_recall:.4f}")
+    else:
+        outcome.reason = f"kept {current_name}: new recall@{GATE_K} {new_recall:.4f} < current {current_recall:.4f} (tolerance {settings.train_gate_tolerance})"
+    store.prune(settings.models_keep)
+    return outcome
+
+
+def announcement(store: ModelStore, version: str) -> dict:
+    manifest = store.load_manifest(version)
+    test = manifest["metrics"]["test"]
+    return {
+        "model": manifest["model"],
+        "version": version,
+        "path": str(store.root / version),
+        "created": manifest["created"],
+        "items": manifest["data_window"]["items"],
+        f"recall@{GATE_K}": test[f"recall@{GATE_K}"],
+        f"popularity_recall@{GATE_K}": manifest["metrics"]["popularity"][f"recall@{GATE_K}"],
+    }
+
+
+async def announce(settings: Settings, bootstrap: str, store: ModelStore, version: str) -> None:
+    """Tell workers and servers on `recs.model-updates` that `version` is current."""
+    producer = await start_producer(bootstrap)
+    try:
+        await producer.send_and_wait(Topics.from_settings(settings).model_updates, encode(announcement(store, version)), key=MODEL_NAME.encode())
+    finally:
+        await producer.stop()
+

@@ -1,0 +1,43 @@
+"""`streamrec train`: once, or every so often while enough new events arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from streamrec.settings import Settings
+from trainer.job import RunOutcome, announce, model_store, new_events_since_current, open_cache, refresh_cache, train_and_publish
+
+log = logging.getLogger(__name__)
+
+
+async def train_once(settings: Settings, bootstrap: str, *, force: bool = False, min_new_events: int = 0,
+                     on_progress: Callable[[dict], None] = lambda s: None) -> RunOutcome:  # fmt: skip
+    """Read new events, train unless too few arrived, publish, announce."""
+    store, cache = model_store(settings), open_cache(settings)
+    await refresh_cache(settings, bootstrap, cache)
+    pending = new_events_since_current(store, cache)
+    if store.current() is not None and pending < min_new_events:
+        return RunOutcome(reason=f"skipped: {pending} new events since {store.current()}, fewer than {min_new_events}")
+    # Training is CPU (or GPU) bound for minutes: off the event loop, so Ctrl-C is still heard.
+    outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=force, on_progress=on_progress)
+    if outcome.promoted:
+        await announce(settings, bootstrap, store, outcome.version)
+    return outcome
+
+
+async def train_every(settings: Settings, bootstrap: str, stop: asyncio.Event, every_s: float, *, min_new_events: int = 0,
+                      on_outcome: Callable[[RunOutcome], None] = lambda o: None,
+                      on_progress: Callable[[dict], None] = lambda s: None) -> None:  # fmt: skip
+    """Run `train_once` every `every_s` seconds until `stop`; a failed run is
+    logged with its reason and leaves the current version in place."""
+    while not stop.is_set():
+        try:
+            on_outcome(await train_once(settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress))
+        except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
+            log.error("training run failed; current version %s kept: %s: %s", model_store(settings).current(), type(exc).__name__, exc)
+            on_outcome(RunOutcome(reason=f"failed: {type(exc).__name__}: {exc}"))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
