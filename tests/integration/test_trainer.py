@@ -1,0 +1,63 @@
+"""The trainer against a real broker: read the log, train, publish, announce, refresh."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams.codec import decode
+from streams.producer import ShopProducer
+from streams.schema import Event
+from streams.simulate import Shop, ShopConfig
+from streams.topics import Topics
+from tests.integration.helpers import read_topic
+from trainer.job import model_store, open_cache
+from trainer.schedule import train_once
+
+pytestmark = pytest.mark.broker
+
+
+def _small(settings):
+    return settings.model_copy(update={
+        "model_dim": 16, "model_hidden": 32, "model_id_buckets": 4096, "model_text_buckets": 4096,
+        "model_max_recent": 10, "train_epochs": 3, "train_batch_size": 128, "train_random_negatives": 64,
+    })  # fmt: skip
+
+
+async def _send(bootstrap, settings, records) -> int:
+    async with ShopProducer(bootstrap, settings) as producer:
+        for record in records:
+            if isinstance(record, Event):
+                await producer.send_event(record)
+            else:
+                await producer.send_item(record)
+    return sum(isinstance(r, Event) for r in records)
+
+
+def test_train_publishes_announces_and_reads_only_new_events(kafka, settings):
+    settings = _small(settings)
+    shop = Shop(ShopConfig(users=150, items=120, categories=6, seed=3, new_item_every=0))
+    records = [*shop.catalog(), *shop.stream(5000)]
+
+    async def scenario():
+        first_batch = await _send(kafka, settings, records[:4000])
+        first = await train_once(settings, kafka)
+        assert first.promoted and first.reason == "first version"
+        store = model_store(settings)
+        assert store.current() == first.version
+        manifest = store.load_manifest(first.version)
+        assert manifest["data_window"]["events"] == first_batch
+        assert manifest["params"]["model"]["dim"] == 16 and manifest["gate"]["passed"]
+        assert manifest["metrics"]["test"]["examples"] == manifest["data_window"]["test_examples"] > 100
+
+        more = await _send(kafka, settings, records[4000:])
+        skipped = await train_once(settings, kafka, min_new_events=more + 1)
+        assert skipped.version is None and f"{more} new events" in skipped.reason
+        assert len(open_cache(settings).events) == first_batch + more  # read once each, nothing twice
+
+        announcements = await read_topic(kafka, Topics.from_settings(settings).model_updates, 1)
+        assert [decode(r.value)["version"] for r in announcements] == [first.version]
+        assert announcements[0].key == b"two-tower"
+
+    asyncio.run(scenario())
