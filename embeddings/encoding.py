@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from embeddings.hashing import bucket_ids
+from embeddings.hashing import bucket_ids, bucket_matrix
 from embeddings.text import token_matrix
 from streams.features import UserFeatures
 from streams.schema import Item
@@ -55,9 +55,10 @@ def price_bucket(price: float | None, buckets: int) -> int:
     return 1 + min(buckets - 2, int(math.log2(1.0 + max(price, 0.0)) * 1.5))
 
 
-def age_bucket(age_s: float, buckets: int) -> int:
+def age_buckets(ages_s: np.ndarray, buckets: int) -> np.ndarray:
     """1 for the last minute, then one bucket per doubling of the age."""
-    return 1 + min(buckets - 2, int(math.log2(1.0 + max(age_s, 0.0) / 60.0)))
+    doublings = np.floor(np.log2(1.0 + np.maximum(ages_s, 0.0) / 60.0))
+    return 1 + np.minimum(buckets - 2, doublings).astype(np.int64)
 
 
 def encode_items(items: list[Item], config: ModelConfig) -> dict[str, np.ndarray]:
@@ -80,29 +81,51 @@ def encode_users(
     table, type, age), the strongest category affinities, activity counts.
 
     `now` is one time for all (serving) or one per user (training examples,
-    each seen at its own event time)."""
-    nows = now if isinstance(now, list) else [now] * len(users)
+    each seen at its own event time). The recent items of all users are
+    gathered into flat arrays first: each distinct id is hashed once, and ages
+    and types are computed by numpy, not per slot in Python.
+    """
+    nows = np.asarray(now if isinstance(now, list) else [now] * len(users), dtype=np.float64)
     n, r, h, c = len(users), config.max_recent, config.id_hashes, config.max_categories
+    rows: list[int] = []
+    slots: list[int] = []
+    ids: list[str] = []
+    times: list[float] = []
+    kinds: list[str] = []
+    categories = np.zeros((n, c), dtype=np.int64)
+    category_weights = np.zeros((n, c), dtype=np.float32)
+    counts = np.zeros((n, 2), dtype=np.float32)
+    category_rows: dict[str, int] = {}
+    for row, user in enumerate(users):
+        k = min(len(user.recent_items), r)
+        if k:
+            ids.extend(user.recent_items[: -k - 1 : -1])
+            times.extend(user.recent_ts[: -k - 1 : -1])
+            kinds.append(user.recent_types[: -k - 1 : -1])
+            rows.extend([row] * k)
+            slots.extend(range(k))
+        affinity = list(user.category_affinity(float(nows[row]), affinity_half_life_s).items())[:c]
+        total = sum(w for _, w in affinity) or 1.0
+        for slot, (category, weight) in enumerate(affinity):
+            if category not in category_rows:
+                category_rows[category] = bucket_ids(category, config.category_buckets, 1)[0]
+            categories[row, slot] = category_rows[category]
+            category_weights[row, slot] = weight / total
+        counts[row] = (math.log1p(user.clicks), math.log1p(user.purchases))
     recent_ids = np.zeros((n, r, h), dtype=np.int64)
     recent_types = np.zeros((n, r), dtype=np.int64)
     recent_ages = np.zeros((n, r), dtype=np.int64)
     recent_age_s = np.zeros((n, r), dtype=np.float32)
-    categories = np.zeros((n, c), dtype=np.int64)
-    category_weights = np.zeros((n, c), dtype=np.float32)
-    counts = np.zeros((n, 2), dtype=np.float32)
-    for row, (user, now) in enumerate(zip(users, nows, strict=True)):
-        newest_first = list(zip(user.recent_items, user.recent_ts, user.recent_types, strict=True))[::-1][:r]
-        for slot, (item_id, ts, kind) in enumerate(newest_first):
-            recent_ids[row, slot] = bucket_ids(item_id, config.id_buckets, h)
-            recent_types[row, slot] = PURCHASE_TYPE if kind == "p" else CLICK_TYPE
-            recent_ages[row, slot] = age_bucket(now - ts, config.age_buckets)
-            recent_age_s[row, slot] = max(now - ts, 0.0)
-        affinity = list(user.category_affinity(now, affinity_half_life_s).items())[:c]
-        total = sum(w for _, w in affinity) or 1.0
-        for slot, (category, weight) in enumerate(affinity):
-            categories[row, slot] = bucket_ids(category, config.category_buckets, 1)[0]
-            category_weights[row, slot] = weight / total
-        counts[row] = (math.log1p(user.clicks), math.log1p(user.purchases))
+    if rows:
+        distinct: dict[str, int] = {}
+        codes = np.fromiter((distinct.setdefault(i, len(distinct)) for i in ids), dtype=np.int64, count=len(ids))
+        at = (np.asarray(rows), np.asarray(slots))
+        recent_ids[at] = bucket_matrix(list(distinct), config.id_buckets, h)[codes]
+        purchased = np.frombuffer("".join(kinds).encode(), dtype=np.uint8) == ord("p")
+        recent_types[at] = np.where(purchased, PURCHASE_TYPE, CLICK_TYPE)
+        ages = np.maximum(nows[at[0]] - np.asarray(times, dtype=np.float64), 0.0)
+        recent_ages[at] = age_buckets(ages, config.age_buckets)
+        recent_age_s[at] = ages
     return {
         "recent_ids": recent_ids,
         "recent_types": recent_types,

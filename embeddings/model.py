@@ -27,9 +27,11 @@ class TwoTower(nn.Module):
         super().__init__()
         self.config = config
         d = config.dim
-        self.item_ids = nn.Embedding(config.id_buckets, d, padding_idx=0)
-        self.categories = nn.Embedding(config.category_buckets, d, padding_idx=0)
-        self.text = nn.EmbeddingBag(config.text_buckets, d, mode="sum", padding_idx=0)
+        # The big hashed tables give sparse gradients: a step then updates only
+        # the rows its batch touched, not every bucket (see `sparse_tables`).
+        self.item_ids = nn.Embedding(config.id_buckets, d, padding_idx=0, sparse=True)
+        self.categories = nn.Embedding(config.category_buckets, d, padding_idx=0, sparse=True)
+        self.text = nn.EmbeddingBag(config.text_buckets, d, mode="sum", padding_idx=0, sparse=True)
         self.prices = nn.Embedding(config.price_buckets, d)
         self.types = nn.Embedding(3, d, padding_idx=0)
         self.ages = nn.Embedding(config.age_buckets, d, padding_idx=0)
@@ -76,6 +78,9 @@ class TwoTower(nn.Module):
         last = recent[:, 0] * present[:, :1]
         features = torch.cat([pooled, affinity, last, batch["counts"]], dim=-1)
         return F.normalize(self.user_mlp(features), dim=-1)
+
+    def sparse_tables(self) -> list[nn.Parameter]:
+        return [self.item_ids.weight, self.categories.weight, self.text.weight]
 
     def parameter_count(self) -> int:
         return sum(math.prod(p.shape) for p in self.parameters())

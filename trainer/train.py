@@ -54,6 +54,17 @@ def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch
     return {name: tensor[rows] for name, tensor in batch.items()}
 
 
+def _optimisers(model: TwoTower, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """Lazy Adam on the hashed tables (a step costs the rows it touched; a
+    dense AdamW over every bucket was 60% of a CPU step), AdamW on the rest."""
+    sparse = {id(p) for p in model.sparse_tables()}
+    dense = [p for p in model.parameters() if id(p) not in sparse]
+    return [
+        torch.optim.SparseAdam(model.sparse_tables(), lr=config.lr),
+        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay),
+    ]
+
+
 def train(
     split: Split,
     items: list[Item],
@@ -79,7 +90,7 @@ def train(
     log_q = torch.log(counts / counts.sum())
 
     model = TwoTower(model_config).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimisers = _optimisers(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     best, best_state, stale, history = None, None, 0, []
@@ -107,9 +118,11 @@ def train(
                 logits = logits.masked_fill(same & ~diagonal, -1e4)
                 target = torch.arange(len(rows), device=device)
                 loss = (F.cross_entropy(logits, target, reduction="none") * weights[rows]).sum() / weights[rows].sum()
-            optimiser.zero_grad(set_to_none=True)
+            for optimiser in optimisers:
+                optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.step(optimiser)
+            for optimiser in optimisers:
+                scaler.step(optimiser)
             scaler.update()
             loss_value = loss.item()
             total_loss += loss_value * len(rows)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from embeddings.device import pick_device
-from embeddings.encoding import ModelConfig, age_bucket, encode_items, encode_queries, encode_users, price_bucket
+from embeddings.encoding import ModelConfig, age_buckets, encode_items, encode_queries, encode_users, price_bucket
 from embeddings.hashing import bucket_ids
 from embeddings.model import TwoTower, to_tensors
 from embeddings.text import tokens
@@ -32,7 +32,7 @@ def test_text_tokens_share_trigrams_between_close_words():
 def test_price_and_age_buckets_are_bounded():
     assert price_bucket(None, 16) == 0
     assert 1 <= price_bucket(0.0, 16) < price_bucket(100.0, 16) <= 15 and price_bucket(1e12, 16) == 15
-    assert age_bucket(0, 16) == 1 and age_bucket(3600, 16) < age_bucket(86400, 16) <= 15
+    assert age_buckets(np.array([-5.0, 0.0, 3600.0, 86400.0, 1e12]), 16).tolist() == [1, 1, 6, 11, 15]
 
 
 def _user(events: int) -> UserFeatures:
