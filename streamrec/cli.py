@@ -365,3 +365,29 @@ def bench_ingest(
     Console().print(table)
     if as_json:
         print(json.dumps(result.to_json()))
+
+
+@bench_app.command("train")
+def bench_train(
+    events: Annotated[int, typer.Option(help="Simulated events in the log.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Simulated users.")] = 20_000,
+    items: Annotated[int, typer.Option(help="Catalog items.")] = 10_000,
+    epochs: Annotated[int | None, typer.Option(help="Cap the epochs (default: STREAMREC_TRAIN_EPOCHS with early stopping).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """Training examples/s and the wall time of a full refresh (read log, examples, train, evaluate, publish)."""
+    from trainer.bench import bench_train as run_bench
+
+    settings = Settings()
+    if epochs is not None:
+        settings = settings.model_copy(update={"train_epochs": epochs})
+    console.print(f"simulating and producing {events} events ({users} users, {items} items), then one full refresh ...")
+    progress, update = _training_progress()
+    with kafka_bootstrap(settings) as bootstrap, progress:
+        result = asyncio.run(run_bench(settings, bootstrap, events, users, items, update))
+    table = Table("measure", "value")
+    for name, value in result.items():
+        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result))

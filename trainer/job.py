@@ -139,11 +139,13 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
     if not cache.events:
         raise RuntimeError("no events to learn from: the event topics are empty")
     split = build_examples(cache.events, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings), purchase_weight=settings.purchase_weight)
+    phases = {"examples_s": time.time() - started}
     if not len(split.train) or not len(split.test):
         raise RuntimeError(f"too little data: {len(split.train)} training and {len(split.test)} test examples (users need at least 3 events)")
     mconfig, tconfig = model_config(settings), train_config(settings)
     log.info("training on %d examples (%d valid, %d test), %d items, device %s", len(split.train), len(split.valid), len(split.test), len(items), device)
     result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress)
+    phases["train_s"] = time.time() - started - phases["examples_s"]
     test = evaluate_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
     popularity = evaluate_popularity(split.test, items, split.item_counts)
     with torch.no_grad():
@@ -171,7 +173,13 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
             "offsets": cache.offsets,
         },
         "params": {"train": asdict(tconfig), "model": mconfig.to_dict()},
-        "training": {"seconds": round(time.time() - started, 2), "examples_per_s": round(result.examples_per_s, 1), "history": result.history},
+        "training": {
+            "seconds": round(time.time() - started, 2),
+            **{name: round(seconds, 2) for name, seconds in phases.items()},
+            "epochs": len(result.history),
+            "examples_per_s": round(result.examples_per_s, 1),
+            "history": result.history,
+        },
         "gate": {"k": GATE_K, "against": current_name, "current_recall": current_recall, "new_recall": new_recall, "passed": passes, "forced": force and not passes},
     }
     version = store.new_version_name()
