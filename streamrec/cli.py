@@ -321,6 +321,23 @@ def evaluate(
     console.print(f"plot written to {path}")
 
 
+# --- serving ----------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: STREAMREC_API_PORT, 8000).")] = None,
+) -> None:
+    """The HTTP API: recommendations, similar items, personalised search (OpenAPI at /docs)."""
+    from index.runner import run_server
+
+    settings = Settings()
+    if port is not None:
+        settings = settings.model_copy(update={"api_port": port})
+    with kafka_bootstrap(settings) as bootstrap:
+        run_until_signal(lambda stop: run_server(settings, bootstrap, stop))
+
+
 # --- settings and benchmarks --------------------------------------------------------
 
 

@@ -81,6 +81,23 @@ class Settings(BaseSettings):
     )
     models_keep: int = Field(5, ge=1, le=1000, description="Model versions kept on disk (the current one always).")
 
+    # --- index and serving -------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="HTTP API address (`streamrec serve`).")
+    api_port: int = Field(8000, description="HTTP API port.")
+    index_kind: Literal["flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16"] = Field(
+        "hnsw", description="FAISS index kind (see the README's index section; `streamrec tune` picks one)."
+    )
+    index_nlist: int = Field(0, ge=0, description="IVF lists; 0: about 4 sqrt(items).")
+    index_nprobe: int = Field(16, ge=1, description="IVF lists searched per query (recall up, latency up).")
+    index_pq_bytes: int = Field(0, ge=0, description="PQ code bytes per item; 0: dim/2.")
+    index_hnsw_m: int = Field(32, ge=4, le=256, description="HNSW links per node (recall and memory up).")
+    index_ef_search: int = Field(64, ge=1, description="HNSW candidate list per query (recall up, latency up).")
+    index_threads: int = Field(0, ge=0, description="FAISS threads; 0: FAISS's default (all cores).")
+    max_k: int = Field(200, ge=1, le=10_000, description="Largest k a request may ask for.")
+    exclude_clicked: bool = Field(False, description="Also leave out items the user recently clicked (purchased ones always are).")
+    search_blend: float = Field(0.3, ge=0, le=1, description="Weight of the user's embedding in personalised search (0: plain semantic search).")
+    search_candidates: int = Field(100, ge=1, le=10_000, description="Semantic candidates re-ranked per search.")
+
     # --- local files -------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Models, caches and reports.")
 

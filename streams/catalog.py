@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from streams.codec import decode_values
-from streams.kafka import read_to_end, reader
+from streams.kafka import FollowedTopic
 from streams.schema import InvalidRecord, Item, Limits, validate_item
 
 log = logging.getLogger(__name__)
 
 
-class CatalogView:
-    """Latest valid version of every catalog item, kept current by polling."""
+class CatalogView(FollowedTopic):
+    """Latest valid version of every catalog item, kept current by polling.
 
-    def __init__(self, topic: str, limits: Limits):
-        self.topic = topic
+    `changed` collects the items applied since the caller last drained it
+    (serving re-embeds new items and flips stock flags from it)."""
+
+    def __init__(self, topic: str, limits: Limits, *, track_changes: bool = False):
+        super().__init__(topic)
         self.limits = limits
         self.items: dict[str, Item] = {}
-        self._consumer: AIOKafkaConsumer | None = None
+        self.changed: list[Item] | None = [] if track_changes else None
 
     def category_of(self, item_id: str) -> str | None:
         item = self.items.get(item_id)
@@ -35,25 +36,12 @@ class CatalogView:
     async def start(self, bootstrap: str) -> None:
         """Read the catalog up to its current end before any event is processed,
         so that a replay's catalog (sent first) is known to the first click."""
-        self._consumer = reader(bootstrap)
-        await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.topic) or {0}
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
-        await read_to_end(self._consumer, tps, lambda tp, records: self._apply_all(records))
+        await super().start(bootstrap)
         log.info("catalog: %d items loaded", len(self.items))
 
-    async def poll(self, timeout_ms: int = 0) -> int:
-        """Apply whatever catalog records have arrived; returns how many."""
-        assert self._consumer is not None, "start() first"
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=50_000)
-        return sum(self._apply_all(records) for records in batches.values())
-
-    def _apply_all(self, records: list) -> int:
-        for record in records:
-            self.apply(record.key, record.value)
-        return len(records)
+    def drain_changes(self) -> list[Item]:
+        changed, self.changed = self.changed or [], []
+        return changed
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:
@@ -74,8 +62,5 @@ class CatalogView:
                 log.debug("catalog: skipping invalid item: %s", exc)
                 continue
             self.items[item.item_id] = item
-
-    async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+            if self.changed is not None:
+                self.changed.append(item)

@@ -64,3 +64,42 @@ async def read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], on_
             highwater = consumer.highwater(tp)
             if highwater is not None and await consumer.position(tp) >= highwater:
                 remaining.discard(tp)
+
+
+class FollowedTopic:
+    """Every partition of one topic, read from the beginning and then followed
+    (no consumer group: each process keeps its own whole copy, the way a Faust
+    GlobalTable does). Subclasses say what a record means in `apply`."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        raise NotImplementedError
+
+    async def start(self, bootstrap: str) -> None:
+        """Read the topic up to its current end before returning."""
+        self._consumer = reader(bootstrap)
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic) or {0}
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        await read_to_end(self._consumer, tps, lambda tp, records: self._apply_all(records))
+
+    async def poll(self, timeout_ms: int = 0) -> int:
+        """Apply whatever records have arrived; returns how many."""
+        assert self._consumer is not None, "start() first"
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=50_000)
+        return sum(self._apply_all(records) for records in batches.values())
+
+    def _apply_all(self, records: list) -> int:
+        for record in records:
+            self.apply(record.key, record.value)
+        return len(records)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None

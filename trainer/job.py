@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
 from embeddings.device import pick_device
@@ -183,7 +184,8 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
         "gate": {"k": GATE_K, "against": current_name, "current_recall": current_recall, "new_recall": new_recall, "passed": passes, "forced": force and not passes},
     }
     version = store.new_version_name()
-    store.write(version, result.model, [i.item_id for i in items], vectors, manifest)
+    popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
+    store.write(version, result.model, [i.item_id for i in items], vectors, manifest, popularity)
     outcome = RunOutcome(version, False, "", manifest)
     if passes or force:
         store.promote(version)

@@ -25,6 +25,7 @@ from embeddings.encoding import ModelConfig
 from embeddings.model import TwoTower
 
 WEIGHTS, VECTORS, IDS, MANIFEST = "model.safetensors", "item_vectors.npy", "item_ids.json", "manifest.json"
+POPULARITY = "item_popularity.npy"  # training interactions per item: cold-start answers
 
 
 class StoreError(RuntimeError):
@@ -41,6 +42,7 @@ class ModelVersion:
     config: ModelConfig
     item_ids: list[str]
     item_vectors: np.ndarray  # float32 [items, dim], L2-normalised
+    item_popularity: np.ndarray  # float32 [items]
     manifest: dict
 
 
@@ -84,7 +86,8 @@ class ModelStore:
             name = f"{base}-{n}"
         return name
 
-    def write(self, version: str, model: TwoTower, item_ids: list[str], item_vectors: np.ndarray, manifest: dict) -> Path:
+    def write(self, version: str, model: TwoTower, item_ids: list[str], item_vectors: np.ndarray, manifest: dict,
+              popularity: np.ndarray | None = None) -> Path:  # fmt: skip
         """Write a complete version directory (not yet current)."""
         for stale in self.root.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a crashed publish
@@ -92,8 +95,10 @@ class ModelStore:
         tmp.mkdir()
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
-        with (tmp / VECTORS).open("wb") as handle:
-            np.save(handle, np.ascontiguousarray(item_vectors, dtype=np.float32))
+        popularity = np.zeros(len(item_ids), dtype=np.float32) if popularity is None else popularity
+        for name, array in ((VECTORS, item_vectors), (POPULARITY, popularity)):
+            with (tmp / name).open("wb") as handle:
+                np.save(handle, np.ascontiguousarray(array, dtype=np.float32))
         _fsync_write(tmp / IDS, json.dumps(item_ids).encode())
         manifest = {**manifest, "version": version, "model_config": model.config.to_dict()}
         _fsync_write(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
@@ -155,5 +160,6 @@ class ModelStore:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
         model.to(device).eval()
         vectors = np.load(path / VECTORS, allow_pickle=False)
+        popularity = np.load(path / POPULARITY, allow_pickle=False)
         ids = json.loads((path / IDS).read_text())
-        return ModelVersion(version, path, model, config, ids, vectors, manifest)
+        return ModelVersion(version, path, model, config, ids, vectors, popularity, manifest)

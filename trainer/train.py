@@ -39,6 +39,7 @@ class TrainConfig:
     random_negatives: int = 512
     patience: int = 3
     eval_k: int = 20
+    query_weight: float = 0.5  # of the title-as-query loss that trains the search tower
     seed: int = 0
 
 
@@ -52,6 +53,19 @@ class TrainResult:
 
 def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: tensor[rows] for name, tensor in batch.items()}
+
+
+def _title_query_loss(model: TwoTower, titles: torch.Tensor, item_vectors: torch.Tensor, shape: torch.Size,
+                      correction: torch.Tensor, masked: torch.Tensor, config: TrainConfig) -> torch.Tensor:  # fmt: skip
+    """The query tower learns search: an item's own title, as a query, should
+    find that item among the step's candidates (items without a title are skipped)."""
+    titled = (titles > 0).any(dim=1)
+    if not titled.any():
+        return titles.new_zeros((), dtype=torch.float32)
+    logits = (model.query_vectors(titles) @ item_vectors.T).float() / config.temperature - correction
+    logits = logits.masked_fill(masked, -1e4)
+    target = torch.arange(shape[0], device=titles.device)
+    return F.cross_entropy(logits[titled], target[titled])
 
 
 def _optimisers(model: TwoTower, config: TrainConfig) -> list[torch.optim.Optimizer]:
@@ -118,6 +132,7 @@ def train(
                 logits = logits.masked_fill(same & ~diagonal, -1e4)
                 target = torch.arange(len(rows), device=device)
                 loss = (F.cross_entropy(logits, target, reduction="none") * weights[rows]).sum() / weights[rows].sum()
+                loss = loss + config.query_weight * _title_query_loss(model, catalog["title"][positives], v, logits.shape, correction, same & ~diagonal, config)
             for optimiser in optimisers:
                 optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -1,0 +1,105 @@
+"""The HTTP API of ARCHITECTURE.md: recommendations, similar items, search.
+
+Handlers are `async` and run on the event loop that also applies catalog
+changes, so an index is never searched while it is being added to. Each
+handler reads `live.current` once: a swap during a request does not touch it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+
+from index.live import LiveModel
+from index.serving import Scored, ServingIndex
+
+
+class ApiMetrics:
+    def __init__(self, live: LiveModel) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "streamrec_api_request_seconds", "Request latency by endpoint.", ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1), registry=self.registry,
+        )  # fmt: skip
+        self.items = Gauge("streamrec_index_items", "Rows in the serving index.", registry=self.registry)
+        self.users = Gauge("streamrec_feature_replica_users", "Users in the feature replica.", registry=self.registry)
+        self.age = Gauge("streamrec_model_age_seconds", "Age of the served model version.", registry=self.registry)
+        self.version = Gauge("streamrec_model_info", "The served model version (label).", ["version"], registry=self.registry)
+        self.live = live
+
+    def refresh(self) -> None:
+        current = self.live.current
+        if current is None:
+            return
+        self.items.set(current.index.ntotal)
+        self.age.set(time.time() - current.version.manifest.get("created", time.time()))
+        self.version.clear()
+        self.version.labels(current.version.version).set(1)
+        if self.live.features is not None:
+            self.users.set(len(self.live.features))
+
+
+def _items(answer: list[Scored]) -> list[dict]:
+    return [{"item_id": s.item_id, "score": round(s.score, 6)} for s in answer]
+
+
+def create_api(live: LiveModel) -> FastAPI:
+    settings = live.settings
+    api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
+    metrics = ApiMetrics(live)
+    max_id, max_k = settings.max_id_chars, settings.max_k
+    K = Query(10, ge=1, le=max_k, description="How many items.")
+
+    def serving() -> ServingIndex:
+        current = live.current
+        if current is None:
+            raise HTTPException(503, "no model is being served yet: run `streamrec train` (the server picks it up)")
+        return current
+
+    def user(user_id: str):
+        return live.features.get(user_id) if live.features is not None else None
+
+    @api.get("/recommendations/{user_id}", summary="Top-k items for a user (cold start for unknown users)")
+    async def recommendations(user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K) -> dict:
+        with metrics.latency.labels("recommendations").time():
+            current = serving()
+            answer = current.recommend(user(user_id), k)
+            return {"user_id": user_id, "items": _items(answer), "model_version": current.version.version}
+
+    @api.get("/items/{item_id}/similar", summary="Items near an item")
+    async def similar(item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K) -> dict:
+        with metrics.latency.labels("similar").time():
+            current = serving()
+            answer = current.similar(item_id, k)
+            if answer is None:
+                raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
+            return {"item_id": item_id, "items": _items(answer), "model_version": current.version.version}
+
+    @api.get("/search", summary="Personalised search: semantic candidates, exact title matches first")
+    async def search(
+        q: str = Query(..., min_length=1, max_length=settings.max_text_chars, description="Search text."),
+        user_id: str | None = Query(None, min_length=1, max_length=max_id, description="Personalise for this user."),
+        k: int = K,
+    ) -> dict:
+        with metrics.latency.labels("search").time():
+            if not q.strip():
+                raise HTTPException(422, "q is blank")
+            current = serving()
+            answer = current.search(q, k, user(user_id) if user_id else None)
+            return {"query": q, "user_id": user_id, "items": _items(answer), "model_version": current.version.version}
+
+    @api.get("/healthz", summary="200 when serving a model, 503 before")
+    async def healthz() -> JSONResponse:
+        current = live.current
+        body = {"model_version": live.version, "items": current.index.ntotal if current else 0, "swaps": live.swaps}
+        return JSONResponse(body, status_code=200 if current is not None else 503)
+
+    @api.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def prometheus() -> PlainTextResponse:
+        metrics.refresh()
+        return PlainTextResponse(generate_latest(metrics.registry).decode())
+
+    return api

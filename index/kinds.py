@@ -1,0 +1,188 @@
+"""FAISS index kinds and their knobs, built on the GPU when faiss sees one.
+
+Every index holds rows 0..n-1 in insertion order (the caller keeps the row ->
+item id list), uses inner product (the towers give unit vectors: a cosine),
+and accepts new rows without retraining. Filters are an allow-bitmap over the
+rows, passed as a FAISS ID selector, so excluded items are skipped during the
+search instead of being cut from a short list afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KINDS = ("flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16")
+MIN_POINTS_PER_CENTROID = 39  # faiss warns (and clusters badly) below this
+OPQ_ITERATIONS = 12  # faiss's 50 cost 4x the build time for a recall gain under 1% here
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One configuration: a kind and the knobs that matter for it.
+
+    nlist/pq_bytes of 0 mean "chosen from the catalog size"."""
+
+    kind: str = "hnsw"
+    nlist: int = 0
+    nprobe: int = 16
+    pq_bytes: int = 0
+    hnsw_m: int = 32
+    ef_search: int = 64
+    ef_construction: int = 80
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown index kind {self.kind!r}; one of {', '.join(KINDS)}")
+
+    def params(self) -> dict:
+        """The knobs this kind actually uses (for tables and JSON)."""
+        if self.kind in ("ivf_flat",):
+            return {"nlist": self.nlist, "nprobe": self.nprobe}
+        if self.kind in ("ivf_pq", "opq_ivf_pq"):
+            return {"nlist": self.nlist, "nprobe": self.nprobe, "pq_bytes": self.pq_bytes}
+        if self.kind == "hnsw":
+            return {"M": self.hnsw_m, "efSearch": self.ef_search, "efConstruction": self.ef_construction}
+        return {}
+
+    def label(self) -> str:
+        return self.kind + "".join(f" {k}={v}" for k, v in self.params().items())
+
+
+def resolved(spec: IndexSpec, n: int, dim: int) -> IndexSpec:
+    """Fill the size-dependent knobs for `n` vectors of `dim` dimensions: about
+    4 sqrt(n) lists (never fewer than 39 points each), dim/2 PQ bytes (a divisor
+    of dim)."""
+    most_lists = max(1, n // MIN_POINTS_PER_CENTROID)
+    nlist = min(spec.nlist or 4 * int(math.sqrt(n)), most_lists)
+    pq_bytes = min(spec.pq_bytes or dim // 2, dim)
+    while dim % pq_bytes:
+        pq_bytes -= 1
+    return replace(spec, nlist=nlist, pq_bytes=pq_bytes, nprobe=min(spec.nprobe, nlist))
+
+
+def _factory(spec: IndexSpec, n: int) -> str:
+    # PQ codebooks need 39 * 2^bits training points: fewer bits on small catalogs.
+    bits = max(1, min(8, int(math.log2(max(2, n // MIN_POINTS_PER_CENTROID)))))
+    return {
+        "flat": "Flat",
+        "ivf_flat": f"IVF{spec.nlist},Flat",
+        "ivf_pq": f"IVF{spec.nlist},PQ{spec.pq_bytes}x{bits}",
+        "opq_ivf_pq": f"OPQ{spec.pq_bytes},IVF{spec.nlist},PQ{spec.pq_bytes}x{bits}",
+        "hnsw": f"HNSW{spec.hnsw_m},Flat",
+        "sq8": "SQ8",
+        "fp16": "SQfp16",
+    }[spec.kind]
+
+
+def gpu_count() -> int:
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+@dataclass
+class BuiltIndex:
+    """A searchable index with its spec; `on_gpu` says where it ended up."""
+
+    spec: IndexSpec
+    index: faiss.Index
+    dim: int
+    on_gpu: bool = False
+    build_s: float = 0.0
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows (-1 pads) and scores; `allow` is a packed bitmap (np.packbits,
+        little bit order) of the rows that may be returned."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.ntotal))
+        if allow is not None and self.on_gpu:
+            return self._search_oversampled(queries, k, allow)
+        # The selector points into `allow`, and params point to the selector:
+        # both stay referenced here until the search returns.
+        selector = None if allow is None else faiss.IDSelectorBitmap(len(allow) * 8, faiss.swig_ptr(allow))
+        params = self._search_params(selector)
+        return self.index.search(queries, k, params=params)
+
+    def _search_params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters:
+        spec, kind = self.spec, self.spec.kind
+        if kind in ("ivf_flat", "ivf_pq"):
+            params = faiss.SearchParametersIVF(nprobe=spec.nprobe)
+        elif kind == "opq_ivf_pq":
+            params = faiss.SearchParametersPreTransform(index_params=faiss.SearchParametersIVF(nprobe=spec.nprobe))
+        elif kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=spec.ef_search)
+        else:
+            params = faiss.SearchParameters()
+        target = params.index_params if kind == "opq_ivf_pq" else params
+        if selector is not None:
+            target.sel = selector
+        return params
+
+    def _search_oversampled(self, queries: np.ndarray, k: int, allow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """GPU indexes take no selectors: ask for k plus every excluded row, then drop them."""
+        allowed = np.unpackbits(allow, bitorder="little")[: self.ntotal].astype(bool)
+        wanted = min(self.ntotal, k + int((~allowed).sum()))
+        scores, rows = self.index.search(queries, wanted)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for q in range(len(queries)):
+            keep = (rows[q] >= 0) & allowed[np.maximum(rows[q], 0)]
+            taken = rows[q][keep][:k]
+            out_rows[q, : len(taken)] = taken
+            out_scores[q, : len(taken)] = scores[q][keep][:k]
+        return out_scores, out_rows
+
+    def bytes_per_item(self) -> float:
+        """Serialised size over the items: what the index costs in memory."""
+        index = faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.index
+        return len(faiss.serialize_index(index)) / max(1, self.ntotal)
+
+
+def build(spec: IndexSpec, vectors: np.ndarray, *, use_gpu: bool | None = None, threads: int | None = None) -> BuiltIndex:
+    """Train and fill an index of `spec` over `vectors` ([n, d] float32).
+
+    `use_gpu` None: the GPU when faiss sees one, else the CPU; a GPU build that
+    fails (no memory, a kind the build lacks) falls back to the CPU with a warning.
+    """
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    spec = resolved(spec, max(n, 1), dim)
+    started = time.perf_counter()
+    index = faiss.index_factory(dim, _factory(spec, n), faiss.METRIC_INNER_PRODUCT)
+    if spec.kind == "hnsw":
+        index.hnsw.efConstruction = spec.ef_construction
+    if spec.kind in ("ivf_pq", "opq_ivf_pq"):
+        # Polysemous codes (on by default) cost minutes of training and serve
+        # Hamming filtering, which streamrec does not use.
+        faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
+    if spec.kind == "opq_ivf_pq":
+        faiss.downcast_VectorTransform(index.chain.at(0)).niter = OPQ_ITERATIONS
+    on_gpu = False
+    wants_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
+    if wants_gpu and not hasattr(faiss, "StandardGpuResources"):
+        log.warning("this faiss build has no GPU support; using the CPU index")
+    elif wants_gpu and spec.kind != "hnsw":
+        try:
+            index = faiss.index_cpu_to_all_gpus(index)
+            on_gpu = True
+        except (RuntimeError, AttributeError) as exc:
+            log.warning("GPU index for %s unavailable (%s); using the CPU index", spec.kind, exc)
+    if not index.is_trained:
+        index.train(vectors)
+    index.add(vectors)
+    return BuiltIndex(spec, index, dim, on_gpu, time.perf_counter() - started)

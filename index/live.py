@@ -1,0 +1,175 @@
+"""The live side of serving: the current index, swapped when a version is announced.
+
+`LiveModel.current` is one reference. A request reads it once and finishes on
+that index even if a swap happens meanwhile; a swap builds the new index in a
+thread and replaces the reference in one assignment, so no request ever sees
+a half-built index or fails because of a swap.
+
+User features come from a replica of the workers' user-features changelog
+(every partition, no group): the workers flush it every `commit_interval_s`,
+so serving is at most about that far behind an event, and a request costs no
+hop to a worker. The price is memory: each server holds every user's
+compact (changelog) bytes, decoded only when asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from index.kinds import IndexSpec
+from index.serving import ServingConfig, ServingIndex
+from streamrec.settings import Settings
+from streams.catalog import CatalogView
+from streams.codec import decode
+from streams.features import UserFeatures
+from streams.kafka import FollowedTopic
+from streams.schema import Limits
+from streams.topics import Topics
+from trainer.store import ModelStore, StoreError
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05  # catalog, features and announcements are polled this often
+
+
+class FeatureReplica(FollowedTopic):
+    """Every user's latest features, from the user-features changelog."""
+
+    def __init__(self, topic: str):
+        super().__init__(topic)
+        self._rows: dict[str, bytes] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:
+            self._rows.pop(key.decode(errors="replace"), None)
+        else:
+            self._rows[key.decode(errors="replace")] = value
+
+    def get(self, user_id: str) -> UserFeatures | None:
+        raw = self._rows.get(user_id)
+        return None if raw is None else UserFeatures.from_wire(decode(raw))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class Announcements(FollowedTopic):
+    """Versions announced on `recs.model-updates`, newest last."""
+
+    def __init__(self, topic: str):
+        super().__init__(topic)
+        self.latest: str | None = None
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            self.latest = str(decode(value)["version"])
+        except Exception as exc:  # noqa: BLE001 - a bad announcement must not stop serving
+            log.warning("ignoring an unreadable model announcement: %s", exc)
+
+
+def index_spec(settings: Settings) -> IndexSpec:
+    return IndexSpec(
+        kind=settings.index_kind,
+        nlist=settings.index_nlist,
+        nprobe=settings.index_nprobe,
+        pq_bytes=settings.index_pq_bytes,
+        hnsw_m=settings.index_hnsw_m,
+        ef_search=settings.index_ef_search,
+    )
+
+
+def serving_config(settings: Settings) -> ServingConfig:
+    return ServingConfig(
+        affinity_half_life_s=settings.affinity_half_life_s,
+        exclude_clicked=settings.exclude_clicked,
+        search_blend=settings.search_blend,
+        search_candidates=settings.search_candidates,
+    )
+
+
+class LiveModel:
+    """The current ServingIndex, its catalog and its users, kept fresh."""
+
+    def __init__(self, settings: Settings, spec: IndexSpec | None = None, *, follow_features: bool = True):
+        topics = Topics.from_settings(settings)
+        self.settings = settings
+        self.spec = spec or index_spec(settings)
+        self.store = ModelStore(settings.data_dir / "models")
+        self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
+        self.features = FeatureReplica(topics.user_features_changelog) if follow_features else None
+        self.announcements = Announcements(topics.model_updates)
+        self.current: ServingIndex | None = None
+        self.swaps = 0
+        self.on_swap: list[Callable[[ServingIndex], None]] = []
+        self._building: str | None = None
+        self._pending: list = []  # catalog changes that arrived while an index was building
+
+    async def start(self, bootstrap: str) -> None:
+        followed = [self.catalog, self.announcements] + ([self.features] if self.features else [])
+        await asyncio.gather(*(topic.start(bootstrap) for topic in followed))
+        self.catalog.drain_changes()
+        version = self.store.current()
+        if version is not None:
+            await self.swap_to(version)
+        else:
+            log.warning("no model version yet in %s: serving starts when one is announced", self.store.root)
+
+    async def swap_to(self, version: str) -> bool:
+        """Build `version`'s index off the event loop, then switch to it."""
+        if self.current is not None and self.current.version.version == version or self._building == version:
+            return False
+        self._building = version
+        try:
+            snapshot = list(self.catalog.items.values())
+            self._pending = []
+            started = time.perf_counter()
+            built = await asyncio.to_thread(self._build, version, snapshot)
+            built.sync(self._pending)
+            self._pending = []
+            self.current = built
+            self.swaps += 1
+            for callback in self.on_swap:
+                callback(built)
+            log.info("now serving model %s (%d items, swap took %.1f s)", version, built.index.ntotal, time.perf_counter() - started)
+            return True
+        except (StoreError, OSError, ValueError, RuntimeError) as exc:
+            log.error("could not load model %s; still serving %s: %s", version, self.version or "nothing", exc)
+            return False
+        finally:
+            self._building = None
+
+    def _build(self, version: str, catalog: list) -> ServingIndex:
+        loaded = self.store.load(version)
+        return ServingIndex(loaded, self.spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None)
+
+    @property
+    def version(self) -> str | None:
+        return None if self.current is None else self.current.version.version
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Poll catalog, features and announcements until `stop`."""
+        while not stop.is_set():
+            await self.catalog.poll()
+            changes = self.catalog.drain_changes()
+            if changes:
+                if self._building is not None:
+                    self._pending.extend(changes)
+                if self.current is not None:
+                    self.current.sync(changes)
+            if self.features is not None:
+                await self.features.poll()
+            await self.announcements.poll()
+            latest = self.announcements.latest
+            if latest is not None and latest != self.version and self._building is None:
+                asyncio.create_task(self.swap_to(latest))
+            await asyncio.sleep(POLL_S)
+
+    async def stop(self) -> None:
+        for topic in (self.catalog, self.announcements, self.features):
+            if topic is not None:
+                await topic.stop()

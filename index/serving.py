@@ -1,0 +1,263 @@
+"""One model version served from a FAISS index, kept current with the catalog.
+
+Rows are items in insertion order: the version's items first, then catalog
+items that arrived later (embedded by the item tower, no retraining). An item
+whose content changes gets a new row and its old row is switched off; the
+allow-bitmap over rows is what the filters edit (out of stock, purchased,
+optionally clicked), so a search never has to cut excluded items from a
+short list.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from embeddings.encoding import encode_items, encode_queries, encode_users
+from embeddings.model import to_tensors
+from embeddings.text import words
+from index.kinds import BuiltIndex, IndexSpec, build
+from streams.features import UserFeatures
+from streams.schema import Item
+from trainer.store import ModelVersion
+
+log = logging.getLogger(__name__)
+
+MAX_EXACT_MATCHES = 1000  # title-word matches considered per search
+
+
+@dataclass(frozen=True)
+class Scored:
+    item_id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    affinity_half_life_s: float = 86_400.0
+    exclude_clicked: bool = False
+    search_blend: float = 0.3  # weight of the user's embedding in personalised search
+    search_candidates: int = 100  # semantic candidates re-ranked per search
+
+
+def _content(item: Item) -> tuple:
+    """What the item tower reads: a change here needs a new vector."""
+    return (item.title, item.category, item.price)
+
+
+class ServingIndex:
+    def __init__(self, version: ModelVersion, spec: IndexSpec, catalog: Iterable[Item], config: ServingConfig, threads: int | None = None):
+        started = time.perf_counter()
+        self.version = version
+        self.model = version.model
+        self.config = config
+        self.index: BuiltIndex = build(spec, version.item_vectors, threads=threads)
+        self.row_ids: list[str] = list(version.item_ids)
+        self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.row_ids)}
+        self.row_category: list[str] = [""] * len(self.row_ids)
+        self.popularity = np.asarray(version.item_popularity, dtype=np.float32)
+        self.items: dict[str, Item] = {}
+        self._words: dict[str, set[int]] = {}
+        self._allow = np.zeros(0, dtype=np.uint8)
+        self._grow(len(self.row_ids))
+        self._set_rows(np.arange(len(self.row_ids)), True)
+        self.sync(catalog, trained_content=True)
+        self._popular: np.ndarray | None = None
+        log.info("index %s for model %s: %d rows, %.1f s", spec.label(), version.version, self.index.ntotal, time.perf_counter() - started)
+
+    # --- the allow-bitmap -----------------------------------------------------
+
+    def _grow(self, rows: int) -> None:
+        needed = (rows + 7) // 8
+        if needed > len(self._allow):
+            grown = np.zeros(max(needed, 2 * len(self._allow)), dtype=np.uint8)
+            grown[: len(self._allow)] = self._allow
+            self._allow = grown
+
+    def _set_rows(self, rows: np.ndarray, allowed: bool, bitmap: np.ndarray | None = None) -> None:
+        bitmap = self._allow if bitmap is None else bitmap
+        rows = np.asarray(rows, dtype=np.int64)
+        masks = (1 << (rows & 7)).astype(np.uint8)
+        if allowed:
+            np.bitwise_or.at(bitmap, rows >> 3, masks)
+        else:
+            np.bitwise_and.at(bitmap, rows >> 3, ~masks)
+
+    def is_allowed(self, item_id: str) -> bool:
+        row = self.row_of.get(item_id)
+        return row is not None and bool(self._allow[row >> 3] >> (row & 7) & 1)
+
+    def _allow_without(self, item_ids: Iterable[str]) -> np.ndarray:
+        rows = [self.row_of[i] for i in item_ids if i in self.row_of]
+        if not rows:
+            return self._allow
+        bitmap = self._allow.copy()
+        self._set_rows(np.asarray(rows), False, bitmap)
+        return bitmap
+
+    # --- keeping up with the catalog ------------------------------------------
+
+    def sync(self, items: Iterable[Item], *, trained_content: bool = False) -> int:
+        """Apply catalog items: new or changed ones are embedded and added,
+        stock flags take effect at once. `trained_content`: the version's own
+        items are taken as embedded already (the start-up sync). Returns rows added."""
+        fresh: list[Item] = []
+        for item in items:
+            known = self.items.get(item.item_id)
+            row = self.row_of.get(item.item_id)
+            if row is None or (known is not None and _content(known) != _content(item)) or (known is None and not trained_content):
+                fresh.append(item)
+            else:
+                if known is None:
+                    self._index_words(row, item)
+                self.row_category[row] = item.category
+                self._set_rows(np.array([row]), item.in_stock)
+            self.items[item.item_id] = item
+        if fresh:
+            self._add(fresh)
+        return len(fresh)
+
+    def _add(self, items: list[Item]) -> None:
+        vectors = self.item_vectors(items)
+        first = len(self.row_ids)
+        self.index.add(vectors)
+        self._grow(first + len(items))
+        self.popularity = np.concatenate([self.popularity, np.zeros(len(items), dtype=np.float32)])
+        for offset, item in enumerate(items):
+            row = first + offset
+            old = self.row_of.get(item.item_id)
+            if old is not None:
+                self._set_rows(np.array([old]), False)  # the stale vector stays, switched off
+                self.popularity[row] = self.popularity[old]
+            self.row_ids.append(item.item_id)
+            self.row_of[item.item_id] = row
+            self.row_category.append(item.category)
+            self._set_rows(np.array([row]), item.in_stock)
+            self._index_words(row, item)
+        self._popular = None
+
+    def _index_words(self, row: int, item: Item) -> None:
+        for word in set(words(item.title)):
+            self._words.setdefault(word, set()).add(row)
+
+    # --- vectors --------------------------------------------------------------
+
+    def item_vectors(self, items: list[Item]) -> np.ndarray:
+        with torch.no_grad():
+            return self.model.item_vectors(to_tensors(encode_items(items, self.version.config))).numpy()
+
+    def user_vector(self, user: UserFeatures, now: float) -> np.ndarray:
+        encoded = encode_users([user], now, self.version.config, self.config.affinity_half_life_s)
+        with torch.no_grad():
+            return self.model.user_vectors(to_tensors(encoded)).numpy()
+
+    def _item(self, item_id: str) -> Item:
+        return self.items.get(item_id) or Item(item_id, "", "")  # a log's bare id: how the trainer saw it
+
+    # --- answers ----------------------------------------------------------------
+
+    def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[Scored]:
+        return [Scored(self.row_ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0][:k]
+
+    def recommend(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[Scored]:
+        """Top-k for a user; without any history, the cold-start answer."""
+        now = time.time() if now is None else now
+        if user is None or not user.recent_items:
+            return self.cold_start(user, k, now)
+        excluded = list(user.purchased) + (list(user.recent_items) if self.config.exclude_clicked else [])
+        scores, rows = self.index.search(self.user_vector(user, now), k, self._allow_without(excluded))
+        return self._answer(scores[0], rows[0], k)
+
+    def recommend_many(self, users: list[UserFeatures], k: int, now: float) -> list[list[Scored]]:
+        """Batched for the stream's publisher: one tower pass and one search per
+        batch; each user's own exclusions still apply (at most one search each
+        when they have purchases)."""
+        if not users:
+            return []
+        encoded = encode_users(users, now, self.version.config, self.config.affinity_half_life_s)
+        with torch.no_grad():
+            vectors = self.model.user_vectors(to_tensors(encoded)).numpy()
+        answers: list[list[Scored]] = [[] for _ in users]
+        plain = [n for n, u in enumerate(users) if not u.purchased and not self.config.exclude_clicked]
+        filtered = set(range(len(users))) - set(plain)
+        if plain:
+            scores, rows = self.index.search(vectors[plain], k, self._allow)
+            for at, n in enumerate(plain):
+                answers[n] = self._answer(scores[at], rows[at], k)
+        for n in sorted(filtered):
+            user = users[n]
+            excluded = list(user.purchased) + (list(user.recent_items) if self.config.exclude_clicked else [])
+            scores, rows = self.index.search(vectors[n : n + 1], k, self._allow_without(excluded))
+            answers[n] = self._answer(scores[0], rows[0], k)
+        return answers
+
+    def _popular_rows(self) -> np.ndarray:
+        if self._popular is None:
+            self._popular = np.argsort(-self.popularity, kind="stable")
+        return self._popular
+
+    def cold_start(self, user: UserFeatures | None, k: int, now: float) -> list[Scored]:
+        """Popular items in stock; first from the user's strongest categories
+        when there is any signal (a new user with no clicks gets the global list)."""
+        affinity = user.category_affinity(now, self.config.affinity_half_life_s) if user is not None else {}
+        preferred = set(list(affinity)[:3])
+        excluded = set(user.purchased) if user is not None else set()
+        top = float(self.popularity.max()) if len(self.popularity) and self.popularity.max() > 0 else 1.0
+        picked: list[Scored] = []
+        seen: set[str] = set()
+        for wanted in ([preferred] if preferred else []) + [None]:
+            for row in self._popular_rows():
+                if len(picked) >= k:
+                    return picked
+                item_id = self.row_ids[row]
+                if item_id in seen or item_id in excluded or not self._allow[row >> 3] >> (row & 7) & 1:
+                    continue
+                if wanted is not None and self.row_category[row] not in wanted:
+                    continue
+                seen.add(item_id)
+                picked.append(Scored(item_id, float(self.popularity[row]) / top))
+        return picked
+
+    def similar(self, item_id: str, k: int) -> list[Scored] | None:
+        """Items near `item_id` (itself excluded); None for an unknown item."""
+        if item_id not in self.row_of:
+            return None
+        vector = self.item_vectors([self._item(item_id)])
+        scores, rows = self.index.search(vector, k, self._allow_without([item_id]))
+        return self._answer(scores[0], rows[0], k)
+
+    def search(self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None) -> list[Scored]:
+        """Semantic candidates for the query, plus every in-stock item whose title
+        holds all the query's words; exact matches rank first. With a user, the
+        score blends in the user's embedding (`search_blend`)."""
+        now = time.time() if now is None else now
+        with torch.no_grad():
+            query_vector = self.model.query_vectors(to_tensors({"q": encode_queries([query], self.version.config)})["q"]).numpy()
+        _, rows = self.index.search(query_vector, max(k, self.config.search_candidates), self._allow)
+        candidates = {int(r) for r in rows[0] if r >= 0}
+        exact = self._title_matches(query)
+        candidates |= exact
+        if not candidates:
+            return []
+        ordered = sorted(candidates)
+        vectors = self.item_vectors([self._item(self.row_ids[r]) for r in ordered])
+        scores = vectors @ query_vector[0]
+        if user is not None and user.recent_items:
+            blend = self.config.search_blend
+            scores = (1 - blend) * scores + blend * (vectors @ self.user_vector(user, now)[0])
+        ranked = sorted(zip(ordered, scores, strict=True), key=lambda rs: (rs[0] not in exact, -rs[1]))
+        return [Scored(self.row_ids[r], float(s)) for r, s in ranked[:k]]
+
+    def _title_matches(self, query: str) -> set[int]:
+        terms = set(words(query))
+        if not terms:
+            return set()
+        postings = sorted((self._words.get(term, set()) for term in terms), key=len)
+        matches = set.intersection(*postings) if postings else set()
+        allowed = {r for r in matches if self._allow[r >> 3] >> (r & 7) & 1 and self.row_of.get(self.row_ids[r]) == r}
+        return set(sorted(allowed)[:MAX_EXACT_MATCHES])
