@@ -110,7 +110,7 @@ class LiveModel:
         self._pending: list = []  # catalog changes that arrived while an index was building
 
     async def start(self, bootstrap: str) -> None:
-        followed = [self.catalog, self.announcements] + ([self.features] if self.features else [])
+        followed = [self.catalog, self.announcements] + ([self.features] if self.features is not None else [])
         await asyncio.gather(*(topic.start(bootstrap) for topic in followed))
         self.catalog.drain_changes()
         version = self.store.current()

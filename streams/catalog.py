@@ -40,7 +40,9 @@ class CatalogView(FollowedTopic):
         log.info("catalog: %d items loaded", len(self.items))
 
     def drain_changes(self) -> list[Item]:
-        changed, self.changed = self.changed or [], []
+        if self.changed is None:
+            return []
+        changed, self.changed = self.changed, []
         return changed
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:

@@ -198,16 +198,16 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
 
 
 def announcement(store: ModelStore, version: str) -> dict:
+    """The `recs.model-updates` value: which version, where, and how good."""
     manifest = store.load_manifest(version)
-    test = manifest["metrics"]["test"]
+    metrics = manifest.get("metrics", {})
     return {
-        "model": manifest["model"],
+        "model": manifest.get("model", MODEL_NAME),
         "version": version,
         "path": str(store.root / version),
-        "created": manifest["created"],
-        "items": manifest["data_window"]["items"],
-        f"recall@{GATE_K}": test[f"recall@{GATE_K}"],
-        f"popularity_recall@{GATE_K}": manifest["metrics"]["popularity"][f"recall@{GATE_K}"],
+        "created": manifest.get("created"),
+        f"recall@{GATE_K}": metrics.get("test", {}).get(f"recall@{GATE_K}"),
+        f"popularity_recall@{GATE_K}": metrics.get("popularity", {}).get(f"recall@{GATE_K}"),
     }
 
 

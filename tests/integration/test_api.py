@@ -1,0 +1,126 @@
+"""The HTTP API on a real broker: bad inputs, live catalog, features, hot swap under load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from index.live import LiveModel
+from index.runner import run_server
+from streams.producer import ShopProducer
+from streams.schema import Item
+from tests.conftest import free_port
+from tests.integration.helpers import RunningWorker, until
+from tests.versions import publish_random_version
+from trainer.job import announce, model_store
+
+pytestmark = pytest.mark.broker
+
+ITEMS = [Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp {n}", f"c{n % 3}") for n in range(200)]
+
+
+async def _until_ok(probe, timeout_s: float, what: str) -> float:
+    started = time.monotonic()
+    while True:
+        if await probe():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what} not seen within {timeout_s}s")
+        await asyncio.sleep(0.02)
+
+
+def test_api_inputs_freshness_and_hot_swap(kafka, settings):
+    settings = settings.model_copy(update={"api_port": free_port(), "index_kind": "hnsw"})
+    store = model_store(settings)
+    first = publish_random_version(store, ITEMS, seed=1)
+
+    async def scenario():
+        async with ShopProducer(kafka, settings) as producer:
+            await producer.send_catalog(ITEMS)
+        worker = await RunningWorker(settings, kafka).start()
+        stop = asyncio.Event()
+        live = LiveModel(settings)
+        server = asyncio.create_task(run_server(settings, kafka, stop, live))
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            await until(lambda: live.current is not None, 60, "the first index")
+            await _until_ok(lambda: _status(http, "/healthz", 200), 30, "healthz")
+
+            # Bad parameters: 4xx with a message, never a 500.
+            for path, code in [("/recommendations/u1?k=0", 422), ("/recommendations/u1?k=100000", 422),
+                               ("/recommendations/u1?k=ten", 422), ("/items/nope/similar", 404),
+                               ("/search?q=", 422), ("/search", 422), ("/users/x", 404),
+                               (f"/recommendations/{'u' * 1000}", 422)]:  # fmt: skip
+                answer = await http.get(path)
+                assert answer.status_code == code, (path, answer.text)
+                assert answer.json().get("detail"), path
+
+            # An unknown user gets the cold-start answer, named with its version.
+            cold = (await http.get("/recommendations/nobody?k=5")).json()
+            assert [i["item_id"] for i in cold["items"]] == ["i0", "i1", "i2", "i3", "i4"]
+            assert cold["model_version"] == first.version
+
+            # Catalog changes reach the index within a second.
+            async with ShopProducer(kafka, settings) as producer:
+                await producer.send_item(Item("fresh", "purple lamp", "c1"))
+                took = await _until_ok(lambda: _status(http, "/items/fresh/similar", 200), 5, "the new item")
+                assert took < 1.0, took
+                await producer.send_item(Item("i0", ITEMS[0].title, ITEMS[0].category, in_stock=False))
+                took = await _until_ok(lambda: _absent(http, "/recommendations/nobody?k=5", "i0"), 5, "i0 out of stock")
+                assert took < 1.0, took
+
+                # A user's purchases (through the worker's changelog) are filtered out.
+                for n in range(1, 6):
+                    await producer.click("buyer", f"i{n}")
+                await producer.purchase("buyer", "i1")
+            await _until_ok(lambda: _served_personally(http, "buyer"), 10, "the buyer's features")
+            bought = (await http.get("/recommendations/buyer?k=50")).json()
+            assert "i1" not in {i["item_id"] for i in bought["items"]} and len(bought["items"]) == 50
+
+            # Hot swap under load: every request answers 200, the version changes.
+            failures, versions = [], set()
+
+            async def load():
+                while not stop_load.is_set():
+                    for path in ("/recommendations/buyer?k=10", "/search?q=red+lamp&user_id=buyer", "/items/i5/similar"):
+                        answer = await http.get(path)
+                        if answer.status_code != 200:
+                            failures.append((path, answer.status_code))
+                        else:
+                            versions.add(answer.json()["model_version"])
+
+            stop_load = asyncio.Event()
+            loaders = [asyncio.create_task(load()) for _ in range(4)]
+            second = publish_random_version(store, ITEMS, seed=2)
+            await announce(settings, kafka, store, second.version)
+            await until(lambda: live.version == second.version, 60, "the swap")
+            await asyncio.sleep(0.3)
+            stop_load.set()
+            await asyncio.gather(*loaders)
+            assert not failures and versions == {first.version, second.version}
+
+            metrics = (await http.get("/metrics")).text
+            assert f'streamrec_model_info{{version="{second.version}"}} 1.0' in metrics
+            assert "streamrec_api_request_seconds_bucket" in metrics
+        stop.set()
+        await server
+        await worker.stop()
+
+    asyncio.run(scenario())
+
+
+async def _status(http, path, code) -> bool:
+    return (await http.get(path)).status_code == code
+
+
+async def _absent(http, path, item_id) -> bool:
+    return item_id not in {i["item_id"] for i in (await http.get(path)).json()["items"]}
+
+
+async def _served_personally(http, user_id) -> bool:
+    cold = (await http.get("/recommendations/nobody?k=10")).json()["items"]
+    mine = (await http.get(f"/recommendations/{user_id}?k=10")).json()["items"]
+    return mine != cold
