@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="HTTP API address (`streamrec serve`).")
     api_port: int = Field(8000, description="HTTP API port.")
     index_kind: Literal["flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16"] = Field(
-        "hnsw", description="FAISS index kind (see the README's index section; `streamrec tune` picks one)."
+        "hnsw", description="FAISS index kind: flat, ivf_flat, ivf_pq, opq_ivf_pq, hnsw, sq8, fp16 (README, Serving)."
     )
     index_nlist: int = Field(0, ge=0, description="IVF lists; 0: about 4 sqrt(items).")
     index_nprobe: int = Field(16, ge=1, description="IVF lists searched per query (recall up, latency up).")
