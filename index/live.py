@@ -73,23 +73,11 @@ class Announcements(FollowedTopic):
 
 
 def index_spec(settings: Settings) -> IndexSpec:
-    return IndexSpec(
-        kind=settings.index_kind,
-        nlist=settings.index_nlist,
-        nprobe=settings.index_nprobe,
-        pq_bytes=settings.index_pq_bytes,
-        hnsw_m=settings.index_hnsw_m,
-        ef_search=settings.index_ef_search,
-    )
+    return settings.section(IndexSpec, "index_")
 
 
 def serving_config(settings: Settings) -> ServingConfig:
-    return ServingConfig(
-        affinity_half_life_s=settings.affinity_half_life_s,
-        exclude_clicked=settings.exclude_clicked,
-        search_blend=settings.search_blend,
-        search_candidates=settings.search_candidates,
-    )
+    return settings.section(ServingConfig)
 
 
 class LiveModel:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+T = TypeVar("T")
 
 
 class Settings(BaseSettings):
@@ -100,6 +102,13 @@ class Settings(BaseSettings):
 
     # --- local files -------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Models, caches and reports.")
+
+    def section(self, config: type[T], prefix: str = "", **overrides: Any) -> T:
+        """A component's frozen config from the settings named `prefix + field`;
+        fields without a setting keep the component's default."""
+        fields = config.__dataclass_fields__  # type: ignore[attr-defined]
+        values = {name: getattr(self, prefix + name) for name in fields if prefix + name in type(self).model_fields}
+        return config(**{**values, **overrides})
 
     def topic(self, name: str) -> str:
         """A topic or group name with the configured prefix."""

@@ -36,7 +36,7 @@ class FeatureConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> FeatureConfig:
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+        return settings.section(cls)
 
 
 @dataclass(slots=True)

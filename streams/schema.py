@@ -32,7 +32,7 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+        return settings.section(cls)
 
 
 @dataclass(slots=True)

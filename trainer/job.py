@@ -38,27 +38,11 @@ GATE_K = 20
 
 
 def model_config(settings: Settings) -> ModelConfig:
-    return ModelConfig(
-        dim=settings.model_dim,
-        hidden=settings.model_hidden,
-        id_buckets=settings.model_id_buckets,
-        text_buckets=settings.model_text_buckets,
-        max_recent=settings.model_max_recent,
-        pooling=settings.model_pooling,
-    )
+    return settings.section(ModelConfig, "model_")
 
 
 def train_config(settings: Settings) -> TrainConfig:
-    return TrainConfig(
-        epochs=settings.train_epochs,
-        batch_size=settings.train_batch_size,
-        lr=settings.train_lr,
-        temperature=settings.train_temperature,
-        random_negatives=settings.train_random_negatives,
-        patience=settings.train_patience,
-        eval_k=GATE_K,
-        seed=settings.train_seed,
-    )
+    return settings.section(TrainConfig, "train_", eval_k=GATE_K)
 
 
 def cache_dir(settings: Settings):
