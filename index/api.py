@@ -38,8 +38,7 @@ class ApiMetrics:
         self.age.set(time.time() - current.version.manifest.get("created", time.time()))
         self.version.clear()
         self.version.labels(current.version.version).set(1)
-        if self.live.features is not None:
-            self.users.set(len(self.live.features))
+        self.users.set(len(self.live.features))
 
 
 def _items(answer: list[Scored]) -> list[dict]:
@@ -60,7 +59,7 @@ def create_api(live: LiveModel) -> FastAPI:
         return current
 
     def user(user_id: str):
-        return live.features.get(user_id) if live.features is not None else None
+        return live.features.get(user_id)
 
     @api.get("/recommendations/{user_id}", summary="Top-k items for a user (cold start for unknown users)")
     async def recommendations(user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K) -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
@@ -28,7 +27,8 @@ from streams.features import UserFeatures
 from streams.kafka import FollowedTopic
 from streams.schema import Limits
 from streams.topics import Topics
-from trainer.store import ModelStore, StoreError
+from trainer.job import model_store
+from trainer.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +83,21 @@ def serving_config(settings: Settings) -> ServingConfig:
 class LiveModel:
     """The current ServingIndex, its catalog and its users, kept fresh."""
 
-    def __init__(self, settings: Settings, spec: IndexSpec | None = None, *, follow_features: bool = True):
+    def __init__(self, settings: Settings):
         topics = Topics.from_settings(settings)
         self.settings = settings
-        self.spec = spec or index_spec(settings)
-        self.store = ModelStore(settings.data_dir / "models")
+        self.spec = index_spec(settings)
+        self.store = model_store(settings)
         self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
-        self.features = FeatureReplica(topics.user_features_changelog) if follow_features else None
+        self.features = FeatureReplica(topics.user_features_changelog)
         self.announcements = Announcements(topics.model_updates)
         self.current: ServingIndex | None = None
         self.swaps = 0
-        self.on_swap: list[Callable[[ServingIndex], None]] = []
         self._building: str | None = None
         self._pending: list = []  # catalog changes that arrived while an index was building
 
     async def start(self, bootstrap: str) -> None:
-        followed = [self.catalog, self.announcements] + ([self.features] if self.features is not None else [])
-        await asyncio.gather(*(topic.start(bootstrap) for topic in followed))
+        await asyncio.gather(*(topic.start(bootstrap) for topic in self._followed()))
         self.catalog.drain_changes()
         version = self.store.current()
         if version is not None:
@@ -121,8 +119,6 @@ class LiveModel:
             self._pending = []
             self.current = built
             self.swaps += 1
-            for callback in self.on_swap:
-                callback(built)
             log.info("now serving model %s (%d items, swap took %.1f s)", version, built.index.ntotal, time.perf_counter() - started)
             return True
         except (StoreError, OSError, ValueError, RuntimeError) as exc:
@@ -149,8 +145,7 @@ class LiveModel:
                     self._pending.extend(changes)
                 if self.current is not None:
                     self.current.sync(changes)
-            if self.features is not None:
-                await self.features.poll()
+            await self.features.poll()
             await self.announcements.poll()
             latest = self.announcements.latest
             if latest is not None and latest != self.version and self._building is None:
@@ -158,6 +153,8 @@ class LiveModel:
             await asyncio.sleep(POLL_S)
 
     async def stop(self) -> None:
-        for topic in (self.catalog, self.announcements, self.features):
-            if topic is not None:
-                await topic.stop()
+        for topic in self._followed():
+            await topic.stop()
+
+    def _followed(self) -> list[FollowedTopic]:
+        return [self.catalog, self.announcements, self.features]

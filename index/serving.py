@@ -88,9 +88,12 @@ class ServingIndex:
         else:
             np.bitwise_and.at(bitmap, rows >> 3, ~masks)
 
+    def _row_allowed(self, row: int) -> bool:
+        return bool(self._allow[row >> 3] >> (row & 7) & 1)
+
     def is_allowed(self, item_id: str) -> bool:
         row = self.row_of.get(item_id)
-        return row is not None and bool(self._allow[row >> 3] >> (row & 7) & 1)
+        return row is not None and self._row_allowed(row)
 
     def _allow_without(self, item_ids: Iterable[str]) -> np.ndarray:
         rows = [self.row_of[i] for i in item_ids if i in self.row_of]
@@ -173,29 +176,6 @@ class ServingIndex:
         scores, rows = self.index.search(self.user_vector(user, now), k, self._allow_without(excluded))
         return self._answer(scores[0], rows[0], k)
 
-    def recommend_many(self, users: list[UserFeatures], k: int, now: float) -> list[list[Scored]]:
-        """Batched for the stream's publisher: one tower pass and one search per
-        batch; each user's own exclusions still apply (at most one search each
-        when they have purchases)."""
-        if not users:
-            return []
-        encoded = encode_users(users, now, self.version.config, self.config.affinity_half_life_s)
-        with torch.no_grad():
-            vectors = self.model.user_vectors(to_tensors(encoded)).numpy()
-        answers: list[list[Scored]] = [[] for _ in users]
-        plain = [n for n, u in enumerate(users) if not u.purchased and not self.config.exclude_clicked]
-        filtered = set(range(len(users))) - set(plain)
-        if plain:
-            scores, rows = self.index.search(vectors[plain], k, self._allow)
-            for at, n in enumerate(plain):
-                answers[n] = self._answer(scores[at], rows[at], k)
-        for n in sorted(filtered):
-            user = users[n]
-            excluded = list(user.purchased) + (list(user.recent_items) if self.config.exclude_clicked else [])
-            scores, rows = self.index.search(vectors[n : n + 1], k, self._allow_without(excluded))
-            answers[n] = self._answer(scores[0], rows[0], k)
-        return answers
-
     def _popular_rows(self) -> np.ndarray:
         if self._popular is None:
             self._popular = np.argsort(-self.popularity, kind="stable")
@@ -215,7 +195,7 @@ class ServingIndex:
                 if len(picked) >= k:
                     return picked
                 item_id = self.row_ids[row]
-                if item_id in seen or item_id in excluded or not self._allow[row >> 3] >> (row & 7) & 1:
+                if item_id in seen or item_id in excluded or not self._row_allowed(row):
                     continue
                 if wanted is not None and self.row_category[row] not in wanted:
                     continue
@@ -259,5 +239,5 @@ class ServingIndex:
             return set()
         postings = sorted((self._words.get(term, set()) for term in terms), key=len)
         matches = set.intersection(*postings) if postings else set()
-        allowed = {r for r in matches if self._allow[r >> 3] >> (r & 7) & 1 and self.row_of.get(self.row_ids[r]) == r}
+        allowed = {r for r in matches if self._row_allowed(r) and self.row_of.get(self.row_ids[r]) == r}
         return set(sorted(allowed)[:MAX_EXACT_MATCHES])
