@@ -12,7 +12,6 @@ by rewriting it as one base segment (the trainer's data window).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from streams.codec import decode_values
 from streams.kafka import read_to_end, reader
 from streams.schema import Event, InvalidRecord, Item, Limits, validate_event, validate_item
 from streams.topics import Topics
+from trainer.store import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class InteractionCache:
     @classmethod
     def open(cls, directory: Path, max_events: int) -> InteractionCache:
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.tmp"):
+        for stale in directory.glob(".*.tmp"):
             stale.unlink()  # a refresh that crashed before its rename
         cache = cls(directory, max_events)
         for path in sorted(directory.glob("segment-*.msgpack")):
@@ -77,12 +77,7 @@ class InteractionCache:
             "items": [i.to_wire() for i in items],
             "offsets": self.offsets,
         }
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            handle.write(msgpack.packb(segment, use_bin_type=True))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, msgpack.packb(segment, use_bin_type=True))
         self._segments.append(path)
         return path
 

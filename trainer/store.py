@@ -53,6 +53,13 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one: written beside it, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    _fsync_write(tmp, data)
+    os.replace(tmp, path)
+
+
 class ModelStore:
     def __init__(self, root: Path):
         self.root = root
@@ -114,10 +121,10 @@ class ModelStore:
         link.unlink(missing_ok=True)
         os.symlink(version, link)
         os.replace(link, self.current_link)
-        history = [v for v in self.history() if v != version] + [version]
-        tmp = self.root / ".history.json"
-        _fsync_write(tmp, json.dumps(history).encode())
-        os.replace(tmp, self.root / "history.json")
+        self._write_history([v for v in self.history() if v != version] + [version])
+
+    def _write_history(self, versions: list[str]) -> None:
+        write_atomically(self.root / "history.json", json.dumps(versions).encode())
 
     def rollback(self) -> str:
         """Make the version current before this one current again; returns it."""
@@ -128,9 +135,7 @@ class ModelStore:
         previous = earlier[-1]
         self.promote(previous)
         # The rolled-back version leaves the history: a second rollback goes further back.
-        tmp = self.root / ".history.json"
-        _fsync_write(tmp, json.dumps([v for v in self.history() if v != current]).encode())
-        os.replace(tmp, self.root / "history.json")
+        self._write_history([v for v in self.history() if v != current])
         return previous
 
     def prune(self, keep: int) -> list[str]:

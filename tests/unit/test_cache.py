@@ -33,7 +33,8 @@ def test_the_window_keeps_the_newest_events_in_one_base_segment(tmp_path):
 def test_a_half_written_segment_is_ignored(tmp_path):
     cache = InteractionCache.open(tmp_path, max_events=100)
     cache.append(_events(0, 3), [], {"clicks": {0: 3}})
-    (tmp_path / "segment-00000002.tmp").write_bytes(b"\x85garbage")
+    (tmp_path / ".segment-00000002.msgpack.tmp").write_bytes(b"\x85garbage")  # what a crashed write leaves
+    assert list(tmp_path.glob("*.tmp"))  # (the check below would see it)
     again = InteractionCache.open(tmp_path, max_events=100)
     assert len(again.events) == 3 and again.offsets == {"clicks": {0: 3}}
     assert not list(tmp_path.glob("*.tmp"))
