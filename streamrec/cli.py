@@ -288,8 +288,8 @@ def evaluate(
 ) -> None:
     """Recall, NDCG and coverage of a version against popularity, on the newest held-out events."""
     from streamrec.plots import recall_curve
-    from trainer.evaluate import KS, evaluate_model, evaluate_popularity
-    from trainer.job import catalog_of, evaluate_version, model_store, open_cache, refresh_cache
+    from trainer.evaluate import KS
+    from trainer.job import catalog_of, evaluate_version, model_store, open_cache, refresh_cache, split_of
     from trainer.store import StoreError
 
     settings = Settings()
@@ -302,7 +302,9 @@ def evaluate(
     with kafka_bootstrap(settings) as bootstrap:
         asyncio.run(refresh_cache(settings, bootstrap, cache))
     items = catalog_of(cache)
-    result = evaluate_version(loaded, cache.events, items, settings)
+    # One evaluation at every K of the plot (the table's K are among them).
+    curve_ks = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
+    result = evaluate_version(loaded, split_of(cache.events, items, settings), items, settings, curve_ks)
     table = Table("metric", f"model {loaded.version}", "popularity", "ratio")
     for name in ("recall", "ndcg", "coverage"):
         for k in KS:
@@ -310,12 +312,7 @@ def evaluate(
             table.add_row(f"{name}@{k}", f"{ours:.4f}", f"{theirs:.4f}", f"{ours / theirs:.2f}x" if theirs else "-")
     Console().print(table)
     console.print(f"{result.model.examples} held-out events (each user's last), {len(items)} items, {len(cache.events)} events")
-    curve_ks = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
-    device = next(loaded.model.parameters()).device
-    curves = {
-        f"two-tower {loaded.version}": evaluate_model(loaded.model, result.split.test, items, loaded.config, device, settings.affinity_half_life_s, curve_ks),
-        "popularity": evaluate_popularity(result.split.test, items, result.split.item_counts, curve_ks),
-    }
+    curves = {f"two-tower {loaded.version}": result.model, "popularity": result.popularity}
     path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
     recall_curve(path, curves, f"recall@K on {result.model.examples} held-out events")
     console.print(f"plot written to {path}")

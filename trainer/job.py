@@ -26,7 +26,7 @@ from streams.kafka import start_producer
 from streams.schema import Event, Item, Limits
 from streams.topics import Topics, ensure_topics
 from trainer.cache import InteractionCache
-from trainer.evaluate import Metrics, evaluate_model, evaluate_popularity
+from trainer.evaluate import KS, Metrics, evaluate_model, evaluate_popularity
 from trainer.examples import Split, build_examples
 from trainer.store import ModelStore, ModelVersion
 from trainer.train import TrainConfig, train
@@ -92,11 +92,15 @@ class Evaluation:
     popularity: Metrics
 
 
-def evaluate_version(version: ModelVersion, events: list[Event], items: list[Item], settings: Settings, split: Split | None = None) -> Evaluation:
-    split = split or build_examples(events, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings), purchase_weight=settings.purchase_weight)
+def split_of(events: list[Event], items: list[Item], settings: Settings) -> Split:
+    """Training, validation and test examples of the log, as the worker folds it."""
+    return build_examples(events, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings), purchase_weight=settings.purchase_weight)
+
+
+def evaluate_version(version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS) -> Evaluation:
     device = next(version.model.parameters()).device
-    model = evaluate_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s)
-    return Evaluation(split, items, model, evaluate_popularity(split.test, items, split.item_counts))
+    model = evaluate_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks)
+    return Evaluation(split, items, model, evaluate_popularity(split.test, items, split.item_counts, ks))
 
 
 @dataclass
@@ -123,7 +127,7 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
     items = catalog_of(cache)
     if not cache.events:
         raise RuntimeError("no events to learn from: the event topics are empty")
-    split = build_examples(cache.events, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings), purchase_weight=settings.purchase_weight)
+    split = split_of(cache.events, items, settings)
     phases = {"examples_s": time.time() - started}
     if not len(split.train) or not len(split.test):
         raise RuntimeError(f"too little data: {len(split.train)} training and {len(split.test)} test examples (users need at least 3 events)")
@@ -138,7 +142,7 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
 
     current_name, current_recall = store.current(), None
     if current_name is not None:
-        current = evaluate_version(store.load(current_name, device), cache.events, items, settings, split)
+        current = evaluate_version(store.load(current_name, device), split, items, settings)
         current_recall = current.model.recall[GATE_K]
     new_recall = test.recall[GATE_K]
     passes = current_recall is None or new_recall >= current_recall - settings.train_gate_tolerance
