@@ -86,8 +86,6 @@ def metrics_json(metrics: Metrics) -> dict:
 class Evaluation:
     """Model and popularity on the same held-out events."""
 
-    split: Split
-    items: list[Item]
     model: Metrics
     popularity: Metrics
 
@@ -100,7 +98,7 @@ def split_of(events: list[Event], items: list[Item], settings: Settings) -> Spli
 def evaluate_version(version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS) -> Evaluation:
     device = next(version.model.parameters()).device
     model = evaluate_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks)
-    return Evaluation(split, items, model, evaluate_popularity(split.test, items, split.item_counts, ks))
+    return Evaluation(model, evaluate_popularity(split.test, items, split.item_counts, ks))
 
 
 @dataclass
