@@ -32,8 +32,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
+# make bench WHAT=index (ingest, train, index, freshness); ARGS go to the benchmark.
+WHAT ?= ingest
 bench: $(STAMP)
-	$(BIN)/streamrec bench ingest
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS),bench]"
+	$(BIN)/streamrec bench $(WHAT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) data reports

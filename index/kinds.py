@@ -28,12 +28,14 @@ OPQ_ITERATIONS = 12  # faiss's 50 cost 4x the build time for a recall gain under
 class IndexSpec:
     """One configuration: a kind and the knobs that matter for it.
 
-    nlist/pq_bytes of 0 mean "chosen from the catalog size"."""
+    nlist/pq_m of 0 mean "chosen from the catalog size". A PQ code takes
+    pq_m * pq_bits / 8 bytes: pq_m sub-quantizers of pq_bits each."""
 
     kind: str = "hnsw"
     nlist: int = 0
     nprobe: int = 16
-    pq_bytes: int = 0
+    pq_m: int = 0
+    pq_bits: int = 8
     hnsw_m: int = 32
     ef_search: int = 64
     ef_construction: int = 80
@@ -47,35 +49,40 @@ class IndexSpec:
         if self.kind in ("ivf_flat",):
             return {"nlist": self.nlist, "nprobe": self.nprobe}
         if self.kind in ("ivf_pq", "opq_ivf_pq"):
-            return {"nlist": self.nlist, "nprobe": self.nprobe, "pq_bytes": self.pq_bytes}
+            return {"nlist": self.nlist, "nprobe": self.nprobe, "pq_m": self.pq_m, "pq_bits": self.pq_bits}
         if self.kind == "hnsw":
             return {"M": self.hnsw_m, "efSearch": self.ef_search, "efConstruction": self.ef_construction}
         return {}
 
     def label(self) -> str:
-        return self.kind + "".join(f" {k}={v}" for k, v in self.params().items())
+        """Short enough for a table cell: the knobs a search or a build turns."""
+        short = {"hnsw": f" M={self.hnsw_m} ef={self.ef_search}", "ivf_flat": f" {self.nlist} lists, probe {self.nprobe}"}
+        if self.kind in ("ivf_pq", "opq_ivf_pq"):
+            return f"{self.kind} PQ{self.pq_m}x{self.pq_bits} {self.nlist} lists, probe {self.nprobe}"
+        return self.kind + short.get(self.kind, "")
 
 
 def resolved(spec: IndexSpec, n: int, dim: int) -> IndexSpec:
     """Fill the size-dependent knobs for `n` vectors of `dim` dimensions: about
-    4 sqrt(n) lists (never fewer than 39 points each), dim/2 PQ bytes (a divisor
-    of dim)."""
+    4 sqrt(n) lists (never fewer than 39 points each), dim/2 PQ sub-quantizers
+    (a divisor of dim), fewer PQ bits when the catalog is too small to train
+    2^bits centroids."""
     most_lists = max(1, n // MIN_POINTS_PER_CENTROID)
     nlist = min(spec.nlist or 4 * int(math.sqrt(n)), most_lists)
-    pq_bytes = min(spec.pq_bytes or dim // 2, dim)
-    while dim % pq_bytes:
-        pq_bytes -= 1
-    return replace(spec, nlist=nlist, pq_bytes=pq_bytes, nprobe=min(spec.nprobe, nlist))
+    pq_m = min(spec.pq_m or dim // 2, dim)
+    while dim % pq_m:
+        pq_m -= 1
+    pq_bits = max(1, min(spec.pq_bits, int(math.log2(most_lists))))
+    return replace(spec, nlist=nlist, pq_m=pq_m, pq_bits=pq_bits, nprobe=min(spec.nprobe, nlist))
 
 
-def _factory(spec: IndexSpec, n: int) -> str:
-    # PQ codebooks need 39 * 2^bits training points: fewer bits on small catalogs.
-    bits = max(1, min(8, int(math.log2(max(2, n // MIN_POINTS_PER_CENTROID)))))
+def _factory(spec: IndexSpec) -> str:
+    pq = f"PQ{spec.pq_m}x{spec.pq_bits}"
     return {
         "flat": "Flat",
         "ivf_flat": f"IVF{spec.nlist},Flat",
-        "ivf_pq": f"IVF{spec.nlist},PQ{spec.pq_bytes}x{bits}",
-        "opq_ivf_pq": f"OPQ{spec.pq_bytes},IVF{spec.nlist},PQ{spec.pq_bytes}x{bits}",
+        "ivf_pq": f"IVF{spec.nlist},{pq}",
+        "opq_ivf_pq": f"OPQ{spec.pq_m},IVF{spec.nlist},{pq}",
         "hnsw": f"HNSW{spec.hnsw_m},Flat",
         "sq8": "SQ8",
         "fp16": "SQfp16",
@@ -163,7 +170,7 @@ def build(spec: IndexSpec, vectors: np.ndarray, *, use_gpu: bool | None = None, 
     n, dim = vectors.shape
     spec = resolved(spec, max(n, 1), dim)
     started = time.perf_counter()
-    index = faiss.index_factory(dim, _factory(spec, n), faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, _factory(spec), faiss.METRIC_INNER_PRODUCT)
     if spec.kind == "hnsw":
         index.hnsw.efConstruction = spec.ef_construction
     if spec.kind in ("ivf_pq", "opq_ivf_pq"):

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
+from index.autotune import tune
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
 from streamrec.settings import Settings
@@ -28,7 +30,7 @@ from streams.kafka import FollowedTopic
 from streams.schema import Limits
 from streams.topics import Topics
 from trainer.job import model_store
-from trainer.store import StoreError
+from trainer.store import ModelVersion, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ class FeatureReplica(FollowedTopic):
     def get(self, user_id: str) -> UserFeatures | None:
         raw = self._rows.get(user_id)
         return None if raw is None else UserFeatures.from_wire(decode(raw))
+
+    def sample(self, n: int, seed: int = 0) -> list[UserFeatures]:
+        """Up to `n` users picked at random, decoded (the tuner's queries)."""
+        picked = random.Random(seed).sample(list(self._rows), min(n, len(self._rows)))
+        return [UserFeatures.from_wire(decode(self._rows[user_id])) for user_id in picked]
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -112,9 +119,10 @@ class LiveModel:
         self._building = version
         try:
             snapshot = list(self.catalog.items.values())
+            users = self.features.sample(2 * self.settings.tune_queries) if self.settings.index_tune else []
             self._pending = []
             started = time.perf_counter()
-            built = await asyncio.to_thread(self._build, version, snapshot)
+            built = await asyncio.to_thread(self._build, version, snapshot, users)
             built.sync(self._pending)
             self._pending = []
             self.current = built
@@ -127,9 +135,19 @@ class LiveModel:
         finally:
             self._building = None
 
-    def _build(self, version: str, catalog: list) -> ServingIndex:
+    def _build(self, version: str, catalog: list, users: list[UserFeatures]) -> ServingIndex:
         loaded = self.store.load(version)
-        return ServingIndex(loaded, self.spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None)
+        spec = self._tuned_spec(loaded, users) if self.settings.index_tune else self.spec
+        return ServingIndex(loaded, spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None)
+
+    def _tuned_spec(self, loaded: ModelVersion, users: list[UserFeatures]) -> IndexSpec:
+        tuning = tune(loaded, users, self.settings)
+        if tuning.chosen is None:
+            log.warning("no index configuration meets %s for model %s; using the configured %s", tuning.target, loaded.version, self.spec.label())
+            return self.spec
+        log.info("tuned for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)", loaded.version, tuning.chosen.spec.label(),
+                 tuning.chosen.recall_at_k, tuning.chosen.p99_ms, tuning.chosen.bytes_per_item)  # fmt: skip
+        return tuning.chosen.spec
 
     @property
     def version(self) -> str | None:

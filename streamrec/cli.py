@@ -335,6 +335,66 @@ def serve(
         run_until_signal(lambda stop: run_server(settings, bootstrap, stop))
 
 
+def _measurement_table(title: str, k: int) -> Table:
+    table = Table(title=title)
+    table.add_column("configuration", no_wrap=True)
+    for name in (f"recall@{k}", "p50 ms", "p99 ms", "batch ms/q", "B/item", "build s"):
+        table.add_column(name, justify="right")
+    return table
+
+
+def _add_measurements(table: Table, measured: list, label: str = "") -> None:
+    for m in measured:
+        table.add_row(
+            f"{label}{m.spec.label()}", f"{m.recall_at_k:.3f}", f"{m.p50_ms:.3f}", f"{m.p99_ms:.3f}",
+            f"{m.batch_ms_per_query:.4f}", f"{m.bytes_per_item:,.0f}", f"{m.build_s:.1f}",
+        )  # fmt: skip
+
+
+@app.command()
+def tune(
+    version: Annotated[str | None, typer.Option(help="Model version (default: the current one).")] = None,
+    recall: Annotated[float | None, typer.Option(help="Recall floor (default STREAMREC_TUNE_RECALL, 0.95; 0: none).")] = None,
+    p99_ms: Annotated[float | None, typer.Option(help="p99 single-query latency ceiling in ms (0: none).")] = None,
+    max_bytes: Annotated[float | None, typer.Option(help="Bytes per item ceiling (0: none).")] = None,
+    prefer: Annotated[str | None, typer.Option(help="Among those meeting the target: latency (fastest) or memory (smallest).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of recall against latency (default: DATA_DIR/reports/tune-VERSION.png).")] = None,
+) -> None:
+    """Measure index configurations on the version's items with real user queries; pick the cheapest meeting the target."""
+    from index.autotune import tune as run_tune
+    from index.live import FeatureReplica
+    from index.tune import settings_for
+    from streamrec.plots import tuning_map
+    from streams.topics import Topics
+    from trainer.job import model_store
+    from trainer.store import StoreError
+
+    overrides = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes, "tune_prefer": prefer}
+    settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
+    try:
+        loaded = model_store(settings).load(version)
+    except StoreError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)
+    with kafka_bootstrap(settings) as bootstrap:
+        asyncio.run(replica.start(bootstrap))
+        asyncio.run(replica.stop())
+    table = _measurement_table(f"model {loaded.version}: {len(loaded.item_ids):,} items", settings.tune_k)
+    console.print(f"measuring {loaded.version} ({len(loaded.item_ids):,} items) with up to {settings.tune_queries} user queries ...")
+    tuning = run_tune(loaded, replica.sample(2 * settings.tune_queries), settings, on_measured=lambda ms: _add_measurements(table, ms))
+    Console().print(table)
+    console.print(f"{tuning.queries_from_users} queries came from users, the rest from item vectors; target: {tuning.target}")
+    path = plot or settings.data_dir / "reports" / f"tune-{loaded.version}.png"
+    tuning_map(path, {"faiss": tuning.measurements}, tuning.chosen, f"index configurations, model {loaded.version}")
+    console.print(f"plot written to {path}")
+    if tuning.chosen is None:
+        console.print("[yellow]no configuration meets the target[/]: loosen it, or look at the table for the nearest")
+        raise typer.Exit(1)
+    console.print(f"[green]chosen[/]: {tuning.chosen.spec.label()}; to serve it:")
+    Console().print(" ".join(f"{name}={value}" for name, value in settings_for(tuning.chosen.spec).items()))
+
+
 # --- settings and benchmarks --------------------------------------------------------
 
 
@@ -405,3 +465,44 @@ def bench_train(
     Console().print(table)
     if as_json:
         print(json.dumps(result))
+
+
+@bench_app.command("index")
+def bench_index(
+    items: Annotated[int | None, typer.Option(help="One catalog size (default: 10k, 100k and 1M).")] = None,
+    queries: Annotated[int, typer.Option(min=10, help="Queries per size (single-query timing uses the first 300).")] = 1000,
+    dim: Annotated[int, typer.Option(min=2, help="Vector dimensions.")] = 64,
+    threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of every configuration.")] = False,
+) -> None:
+    """Every index kind and its knobs against exact search at each catalog size, beside hnswlib."""
+    from index.bench import bench_index as run_bench
+    from index.tune import Target, choose
+    from streamrec.plots import tuning_map
+
+    settings = Settings()
+    sizes = [items] if items else [10_000, 100_000, 1_000_000]
+    k = 10
+
+    def show(n: int, library: str, measured: list) -> None:
+        table = _measurement_table("", k)
+        _add_measurements(table, measured, f"{library} ")
+        Console().print(table)
+
+    results = run_bench(sizes, dim, queries, k, settings.index_batch_size, threads, on_measured=show)
+    goals = {
+        "recall@10 >= 0.95 and p99 < 2 ms (fastest)": Target(0.95, 2.0),
+        "<= 32 bytes/item and recall@10 >= 0.85 (smallest)": Target(0.85, None, 32.0, prefer="memory"),
+    }
+    rows, targets = [], []
+    for n, by_library in results.items():
+        for goal, target in goals.items():
+            best = choose(by_library["faiss"], target)
+            targets.append({"items": n, "goal": goal, "met_by": best.as_row(k) if best else None})
+            console.print(f"{n:,} items, {goal}: " + (f"[green]{best.spec.label()}[/] (recall {best.recall_at_k:.3f}, p99 {best.p99_ms:.3f} ms, {best.bytes_per_item:.1f} B/item)" if best else "[red]not met[/]"))
+        path = tuning_map(settings.data_dir / "reports" / f"bench-index-{n}.png", by_library, None, f"{n:,} items, d={dim}")
+        console.print(f"plot written to {path}")
+        rows += [dict(m.as_row(k), library=library) for library, ms in by_library.items() for m in ms]
+    if as_json:
+        print(json.dumps({"configs": rows, "targets": targets, "dim": dim, "queries": queries}))
+

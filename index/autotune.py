@@ -1,0 +1,77 @@
+"""Tuning a model version's index on its own users: `streamrec tune` and the
+server's start-up tuning (`STREAMREC_INDEX_TUNE=true`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from embeddings.encoding import encode_users
+from embeddings.model import to_tensors
+from index.kinds import IndexSpec
+from index.tune import BUILDS, Measurement, Target, choose, exact_neighbours, measure
+from streamrec.settings import Settings
+from streams.features import UserFeatures
+from trainer.store import ModelVersion
+
+log = logging.getLogger(__name__)
+
+MIN_USER_QUERIES = 50  # fewer real users than this: item vectors fill the sample
+
+
+@dataclass(frozen=True)
+class Tuning:
+    measurements: list[Measurement]
+    chosen: Measurement | None
+    target: Target
+    queries_from_users: int
+
+
+def target_of(settings: Settings) -> Target:
+    return Target(
+        recall_floor=settings.tune_recall or None,
+        p99_ms=settings.tune_p99_ms or None,
+        bytes_per_item=settings.tune_bytes_per_item or None,
+        prefer=settings.tune_prefer,
+    )
+
+
+def user_queries(version: ModelVersion, users: Iterable[UserFeatures], wanted: int, settings: Settings, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Up to `wanted` query vectors: users with a history (a random sample of
+    them), through the version's user tower; item vectors make up the rest when
+    there are too few users (a young shop), as similar-item queries. Returns
+    the vectors and how many came from users."""
+    picked = [u for u in users if u.recent_items][:wanted]
+    vectors = np.zeros((0, version.item_vectors.shape[1]), dtype=np.float32)
+    if picked:
+        encoded = encode_users(picked, time.time(), version.config, settings.affinity_half_life_s)
+        with torch.no_grad():
+            vectors = version.model.user_vectors(to_tensors(encoded)).numpy()
+    if len(picked) < min(wanted, MIN_USER_QUERIES):
+        log.warning("only %d users with a history: item vectors stand in for the other queries", len(picked))
+        rows = np.random.default_rng(seed).choice(len(version.item_vectors), size=min(wanted - len(picked), len(version.item_vectors)), replace=False)
+        vectors = np.concatenate([vectors, version.item_vectors[rows]])
+    return vectors, len(picked)
+
+
+def tune(
+    version: ModelVersion,
+    users: Iterable[UserFeatures],
+    settings: Settings,
+    builds: Iterable[IndexSpec] = BUILDS,
+    on_measured: Callable[[list[Measurement]], None] = lambda _: None,
+) -> Tuning:
+    """Measure `builds` on the version's item vectors with its users' queries
+    and choose by the settings' target."""
+    queries, from_users = user_queries(version, users, settings.tune_queries, settings)
+    truth = exact_neighbours(version.item_vectors, queries, settings.tune_k)
+    target = target_of(settings)
+    measured = measure(
+        version.item_vectors, queries, truth, builds, settings.index_batch_size, settings.index_threads or None, on_measured
+    )
+    return Tuning(measured, choose(measured, target), target, from_users)
