@@ -90,13 +90,15 @@ def serving_config(settings: Settings) -> ServingConfig:
 class LiveModel:
     """The current ServingIndex, its catalog and its users, kept fresh."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, follow_features: bool = True):
+        """`follow_features` False: the caller holds the features (a worker's publisher)."""
         topics = Topics.from_settings(settings)
         self.settings = settings
         self.spec = index_spec(settings)
         self.store = model_store(settings)
         self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
         self.features = FeatureReplica(topics.user_features_changelog)
+        self.follow_features = follow_features
         self.announcements = Announcements(topics.model_updates)
         self.current: ServingIndex | None = None
         self.swaps = 0
@@ -163,7 +165,8 @@ class LiveModel:
                     self._pending.extend(changes)
                 if self.current is not None:
                     self.current.sync(changes)
-            await self.features.poll()
+            if self.follow_features:
+                await self.features.poll()
             await self.announcements.poll()
             latest = self.announcements.latest
             if latest is not None and latest != self.version and self._building is None:
@@ -175,4 +178,4 @@ class LiveModel:
             await topic.stop()
 
     def _followed(self) -> list[FollowedTopic]:
-        return [self.catalog, self.announcements, self.features]
+        return [self.catalog, self.announcements] + ([self.features] if self.follow_features else [])

@@ -154,8 +154,8 @@ class ServingIndex:
         with torch.no_grad():
             return self.model.item_vectors(to_tensors(encode_items(items, self.version.config))).numpy()
 
-    def user_vector(self, user: UserFeatures, now: float) -> np.ndarray:
-        encoded = encode_users([user], now, self.version.config, self.config.affinity_half_life_s)
+    def user_vectors(self, users: list[UserFeatures], now: float) -> np.ndarray:
+        encoded = encode_users(users, now, self.version.config, self.config.affinity_half_life_s)
         with torch.no_grad():
             return self.model.user_vectors(to_tensors(encoded)).numpy()
 
@@ -169,12 +169,31 @@ class ServingIndex:
 
     def recommend(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[Scored]:
         """Top-k for a user; without any history, the cold-start answer."""
+        return self.recommend_many([user], k, now)[0]
+
+    def recommend_many(self, users: list[UserFeatures | None], k: int, now: float | None = None) -> list[list[Scored]]:
+        """Top-k for each user, searched together (the publisher's batches).
+
+        One search over the allowed rows asks for k plus the most items any of
+        the users excludes (purchases are bounded), then each user's own
+        exclusions are dropped: k is kept without a per-user bitmap."""
         now = time.time() if now is None else now
-        if user is None or not user.recent_items:
-            return self.cold_start(user, k, now)
-        excluded = list(user.purchased) + (list(user.recent_items) if self.config.exclude_clicked else [])
-        scores, rows = self.index.search(self.user_vector(user, now), k, self._allow_without(excluded))
-        return self._answer(scores[0], rows[0], k)
+        answers: list[list[Scored]] = [[] for _ in users]
+        warm = [n for n, user in enumerate(users) if user is not None and user.recent_items]
+        for n in set(range(len(users))) - set(warm):
+            answers[n] = self.cold_start(users[n], k, now)
+        if not warm:
+            return answers
+        excluded = [self._excluded(users[n]) for n in warm]
+        wanted = k + max(len(e) for e in excluded)
+        scores, rows = self.index.search(self.user_vectors([users[n] for n in warm], now), wanted, self._allow)
+        for n, skip, user_scores, user_rows in zip(warm, excluded, scores, rows, strict=True):
+            ids = self.row_ids
+            answers[n] = [Scored(ids[r], float(s)) for s, r in zip(user_scores, user_rows, strict=True) if r >= 0 and ids[r] not in skip][:k]
+        return answers
+
+    def _excluded(self, user: UserFeatures) -> set[str]:
+        return set(user.purchased) | (set(user.recent_items) if self.config.exclude_clicked else set())
 
     def _popular_rows(self) -> np.ndarray:
         if self._popular is None:
@@ -229,7 +248,7 @@ class ServingIndex:
         scores = vectors @ query_vector[0]
         if user is not None and user.recent_items:
             blend = self.config.search_blend
-            scores = (1 - blend) * scores + blend * (vectors @ self.user_vector(user, now)[0])
+            scores = (1 - blend) * scores + blend * (vectors @ self.user_vectors([user], now)[0])
         ranked = sorted(zip(ordered, scores, strict=True), key=lambda rs: (rs[0] not in exact, -rs[1]))
         return [Scored(self.row_ids[r], float(s)) for r, s in ranked[:k]]
 

@@ -99,6 +99,9 @@ class Agents:
         self.catalog = catalog
         self.config = config
         self.limits = limits
+        # user id -> (partition, event id, event ts) of the user's latest event,
+        # for the real-time publisher to drain; None when nothing publishes.
+        self.touched: dict[str, tuple[int, str, float]] | None = None
 
     def on_events(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
         """Clicks and purchases: user features and item statistics.
@@ -108,6 +111,7 @@ class Agents:
         """
         config, limits = self.config, self.limits
         users, dirty_users = self.users.for_update(partition)
+        touched = self.touched
         category_of = self.catalog.category_of
         bucket_s = config.popularity_bucket_s
         tally: dict[tuple[str, int], list] = {}
@@ -137,6 +141,8 @@ class Agents:
                     duplicates += 1
                     continue
                 dirty_users.add(user_id)
+                if touched is not None:
+                    touched[user_id] = (partition, event.event_id, event.ts)
                 accepted += 1
                 slot = (event.item_id, int(event.ts // bucket_s) * bucket_s)
                 counts = tally.get(slot)

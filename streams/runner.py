@@ -26,14 +26,20 @@ async def run_worker(
         serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop)
     )
     loop = asyncio.create_task(worker.run())
+    tasks = {web, loop}
+    if settings.publish_recommendations:
+        from index.publisher import attach_publisher  # torch and faiss load only when publishing
+
+        worker.publisher = await attach_publisher(worker, settings, bootstrap)
+        tasks.add(asyncio.create_task(worker.publisher.run(stop)))
     log.info("worker up: HTTP %s, group %s", settings.worker_url, f"{settings.app_id}-worker")
     try:
-        done, _ = await asyncio.wait({web, loop, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done & {web, loop}:
+        done, _ = await asyncio.wait({*tasks, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done & tasks:
             task.result()  # a crashed loop or a port in use ends the worker with its error
     finally:
         worker.stop()
         stop.set()
-        await asyncio.gather(loop, web, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await worker.close()
     return worker

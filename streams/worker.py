@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -84,6 +86,9 @@ class StreamWorker:
         self._fatal: BaseException | None = None  # raised by run(): a failed restore
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # Called after each batch with the users it changed (the real-time publisher).
+        self.on_touched: Callable[[dict[str, tuple[int, str, float]]], None] | None = None
+        self.publisher: Any = None  # index.publisher.RecommendationPublisher, when publishing
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -144,6 +149,16 @@ class StreamWorker:
     def stop(self) -> None:
         self._stopping.set()
 
+    def watch_users(self, on_touched: Callable[[dict[str, tuple[int, str, float]]], None]) -> None:
+        """After each batch, `on_touched({user id: (partition, event id, event ts)})`."""
+        self.agents.touched = {}
+        self.on_touched = on_touched
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "start() the worker first"
+        return self._producer
+
     async def close(self) -> None:
         """Flush and commit what was processed, then leave the group."""
         try:
@@ -172,6 +187,9 @@ class StreamWorker:
                 self._consumer.seek(tp, records[0].offset)
                 continue
             self._offsets[tp] = self._positions[tp] = records[-1].offset + 1
+        if self.on_touched is not None and self.agents.touched:
+            touched, self.agents.touched = self.agents.touched, {}
+            self.on_touched(touched)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def commit(self) -> None:

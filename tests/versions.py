@@ -1,15 +1,21 @@
-"""A published model version made without training (a random two-tower), in the
-store's real format, for index and serving tests."""
+"""Published model versions in the store's real format, for index and serving
+tests: a random two-tower (instant) or a small trained one (seconds)."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import torch
 
 from embeddings.encoding import ModelConfig, encode_items
 from embeddings.model import TwoTower, to_tensors
-from streams.schema import Item
+from streams.features import FeatureConfig
+from streams.schema import Event, Item
+from streams.simulate import Shop, ShopConfig
+from trainer.examples import build_examples
 from trainer.store import ModelStore, ModelVersion
+from trainer.train import TrainConfig, train
 
 SMALL = ModelConfig(dim=16, hidden=32, id_buckets=4096, category_buckets=64, text_buckets=4096, max_recent=10)
 
@@ -24,3 +30,21 @@ def publish_random_version(store: ModelStore, items: list[Item], seed: int = 0, 
     store.write(version, model, [i.item_id for i in items], vectors, {"model": "two-tower", "created": 0.0}, popularity)
     store.promote(version)
     return store.load(version)
+
+
+def publish_trained_version(store: ModelStore, shop_config: ShopConfig, events: int = 12_000, epochs: int = 5) -> tuple[ModelVersion, list[Item]]:
+    """A small two-tower really trained on simulated traffic, published and
+    current: for tests that need recommendations to follow a user's taste."""
+    shop = Shop(shop_config)
+    log = [r for r in shop.stream(events) if isinstance(r, Event)]
+    items = shop.catalog()
+    split = build_examples(log, {i.item_id: i for i in items}, FeatureConfig())
+    config = ModelConfig(dim=32, hidden=64, id_buckets=1 << 14, category_buckets=256, text_buckets=1 << 14, max_recent=20)
+    result = train(split, items, config, TrainConfig(epochs=epochs, batch_size=256, random_negatives=128), torch.device("cpu"), 86_400.0)
+    with torch.no_grad():
+        vectors = result.model.item_vectors(to_tensors(encode_items(items, config))).numpy()
+    popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
+    version = store.new_version_name()
+    store.write(version, result.model, [i.item_id for i in items], vectors, {"model": "two-tower", "created": time.time()}, popularity)
+    store.promote(version)
+    return store.load(version), items

@@ -1,0 +1,155 @@
+"""Real-time recommendations: after a user's features change, the worker
+searches the current index for them and publishes the answer.
+
+The worker's agents note each changed user with their latest event
+(`Agents.touched`); the publisher drains those notes, keeps at most one
+publish per user per `publish_interval_s` (a user clicking in a burst gets one
+publish now and one, on the newest state, when the interval ends), and
+answers users in batches of `index_batch_size`: one user-tower pass and one
+index search per batch. The index is the worker's own LiveModel, hot-swapped
+on `recs.model-updates`; it reads features from the worker's tables, so a
+recommendation always sees the event that triggered it.
+
+Everything runs on the worker's event loop, between its batches: the index
+is never searched while catalog changes are added to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiokafka import AIOKafkaProducer
+
+from index.live import LiveModel
+from streamrec.settings import Settings
+from streams.codec import encode
+from streams.features import UserFeatures
+from streams.schema import Recommendation, ScoredItem
+from streams.worker import StreamWorker
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_S = 0.005  # how long the loop sleeps when nothing is due
+LATENCIES_KEPT = 100_000  # recent event-to-publish latencies, for percentiles
+
+
+@dataclass
+class PublisherStatus:
+    published: int = 0
+    coalesced: int = 0  # notes folded into a later publish of the same user
+    without_model: int = 0  # changes seen while no model was served yet
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
+
+    def percentiles(self) -> tuple[float, float]:
+        """p50 and p99 event-to-publish latency (ms) of the recent publishes."""
+        if not self.latencies_ms:
+            return 0.0, 0.0
+        p50, p99 = np.percentile(np.fromiter(self.latencies_ms, dtype=np.float64), [50, 99])
+        return float(p50), float(p99)
+
+
+class RecommendationPublisher:
+    def __init__(
+        self,
+        live: LiveModel,
+        features: Callable[[int, str], UserFeatures | None],
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        k: int = 10,
+        interval_s: float = 0.5,
+        batch_size: int = 64,
+    ):
+        self.live = live
+        self.features = features  # (partition, user id) -> the worker's live row
+        self.producer = producer
+        self.topic = topic
+        self.k = k
+        self.interval_s = interval_s
+        self.batch_size = batch_size
+        self.status = PublisherStatus()
+        self._waiting: dict[str, tuple[int, str, float]] = {}  # user -> newest note not yet published
+        self._last_publish: dict[str, float] = {}  # user -> monotonic time, within the interval only
+        self._wake = asyncio.Event()
+
+    def note(self, touched: dict[str, tuple[int, str, float]]) -> None:
+        """Users whose features just changed, with their newest event."""
+        if self.live.current is None:
+            self.status.without_model += len(touched)
+            return
+        self.status.coalesced += sum(1 for user_id in touched if user_id in self._waiting)
+        self._waiting.update(touched)
+        self._wake.set()
+
+    def due(self, now: float) -> list[str]:
+        """Waiting users whose last publish is at least an interval old, oldest notes first."""
+        last, interval = self._last_publish, self.interval_s
+        ready = [user_id for user_id in self._waiting if now - last.get(user_id, -np.inf) >= interval]
+        if len(last) > 4 * max(1, len(self._waiting)) + 10_000:  # forget publishes older than the interval
+            self._last_publish = {u: t for u, t in last.items() if now - t < interval}
+        return ready
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop`, following the catalog and model versions meanwhile."""
+        follow = asyncio.create_task(self.live.follow(stop))
+        try:
+            await self._publish_until(stop)
+        finally:
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
+            await self.live.stop()
+
+    async def _publish_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            ready = self.due(time.monotonic())
+            if not ready:
+                self._wake.clear()
+                with_timeout = min(IDLE_WAIT_S if self._waiting else 1.0, self.interval_s or IDLE_WAIT_S)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), with_timeout)
+                except TimeoutError:
+                    pass
+                continue
+            for first in range(0, len(ready), self.batch_size):
+                await self.publish(ready[first : first + self.batch_size])
+                await asyncio.sleep(0)  # let the worker fold the next events
+
+    async def publish(self, user_ids: list[str]) -> None:
+        current = self.live.current
+        if current is None:
+            return
+        notes = {user_id: self._waiting.pop(user_id) for user_id in user_ids}
+        # A user whose partition just moved to another worker is that worker's to answer.
+        users = {user_id: self.features(partition, user_id) for user_id, (partition, _, _) in notes.items()}
+        held = [user_id for user_id, user in users.items() if user is not None]
+        answers = current.recommend_many([users[user_id] for user_id in held], self.k)
+        sent_at, wall = time.monotonic(), time.time()
+        version = current.version.version
+        for user_id, answer in zip(held, answers, strict=True):
+            _, event_id, event_ts = notes[user_id]
+            latency_ms = max(0.0, (wall - event_ts) * 1000)
+            items = tuple(ScoredItem(s.item_id, round(s.score, 6)) for s in answer)
+            message = Recommendation(user_id, items, version, event_id, wall, round(latency_ms, 3))
+            await self.producer.send(self.topic, encode(message.to_wire()), key=user_id.encode())
+            self._last_publish[user_id] = sent_at
+            self.status.latencies_ms.append(latency_ms)
+        self.status.published += len(held)
+
+
+async def attach_publisher(worker: StreamWorker, settings: Settings, bootstrap: str) -> RecommendationPublisher:
+    """A publisher fed by a started `worker`: its own LiveModel (the current
+    version's index, the catalog), the worker's tables for features."""
+    live = LiveModel(settings, follow_features=False)
+    await live.start(bootstrap)
+    publisher = RecommendationPublisher(
+        live, worker.users.get, worker.producer, worker.topics.recommendations,
+        k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
+    )  # fmt: skip
+    worker.watch_users(publisher.note)
+    return publisher

@@ -1,0 +1,149 @@
+"""The real-time loop on a real broker: events in, recommendations out, a
+user's category shift seen within a second (published and over HTTP), and a
+model swap that loses no recommendation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+
+from index.live import LiveModel
+from index.runner import run_server
+from streams.codec import decode
+from streams.kafka import reader
+from streams.producer import ShopProducer
+from streams.runner import run_worker
+from streams.simulate import ShopConfig
+from streams.topics import Topics
+from streams.worker import StreamWorker
+from tests.conftest import free_port
+from tests.integration.helpers import until
+from tests.versions import publish_random_version, publish_trained_version
+from trainer.job import announce, model_store
+
+pytestmark = pytest.mark.broker
+
+SHOP = ShopConfig(users=300, items=300, categories=6, seed=1, new_item_every=0)
+
+
+class Recommendations:
+    """Every message on recs.recommendations, read as it arrives."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int):
+        self.consumer = reader(bootstrap)
+        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.received: list[dict] = []
+        self.task: asyncio.Task | None = None
+        self.bootstrap = bootstrap
+
+    async def start(self) -> Recommendations:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        await self.consumer.seek_to_beginning(*self.tps)
+        self.task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        while True:
+            for records in (await self.consumer.getmany(timeout_ms=20)).values():
+                for record in records:
+                    message = decode(record.value)
+                    assert record.key.decode() == message["user_id"]
+                    self.received.append(message)
+
+    def for_user(self, user_id: str, trigger: str | None = None) -> list[dict]:
+        return [m for m in self.received if m["user_id"] == user_id and (trigger is None or m["trigger_event_id"] == trigger)]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.stop()
+
+
+def _share(item_ids: list[str], category: str, category_of: dict[str, str]) -> float:
+    return sum(category_of[i] == category for i in item_ids) / max(1, len(item_ids))
+
+
+def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
+    settings = settings.model_copy(update={"api_port": free_port(), "publish_interval_s": 0.1, "index_kind": "flat"})
+    store = model_store(settings)
+    version, items = publish_trained_version(store, SHOP)
+    category_of = {i.item_id: i.category for i in items}
+    counts = Counter(category_of.values())
+    first_category, second_category = (c for c, _ in counts.most_common(2))
+    firsts = [i.item_id for i in items if i.category == first_category]
+    seconds = [i.item_id for i in items if i.category == second_category]
+
+    async def scenario():
+        async with ShopProducer(kafka, settings) as producer:
+            await producer.send_catalog(items)
+        stop = asyncio.Event()
+        worker = StreamWorker(settings, kafka)
+        running = asyncio.create_task(run_worker(settings, kafka, stop, worker))
+        live = LiveModel(settings)
+        server = asyncio.create_task(run_server(settings, kafka, stop, live))
+        recs = await Recommendations(kafka, Topics.from_settings(settings).recommendations, settings.partitions).start()
+        try:
+            await until(lambda: worker.publisher is not None and worker.publisher.live.current is not None and worker.status.ready, 60, "the publisher's index")
+            await until(lambda: live.current is not None, 60, "the server's index")
+            async with ShopProducer(kafka, settings) as producer, httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=10) as http:
+                # A user into one category ...
+                for item_id in firsts[:6]:
+                    last = await producer.click("shifter", item_id, ts=time.time())
+                await producer.flush()
+                await until(lambda: recs.for_user("shifter", last.event_id), 10, "the first recommendation")
+                before = [i["item_id"] for i in recs.for_user("shifter", last.event_id)[-1]["items"]]
+                assert before and _share(before, first_category, category_of) >= 0.5, before
+
+                # ... starts clicking another: it rises within a second.
+                for item_id in seconds[:6]:
+                    last = await producer.click("shifter", item_id, ts=time.time())
+                await producer.flush()
+                sent = time.monotonic()
+                await until(lambda: recs.for_user("shifter", last.event_id), 5, "the shifted recommendation")
+                took = time.monotonic() - sent
+                message = recs.for_user("shifter", last.event_id)[-1]
+                after = [i["item_id"] for i in message["items"]]
+                assert took < 1.0, took
+                assert _share(after, second_category, category_of) > _share(before, second_category, category_of)
+                assert _share(after, second_category, category_of) >= 0.5, after
+                assert message["model_version"] == version.version and 0 <= message["latency_ms"] < 1000
+                assert len(after) == settings.publish_k
+
+                async def http_shifted() -> bool:
+                    answer = (await http.get("/recommendations/shifter?k=10")).json()
+                    return _share([i["item_id"] for i in answer["items"]], second_category, category_of) >= 0.5
+
+                deadline = time.monotonic() + 5
+                while not await http_shifted():
+                    assert time.monotonic() < deadline, "the HTTP answer did not follow the shift"
+                    await asyncio.sleep(0.05)
+
+                # A swap while 40 users click: each user's newest event gets its recommendation.
+                newer = publish_random_version(store, items, seed=3)
+                lasts = {}
+                announced = asyncio.create_task(announce(settings, kafka, store, newer.version))
+                for round_ in range(3):
+                    for u in range(40):
+                        event = await producer.click(f"crowd{u}", firsts[(u + round_) % len(firsts)], ts=time.time())
+                        lasts[f"crowd{u}"] = event.event_id
+                    await producer.flush()
+                    await asyncio.sleep(0.3)
+                await announced
+                await until(lambda: all(recs.for_user(u, e) for u, e in lasts.items()), 30, "every user's newest recommendation")
+                await until(lambda: worker.publisher.live.version == newer.version, 30, "the swap in the worker")
+                await producer.click("after-swap", firsts[0], ts=time.time())
+                await producer.flush()
+                await until(lambda: recs.for_user("after-swap"), 10, "a recommendation after the swap")
+                assert recs.for_user("after-swap")[-1]["model_version"] == newer.version
+        finally:
+            await recs.stop()
+            stop.set()
+            await asyncio.gather(running, server)
+
+    asyncio.run(scenario())
