@@ -44,6 +44,7 @@ class PublisherStatus:
     published: int = 0
     coalesced: int = 0  # notes folded into a later publish of the same user
     without_model: int = 0  # changes seen while no model was served yet
+    last_publish: float = 0.0  # monotonic time of the newest publish
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
 
     def percentiles(self) -> tuple[float, float]:
@@ -86,6 +87,11 @@ class RecommendationPublisher:
         self.status.coalesced += sum(1 for user_id in touched if user_id in self._waiting)
         self._waiting.update(touched)
         self._wake.set()
+
+    @property
+    def waiting(self) -> int:
+        """Users with a change not yet published."""
+        return len(self._waiting)
 
     def due(self, now: float) -> list[str]:
         """Waiting users whose last publish is at least an interval old, oldest notes first."""
@@ -140,6 +146,7 @@ class RecommendationPublisher:
             self._last_publish[user_id] = sent_at
             self.status.latencies_ms.append(latency_ms)
         self.status.published += len(held)
+        self.status.last_publish = sent_at
 
 
 async def attach_publisher(worker: StreamWorker, settings: Settings, bootstrap: str) -> RecommendationPublisher:

@@ -506,3 +506,26 @@ def bench_index(
     if as_json:
         print(json.dumps({"configs": rows, "targets": targets, "dim": dim, "queries": queries}))
 
+
+
+@bench_app.command("freshness")
+def bench_freshness(
+    users: Annotated[int, typer.Option(help="Distinct users sending events.")] = 100_000,
+    items: Annotated[int, typer.Option(help="Catalog items in the index.")] = 100_000,
+    rate: Annotated[float, typer.Option(help="Events per second in the paced phase.")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the paced phase.")] = 30.0,
+    burst: Annotated[int, typer.Option(help="Events sent at once to measure publishes/s.")] = 50_000,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """Event-to-published-recommendation latency at a steady rate, and publishes/s under a burst."""
+    from index.freshness import bench_freshness as run_bench
+
+    settings = Settings()
+    with kafka_bootstrap(settings) as bootstrap:
+        result = asyncio.run(run_bench(settings, bootstrap, users=users, items=items, rate=rate, seconds=seconds, burst=burst, on_status=console.print))
+    table = Table("measure", "value")
+    for name, value in result.items():
+        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result))

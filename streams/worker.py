@@ -110,6 +110,9 @@ class StreamWorker:
             max_poll_interval_ms=120_000,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # An idle fetch waits this long for new events (the default 500 ms
+            # would be most of an event's way to its recommendation).
+            fetch_max_wait_ms=10,
         )
         await self._consumer.start()
         self._consumer.subscribe(
