@@ -47,11 +47,12 @@ class PublisherStatus:
     last_publish: float = 0.0  # monotonic time of the newest publish
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
 
-    def percentiles(self) -> tuple[float, float]:
-        """p50 and p99 event-to-publish latency (ms) of the recent publishes."""
+    def percentiles(self, last: int | None = None) -> tuple[float, float]:
+        """p50 and p99 event-to-publish latency (ms) of the recent (or `last`) publishes."""
         if not self.latencies_ms:
             return 0.0, 0.0
-        p50, p99 = np.percentile(np.fromiter(self.latencies_ms, dtype=np.float64), [50, 99])
+        kept = np.fromiter(self.latencies_ms, dtype=np.float64)
+        p50, p99 = np.percentile(kept[-last:] if last else kept, [50, 99])
         return float(p50), float(p99)
 
 

@@ -34,6 +34,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         handlers=[RichHandler(console=console, show_path=False)],
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def run_until_signal(make: Any) -> Any:
@@ -188,14 +189,22 @@ def replay(
 @app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 500.0,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (unattended runs).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds and write a report (unattended runs).")] = None,
+    train_every: Annotated[str, typer.Option(help="How often the trainer refreshes the model (90s, 10m).")] = "45s",
 ) -> None:
-    """Everything on one machine: broker, worker and simulated shop traffic, with a dashboard."""
-    from streamrec.demo import run_demo
+    """Everything on one machine: broker, worker, trainer, API server and simulated traffic, with a dashboard."""
+    from streamrec.demo import FIVE_MINUTES_S, run_demo, write_report
 
+    parse_duration(train_every)
     settings = Settings()
     with kafka_bootstrap(settings) as bootstrap:
-        run_until_signal(lambda stop: run_demo(settings, bootstrap, stop, rate=rate, duration=duration))
+        milestones = run_until_signal(lambda stop: run_demo(settings, bootstrap, stop, rate=rate, duration=duration, train_every=train_every, console=Console()))
+    if duration is not None:
+        report = write_report(milestones, settings, rate)
+        print(Path(report).read_text())
+        console.print(f"report written to {report} (with demo.json and demo.png)")
+        if not milestones.all_within(FIVE_MINUTES_S):
+            console.print("[yellow]not everything was reached within five minutes[/]: see the report")
 
 
 # --- the model --------------------------------------------------------------------
@@ -245,7 +254,7 @@ def _say_outcome(outcome: Any) -> None:
 @app.command()
 def train(
     every: Annotated[str | None, typer.Option(help="Keep refreshing at this interval (90s, 10m, 2h) until Ctrl-C.")] = None,
-    min_new_events: Annotated[int, typer.Option(min=0, help="Skip a refresh until this many events arrived since the current version.")] = 0,
+    min_new_events: Annotated[int, typer.Option(min=0, help="Skip a refresh until this many events arrived since the current version (or in all, before the first).")] = 0,
     force: Annotated[bool, typer.Option(help="Make the new version current even if it is worse (overrides the gate).")] = False,
     rollback: Annotated[bool, typer.Option(help="Make the previous version current again (and announce it); no training.")] = False,
 ) -> None:
@@ -529,3 +538,7 @@ def bench_freshness(
     Console().print(table)
     if as_json:
         print(json.dumps(result))
+
+
+if __name__ == "__main__":  # the demo starts the trainer and the server as `python -m streamrec.cli`
+    app()

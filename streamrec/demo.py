@@ -1,14 +1,27 @@
-"""`streamrec demo`: the whole system in one process on one machine.
+"""`streamrec demo`: the whole system on one machine, with a live dashboard.
 
-Today: the broker (embedded unless STREAMREC_KAFKA_BOOTSTRAP is set), a
-stream worker and simulated shop traffic, with a live dashboard.
+The broker (embedded unless STREAMREC_KAFKA_BOOTSTRAP is set), a stream worker
+publishing real-time recommendations and simulated shop traffic run in this
+process; the trainer (`streamrec train --every`) and the HTTP server
+(`streamrec serve`) run as child processes, as they would be deployed, so
+training never stalls the stream. Their logs go to DATA_DIR/demo/.
+With `--duration` the demo stops by itself and writes a report (Markdown,
+JSON and a PNG) saying whether a trained model, the API and published
+recommendations were all reached, and when.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import sys
 import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -18,43 +31,222 @@ from streams.producer import ShopProducer
 from streams.runner import run_worker
 from streams.simulate import Shop, ShopConfig, send_traffic
 from streams.worker import StreamWorker
+from trainer.job import model_store
+
+FIVE_MINUTES_S = 300.0
+DEMO_EPOCHS = "5"  # the trainer's epochs unless STREAMREC_TRAIN_EPOCHS says otherwise
 
 
-def dashboard(worker: StreamWorker, rate: float, started: float, settings: Settings) -> Table:
+@dataclass
+class Sample:
+    t: float
+    events_per_s: float
+    publishes_per_s: float
+    p50_ms: float
+    p99_ms: float
+    lag: int
+    model_version: str | None
+
+
+@dataclass
+class Milestones:
+    """Seconds from the start until each part first worked."""
+
+    trained_model: float | None = None
+    api_serving: float | None = None
+    recommendation_published: float | None = None
+    samples: list[Sample] = field(default_factory=list)
+
+    def all_within(self, seconds: float) -> bool:
+        reached = (self.trained_model, self.api_serving, self.recommendation_published)
+        return all(t is not None and t <= seconds for t in reached)
+
+
+class Child:
+    """A `streamrec` sub-command in its own process, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+        self.name, self.args, self.env = name, args, env
+        self.log = log_dir / f"{name}.log"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Child:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "streamrec.cli", *self.args, env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT
+            )
+        return self
+
+    def state(self) -> str:
+        if self.process is None or self.process.returncode is None:
+            return "running"
+        return f"exited ({self.process.returncode}), see {self.log}"
+
+    async def stop(self) -> None:
+        """SIGTERM (each command shuts down in order on it), then SIGKILL after 15 s."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), 15)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def _current_model(settings: Settings) -> tuple[str | None, float | None, float | None]:
+    """The current version and its test recall@20 (and popularity's)."""
+    store = model_store(settings)
+    version = store.current()
+    if version is None:
+        return None, None, None
+    metrics = store.load_manifest(version).get("metrics", {})
+    return version, metrics.get("test", {}).get("recall@20"), metrics.get("popularity", {}).get("recall@20")
+
+
+def dashboard(worker: StreamWorker, sample: Sample, milestones: Milestones, settings: Settings, children: list[Child], api_state: str) -> Table:
     table = Table(title="streamrec demo (Ctrl-C stops)", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    status = worker.status
-    table.add_row("running for", f"{time.monotonic() - started:,.0f} s")
-    table.add_row("events processed", f"{status.events:,}" if status.ready else "joining the group ...")
-    table.add_row("events/s", f"{rate:,.0f}")
-    table.add_row("consumer lag", f"{worker.lag():,}")
-    table.add_row("users held", f"{len(worker.users):,}")
-    table.add_row("duplicates / dead letters", f"{status.duplicates:,} / {status.dead_letters:,}")
-    table.add_row("user features", f"{settings.worker_url}/users/u0")
+    version, recall, popular = _current_model(settings)
+    publisher = worker.publisher
+    table.add_row("running for", f"{sample.t:,.0f} s")
+    table.add_row("events/s", f"{sample.events_per_s:,.0f}" if worker.status.ready else "joining the group ...")
+    table.add_row("events processed / consumer lag", f"{worker.status.events:,} / {sample.lag:,}")
+    if version is None:
+        table.add_row("model", "waiting for the first training run (needs a few thousand events)")
+    else:
+        table.add_row("model", f"{version}: recall@20 {recall:.3f} (popularity {popular:.3f})" if recall is not None else version)
+    if publisher is not None:
+        table.add_row("recommendations published", f"{publisher.status.published:,} ({sample.publishes_per_s:,.0f}/s)")
+        table.add_row("event → recommendation", f"p50 {sample.p50_ms:,.1f} ms, p99 {sample.p99_ms:,.1f} ms (last 2,000)")
+    table.add_row("API", f"http://{settings.api_host}:{settings.api_port}/docs  ({api_state})")
+    table.add_row("try", f"curl http://{settings.api_host}:{settings.api_port}/recommendations/u1")
+    for child in children:
+        table.add_row(child.name, f"{child.state()}; log {child.log}")
     return table
 
 
-async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, rate: float, duration: float | None) -> None:
-    console = Console()
+async def _api_state(http: httpx.AsyncClient) -> str:
+    try:
+        answer = await http.get("/healthz")
+    except httpx.HTTPError:
+        return "starting"
+    return "serving" if answer.status_code == 200 else "up, waiting for a model"
+
+
+async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, rate: float, duration: float | None,
+                   train_every: str, console: Console) -> Milestones:  # fmt: skip
+    log_dir = settings.data_dir / "demo"
+    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
+    env.setdefault("STREAMREC_TRAIN_EPOCHS", DEMO_EPOCHS)
+    children = [
+        # 10k events (20 s at the default rate) make a first model better than popularity.
+        Child("trainer", ["train", "--every", train_every, "--min-new-events", "10000"], env, log_dir),
+        Child("server", ["serve"], env, log_dir),
+    ]
+    for child in children:
+        await child.start()
     worker = StreamWorker(settings, bootstrap)
     worker_task = asyncio.create_task(run_worker(settings, bootstrap, stop, worker))
+    milestones = Milestones()
+    started = time.monotonic()
     shop = Shop(ShopConfig())
-    async with ShopProducer(bootstrap, settings) as producer:
+    async with ShopProducer(bootstrap, settings) as producer, httpx.AsyncClient(
+        base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=2
+    ) as http:
         traffic = asyncio.create_task(send_traffic(shop, producer, max_events=None, rate=rate))
-        started = time.monotonic()
-        last_events, last_time = 0, started
-        with Live(dashboard(worker, 0.0, started, settings), console=console, refresh_per_second=2) as live:
-            while not stop.is_set() and not traffic.done() and not worker_task.done():
-                if duration is not None and time.monotonic() - started >= duration:
-                    break
-                await asyncio.sleep(1.0)
-                now = time.monotonic()
-                events = worker.status.events
-                live.update(dashboard(worker, (events - last_events) / (now - last_time), started, settings))
-                last_events, last_time = events, now
-        traffic.cancel()
-        await asyncio.gather(traffic, return_exceptions=True)
-    stop.set()
-    await worker_task
+        last = (started, 0, 0)
+        sample = Sample(0, 0, 0, 0, 0, 0, None)
+        api_state = "starting"
+        try:
+            with Live(dashboard(worker, sample, milestones, settings, children, api_state), console=console, refresh_per_second=2) as live:
+                while not stop.is_set() and not traffic.done() and not worker_task.done():
+                    if duration is not None and time.monotonic() - started >= duration:
+                        break
+                    await asyncio.sleep(1.0)
+                    api_state = await _api_state(http)
+                    sample, last = _sample(worker, settings, started, last)
+                    milestones.samples.append(sample)
+                    _note_milestones(milestones, sample, api_state, worker)
+                    live.update(dashboard(worker, sample, milestones, settings, children, api_state))
+        finally:
+            traffic.cancel()
+            await asyncio.gather(traffic, return_exceptions=True)
+            stop.set()
+            await asyncio.gather(*(child.stop() for child in children))
+            with contextlib.suppress(Exception):
+                await worker_task
+    return milestones
 
+
+def _sample(worker: StreamWorker, settings: Settings, started: float, last: tuple[float, int, int]) -> tuple[Sample, tuple[float, int, int]]:
+    now = time.monotonic()
+    events = worker.status.events
+    published = worker.publisher.status.published if worker.publisher is not None else 0
+    then, last_events, last_published = last
+    p50, p99 = worker.publisher.status.percentiles(last=2000) if worker.publisher is not None else (0.0, 0.0)
+    sample = Sample(
+        round(now - started, 1), (events - last_events) / (now - then), (published - last_published) / (now - then),
+        p50, p99, worker.lag(), _current_model(settings)[0],
+    )  # fmt: skip
+    return sample, (now, events, published)
+
+
+def _note_milestones(milestones: Milestones, sample: Sample, api_state: str, worker: StreamWorker) -> None:
+    if milestones.trained_model is None and sample.model_version is not None:
+        milestones.trained_model = sample.t
+    if milestones.api_serving is None and api_state == "serving":
+        milestones.api_serving = sample.t
+    if milestones.recommendation_published is None and worker.publisher is not None and worker.publisher.status.published:
+        milestones.recommendation_published = sample.t
+
+
+def write_report(milestones: Milestones, settings: Settings, rate: float) -> Path:
+    """DATA_DIR/reports/demo.{md,json,png}: the milestones and the run's figures."""
+    from streamrec.plots import demo_timeline
+
+    reports = settings.data_dir / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    samples = milestones.samples
+    steady = [s for s in samples if s.p99_ms > 0]
+    summary = {
+        "rate_events_per_s": rate,
+        "seconds": samples[-1].t if samples else 0,
+        "trained_model_s": milestones.trained_model,
+        "api_serving_s": milestones.api_serving,
+        "first_recommendation_s": milestones.recommendation_published,
+        "all_within_five_minutes": milestones.all_within(FIVE_MINUTES_S),
+        "model_versions": sorted({s.model_version for s in samples if s.model_version}),
+        "median_events_per_s": _median([s.events_per_s for s in samples if s.events_per_s > 0]),
+        "median_publishes_per_s": _median([s.publishes_per_s for s in samples if s.publishes_per_s > 0]),
+        "median_p50_ms": _median([s.p50_ms for s in steady]),
+        "median_p99_ms": _median([s.p99_ms for s in steady]),
+    }
+    (reports / "demo.json").write_text(json.dumps({**summary, "samples": [asdict(s) for s in samples]}, indent=1))
+    plot = demo_timeline(reports / "demo.png", samples, milestones)
+    verdict = "yes" if summary["all_within_five_minutes"] else "**no**"
+    lines = [
+        "# streamrec demo report", "",
+        f"- traffic: {rate:,.0f} events/s for {summary['seconds']:,.0f} s",
+        f"- trained model after: {_seconds(milestones.trained_model)}; versions served: {', '.join(summary['model_versions']) or 'none'}",
+        f"- API serving after: {_seconds(milestones.api_serving)}",
+        f"- first recommendation published after: {_seconds(milestones.recommendation_published)}",
+        f"- all three within five minutes: {verdict}",
+        f"- median events/s {summary['median_events_per_s']:,.0f}, recommendations published/s {summary['median_publishes_per_s']:,.0f}",
+        f"- event → recommendation latency (median of per-second p50 / p99): {summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms",
+        "", f"![timeline]({plot.name})", "",
+    ]  # fmt: skip
+    path = reports / "demo.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+def _seconds(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:,.0f} s"

@@ -56,3 +56,31 @@ def tuning_map(path: Path, series: dict[str, list[Measurement]], chosen: Measure
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def demo_timeline(path: Path, samples: list, milestones) -> Path:
+    """The demo's run: events/s and publishes/s above, latency below, with the
+    moments a model, the API and the first recommendation arrived."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, (rates, latency) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    t = [s.t for s in samples]
+    rates.plot(t, [s.events_per_s for s in samples], label="events/s")
+    rates.plot(t, [s.publishes_per_s for s in samples], label="recommendations published/s")
+    latency.plot(t, [s.p50_ms for s in samples], label="p50")
+    latency.plot(t, [s.p99_ms for s in samples], label="p99")
+    latency.set_ylabel("event → recommendation (ms)")
+    latency.set_xlabel("seconds since start")
+    marks = {"model": milestones.trained_model, "API": milestones.api_serving, "first rec": milestones.recommendation_published}
+    for axis in (rates, latency):
+        for name, at in marks.items():
+            if at is not None:
+                axis.axvline(at, color="grey", linestyle=":", linewidth=1)
+                if axis is rates:
+                    axis.annotate(name, (at, 0), rotation=90, fontsize=8, va="bottom", ha="right")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    rates.set_title("streamrec demo")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -19,8 +19,9 @@ async def train_once(settings: Settings, bootstrap: str, *, force: bool = False,
     store, cache = model_store(settings), open_cache(settings)
     await refresh_cache(settings, bootstrap, cache)
     pending = new_events_since_current(store, cache)
-    if store.current() is not None and pending < min_new_events:
-        return RunOutcome(reason=f"skipped: {pending} new events since {store.current()}, fewer than {min_new_events}")
+    if pending < min_new_events:
+        since = store.current() or "the start"
+        return RunOutcome(reason=f"skipped: {pending} new events since {since}, fewer than {min_new_events}")
     # Training is CPU (or GPU) bound for minutes: off the event loop, so Ctrl-C is still heard.
     outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=force, on_progress=on_progress)
     if outcome.promoted:
