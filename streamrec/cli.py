@@ -540,5 +540,26 @@ def bench_freshness(
         print(json.dumps(result))
 
 
+
+@bench_app.command("http")
+def bench_http(
+    items: Annotated[int, typer.Option(help="Items in the served index.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Users with features in the server.")] = 10_000,
+    requests: Annotated[int, typer.Option(help="Requests timed (after 100 to warm up).")] = 5000,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """p50/p99 of GET /recommendations over HTTP against a server holding ITEMS items (STREAMREC_INDEX_* knobs apply)."""
+    from index.bench import bench_http as run_bench
+
+    settings = Settings()
+    result = run_bench(settings, items, users, requests, on_status=console.print)
+    table = Table("measure", "value")
+    for name, value in result.items():
+        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result))
+
+
 if __name__ == "__main__":  # the demo starts the trainer and the server as `python -m streamrec.cli`
     app()
