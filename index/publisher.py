@@ -95,7 +95,7 @@ class RecommendationPublisher:
         return len(self._waiting)
 
     def due(self, now: float) -> list[str]:
-        """Waiting users whose last publish is at least an interval old, oldest notes first."""
+        """Waiting users whose last publish is at least an interval old, in the order first noted."""
         last, interval = self._last_publish, self.interval_s
         ready = [user_id for user_id in self._waiting if now - last.get(user_id, -np.inf) >= interval]
         if len(last) > 4 * max(1, len(self._waiting)) + 10_000:  # forget publishes older than the interval

@@ -426,6 +426,16 @@ def show_settings(markdown: Annotated[bool, typer.Option(help="As the README's M
     Console().print(table)
 
 
+def _show_result(result: dict, as_json: bool) -> None:
+    """A benchmark's figures as a table; with --json also as the last line."""
+    table = Table("measure", "value")
+    for name, value in result.items():
+        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result))
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     events: Annotated[int, typer.Option(help="Events to push through.")] = 500_000,
@@ -468,12 +478,7 @@ def bench_train(
     progress, update = _training_progress()
     with kafka_bootstrap(settings) as bootstrap, progress:
         result = asyncio.run(run_bench(settings, bootstrap, events, users, items, update))
-    table = Table("measure", "value")
-    for name, value in result.items():
-        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
-    Console().print(table)
-    if as_json:
-        print(json.dumps(result))
+    _show_result(result, as_json)
 
 
 @bench_app.command("index")
@@ -516,7 +521,6 @@ def bench_index(
         print(json.dumps({"configs": rows, "targets": targets, "dim": dim, "queries": queries}))
 
 
-
 @bench_app.command("freshness")
 def bench_freshness(
     users: Annotated[int, typer.Option(help="Distinct users sending events.")] = 100_000,
@@ -532,13 +536,7 @@ def bench_freshness(
     settings = Settings()
     with kafka_bootstrap(settings) as bootstrap:
         result = asyncio.run(run_bench(settings, bootstrap, users=users, items=items, rate=rate, seconds=seconds, burst=burst, on_status=console.print))
-    table = Table("measure", "value")
-    for name, value in result.items():
-        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
-    Console().print(table)
-    if as_json:
-        print(json.dumps(result))
-
+    _show_result(result, as_json)
 
 
 @bench_app.command("http")
@@ -553,12 +551,7 @@ def bench_http(
 
     settings = Settings()
     result = run_bench(settings, items, users, requests, on_status=console.print)
-    table = Table("measure", "value")
-    for name, value in result.items():
-        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
-    Console().print(table)
-    if as_json:
-        print(json.dumps(result))
+    _show_result(result, as_json)
 
 
 if __name__ == "__main__":  # the demo starts the trainer and the server as `python -m streamrec.cli`
