@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
 from index.live import LiveModel
-from index.serving import Scored, ServingIndex
+from index.serving import ServingIndex
+from streams.schema import ScoredItem
 
 
 class ApiMetrics:
@@ -41,7 +42,7 @@ class ApiMetrics:
         self.users.set(len(self.live.features))
 
 
-def _items(answer: list[Scored]) -> list[dict]:
+def _items(answer: list[ScoredItem]) -> list[dict]:
     return [{"item_id": s.item_id, "score": round(s.score, 6)} for s in answer]
 
 

@@ -30,7 +30,7 @@ from index.live import LiveModel
 from streamrec.settings import Settings
 from streams.codec import encode
 from streams.features import UserFeatures
-from streams.schema import Recommendation, ScoredItem
+from streams.schema import Recommendation
 from streams.worker import StreamWorker
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,7 @@ class RecommendationPublisher:
         for user_id, answer in zip(held, answers, strict=True):
             _, event_id, event_ts = notes[user_id]
             latency_ms = max(0.0, (wall - event_ts) * 1000)
-            items = tuple(ScoredItem(s.item_id, round(s.score, 6)) for s in answer)
-            message = Recommendation(user_id, items, version, event_id, wall, round(latency_ms, 3))
+            message = Recommendation(user_id, tuple(answer), version, event_id, wall, round(latency_ms, 3))
             await self.producer.send(self.topic, encode(message.to_wire()), key=user_id.encode())
             self._last_publish[user_id] = sent_at
             self.status.latencies_ms.append(latency_ms)

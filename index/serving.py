@@ -23,18 +23,12 @@ from embeddings.model import to_tensors
 from embeddings.text import words
 from index.kinds import BuiltIndex, IndexSpec, build
 from streams.features import UserFeatures
-from streams.schema import Item
+from streams.schema import Item, ScoredItem
 from trainer.store import ModelVersion
 
 log = logging.getLogger(__name__)
 
 MAX_EXACT_MATCHES = 1000  # title-word matches considered per search
-
-
-@dataclass(frozen=True)
-class Scored:
-    item_id: str
-    score: float
 
 
 @dataclass(frozen=True)
@@ -164,21 +158,21 @@ class ServingIndex:
 
     # --- answers ----------------------------------------------------------------
 
-    def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[Scored]:
-        return [Scored(self.row_ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0][:k]
+    def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[ScoredItem]:
+        return [ScoredItem(self.row_ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0][:k]
 
-    def recommend(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[Scored]:
+    def recommend(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
         """Top-k for a user; without any history, the cold-start answer."""
         return self.recommend_many([user], k, now)[0]
 
-    def recommend_many(self, users: list[UserFeatures | None], k: int, now: float | None = None) -> list[list[Scored]]:
+    def recommend_many(self, users: list[UserFeatures | None], k: int, now: float | None = None) -> list[list[ScoredItem]]:
         """Top-k for each user, searched together (the publisher's batches).
 
         One search over the allowed rows asks for k plus the most items any of
         the users excludes (purchases are bounded), then each user's own
         exclusions are dropped: k is kept without a per-user bitmap."""
         now = time.time() if now is None else now
-        answers: list[list[Scored]] = [[] for _ in users]
+        answers: list[list[ScoredItem]] = [[] for _ in users]
         warm = [n for n, user in enumerate(users) if user is not None and user.recent_items]
         for n in set(range(len(users))) - set(warm):
             answers[n] = self.cold_start(users[n], k, now)
@@ -189,7 +183,7 @@ class ServingIndex:
         scores, rows = self.index.search(self.user_vectors([users[n] for n in warm], now), wanted, self._allow)
         for n, skip, user_scores, user_rows in zip(warm, excluded, scores, rows, strict=True):
             ids = self.row_ids
-            answers[n] = [Scored(ids[r], float(s)) for s, r in zip(user_scores, user_rows, strict=True) if r >= 0 and ids[r] not in skip][:k]
+            answers[n] = [ScoredItem(ids[r], float(s)) for s, r in zip(user_scores, user_rows, strict=True) if r >= 0 and ids[r] not in skip][:k]
         return answers
 
     def _excluded(self, user: UserFeatures) -> set[str]:
@@ -200,14 +194,14 @@ class ServingIndex:
             self._popular = np.argsort(-self.popularity, kind="stable")
         return self._popular
 
-    def cold_start(self, user: UserFeatures | None, k: int, now: float) -> list[Scored]:
+    def cold_start(self, user: UserFeatures | None, k: int, now: float) -> list[ScoredItem]:
         """Popular items in stock; first from the user's strongest categories
         when there is any signal (a new user with no clicks gets the global list)."""
         affinity = user.category_affinity(now, self.config.affinity_half_life_s) if user is not None else {}
         preferred = set(list(affinity)[:3])
         excluded = set(user.purchased) if user is not None else set()
         top = float(self.popularity.max()) if len(self.popularity) and self.popularity.max() > 0 else 1.0
-        picked: list[Scored] = []
+        picked: list[ScoredItem] = []
         seen: set[str] = set()
         for wanted in ([preferred] if preferred else []) + [None]:
             for row in self._popular_rows():
@@ -219,10 +213,10 @@ class ServingIndex:
                 if wanted is not None and self.row_category[row] not in wanted:
                     continue
                 seen.add(item_id)
-                picked.append(Scored(item_id, float(self.popularity[row]) / top))
+                picked.append(ScoredItem(item_id, float(self.popularity[row]) / top))
         return picked
 
-    def similar(self, item_id: str, k: int) -> list[Scored] | None:
+    def similar(self, item_id: str, k: int) -> list[ScoredItem] | None:
         """Items near `item_id` (itself excluded); None for an unknown item."""
         if item_id not in self.row_of:
             return None
@@ -230,7 +224,7 @@ class ServingIndex:
         scores, rows = self.index.search(vector, k, self._allow_without([item_id]))
         return self._answer(scores[0], rows[0], k)
 
-    def search(self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None) -> list[Scored]:
+    def search(self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None) -> list[ScoredItem]:
         """Semantic candidates for the query, plus every in-stock item whose title
         holds all the query's words; exact matches rank first. With a user, the
         score blends in the user's embedding (`search_blend`)."""
@@ -250,7 +244,7 @@ class ServingIndex:
             blend = self.config.search_blend
             scores = (1 - blend) * scores + blend * (vectors @ self.user_vectors([user], now)[0])
         ranked = sorted(zip(ordered, scores, strict=True), key=lambda rs: (rs[0] not in exact, -rs[1]))
-        return [Scored(self.row_ids[r], float(s)) for r, s in ranked[:k]]
+        return [ScoredItem(self.row_ids[r], float(s)) for r, s in ranked[:k]]
 
     def _title_matches(self, query: str) -> set[int]:
         terms = set(words(query))

@@ -8,7 +8,7 @@ import torch
 
 from embeddings.device import pick_device
 from embeddings.encoding import ModelConfig, age_buckets, encode_items, encode_queries, encode_users, price_bucket
-from embeddings.hashing import bucket_ids
+from embeddings.hashing import bucket_ids, bucket_matrix
 from embeddings.model import TwoTower, to_tensors
 from embeddings.text import tokens
 from streams.features import FeatureConfig, UserFeatures, apply_event
@@ -81,3 +81,10 @@ def test_device_is_cuda_only_when_torch_sees_a_gpu():
     assert pick_device(cuda_available=True).type == "cuda"
     assert pick_device(cuda_available=False).type == "cpu"
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_the_bucket_matrix_is_bucket_ids_row_by_row():
+    texts = [f"item-{n}" for n in range(300)] + ["", "ünïcode"]
+    for buckets, hashes in [(1 << 18, 2), (7, 3), (64, 1), (1 << 16, 4)]:
+        assert bucket_matrix(texts, buckets, hashes).tolist() == [bucket_ids(t, buckets, hashes) for t in texts]
+    assert bucket_matrix([], 64, 2).shape == (0, 2)
