@@ -23,6 +23,7 @@ duplicates change nothing.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -223,6 +224,12 @@ class StreamWorker:
                     # the last commit and de-duplicates what this one wrote.
                     log.warning("offset commit skipped after a rebalance: %s", exc)
             self._count(outcome)
+            # The tables' rows live until evicted and hold no reference cycles:
+            # kept out of the cyclic collector's sight, its full collections
+            # walk only what is newer than the last commit (they walked every
+            # row, up to 300 ms each at 100k users, the publisher's p99).
+            # Refcounting still frees every replaced row.
+            gc.freeze()
 
     def _count(self, outcome: Outcome) -> None:
         status = self.status
