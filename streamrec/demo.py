@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from streamrec.broker import die_with_parent
 from streamrec.settings import Settings
 from streams.producer import ShopProducer
 from streams.runner import run_worker
@@ -34,7 +35,9 @@ from streams.worker import StreamWorker
 from trainer.job import model_store
 
 FIVE_MINUTES_S = 300.0
-DEMO_EPOCHS = "5"  # the trainer's epochs unless STREAMREC_TRAIN_EPOCHS says otherwise
+# The demo's trainer, unless the environment says otherwise: a few epochs over
+# the newest events, so a version arrives within a couple of minutes on 2 cores.
+DEMO_TRAINING = {"STREAMREC_TRAIN_EPOCHS": "3", "STREAMREC_TRAIN_MAX_EVENTS": "40000"}
 
 
 @dataclass
@@ -74,7 +77,8 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "streamrec.cli", *self.args, env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT
+                sys.executable, "-m", "streamrec.cli", *self.args, env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         return self
 
@@ -139,8 +143,7 @@ async def _api_state(http: httpx.AsyncClient) -> str:
 async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, rate: float, duration: float | None,
                    train_every: str, console: Console) -> Milestones:  # fmt: skip
     log_dir = settings.data_dir / "demo"
-    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
-    env.setdefault("STREAMREC_TRAIN_EPOCHS", DEMO_EPOCHS)
+    env = {**DEMO_TRAINING, **os.environ, "STREAMREC_KAFKA_BOOTSTRAP": bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
     children = [
         # 10k events (20 s at the default rate) make a first model better than popularity.
         Child("trainer", ["train", "--every", train_every, "--min-new-events", "10000"], env, log_dir),
