@@ -190,7 +190,7 @@ def replay(
 def demo(
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 500.0,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds and write a report (unattended runs).")] = None,
-    train_every: Annotated[str, typer.Option(help="How often the trainer refreshes the model (90s, 10m).")] = "45s",
+    train_every: Annotated[str, typer.Option(help="How often the trainer refreshes the model (90s, 10m).")] = "90s",
 ) -> None:
     """Everything on one machine: broker, worker, trainer, API server and simulated traffic, with a dashboard."""
     from streamrec.demo import FIVE_MINUTES_S, run_demo, write_report

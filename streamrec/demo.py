@@ -36,8 +36,10 @@ from trainer.job import model_store
 
 FIVE_MINUTES_S = 300.0
 # The demo's trainer, unless the environment says otherwise: a few epochs over
-# the newest events, so a version arrives within a couple of minutes on 2 cores.
-DEMO_TRAINING = {"STREAMREC_TRAIN_EPOCHS": "3", "STREAMREC_TRAIN_MAX_EVENTS": "40000"}
+# the newest events, so a version arrives within a couple of minutes, on one
+# thread, so that training leaves the worker a core (with two threads the
+# worker fell seconds behind while a run lasted).
+DEMO_TRAINING = {"STREAMREC_TRAIN_EPOCHS": "3", "STREAMREC_TRAIN_MAX_EVENTS": "40000", "OMP_NUM_THREADS": "1"}
 
 
 @dataclass
@@ -143,10 +145,10 @@ async def _api_state(http: httpx.AsyncClient) -> str:
 async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, rate: float, duration: float | None,
                    train_every: str, console: Console) -> Milestones:  # fmt: skip
     log_dir = settings.data_dir / "demo"
-    env = {**DEMO_TRAINING, **os.environ, "STREAMREC_KAFKA_BOOTSTRAP": bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
+    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
     children = [
         # 10k events (20 s at the default rate) make a first model better than popularity.
-        Child("trainer", ["train", "--every", train_every, "--min-new-events", "10000"], env, log_dir),
+        Child("trainer", ["train", "--every", train_every, "--min-new-events", "10000"], {**DEMO_TRAINING, **env}, log_dir),
         Child("server", ["serve"], env, log_dir),
     ]
     for child in children:
