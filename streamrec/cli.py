@@ -386,9 +386,13 @@ def tune(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)
+
+    async def read_users(bootstrap: str) -> None:
+        await replica.start(bootstrap)  # reads the changelog to its end
+        await replica.stop()
+
     with kafka_bootstrap(settings) as bootstrap:
-        asyncio.run(replica.start(bootstrap))
-        asyncio.run(replica.stop())
+        asyncio.run(read_users(bootstrap))
     table = _measurement_table(f"model {loaded.version}: {len(loaded.item_ids):,} items", settings.tune_k)
     console.print(f"measuring {loaded.version} ({len(loaded.item_ids):,} items) with up to {settings.tune_queries} user queries ...")
     tuning = run_tune(loaded, replica.sample(2 * settings.tune_queries), settings, on_measured=lambda ms: _add_measurements(table, ms))
