@@ -5,15 +5,18 @@ model swap that loses no recommendation."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 
 import httpx
 import pytest
 from aiokafka import TopicPartition
+from typer.testing import CliRunner
 
 from index.live import LiveModel
 from index.runner import run_server
+from streamrec.cli import app
 from streams.codec import decode
 from streams.kafka import reader
 from streams.producer import ShopProducer
@@ -147,3 +150,14 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
             await asyncio.gather(running, server)
 
     asyncio.run(scenario())
+
+
+def test_bench_freshness_ends_with_its_json_contract(kafka, settings, monkeypatch):
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("STREAMREC_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("STREAMREC_WORKER_PORT", str(free_port()))
+    args = ["bench", "freshness", "--users", "300", "--items", "500", "--rate", "200", "--seconds", "2", "--burst", "300", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["published"] > 0 and 0 < report["p50_ms"] <= report["p99_ms"] and report["publishes_per_s"] > 0
