@@ -33,10 +33,11 @@ def publish_untrained_version(settings: Settings, items: list[Item]) -> str:
     """A current version over `items` with the configured model size."""
     config = model_config(settings)
     model = TwoTower(config).eval()
-    vectors = np.concatenate([
-        model.item_vectors(to_tensors(encode_items(items[first : first + 10_000], config))).detach().numpy()
-        for first in range(0, len(items), 10_000)
-    ])  # fmt: skip
+    with torch.no_grad():
+        vectors = np.concatenate([
+            model.item_vectors(to_tensors(encode_items(items[first : first + 10_000], config))).numpy()
+            for first in range(0, len(items), 10_000)
+        ])  # fmt: skip
     store = model_store(settings)
     version = store.new_version_name()
     popularity = np.zeros(len(items), dtype=np.float32)
@@ -69,7 +70,6 @@ async def bench_freshness(
         "topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}", "data_dir": settings.data_dir / "bench" / tag,
         "publish_recommendations": True,
     })  # fmt: skip
-    torch.set_grad_enabled(False)
     catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]
     on_status(f"publishing a model over {items:,} items ...")
     version = publish_untrained_version(settings, catalog)
