@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from embeddings.encoding import ModelConfig
+from embeddings.encoding import ModelConfig, encode_items, encode_users
+from streams.features import UserFeatures
+from streams.schema import Item
 
 
 def _mlp(inputs: int, hidden: int, out: int) -> nn.Sequential:
@@ -88,3 +91,21 @@ class TwoTower(nn.Module):
 
 def to_tensors(arrays: dict, device: torch.device | str = "cpu") -> dict[str, Tensor]:
     return {name: torch.as_tensor(array, device=device) for name, array in arrays.items()}
+
+
+def embed_items(model: TwoTower, items: list[Item]) -> np.ndarray:
+    """The items' vectors, float32 [items, dim], on the model's device and back:
+    what versions store and indexes hold."""
+    with torch.no_grad():
+        return model.item_vectors(to_tensors(encode_items(items, model.config), _device(model))).cpu().numpy()
+
+
+def embed_users(model: TwoTower, users: list[UserFeatures], now: float, affinity_half_life_s: float) -> np.ndarray:
+    """The users' vectors now, float32 [users, dim]: the queries of an index."""
+    with torch.no_grad():
+        encoded = encode_users(users, now, model.config, affinity_half_life_s)
+        return model.user_vectors(to_tensors(encoded, _device(model))).cpu().numpy()
+
+
+def _device(model: TwoTower) -> torch.device:
+    return next(model.parameters()).device

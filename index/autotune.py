@@ -9,10 +9,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from embeddings.encoding import encode_users
-from embeddings.model import to_tensors
+from embeddings.model import embed_users
 from index.kinds import IndexSpec
 from index.tune import BUILDS, Measurement, Target, choose, exact_neighbours, measure
 from streamrec.settings import Settings
@@ -42,16 +40,14 @@ def target_of(settings: Settings) -> Target:
 
 
 def user_queries(version: ModelVersion, users: Iterable[UserFeatures], wanted: int, settings: Settings, seed: int = 0) -> tuple[np.ndarray, int]:
-    """Up to `wanted` query vectors: users with a history (a random sample of
+    """Up to `wanted` query vectors: users with a history (the caller samples
     them), through the version's user tower; item vectors make up the rest when
     there are too few users (a young shop), as similar-item queries. Returns
     the vectors and how many came from users."""
     picked = [u for u in users if u.recent_items][:wanted]
     vectors = np.zeros((0, version.item_vectors.shape[1]), dtype=np.float32)
     if picked:
-        encoded = encode_users(picked, time.time(), version.config, settings.affinity_half_life_s)
-        with torch.no_grad():
-            vectors = version.model.user_vectors(to_tensors(encoded)).numpy()
+        vectors = embed_users(version.model, picked, time.time(), settings.affinity_half_life_s)
     if len(picked) < min(wanted, MIN_USER_QUERIES):
         log.warning("only %d users with a history: item vectors stand in for the other queries", len(picked))
         rows = np.random.default_rng(seed).choice(len(version.item_vectors), size=min(wanted - len(picked), len(version.item_vectors)), replace=False)

@@ -17,10 +17,8 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from embeddings.encoding import encode_items
-from embeddings.model import TwoTower, to_tensors
+from embeddings.model import TwoTower, embed_items
 from streamrec.settings import Settings
 from streams.producer import ShopProducer
 from streams.runner import run_worker
@@ -33,11 +31,7 @@ def publish_untrained_version(settings: Settings, items: list[Item]) -> str:
     """A current version over `items` with the configured model size."""
     config = model_config(settings)
     model = TwoTower(config).eval()
-    with torch.no_grad():
-        vectors = np.concatenate([
-            model.item_vectors(to_tensors(encode_items(items[first : first + 10_000], config))).numpy()
-            for first in range(0, len(items), 10_000)
-        ])  # fmt: skip
+    vectors = np.concatenate([embed_items(model, items[first : first + 10_000]) for first in range(0, len(items), 10_000)])
     store = model_store(settings)
     version = store.new_version_name()
     popularity = np.zeros(len(items), dtype=np.float32)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from embeddings.encoding import encode_items, encode_queries, encode_users
-from embeddings.model import to_tensors
+from embeddings.encoding import encode_queries
+from embeddings.model import embed_items, embed_users, to_tensors
 from embeddings.text import words
 from index.kinds import BuiltIndex, IndexSpec, build
 from streams.features import UserFeatures
@@ -145,13 +145,10 @@ class ServingIndex:
     # --- vectors --------------------------------------------------------------
 
     def item_vectors(self, items: list[Item]) -> np.ndarray:
-        with torch.no_grad():
-            return self.model.item_vectors(to_tensors(encode_items(items, self.version.config))).numpy()
+        return embed_items(self.model, items)
 
     def user_vectors(self, users: list[UserFeatures], now: float) -> np.ndarray:
-        encoded = encode_users(users, now, self.version.config, self.config.affinity_half_life_s)
-        with torch.no_grad():
-            return self.model.user_vectors(to_tensors(encoded)).numpy()
+        return embed_users(self.model, users, now, self.config.affinity_half_life_s)
 
     def _item(self, item_id: str) -> Item:
         return self.items.get(item_id) or Item(item_id, "", "")  # a log's bare id: how the trainer saw it

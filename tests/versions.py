@@ -8,8 +8,8 @@ import time
 import numpy as np
 import torch
 
-from embeddings.encoding import ModelConfig, encode_items
-from embeddings.model import TwoTower, to_tensors
+from embeddings.encoding import ModelConfig
+from embeddings.model import TwoTower, embed_items
 from streams.features import FeatureConfig
 from streams.schema import Event, Item
 from streams.simulate import Shop, ShopConfig
@@ -23,8 +23,7 @@ SMALL = ModelConfig(dim=16, hidden=32, id_buckets=4096, category_buckets=64, tex
 def publish_random_version(store: ModelStore, items: list[Item], seed: int = 0, config: ModelConfig = SMALL) -> ModelVersion:
     torch.manual_seed(seed)
     model = TwoTower(config).eval()
-    with torch.no_grad():
-        vectors = model.item_vectors(to_tensors(encode_items(items, config))).numpy()
+    vectors = embed_items(model, items)
     popularity = np.arange(len(items), 0, -1, dtype=np.float32)  # the first items are the most popular
     version = store.new_version_name()
     store.write(version, model, [i.item_id for i in items], vectors, {"model": "two-tower", "created": 0.0}, popularity)
@@ -41,8 +40,7 @@ def publish_trained_version(store: ModelStore, shop_config: ShopConfig, events: 
     split = build_examples(log, {i.item_id: i for i in items}, FeatureConfig())
     config = ModelConfig(dim=32, hidden=64, id_buckets=1 << 14, category_buckets=256, text_buckets=1 << 14, max_recent=20)
     result = train(split, items, config, TrainConfig(epochs=epochs, batch_size=256, random_negatives=128), torch.device("cpu"), 86_400.0)
-    with torch.no_grad():
-        vectors = result.model.item_vectors(to_tensors(encode_items(items, config))).numpy()
+    vectors = embed_items(result.model, items)
     popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
     version = store.new_version_name()
     store.write(version, result.model, [i.item_id for i in items], vectors, {"model": "two-tower", "created": time.time()}, popularity)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from embeddings.device import pick_device
-from embeddings.encoding import ModelConfig, encode_items
-from embeddings.model import to_tensors
+from embeddings.encoding import ModelConfig
+from embeddings.model import embed_items
 from streamrec.settings import Settings
 from streams.codec import encode
 from streams.features import FeatureConfig
@@ -135,8 +135,7 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
     phases["train_s"] = time.time() - started - phases["examples_s"]
     test = evaluate_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
     popularity = evaluate_popularity(split.test, items, split.item_counts)
-    with torch.no_grad():
-        vectors = result.model.item_vectors(to_tensors(encode_items(items, mconfig), device)).cpu().numpy()
+    vectors = embed_items(result.model, items)
 
     current_name, current_recall = store.current(), None
     if current_name is not None:
