@@ -290,6 +290,18 @@ def train(
         run_until_signal(lambda stop: train_every(settings, bootstrap, stop, interval, min_new_events=min_new_events, on_outcome=_say_outcome))
 
 
+def _load_version(settings: Settings, version: str | None) -> Any:
+    """A stored version (the current one by default), or a clear error and exit code 2."""
+    from trainer.job import model_store
+    from trainer.store import StoreError
+
+    try:
+        return model_store(settings).load(version)
+    except StoreError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def evaluate(
     version: Annotated[str | None, typer.Option(help="Model version (default: the current one).")] = None,
@@ -298,15 +310,10 @@ def evaluate(
     """Recall, NDCG and coverage of a version against popularity, on the newest held-out events."""
     from streamrec.plots import recall_curve
     from trainer.evaluate import KS
-    from trainer.job import catalog_of, evaluate_version, model_store, open_cache, refresh_cache, split_of
-    from trainer.store import StoreError
+    from trainer.job import catalog_of, evaluate_version, open_cache, refresh_cache, split_of
 
     settings = Settings()
-    try:
-        loaded = model_store(settings).load(version)
-    except StoreError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    loaded = _load_version(settings, version)
     cache = open_cache(settings)
     with kafka_bootstrap(settings) as bootstrap:
         asyncio.run(refresh_cache(settings, bootstrap, cache))
@@ -375,16 +382,10 @@ def tune(
     from index.tune import settings_for
     from streamrec.plots import tuning_map
     from streams.topics import Topics
-    from trainer.job import model_store
-    from trainer.store import StoreError
 
     overrides = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes, "tune_prefer": prefer}
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
-    try:
-        loaded = model_store(settings).load(version)
-    except StoreError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    loaded = _load_version(settings, version)
     replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)
 
     async def read_users(bootstrap: str) -> None:
