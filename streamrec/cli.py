@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -367,13 +368,18 @@ def _add_measurements(table: Table, measured: list, label: str = "") -> None:
         )  # fmt: skip
 
 
+class Prefer(str, Enum):
+    latency = "latency"
+    memory = "memory"
+
+
 @app.command()
 def tune(
     version: Annotated[str | None, typer.Option(help="Model version (default: the current one).")] = None,
     recall: Annotated[float | None, typer.Option(help="Recall floor (default STREAMREC_TUNE_RECALL, 0.95; 0: none).")] = None,
     p99_ms: Annotated[float | None, typer.Option(help="p99 single-query latency ceiling in ms (0: none).")] = None,
     max_bytes: Annotated[float | None, typer.Option(help="Bytes per item ceiling (0: none).")] = None,
-    prefer: Annotated[str | None, typer.Option(help="Among those meeting the target: latency (fastest) or memory (smallest).")] = None,
+    prefer: Annotated[Prefer | None, typer.Option(help="Among those meeting the target: the fastest or the smallest.")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of recall against latency (default: DATA_DIR/reports/tune-VERSION.png).")] = None,
 ) -> None:
     """Measure index configurations on the version's items with real user queries; pick the cheapest meeting the target."""
@@ -383,7 +389,7 @@ def tune(
     from streamrec.plots import tuning_map
     from streams.topics import Topics
 
-    overrides = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes, "tune_prefer": prefer}
+    overrides = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes, "tune_prefer": prefer and prefer.value}
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
     loaded = _load_version(settings, version)
     replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)
