@@ -376,9 +376,9 @@ class Prefer(str, Enum):
 @app.command()
 def tune(
     version: Annotated[str | None, typer.Option(help="Model version (default: the current one).")] = None,
-    recall: Annotated[float | None, typer.Option(help="Recall floor (default STREAMREC_TUNE_RECALL, 0.95; 0: none).")] = None,
-    p99_ms: Annotated[float | None, typer.Option(help="p99 single-query latency ceiling in ms (0: none).")] = None,
-    max_bytes: Annotated[float | None, typer.Option(help="Bytes per item ceiling (0: none).")] = None,
+    recall: Annotated[float | None, typer.Option(min=0, max=1, help="Recall floor (default STREAMREC_TUNE_RECALL, 0.95; 0: none).")] = None,
+    p99_ms: Annotated[float | None, typer.Option(min=0, help="p99 single-query latency ceiling in ms (0: none).")] = None,
+    max_bytes: Annotated[float | None, typer.Option(min=0, help="Bytes per item ceiling (0: none).")] = None,
     prefer: Annotated[Prefer | None, typer.Option(help="Among those meeting the target: the fastest or the smallest.")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of recall against latency (default: DATA_DIR/reports/tune-VERSION.png).")] = None,
 ) -> None:
