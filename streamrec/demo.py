@@ -101,7 +101,10 @@ class Child:
             await self.process.wait()
 
 
-def _current_model(settings: Settings) -> tuple[str | None, float | None, float | None]:
+ModelInfo = tuple[str | None, float | None, float | None]  # version, its recall@20, popularity's
+
+
+def _current_model(settings: Settings) -> ModelInfo:
     """The current version and its test recall@20 (and popularity's)."""
     store = model_store(settings)
     version = store.current()
@@ -111,11 +114,11 @@ def _current_model(settings: Settings) -> tuple[str | None, float | None, float 
     return version, metrics.get("test", {}).get("recall@20"), metrics.get("popularity", {}).get("recall@20")
 
 
-def dashboard(worker: StreamWorker, sample: Sample, milestones: Milestones, settings: Settings, children: list[Child], api_state: str) -> Table:
+def dashboard(worker: StreamWorker, sample: Sample, model: ModelInfo, settings: Settings, children: list[Child], api_state: str) -> Table:
     table = Table(title="streamrec demo (Ctrl-C stops)", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    version, recall, popular = _current_model(settings)
+    version, recall, popular = model
     publisher = worker.publisher
     table.add_row("running for", f"{sample.t:,.0f} s")
     table.add_row("events/s", f"{sample.events_per_s:,.0f}" if worker.status.ready else "joining the group ...")
@@ -164,18 +167,19 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
         traffic = asyncio.create_task(send_traffic(shop, producer, max_events=None, rate=rate))
         last = (started, 0, 0)
         sample = Sample(0, 0, 0, 0, 0, 0, None)
-        api_state = "starting"
+        api_state, model = "starting", (None, None, None)
         try:
-            with Live(dashboard(worker, sample, milestones, settings, children, api_state), console=console, refresh_per_second=2) as live:
+            with Live(dashboard(worker, sample, model, settings, children, api_state), console=console, refresh_per_second=2) as live:
                 while not stop.is_set() and not traffic.done() and not worker_task.done():
                     if duration is not None and time.monotonic() - started >= duration:
                         break
                     await asyncio.sleep(1.0)
                     api_state = await _api_state(http)
-                    sample, last = _sample(worker, settings, started, last)
+                    model = _current_model(settings)
+                    sample, last = _sample(worker, model[0], started, last)
                     milestones.samples.append(sample)
                     _note_milestones(milestones, sample, api_state, worker)
-                    live.update(dashboard(worker, sample, milestones, settings, children, api_state))
+                    live.update(dashboard(worker, sample, model, settings, children, api_state))
         finally:
             traffic.cancel()
             await asyncio.gather(traffic, return_exceptions=True)
@@ -186,7 +190,7 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
     return milestones
 
 
-def _sample(worker: StreamWorker, settings: Settings, started: float, last: tuple[float, int, int]) -> tuple[Sample, tuple[float, int, int]]:
+def _sample(worker: StreamWorker, model_version: str | None, started: float, last: tuple[float, int, int]) -> tuple[Sample, tuple[float, int, int]]:
     now = time.monotonic()
     events = worker.status.events
     published = worker.publisher.status.published if worker.publisher is not None else 0
@@ -194,7 +198,7 @@ def _sample(worker: StreamWorker, settings: Settings, started: float, last: tupl
     p50, p99 = worker.publisher.status.percentiles(last=2000) if worker.publisher is not None else (0.0, 0.0)
     sample = Sample(
         round(now - started, 1), (events - last_events) / (now - then), (published - last_published) / (now - then),
-        p50, p99, worker.lag(), _current_model(settings)[0],
+        p50, p99, worker.lag(), model_version,
     )  # fmt: skip
     return sample, (now, events, published)
 
