@@ -2,10 +2,11 @@
 
 Rows are items in insertion order: the version's items first, then catalog
 items that arrived later (embedded by the item tower, no retraining). An item
-whose content changes gets a new row and its old row is switched off; the
-allow-bitmap over rows is what the filters edit (out of stock, purchased,
-optionally clicked), so a search never has to cut excluded items from a
-short list.
+whose content changes gets a new row and its old row is switched off.
+Filters work at two depths: the allow-bitmap over rows, passed into the
+search, holds what no one may get (out of stock, stale rows); what one user
+or one query must not get (purchases, optionally clicks, the item itself for
+similar items) is bounded and dropped from a search asked for that many more.
 """
 
 from __future__ import annotations
@@ -73,14 +74,13 @@ class ServingIndex:
             grown[: len(self._allow)] = self._allow
             self._allow = grown
 
-    def _set_rows(self, rows: np.ndarray, allowed: bool, bitmap: np.ndarray | None = None) -> None:
-        bitmap = self._allow if bitmap is None else bitmap
+    def _set_rows(self, rows: np.ndarray, allowed: bool) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         masks = (1 << (rows & 7)).astype(np.uint8)
         if allowed:
-            np.bitwise_or.at(bitmap, rows >> 3, masks)
+            np.bitwise_or.at(self._allow, rows >> 3, masks)
         else:
-            np.bitwise_and.at(bitmap, rows >> 3, ~masks)
+            np.bitwise_and.at(self._allow, rows >> 3, ~masks)
 
     def _row_allowed(self, row: int) -> bool:
         return bool(self._allow[row >> 3] >> (row & 7) & 1)
@@ -88,14 +88,6 @@ class ServingIndex:
     def is_allowed(self, item_id: str) -> bool:
         row = self.row_of.get(item_id)
         return row is not None and self._row_allowed(row)
-
-    def _allow_without(self, item_ids: Iterable[str]) -> np.ndarray:
-        rows = [self.row_of[i] for i in item_ids if i in self.row_of]
-        if not rows:
-            return self._allow
-        bitmap = self._allow.copy()
-        self._set_rows(np.asarray(rows), False, bitmap)
-        return bitmap
 
     # --- keeping up with the catalog ------------------------------------------
 
@@ -155,8 +147,10 @@ class ServingIndex:
 
     # --- answers ----------------------------------------------------------------
 
-    def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[ScoredItem]:
-        return [ScoredItem(self.row_ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0][:k]
+    def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int, skip: set[str]) -> list[ScoredItem]:
+        """The first k found rows whose items are not in `skip`."""
+        ids = self.row_ids
+        return [ScoredItem(ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0 and ids[r] not in skip][:k]
 
     def recommend(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
         """Top-k for a user; without any history, the cold-start answer."""
@@ -179,8 +173,7 @@ class ServingIndex:
         wanted = k + max(len(e) for e in excluded)
         scores, rows = self.index.search(self.user_vectors([users[n] for n in warm], now), wanted, self._allow)
         for n, skip, user_scores, user_rows in zip(warm, excluded, scores, rows, strict=True):
-            ids = self.row_ids
-            answers[n] = [ScoredItem(ids[r], float(s)) for s, r in zip(user_scores, user_rows, strict=True) if r >= 0 and ids[r] not in skip][:k]
+            answers[n] = self._answer(user_scores, user_rows, k, skip)
         return answers
 
     def _excluded(self, user: UserFeatures) -> set[str]:
@@ -218,8 +211,8 @@ class ServingIndex:
         if item_id not in self.row_of:
             return None
         vector = self.item_vectors([self._item(item_id)])
-        scores, rows = self.index.search(vector, k, self._allow_without([item_id]))
-        return self._answer(scores[0], rows[0], k)
+        scores, rows = self.index.search(vector, k + 1, self._allow)  # the item itself is among them
+        return self._answer(scores[0], rows[0], k, {item_id})
 
     def search(self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None) -> list[ScoredItem]:
         """Semantic candidates for the query, plus every in-stock item whose title
