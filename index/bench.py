@@ -1,4 +1,5 @@
-"""`streamrec bench index`: every index kind at several catalog sizes, beside hnswlib.
+"""`streamrec bench index`: every index kind at several catalog sizes, beside
+hnswlib; and `streamrec bench http`: /recommendations over HTTP at that scale.
 
 The vectors are synthetic but shaped like trained item embeddings: clusters in
 a 16-dimensional latent space, projected to `dim` and blurred by isotropic

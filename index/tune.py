@@ -1,6 +1,6 @@
 """The cost model: measure index configurations on sample queries, pick the cheapest.
 
-Each candidate is built once per build-time setting (kind, nlist, PQ bytes,
+Each candidate is built once per build-time setting (kind, nlist, PQ code,
 HNSW M); its search-time knobs (nprobe, efSearch) are then swept on that one
 build, since they cost nothing to change. Recall is measured against the exact
 answer (a flat index) on the same queries; latency is the wall time of one
