@@ -19,6 +19,7 @@ import gc
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from index.autotune import tune
 from index.kinds import IndexSpec
@@ -91,15 +92,18 @@ def serving_config(settings: Settings) -> ServingConfig:
 class LiveModel:
     """The current ServingIndex, its catalog and its users, kept fresh."""
 
-    def __init__(self, settings: Settings, *, follow_features: bool = True):
-        """`follow_features` False: the caller holds the features (a worker's publisher)."""
+    def __init__(self, settings: Settings, *, sample_users: Callable[[int], list[UserFeatures]] | None = None):
+        """`sample_users(n)`: when the caller holds the features (a worker's
+        publisher), where the tuner's users come from; by default the features
+        are a replica of the changelog, followed here."""
         topics = Topics.from_settings(settings)
         self.settings = settings
         self.spec = index_spec(settings)
         self.store = model_store(settings)
         self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
         self.features = FeatureReplica(topics.user_features_changelog)
-        self.follow_features = follow_features
+        self.follow_features = sample_users is None
+        self.sample_users = sample_users or self.features.sample
         self.announcements = Announcements(topics.model_updates)
         self.current: ServingIndex | None = None
         self.swaps = 0
@@ -122,7 +126,7 @@ class LiveModel:
         self._building = version
         try:
             snapshot = list(self.catalog.items.values())
-            users = self.features.sample(2 * self.settings.tune_queries) if self.settings.index_tune else []
+            users = self.sample_users(2 * self.settings.tune_queries) if self.settings.index_tune else []
             self._pending = []
             started = time.perf_counter()
             built = await asyncio.to_thread(self._build, version, snapshot, users)

@@ -17,6 +17,7 @@ is never searched while catalog changes are added to it.
 from __future__ import annotations
 
 import asyncio
+import random
 import logging
 import time
 from collections import deque
@@ -149,10 +150,17 @@ class RecommendationPublisher:
         self.status.last_publish = sent_at
 
 
+def _sample_rows(worker: StreamWorker, n: int) -> list[UserFeatures]:
+    """Up to `n` of the worker's users, copied: the tuner reads them in a thread
+    while the worker goes on changing its own rows."""
+    rows = [user for _, _, user in worker.users.items()]
+    return [UserFeatures.from_wire(user.to_wire()) for user in random.sample(rows, min(n, len(rows)))]
+
+
 async def attach_publisher(worker: StreamWorker, settings: Settings, bootstrap: str) -> RecommendationPublisher:
     """A publisher fed by a started `worker`: its own LiveModel (the current
     version's index, the catalog), the worker's tables for features."""
-    live = LiveModel(settings, follow_features=False)
+    live = LiveModel(settings, sample_users=lambda n: _sample_rows(worker, n))
     await live.start(bootstrap)
     publisher = RecommendationPublisher(
         live, worker.users.get, worker.producer, worker.topics.recommendations,

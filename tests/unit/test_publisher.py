@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from index.publisher import RecommendationPublisher
+from index.publisher import RecommendationPublisher, _sample_rows
 from streamrec.demo import Milestones, Sample, write_report
 from streamrec.settings import Settings
+from streams.features import FeatureConfig, UserFeatures, apply_event
+from streams.schema import Event
+from streams.tables import ChangelogTable
 
 
 def _publisher(current: object | None = "an index") -> RecommendationPublisher:
@@ -52,3 +55,15 @@ def test_the_demo_report_says_what_was_reached_and_when(tmp_path):
     assert summary["model_versions"] == ["v1"] and summary["median_p99_ms"] == 80.0
     late = Milestones(trained_model=400.0, api_serving=72.0, recommendation_published=None, samples=milestones.samples)
     assert "all three within five minutes: **no**" in write_report(late, Settings(data_dir=tmp_path), rate=500.0).read_text()
+
+
+def test_a_workers_tuner_samples_copies_of_its_own_users():
+    table = ChangelogTable("user-features", "changelog", UserFeatures.from_wire, UserFeatures.to_wire)
+    rows, _ = table.for_update(0)
+    for u in range(30):
+        rows[f"u{u}"] = user = UserFeatures(f"u{u}")
+        apply_event(user, Event(f"e{u}", "click", user.user_id, "i1", 1000.0), "c1", FeatureConfig())
+    picked = _sample_rows(SimpleNamespace(users=table), 10)
+    assert len(picked) == 10 and len({u.user_id for u in picked}) == 10
+    assert all(u is not rows[u.user_id] and u.recent_items == ["i1"] for u in picked)
+    assert len(_sample_rows(SimpleNamespace(users=table), 100)) == 30
