@@ -1,6 +1,6 @@
 """The one feature encoding shared by training and serving.
 
-Both sides start from the same records: a `streams.features.UserFeatures`
+Both sides start from the same records: a `foundation.features.UserFeatures`
 (what the worker holds; the trainer rebuilds it by folding the same events
 with the same `apply_event`) and a catalog `Item`. These functions turn them
 into the integer and float arrays the towers take, so what the trainer saw is
@@ -16,8 +16,9 @@ import numpy as np
 
 from embeddings.hashing import bucket_ids, bucket_matrix
 from embeddings.text import token_matrix
-from streams.features import UserFeatures
-from streams.schema import Item
+from foundation.features import UserFeatures
+from foundation.schema import Item
+from foundation.settings import Settings
 
 PAD, CLICK_TYPE, PURCHASE_TYPE = 0, 1, 2
 
@@ -26,18 +27,18 @@ PAD, CLICK_TYPE, PURCHASE_TYPE = 0, 1, 2
 class ModelConfig:
     """Sizes of the encoding and the towers (kept in every model's manifest)."""
 
-    dim: int = 64
-    hidden: int = 128
-    id_buckets: int = 1 << 18
+    dim: int = Settings.default("model_dim")
+    hidden: int = Settings.default("model_hidden")
+    id_buckets: int = Settings.default("model_id_buckets")
     id_hashes: int = 2
     category_buckets: int = 4096
-    text_buckets: int = 1 << 17
+    text_buckets: int = Settings.default("model_text_buckets")
     max_title_tokens: int = 48
-    max_recent: int = 50
+    max_recent: int = Settings.default("model_max_recent")
     max_categories: int = 8
     price_buckets: int = 16
     age_buckets: int = 16
-    pooling: str = "attention"  # or "decay": recency-weighted mean
+    pooling: str = Settings.default("model_pooling")  # or "decay": recency-weighted mean
     recency_half_life_s: float = 86_400.0
 
     def to_dict(self) -> dict:
@@ -46,6 +47,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelConfig:
+        return settings.section(cls, "model_")
 
 
 def price_bucket(price: float | None, buckets: int) -> int:

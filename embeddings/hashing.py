@@ -12,7 +12,6 @@ import hashlib
 
 import numpy as np
 
-
 DIGEST_BYTES = 16  # four 4-byte words: up to four hashes per id
 
 

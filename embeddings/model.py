@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from embeddings.encoding import ModelConfig, encode_items, encode_users
-from streams.features import UserFeatures
-from streams.schema import Item
+from foundation.features import UserFeatures
+from foundation.schema import Item
 
 
 def _mlp(inputs: int, hidden: int, out: int) -> nn.Sequential:
@@ -93,11 +93,18 @@ def to_tensors(arrays: dict, device: torch.device | str = "cpu") -> dict[str, Te
     return {name: torch.as_tensor(array, device=device) for name, array in arrays.items()}
 
 
+EMBED_CHUNK = 10_000  # items encoded and embedded at once: bounds the memory a big catalog takes
+
+
 def embed_items(model: TwoTower, items: list[Item]) -> np.ndarray:
     """The items' vectors, float32 [items, dim], on the model's device and back:
     what versions store and indexes hold."""
+    chunks = [np.zeros((0, model.config.dim), dtype=np.float32)]
     with torch.no_grad():
-        return model.item_vectors(to_tensors(encode_items(items, model.config), _device(model))).cpu().numpy()
+        for first in range(0, len(items), EMBED_CHUNK):
+            encoded = encode_items(items[first : first + EMBED_CHUNK], model.config)
+            chunks.append(model.item_vectors(to_tensors(encoded, _device(model))).cpu().numpy())
+    return np.concatenate(chunks)
 
 
 def embed_users(model: TwoTower, users: list[UserFeatures], now: float, affinity_half_life_s: float) -> np.ndarray:

@@ -13,9 +13,9 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
+from foundation.schema import ScoredItem
 from index.live import LiveModel
 from index.serving import ServingIndex
-from streams.schema import ScoredItem
 
 
 class ApiMetrics:
@@ -36,7 +36,7 @@ class ApiMetrics:
         if current is None:
             return
         self.items.set(current.index.ntotal)
-        self.age.set(time.time() - current.version.manifest.get("created", time.time()))
+        self.age.set(time.time() - current.version.manifest.created)
         self.version.clear()
         self.version.labels(current.version.version).set(1)
         self.users.set(len(self.live.features))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 import faiss
 import numpy as np
 
+from foundation.settings import Settings
+
 log = logging.getLogger(__name__)
 
 KINDS = ("flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16")
@@ -31,13 +33,13 @@ class IndexSpec:
     nlist/pq_m of 0 mean "chosen from the catalog size". A PQ code takes
     pq_m * pq_bits / 8 bytes: pq_m sub-quantizers of pq_bits each."""
 
-    kind: str = "hnsw"
-    nlist: int = 0
-    nprobe: int = 16
-    pq_m: int = 0
-    pq_bits: int = 8
-    hnsw_m: int = 32
-    ef_search: int = 64
+    kind: str = Settings.default("index_kind")
+    nlist: int = Settings.default("index_nlist")
+    nprobe: int = Settings.default("index_nprobe")
+    pq_m: int = Settings.default("index_pq_m")
+    pq_bits: int = Settings.default("index_pq_bits")
+    hnsw_m: int = Settings.default("index_hnsw_m")
+    ef_search: int = Settings.default("index_ef_search")
     ef_construction: int = 80
 
     def __post_init__(self) -> None:

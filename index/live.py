@@ -21,18 +21,18 @@ import random
 import time
 from collections.abc import Callable
 
-from index.autotune import tune
+from embeddings.versions import ModelVersion, load_version
+from foundation.catalog import CatalogView
+from foundation.codec import decode
+from foundation.features import UserFeatures
+from foundation.kafka import FollowedTopic
+from foundation.schema import Limits
+from foundation.settings import Settings
+from foundation.store import ModelStore, StoreError
+from foundation.topics import Topics
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
-from streamrec.settings import Settings
-from streams.catalog import CatalogView
-from streams.codec import decode
-from streams.features import UserFeatures
-from streams.kafka import FollowedTopic
-from streams.schema import Limits
-from streams.topics import Topics
-from trainer.job import model_store
-from trainer.store import ModelVersion, StoreError
+from index.tune import tune
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +92,19 @@ def serving_config(settings: Settings) -> ServingConfig:
 class LiveModel:
     """The current ServingIndex, its catalog and its users, kept fresh."""
 
-    def __init__(self, settings: Settings, *, sample_users: Callable[[int], list[UserFeatures]] | None = None):
+    def __init__(self, settings: Settings, *, sample_users: Callable[[int], list[UserFeatures]] | None = None,
+                 catalog: CatalogView | None = None):  # fmt: skip
         """`sample_users(n)`: when the caller holds the features (a worker's
         publisher), where the tuner's users come from; by default the features
-        are a replica of the changelog, followed here."""
+        are a replica of the changelog, followed here. `catalog`: a view the
+        caller already reads (a worker's, tracking changes); by default one
+        is followed here."""
         topics = Topics.from_settings(settings)
         self.settings = settings
         self.spec = index_spec(settings)
-        self.store = model_store(settings)
-        self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
+        self.store = ModelStore.from_settings(settings)
+        self.follow_catalog = catalog is None
+        self.catalog = catalog or CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
         self.features = FeatureReplica(topics.user_features_changelog)
         self.follow_features = sample_users is None
         self.sample_users = sample_users or self.features.sample
@@ -149,7 +153,7 @@ class LiveModel:
             self._building = None
 
     def _build(self, version: str, catalog: list, users: list[UserFeatures]) -> ServingIndex:
-        loaded = self.store.load(version)
+        loaded = load_version(self.store, version)
         spec = self._tuned_spec(loaded, users) if self.settings.index_tune else self.spec
         return ServingIndex(loaded, spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None)
 
@@ -169,7 +173,8 @@ class LiveModel:
     async def follow(self, stop: asyncio.Event) -> None:
         """Poll catalog, features and announcements until `stop`."""
         while not stop.is_set():
-            await self.catalog.poll()
+            if self.follow_catalog:
+                await self.catalog.poll()
             changes = self.catalog.drain_changes()
             if changes:
                 if self._building is not None:
@@ -189,4 +194,9 @@ class LiveModel:
             await topic.stop()
 
     def _followed(self) -> list[FollowedTopic]:
-        return [self.catalog, self.announcements] + ([self.features] if self.follow_features else [])
+        followed: list[FollowedTopic] = [self.announcements]
+        if self.follow_catalog:
+            followed.append(self.catalog)
+        if self.follow_features:
+            followed.append(self.features)
+        return followed

@@ -7,8 +7,9 @@ publish per user per `publish_interval_s` (a user clicking in a burst gets one
 publish now and one, on the newest state, when the interval ends), and
 answers users in batches of `index_batch_size`: one user-tower pass and one
 index search per batch. The index is the worker's own LiveModel, hot-swapped
-on `recs.model-updates`; it reads features from the worker's tables, so a
-recommendation always sees the event that triggered it.
+on `recs.model-updates`; features come from the worker's tables (wired in
+`streamrec.processes`), so a recommendation always sees the event that
+triggered it.
 
 Everything runs on the worker's event loop, between its batches: the index
 is never searched while catalog changes are added to it.
@@ -17,7 +18,6 @@ is never searched while catalog changes are added to it.
 from __future__ import annotations
 
 import asyncio
-import random
 import logging
 import time
 from collections import deque
@@ -27,12 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
+from foundation.codec import encode
+from foundation.features import UserFeatures
+from foundation.schema import Recommendation
 from index.live import LiveModel
-from streamrec.settings import Settings
-from streams.codec import encode
-from streams.features import UserFeatures
-from streams.schema import Recommendation
-from streams.worker import StreamWorker
 
 log = logging.getLogger(__name__)
 
@@ -148,23 +146,3 @@ class RecommendationPublisher:
             self.status.latencies_ms.append(latency_ms)
         self.status.published += len(held)
         self.status.last_publish = sent_at
-
-
-def _sample_rows(worker: StreamWorker, n: int) -> list[UserFeatures]:
-    """Up to `n` of the worker's users, copied: the tuner reads them in a thread
-    while the worker goes on changing its own rows."""
-    rows = [user for _, _, user in worker.users.items()]
-    return [UserFeatures.from_wire(user.to_wire()) for user in random.sample(rows, min(n, len(rows)))]
-
-
-async def attach_publisher(worker: StreamWorker, settings: Settings, bootstrap: str) -> RecommendationPublisher:
-    """A publisher fed by a started `worker`: its own LiveModel (the current
-    version's index, the catalog), the worker's tables for features."""
-    live = LiveModel(settings, sample_users=lambda n: _sample_rows(worker, n))
-    await live.start(bootstrap)
-    publisher = RecommendationPublisher(
-        live, worker.users.get, worker.producer, worker.topics.recommendations,
-        k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
-    )  # fmt: skip
-    worker.watch_users(publisher.note)
-    return publisher

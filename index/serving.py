@@ -22,10 +22,11 @@ import torch
 from embeddings.encoding import encode_queries
 from embeddings.model import embed_items, embed_users, to_tensors
 from embeddings.text import words
+from embeddings.versions import ModelVersion
+from foundation.features import UserFeatures
+from foundation.schema import Item, ScoredItem
+from foundation.settings import Settings
 from index.kinds import BuiltIndex, IndexSpec, build
-from streams.features import UserFeatures
-from streams.schema import Item, ScoredItem
-from trainer.store import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ MAX_EXACT_MATCHES = 1000  # title-word matches considered per search
 
 @dataclass(frozen=True)
 class ServingConfig:
-    affinity_half_life_s: float = 86_400.0
-    exclude_clicked: bool = False
-    search_blend: float = 0.3  # weight of the user's embedding in personalised search
-    search_candidates: int = 100  # semantic candidates re-ranked per search
+    affinity_half_life_s: float = Settings.default("affinity_half_life_s")
+    exclude_clicked: bool = Settings.default("exclude_clicked")
+    search_blend: float = Settings.default("search_blend")  # weight of the user's embedding in personalised search
+    search_candidates: int = Settings.default("search_candidates")  # semantic candidates re-ranked per search
 
 
 def _content(item: Item) -> tuple:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from streamrec.settings import Settings
+from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,11 @@ class EmbeddedBroker:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs."""
+        return None if self._process is None else self._process.pid
 
     def wait(self) -> int:
         assert self._process is not None

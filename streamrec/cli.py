@@ -17,8 +17,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from foundation.settings import Settings
 from streamrec.broker import EmbeddedBroker, kafka_bootstrap
-from streamrec.settings import Settings
 
 app = typer.Typer(help="streamrec: streaming recommendations for online shops.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: each prints figures; with --json its last line is one JSON object.")
@@ -90,7 +90,7 @@ def worker(
     port: Annotated[int | None, typer.Option(help="HTTP port (default: STREAMREC_WORKER_PORT, 6066).")] = None,
 ) -> None:
     """Run a stream worker: features, item statistics, dead letters, GET /users/{id}."""
-    from streams.runner import run_worker
+    from streamrec.processes import run_worker
 
     settings = Settings()
     if port is not None:
@@ -114,8 +114,8 @@ def simulate(
     ground_truth: Annotated[Path | None, typer.Option(help="Write the planted structure (JSON) here.")] = None,
 ) -> None:
     """Send synthetic shop traffic with a planted structure and a ground truth."""
-    from streams.producer import ShopProducer
-    from streams.simulate import Shop, ShopConfig, send_traffic
+    from streamrec.shop.producer import ShopProducer
+    from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
 
     settings = Settings()
     shop = Shop(ShopConfig(users=users, items=items, categories=categories, seed=seed, new_item_every=new_item_every))
@@ -160,9 +160,9 @@ def replay(
     category_sep: Annotated[str, typer.Option(help="Separator of a genre list; the first genre is the category.")] = "|",
 ) -> None:
     """Replay an interaction log as events, in time order (the catalog first)."""
-    from streams.producer import ShopProducer
-    from streams.replay import EventColumns, ItemColumns, ReplayError, read_events, read_items, send_replay
-    from streams.schema import Limits
+    from foundation.schema import Limits
+    from streamrec.shop.producer import ShopProducer
+    from streamrec.shop.replay import EventColumns, ItemColumns, ReplayError, read_events, read_items, send_replay
 
     settings = Settings()
     limits = Limits.from_settings(settings)
@@ -243,11 +243,11 @@ def _say_outcome(outcome: Any) -> None:
     if outcome.version is None:
         console.print(outcome.reason)
         return
-    test = outcome.manifest["metrics"]["test"]
-    popularity = outcome.manifest["metrics"]["popularity"]
+    figure = outcome.manifest.metric
     console.print(
-        f"version [bold]{outcome.version}[/]: test recall@20 {test['recall@20']:.4f} "
-        f"(popularity {popularity['recall@20']:.4f}), ndcg@20 {test['ndcg@20']:.4f}, coverage@20 {test['coverage@20']:.3f}"
+        f"version [bold]{outcome.version}[/]: test recall@20 {figure('test', 'recall@20'):.4f} "
+        f"(popularity {figure('popularity', 'recall@20'):.4f}), ndcg@20 {figure('test', 'ndcg@20'):.4f}, "
+        f"coverage@20 {figure('test', 'coverage@20'):.3f}"
     )
     console.print(("[green]current[/]: " if outcome.promoted else "[yellow]not made current[/]: ") + outcome.reason)
 
@@ -260,19 +260,19 @@ def train(
     rollback: Annotated[bool, typer.Option(help="Make the previous version current again (and announce it); no training.")] = False,
 ) -> None:
     """Train the two-tower model on the event log and publish a version."""
-    from trainer.job import announce, model_store
+    from foundation.store import ModelStore, StoreError
+    from trainer.job import announce
     from trainer.schedule import train_every, train_once
-    from trainer.store import StoreError
 
     settings = Settings()
     if rollback:
         try:
-            version = model_store(settings).rollback()
+            version = ModelStore.from_settings(settings).rollback()
         except StoreError as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
         with kafka_bootstrap(settings) as bootstrap:
-            asyncio.run(announce(settings, bootstrap, model_store(settings), version))
+            asyncio.run(announce(settings, bootstrap, ModelStore.from_settings(settings), version))
         console.print(f"current version is now [bold]{version}[/] (announced)")
         return
     interval = parse_duration(every) if every else None
@@ -283,7 +283,7 @@ def train(
                 with progress:
                     outcome = asyncio.run(train_once(settings, bootstrap, force=force, min_new_events=min_new_events, on_progress=update))
             except (RuntimeError, StoreError) as exc:
-                console.print(f"[red]training failed[/]; current version {model_store(settings).current()} kept: {exc}")
+                console.print(f"[red]training failed[/]; current version {ModelStore.from_settings(settings).current()} kept: {exc}")
                 raise typer.Exit(1) from None
             _say_outcome(outcome)
             return
@@ -293,11 +293,11 @@ def train(
 
 def _load_version(settings: Settings, version: str | None) -> Any:
     """A stored version (the current one by default), or a clear error and exit code 2."""
-    from trainer.job import model_store
-    from trainer.store import StoreError
+    from embeddings.versions import load_version
+    from foundation.store import ModelStore, StoreError
 
     try:
-        return model_store(settings).load(version)
+        return load_version(ModelStore.from_settings(settings), version)
     except StoreError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -343,7 +343,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (default: STREAMREC_API_PORT, 8000).")] = None,
 ) -> None:
     """The HTTP API: recommendations, similar items, personalised search (OpenAPI at /docs)."""
-    from index.runner import run_server
+    from streamrec.processes import run_server
 
     settings = Settings()
     if port is not None:
@@ -383,11 +383,11 @@ def tune(
     plot: Annotated[Path | None, typer.Option(help="PNG of recall against latency (default: DATA_DIR/reports/tune-VERSION.png).")] = None,
 ) -> None:
     """Measure index configurations on the version's items with real user queries; pick the cheapest meeting the target."""
-    from index.autotune import tune as run_tune
+    from foundation.topics import Topics
+    from index.cost import settings_for
     from index.live import FeatureReplica
-    from index.tune import settings_for
+    from index.tune import tune as run_tune
     from streamrec.plots import tuning_map
-    from streams.topics import Topics
 
     overrides = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes, "tune_prefer": prefer and prefer.value}
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
@@ -455,7 +455,7 @@ def bench_ingest(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Events/s through one worker (durable state) beside raw aiokafka consume-and-decode."""
-    from streams.bench import bench_ingest as run_bench
+    from streamrec.bench.ingest import bench_ingest as run_bench
 
     settings = Settings()
     console.print(f"producing {events} events over {users} users and {items} items ...")
@@ -480,7 +480,7 @@ def bench_train(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Training examples/s and the wall time of a full refresh (read log, examples, train, evaluate, publish)."""
-    from trainer.bench import bench_train as run_bench
+    from streamrec.bench.train import bench_train as run_bench
 
     settings = Settings()
     if epochs is not None:
@@ -501,8 +501,8 @@ def bench_index(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of every configuration.")] = False,
 ) -> None:
     """Every index kind and its knobs against exact search at each catalog size, beside hnswlib."""
-    from index.bench import bench_index as run_bench
-    from index.tune import Target, choose
+    from index.cost import Target, choose
+    from streamrec.bench.index import bench_index as run_bench
     from streamrec.plots import tuning_map
 
     settings = Settings()
@@ -542,7 +542,7 @@ def bench_freshness(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Event-to-published-recommendation latency at a steady rate, and publishes/s under a burst."""
-    from index.freshness import bench_freshness as run_bench
+    from streamrec.bench.freshness import bench_freshness as run_bench
 
     settings = Settings()
     with kafka_bootstrap(settings) as bootstrap:
@@ -558,7 +558,7 @@ def bench_http(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """p50/p99 of GET /recommendations over HTTP against a server holding ITEMS items (STREAMREC_INDEX_* knobs apply)."""
-    from index.bench import bench_http as run_bench
+    from streamrec.bench.index import bench_http as run_bench
 
     settings = Settings()
     result = run_bench(settings, items, users, requests, on_status=console.print)

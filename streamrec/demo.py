@@ -26,13 +26,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from foundation.settings import Settings
+from foundation.store import ModelStore
 from streamrec.broker import die_with_parent
-from streamrec.settings import Settings
-from streams.producer import ShopProducer
-from streams.runner import run_worker
-from streams.simulate import Shop, ShopConfig, send_traffic
-from streams.worker import StreamWorker
-from trainer.job import model_store
+from streamrec.processes import WorkerProcess
+from streamrec.shop.producer import ShopProducer
+from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
 
 FIVE_MINUTES_S = 300.0
 # The demo's trainer, unless the environment says otherwise: a few epochs over
@@ -106,20 +105,20 @@ ModelInfo = tuple[str | None, float | None, float | None]  # version, its recall
 
 def _current_model(settings: Settings) -> ModelInfo:
     """The current version and its test recall@20 (and popularity's)."""
-    store = model_store(settings)
+    store = ModelStore.from_settings(settings)
     version = store.current()
     if version is None:
         return None, None, None
-    metrics = store.load_manifest(version).get("metrics", {})
-    return version, metrics.get("test", {}).get("recall@20"), metrics.get("popularity", {}).get("recall@20")
+    manifest = store.load_manifest(version)
+    return version, manifest.metric("test", "recall@20"), manifest.metric("popularity", "recall@20")
 
 
-def dashboard(worker: StreamWorker, sample: Sample, model: ModelInfo, settings: Settings, children: list[Child], api_state: str) -> Table:
+def dashboard(process: WorkerProcess, sample: Sample, model: ModelInfo, settings: Settings, children: list[Child], api_state: str) -> Table:
     table = Table(title="streamrec demo (Ctrl-C stops)", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     version, recall, popular = model
-    publisher = worker.publisher
+    worker, publisher = process.worker, process.publisher
     table.add_row("running for", f"{sample.t:,.0f} s")
     table.add_row("events/s", f"{sample.events_per_s:,.0f}" if worker.status.ready else "joining the group ...")
     table.add_row("events processed / consumer lag", f"{worker.status.events:,} / {sample.lag:,}")
@@ -156,8 +155,8 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
     ]
     for child in children:
         await child.start()
-    worker = StreamWorker(settings, bootstrap)
-    worker_task = asyncio.create_task(run_worker(settings, bootstrap, stop, worker))
+    process = WorkerProcess(settings, bootstrap)
+    worker_task = asyncio.create_task(process.run(stop))
     milestones = Milestones()
     started = time.monotonic()
     shop = Shop(ShopConfig())
@@ -169,17 +168,17 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
         sample = Sample(0, 0, 0, 0, 0, 0, None)
         api_state, model = "starting", (None, None, None)
         try:
-            with Live(dashboard(worker, sample, model, settings, children, api_state), console=console, refresh_per_second=2) as live:
+            with Live(dashboard(process, sample, model, settings, children, api_state), console=console, refresh_per_second=2) as live:
                 while not stop.is_set() and not traffic.done() and not worker_task.done():
                     if duration is not None and time.monotonic() - started >= duration:
                         break
                     await asyncio.sleep(1.0)
                     api_state = await _api_state(http)
                     model = _current_model(settings)
-                    sample, last = _sample(worker, model[0], started, last)
+                    sample, last = _sample(process, model[0], started, last)
                     milestones.samples.append(sample)
-                    _note_milestones(milestones, sample, api_state, worker)
-                    live.update(dashboard(worker, sample, model, settings, children, api_state))
+                    _note_milestones(milestones, sample, api_state, process)
+                    live.update(dashboard(process, sample, model, settings, children, api_state))
         finally:
             traffic.cancel()
             await asyncio.gather(traffic, return_exceptions=True)
@@ -190,12 +189,13 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
     return milestones
 
 
-def _sample(worker: StreamWorker, model_version: str | None, started: float, last: tuple[float, int, int]) -> tuple[Sample, tuple[float, int, int]]:
+def _sample(process: WorkerProcess, model_version: str | None, started: float, last: tuple[float, int, int]) -> tuple[Sample, tuple[float, int, int]]:
     now = time.monotonic()
+    worker, publisher = process.worker, process.publisher
     events = worker.status.events
-    published = worker.publisher.status.published if worker.publisher is not None else 0
+    published = publisher.status.published if publisher is not None else 0
     then, last_events, last_published = last
-    p50, p99 = worker.publisher.status.percentiles(last=2000) if worker.publisher is not None else (0.0, 0.0)
+    p50, p99 = publisher.status.percentiles(last=2000) if publisher is not None else (0.0, 0.0)
     sample = Sample(
         round(now - started, 1), (events - last_events) / (now - then), (published - last_published) / (now - then),
         p50, p99, worker.lag(), model_version,
@@ -203,12 +203,13 @@ def _sample(worker: StreamWorker, model_version: str | None, started: float, las
     return sample, (now, events, published)
 
 
-def _note_milestones(milestones: Milestones, sample: Sample, api_state: str, worker: StreamWorker) -> None:
+def _note_milestones(milestones: Milestones, sample: Sample, api_state: str, process: WorkerProcess) -> None:
     if milestones.trained_model is None and sample.model_version is not None:
         milestones.trained_model = sample.t
     if milestones.api_serving is None and api_state == "serving":
         milestones.api_serving = sample.t
-    if milestones.recommendation_published is None and worker.publisher is not None and worker.publisher.status.published:
+    publisher = process.publisher
+    if milestones.recommendation_published is None and publisher is not None and publisher.status.published:
         milestones.recommendation_published = sample.t
 
 

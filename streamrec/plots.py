@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
 
-from index.tune import Measurement  # noqa: E402
+from index.cost import Measurement  # noqa: E402
 from trainer.evaluate import Metrics  # noqa: E402
 
 

@@ -8,28 +8,18 @@ no more than the Python to fold them.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka.partitioner import murmur2
-
-from streams.catalog import CatalogView
-from streams.codec import decode_values, encode
-from streams.features import PURCHASE, FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
-from streams.schema import InvalidRecord, Limits, validate_event, validate_item
+from foundation.catalog import CatalogView
+from foundation.codec import Rejected, decode_records, encode
+from foundation.features import PURCHASE, FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
+from foundation.schema import Limits, validate_event, validate_item
 from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_MAX_BYTES = 64 * 1024  # an oversized value is kept in part: enough to see what it was
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def partition_for(key: str, partitions: int) -> int:
-    """Kafka's default (murmur2) partition of a key, as Java and aiokafka producers
-    compute it. Cached: murmur2 is pure Python (about 9 us a call here)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,18 +107,10 @@ class Agents:
         tally: dict[tuple[str, int], list] = {}
         accepted = duplicates = 0
         for record in records:
-            try:
-                values = decode_values(record.value, limits)
-            except InvalidRecord as exc:
-                outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
-                continue
             key = record.key
-            for element, value in enumerate(values):
-                try:
-                    event = validate_event(value, limits)
-                except InvalidRecord as exc:
-                    index = element if len(values) > 1 else None
-                    outcome.dead_letters.append(_dead(record, topic, partition, str(exc), index))
+            for event in decode_records(record.value, limits, validate_event):
+                if type(event) is Rejected:
+                    outcome.dead_letters.append(_dead(record, topic, partition, event))
                     continue
                 user_id = event.user_id
                 if key is None or key.decode(errors="replace") != user_id:
@@ -167,19 +149,12 @@ class Agents:
         for record in records:
             if record.value is None:  # a tombstone deletes an item
                 continue
-            try:
-                values = decode_values(record.value, self.limits)
-            except InvalidRecord as exc:
-                outcome.dead_letters.append(_dead(record, topic, partition, str(exc)))
-                continue
-            for element, value in enumerate(values):
-                try:
-                    validate_item(value, self.limits)
+            for item in decode_records(record.value, self.limits, validate_item):
+                if type(item) is Rejected:
+                    outcome.dead_letters.append(_dead(record, topic, partition, item))
+                else:
                     outcome.items += 1
-                except InvalidRecord as exc:
-                    index = element if len(values) > 1 else None
-                    outcome.dead_letters.append(_dead(record, topic, partition, str(exc), index))
 
 
-def _dead(record, topic: str, partition: int, reason: str, element: int | None = None) -> DeadLetter:
-    return DeadLetter(record.key, record.value, reason, topic, partition, record.offset, element)
+def _dead(record, topic: str, partition: int, rejected: Rejected) -> DeadLetter:
+    return DeadLetter(record.key, record.value, rejected.reason, topic, partition, record.offset, rejected.element)

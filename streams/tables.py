@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from streams.codec import decode, encode
-from streams.kafka import read_to_end, reader
+from foundation.codec import decode, encode
+from foundation.kafka import read_to_end, reader
 
 log = logging.getLogger(__name__)
 

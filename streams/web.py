@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
-from streams.agents import partition_for
+from foundation.kafka import partition_for
 from streams.worker import StreamWorker
 
 FORWARDED_HEADER = "x-streamrec-forwarded"

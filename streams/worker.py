@@ -25,24 +25,24 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from streamrec.settings import Settings
+from foundation.catalog import CatalogView
+from foundation.features import FeatureConfig, ItemStats, UserFeatures, merge_item_stats, popular_items
+from foundation.kafka import start_producer
+from foundation.schema import Limits
+from foundation.settings import Settings
+from foundation.topics import Topics, ensure_topics
 from streams.agents import Agents, Outcome
 from streams.assignor import CopartitionedAssignor
-from streams.catalog import CatalogView
-from streams.features import FeatureConfig, ItemStats, UserFeatures
-from streams.kafka import start_producer
 from streams.metrics import WorkerMetrics
-from streams.schema import Limits
 from streams.tables import ChangelogTable
-from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,10 @@ class WorkerStatus:
 
 
 class StreamWorker:
-    def __init__(self, settings: Settings, bootstrap: str, *, metrics: WorkerMetrics | None = None):
+    def __init__(self, settings: Settings, bootstrap: str, *, catalog: CatalogView | None = None,
+                 metrics: WorkerMetrics | None = None):  # fmt: skip
+        """`catalog`: a view to share with other parts of the process (it must
+        not be started yet: the worker starts, polls and stops it)."""
         self.settings = settings
         self.bootstrap = bootstrap
         self.topics = Topics.from_settings(settings)
@@ -73,7 +76,7 @@ class StreamWorker:
         self.items: ChangelogTable[ItemStats] = ChangelogTable(
             "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
         )
-        self.catalog = CatalogView(self.topics.catalog, limits)
+        self.catalog = catalog or CatalogView(self.topics.catalog, limits)
         self.agents = Agents(self.users, self.items, self.catalog, self.config, limits)
         self.assignor = CopartitionedAssignor(settings.worker_url)
         self.status = WorkerStatus()
@@ -89,7 +92,6 @@ class StreamWorker:
         self._stopping = asyncio.Event()
         # Called after each batch with the users it changed (the real-time publisher).
         self.on_touched: Callable[[dict[str, tuple[int, str, float]]], None] | None = None
-        self.publisher: Any = None  # index.publisher.RecommendationPublisher, when publishing
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -162,6 +164,16 @@ class StreamWorker:
     def producer(self) -> AIOKafkaProducer:
         assert self._producer is not None, "start() the worker first"
         return self._producer
+
+    async def abort(self) -> None:
+        """Leave without flushing tables or committing offsets: what a killed
+        process leaves behind (the group redelivers; fault tests use it)."""
+        self.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self.catalog.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def close(self) -> None:
         """Flush and commit what was processed, then leave the group."""
@@ -279,6 +291,31 @@ class StreamWorker:
         self.status.ready = True
 
     # --- queries --------------------------------------------------------------
+
+    def sample_users(self, n: int) -> list[UserFeatures]:
+        """Up to `n` of this worker's users, copied: the tuner reads them in a
+        thread while the worker goes on changing its own rows."""
+        rows = [user for _, _, user in self.users.items()]
+        return [UserFeatures.from_wire(user.to_wire()) for user in random.sample(rows, min(n, len(rows)))]
+
+    def item_stats(self, item_id: str) -> ItemStats | None:
+        """One item's statistics over the partitions this worker owns."""
+        parts = [stats for _, key, stats in self.items.items() if key == item_id]
+        return merge_item_stats(parts) if parts else None
+
+    def popular_items(self, k: int, now: float | None = None) -> list[tuple[str, float]]:
+        """The `k` items most interacted with in the popularity window, as this
+        worker counted them. `now` defaults to the newest event counted (event
+        time: a replayed log keeps its own clock)."""
+        stats = [stats for _, _, stats in self.items.items()]
+        if now is None:
+            now = max((s.last_ts for s in stats), default=0.0)
+        return popular_items(stats, k, now, self.config)
+
+    @property
+    def ready_partitions(self) -> frozenset[int]:
+        """Event partitions whose state is restored and which are being processed."""
+        return frozenset(self._ready)
 
     def partition_count(self) -> int:
         assert self._consumer is not None

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from foundation.settings import Settings
 from streamrec.broker import EmbeddedBroker
-from streamrec.settings import Settings
 
 
 def free_port() -> int:

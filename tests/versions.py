@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from embeddings.encoding import ModelConfig
-from embeddings.model import TwoTower, embed_items
-from streams.features import FeatureConfig
-from streams.schema import Event, Item
-from streams.simulate import Shop, ShopConfig
+from embeddings.model import TwoTower
+from embeddings.versions import ModelVersion, load_version, publish_model
+from foundation.features import FeatureConfig
+from foundation.schema import Event, Item
+from foundation.store import Manifest, ModelStore
+from streamrec.shop.simulate import Shop, ShopConfig
 from trainer.examples import build_examples
-from trainer.store import ModelStore, ModelVersion
 from trainer.train import TrainConfig, train
 
 SMALL = ModelConfig(dim=16, hidden=32, id_buckets=4096, category_buckets=64, text_buckets=4096, max_recent=10)
@@ -23,12 +24,8 @@ SMALL = ModelConfig(dim=16, hidden=32, id_buckets=4096, category_buckets=64, tex
 def publish_random_version(store: ModelStore, items: list[Item], seed: int = 0, config: ModelConfig = SMALL) -> ModelVersion:
     torch.manual_seed(seed)
     model = TwoTower(config).eval()
-    vectors = embed_items(model, items)
     popularity = np.arange(len(items), 0, -1, dtype=np.float32)  # the first items are the most popular
-    version = store.new_version_name()
-    store.write(version, model, [i.item_id for i in items], vectors, {"model": "two-tower", "created": 0.0}, popularity)
-    store.promote(version)
-    return store.load(version)
+    return load_version(store, publish_model(store, model, items, popularity, Manifest(created=0.0)))
 
 
 def publish_trained_version(store: ModelStore, shop_config: ShopConfig, events: int = 12_000, epochs: int = 5) -> tuple[ModelVersion, list[Item]]:
@@ -40,9 +37,6 @@ def publish_trained_version(store: ModelStore, shop_config: ShopConfig, events: 
     split = build_examples(log, {i.item_id: i for i in items}, FeatureConfig())
     config = ModelConfig(dim=32, hidden=64, id_buckets=1 << 14, category_buckets=256, text_buckets=1 << 14, max_recent=20)
     result = train(split, items, config, TrainConfig(epochs=epochs, batch_size=256, random_negatives=128), torch.device("cpu"), 86_400.0)
-    vectors = embed_items(result.model, items)
     popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
-    version = store.new_version_name()
-    store.write(version, result.model, [i.item_id for i in items], vectors, {"model": "two-tower", "created": time.time()}, popularity)
-    store.promote(version)
-    return store.load(version), items
+    version = publish_model(store, result.model, items, popularity, Manifest(created=time.time()))
+    return load_version(store, version), items

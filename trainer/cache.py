@@ -19,11 +19,11 @@ from pathlib import Path
 import msgpack
 from aiokafka import TopicPartition
 
-from streams.codec import decode_values
-from streams.kafka import read_to_end, reader
-from streams.schema import Event, InvalidRecord, Item, Limits, validate_event, validate_item
-from streams.topics import Topics
-from trainer.store import write_atomically
+from foundation.codec import Rejected, decode_records
+from foundation.kafka import read_to_end, reader
+from foundation.schema import Event, Item, Limits, validate_event, validate_item
+from foundation.store import write_atomically
+from foundation.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -124,21 +124,13 @@ class InteractionCache:
                     consumer.seek(tp, cached)
 
             def take(tp: TopicPartition, records: list) -> None:
-                is_catalog = tp.topic == topics.catalog
+                into, validate = (items, validate_item) if tp.topic == topics.catalog else (events, validate_event)
                 for record in records:
-                    try:
-                        values = decode_values(record.value, limits)
-                    except InvalidRecord:
-                        refresh.skipped += 1
-                        continue
-                    for value in values:
-                        try:
-                            if is_catalog:
-                                items.append(validate_item(value, limits))
-                            else:
-                                events.append(validate_event(value, limits))
-                        except InvalidRecord:
+                    for valid in decode_records(record.value, limits, validate):
+                        if type(valid) is Rejected:
                             refresh.skipped += 1
+                        else:
+                            into.append(valid)
                 on_progress(len(events))
 
             await read_to_end(consumer, tps, take)

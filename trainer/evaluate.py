@@ -10,7 +10,7 @@ import torch
 
 from embeddings.encoding import ModelConfig, encode_items, encode_users
 from embeddings.model import TwoTower, to_tensors
-from streams.schema import Item
+from foundation.schema import Item
 from trainer.examples import Examples
 
 KS = (5, 10, 20, 50)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from streams.codec import decode, encode
-from streams.features import FeatureConfig, UserFeatures, apply_event
-from streams.schema import Event, Item
+from foundation.codec import decode, encode
+from foundation.features import FeatureConfig, UserFeatures, apply_event
+from foundation.schema import Event, Item
 
 
 @dataclass

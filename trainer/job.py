@@ -11,34 +11,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from embeddings.device import pick_device
 from embeddings.encoding import ModelConfig
-from embeddings.model import embed_items
-from streamrec.settings import Settings
-from streams.codec import encode
-from streams.features import FeatureConfig
-from streams.kafka import start_producer
-from streams.schema import Event, Item, Limits
-from streams.topics import Topics, ensure_topics
+from embeddings.versions import ModelVersion, load_version, publish_model
+from foundation.codec import encode
+from foundation.features import FeatureConfig
+from foundation.kafka import start_producer
+from foundation.schema import Event, Item, Limits
+from foundation.settings import Settings
+from foundation.store import MODEL_NAME, DataWindow, Manifest, ModelStore
+from foundation.topics import Topics, ensure_topics
 from trainer.cache import InteractionCache
 from trainer.evaluate import KS, Metrics, evaluate_model, evaluate_popularity
 from trainer.examples import Split, build_examples
-from trainer.store import ModelStore, ModelVersion
 from trainer.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "two-tower"
 GATE_K = 20
-
-
-def model_config(settings: Settings) -> ModelConfig:
-    return settings.section(ModelConfig, "model_")
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -47,10 +42,6 @@ def train_config(settings: Settings) -> TrainConfig:
 
 def cache_dir(settings: Settings):
     return settings.data_dir / "trainer" / "cache"
-
-
-def model_store(settings: Settings) -> ModelStore:
-    return ModelStore(settings.data_dir / "models")
 
 
 def open_cache(settings: Settings) -> InteractionCache:
@@ -106,14 +97,15 @@ class RunOutcome:
     version: str | None = None
     promoted: bool = False
     reason: str = ""
-    manifest: dict = field(default_factory=dict)
+    manifest: Manifest | None = None
 
 
 def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
     """Events newer than the current version's data window (all, before the first)."""
     if store.current() is None:
         return len(cache.events)
-    last_ts = store.load_manifest(store.current())["data_window"]["last_ts"]
+    window = store.load_manifest(store.current()).data_window
+    last_ts = window.last_ts if window is not None else float("-inf")
     return sum(1 for e in cache.events if e.ts > last_ts)
 
 
@@ -129,51 +121,47 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
     phases = {"examples_s": time.time() - started}
     if not len(split.train) or not len(split.test):
         raise RuntimeError(f"too little data: {len(split.train)} training and {len(split.test)} test examples (users need at least 3 events)")
-    mconfig, tconfig = model_config(settings), train_config(settings)
+    mconfig, tconfig = ModelConfig.from_settings(settings), train_config(settings)
     log.info("training on %d examples (%d valid, %d test), %d items, device %s", len(split.train), len(split.valid), len(split.test), len(items), device)
     result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress)
     phases["train_s"] = time.time() - started - phases["examples_s"]
     test = evaluate_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
     popularity = evaluate_popularity(split.test, items, split.item_counts)
-    vectors = embed_items(result.model, items)
 
     current_name, current_recall = store.current(), None
     if current_name is not None:
-        current = evaluate_version(store.load(current_name, device), split, items, settings)
+        current = evaluate_version(load_version(store, current_name, device), split, items, settings)
         current_recall = current.model.recall[GATE_K]
     new_recall = test.recall[GATE_K]
     passes = current_recall is None or new_recall >= current_recall - settings.train_gate_tolerance
     times = [e.ts for e in cache.events]
-    manifest = {
-        "model": MODEL_NAME,
-        "created": time.time(),
-        "device": device.type,
-        "metrics": {"test": metrics_json(test), "popularity": metrics_json(popularity), "valid": metrics_json(result.valid)},
-        "data_window": {
-            "events": len(cache.events),
-            "first_ts": min(times),
-            "last_ts": max(times),
-            "items": len(items),
-            "train_examples": len(split.train),
-            "test_examples": len(split.test),
-            "offsets": cache.offsets,
-        },
-        "params": {"train": asdict(tconfig), "model": mconfig.to_dict()},
-        "training": {
+    manifest = Manifest(
+        created=time.time(),
+        device=device.type,
+        metrics={"test": metrics_json(test), "popularity": metrics_json(popularity), "valid": metrics_json(result.valid)},
+        data_window=DataWindow(
+            events=len(cache.events),
+            first_ts=min(times),
+            last_ts=max(times),
+            items=len(items),
+            train_examples=len(split.train),
+            test_examples=len(split.test),
+            offsets=cache.offsets,
+        ),
+        params={"train": asdict(tconfig), "model": mconfig.to_dict()},
+        training={
             "seconds": round(time.time() - started, 2),
             **{name: round(seconds, 2) for name, seconds in phases.items()},
             "epochs": len(result.history),
             "examples_per_s": round(result.examples_per_s, 1),
             "history": result.history,
         },
-        "gate": {"k": GATE_K, "against": current_name, "current_recall": current_recall, "new_recall": new_recall, "passed": passes, "forced": force and not passes},
-    }
-    version = store.new_version_name()
-    popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
-    store.write(version, result.model, [i.item_id for i in items], vectors, manifest, popularity)
-    outcome = RunOutcome(version, False, "", manifest)
+        gate={"k": GATE_K, "against": current_name, "current_recall": current_recall, "new_recall": new_recall, "passed": passes, "forced": force and not passes},
+    )
+    item_popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
+    version = publish_model(store, result.model, items, item_popularity, manifest, promote=passes or force)
+    outcome = RunOutcome(version, False, "", store.load_manifest(version))
     if passes or force:
-        store.promote(version)
         outcome.promoted = True
         outcome.reason = "forced past the gate" if not passes else ("first version" if current_name is None else f"recall@{GATE_K} {new_recall:.4f} vs current {current_recall:.4f}")
     else:
@@ -185,14 +173,13 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
 def announcement(store: ModelStore, version: str) -> dict:
     """The `recs.model-updates` value: which version, where, and how good."""
     manifest = store.load_manifest(version)
-    metrics = manifest.get("metrics", {})
     return {
-        "model": manifest.get("model", MODEL_NAME),
+        "model": manifest.model,
         "version": version,
         "path": str(store.root / version),
-        "created": manifest.get("created"),
-        f"recall@{GATE_K}": metrics.get("test", {}).get(f"recall@{GATE_K}"),
-        f"popularity_recall@{GATE_K}": metrics.get("popularity", {}).get(f"recall@{GATE_K}"),
+        "created": manifest.created,
+        f"recall@{GATE_K}": manifest.metric("test", f"recall@{GATE_K}"),
+        f"popularity_recall@{GATE_K}": manifest.metric("popularity", f"recall@{GATE_K}"),
     }
 
 

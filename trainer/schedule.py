@@ -7,8 +7,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from streamrec.settings import Settings
-from trainer.job import RunOutcome, announce, model_store, new_events_since_current, open_cache, refresh_cache, train_and_publish
+from foundation.settings import Settings
+from foundation.store import ModelStore
+from trainer.job import RunOutcome, announce, new_events_since_current, open_cache, refresh_cache, train_and_publish
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 async def train_once(settings: Settings, bootstrap: str, *, force: bool = False, min_new_events: int = 0,
                      on_progress: Callable[[dict], None] = lambda s: None) -> RunOutcome:  # fmt: skip
     """Read new events, train unless too few arrived, publish, announce."""
-    store, cache = model_store(settings), open_cache(settings)
+    store, cache = ModelStore.from_settings(settings), open_cache(settings)
     await refresh_cache(settings, bootstrap, cache)
     pending = new_events_since_current(store, cache)
     if pending < min_new_events:
@@ -38,7 +39,7 @@ async def train_every(settings: Settings, bootstrap: str, stop: asyncio.Event, e
         try:
             on_outcome(await train_once(settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress))
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
-            log.error("training run failed; current version %s kept: %s: %s", model_store(settings).current(), type(exc).__name__, exc)
+            log.error("training run failed; current version %s kept: %s: %s", ModelStore.from_settings(settings).current(), type(exc).__name__, exc)
             on_outcome(RunOutcome(reason=f"failed: {type(exc).__name__}: {exc}"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)

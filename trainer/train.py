@@ -22,7 +22,8 @@ from torch.nn import functional as F
 
 from embeddings.encoding import ModelConfig, encode_items
 from embeddings.model import TwoTower, to_tensors
-from streams.schema import Item
+from foundation.schema import Item
+from foundation.settings import Settings
 from trainer.evaluate import Metrics, encode_examples, rank_metrics
 from trainer.examples import Split
 
@@ -31,16 +32,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 512
-    lr: float = 3e-3
+    epochs: int = Settings.default("train_epochs")
+    batch_size: int = Settings.default("train_batch_size")
+    lr: float = Settings.default("train_lr")
     weight_decay: float = 1e-5
-    temperature: float = 0.05
-    random_negatives: int = 512
-    patience: int = 3
+    temperature: float = Settings.default("train_temperature")
+    random_negatives: int = Settings.default("train_random_negatives")
+    patience: int = Settings.default("train_patience")
     eval_k: int = 20
     query_weight: float = 0.5  # of the title-as-query loss that trains the search tower
-    seed: int = 0
+    seed: int = Settings.default("train_seed")
 
 
 @dataclass

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from aiokafka import TopicPartition
 
-from streamrec.settings import Settings
-from streams.kafka import read_to_end, reader
+from foundation.kafka import read_to_end, reader
+from foundation.settings import Settings
 from streams.worker import StreamWorker
 
 
@@ -43,9 +43,7 @@ class RunningWorker:
         """Stop without flushing tables or committing offsets, as a killed process would."""
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
-        await self.worker._consumer.stop()
-        await self.worker.catalog.stop()
-        await self.worker._producer.stop()
+        await self.worker.abort()
 
 
 async def read_topic(bootstrap: str, topic: str, partitions: int) -> list:

@@ -8,14 +8,15 @@ import time
 import httpx
 import pytest
 
+from foundation.schema import Item
+from foundation.store import ModelStore
 from index.live import LiveModel
-from index.runner import run_server
-from streams.producer import ShopProducer
-from streams.schema import Item
+from streamrec.processes import run_server
+from streamrec.shop.producer import ShopProducer
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version
-from trainer.job import announce, model_store
+from trainer.job import announce
 
 pytestmark = pytest.mark.broker
 
@@ -34,7 +35,7 @@ async def _until_ok(probe, timeout_s: float, what: str) -> float:
 
 def test_api_inputs_freshness_and_hot_swap(kafka, settings):
     settings = settings.model_copy(update={"api_port": free_port(), "index_kind": "hnsw"})
-    store = model_store(settings)
+    store = ModelStore.from_settings(settings)
     first = publish_random_version(store, ITEMS, seed=1)
 
     async def scenario():

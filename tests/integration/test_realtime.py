@@ -14,20 +14,19 @@ import pytest
 from aiokafka import TopicPartition
 from typer.testing import CliRunner
 
+from foundation.codec import decode
+from foundation.kafka import reader
+from foundation.store import ModelStore
+from foundation.topics import Topics
 from index.live import LiveModel
-from index.runner import run_server
 from streamrec.cli import app
-from streams.codec import decode
-from streams.kafka import reader
-from streams.producer import ShopProducer
-from streams.runner import run_worker
-from streams.simulate import ShopConfig
-from streams.topics import Topics
-from streams.worker import StreamWorker
+from streamrec.processes import WorkerProcess, run_server
+from streamrec.shop.producer import ShopProducer
+from streamrec.shop.simulate import ShopConfig
 from tests.conftest import free_port
 from tests.integration.helpers import until
 from tests.versions import publish_random_version, publish_trained_version
-from trainer.job import announce, model_store
+from trainer.job import announce
 
 pytestmark = pytest.mark.broker
 
@@ -74,7 +73,7 @@ def _share(item_ids: list[str], category: str, category_of: dict[str, str]) -> f
 
 def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
     settings = settings.model_copy(update={"api_port": free_port(), "publish_interval_s": 0.1, "index_kind": "flat"})
-    store = model_store(settings)
+    store = ModelStore.from_settings(settings)
     version, items = publish_trained_version(store, SHOP)
     category_of = {i.item_id: i.category for i in items}
     counts = Counter(category_of.values())
@@ -86,13 +85,14 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
         async with ShopProducer(kafka, settings) as producer:
             await producer.send_catalog(items)
         stop = asyncio.Event()
-        worker = StreamWorker(settings, kafka)
-        running = asyncio.create_task(run_worker(settings, kafka, stop, worker))
+        process = WorkerProcess(settings, kafka)
+        worker = process.worker
+        running = asyncio.create_task(process.run(stop))
         live = LiveModel(settings)
         server = asyncio.create_task(run_server(settings, kafka, stop, live))
         recs = await Recommendations(kafka, Topics.from_settings(settings).recommendations, settings.partitions).start()
         try:
-            await until(lambda: worker.publisher is not None and worker.publisher.live.current is not None and worker.status.ready, 60, "the publisher's index")
+            await until(lambda: process.publisher is not None and process.publisher.live.current is not None and worker.status.ready, 60, "the publisher's index")
             await until(lambda: live.current is not None, 60, "the server's index")
             async with ShopProducer(kafka, settings) as producer, httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=10) as http:
                 # A user into one category ...
@@ -139,7 +139,7 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
                     await asyncio.sleep(0.3)
                 await announced
                 await until(lambda: all(recs.for_user(u, e) for u, e in lasts.items()), 30, "every user's newest recommendation")
-                await until(lambda: worker.publisher.live.version == newer.version, 30, "the swap in the worker")
+                await until(lambda: process.publisher.live.version == newer.version, 30, "the swap in the worker")
                 await producer.click("after-swap", firsts[0], ts=time.time())
                 await producer.flush()
                 await until(lambda: recs.for_user("after-swap"), 10, "a recommendation after the swap")

@@ -6,13 +6,14 @@ import asyncio
 
 import pytest
 
-from streams.codec import decode
-from streams.producer import ShopProducer
-from streams.schema import Event
-from streams.simulate import Shop, ShopConfig
-from streams.topics import Topics
+from foundation.codec import decode
+from foundation.schema import Event
+from foundation.store import ModelStore
+from foundation.topics import Topics
+from streamrec.shop.producer import ShopProducer
+from streamrec.shop.simulate import Shop, ShopConfig
 from tests.integration.helpers import read_topic
-from trainer.job import model_store, open_cache
+from trainer.job import open_cache
 from trainer.schedule import train_once
 
 pytestmark = pytest.mark.broker
@@ -44,12 +45,12 @@ def test_train_publishes_announces_and_reads_only_new_events(kafka, settings):
         first_batch = await _send(kafka, settings, records[:4000])
         first = await train_once(settings, kafka)
         assert first.promoted and first.reason == "first version"
-        store = model_store(settings)
+        store = ModelStore.from_settings(settings)
         assert store.current() == first.version
         manifest = store.load_manifest(first.version)
-        assert manifest["data_window"]["events"] == first_batch
-        assert manifest["params"]["model"]["dim"] == 16 and manifest["gate"]["passed"]
-        assert manifest["metrics"]["test"]["examples"] == manifest["data_window"]["test_examples"] > 100
+        assert manifest.data_window.events == first_batch
+        assert manifest.params["model"]["dim"] == 16 and manifest.model_config["dim"] == 16 and manifest.gate["passed"]
+        assert manifest.metric("test", "examples") == manifest.data_window.test_examples > 100
 
         more = await _send(kafka, settings, records[4000:])
         skipped = await train_once(settings, kafka, min_new_events=more + 1)

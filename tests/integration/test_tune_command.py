@@ -8,12 +8,12 @@ import asyncio
 import pytest
 from typer.testing import CliRunner
 
+from foundation.schema import Item
+from foundation.store import ModelStore
 from streamrec.cli import app
-from streams.producer import ShopProducer
-from streams.schema import Item
+from streamrec.shop.producer import ShopProducer
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version
-from trainer.job import model_store
 
 pytestmark = pytest.mark.broker
 
@@ -21,7 +21,7 @@ ITEMS = [Item(f"i{n}", f"lamp {n}", f"c{n % 4}") for n in range(400)]
 
 
 def test_tune_measures_with_real_users_and_prints_its_choice(kafka, settings, monkeypatch):
-    version = publish_random_version(model_store(settings), ITEMS)
+    version = publish_random_version(ModelStore.from_settings(settings), ITEMS)
 
     async def users_in_the_changelog():
         worker = await RunningWorker(settings, kafka).start()

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from foundation.codec import encode
+from foundation.features import merge_item_stats
+from foundation.settings import Settings
+from foundation.topics import Topics
 from streamrec.broker import port_open
-from streamrec.settings import Settings
-from streams.codec import encode
-from streams.features import merge_item_stats
-from streams.producer import ShopProducer
-from streams.runner import run_worker
-from streams.topics import Topics
+from streamrec.processes import run_worker
+from streamrec.shop.producer import ShopProducer
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, read_topic, until
 
@@ -102,7 +102,7 @@ def test_features_dead_letters_and_http(kafka, settings):
             metrics = (await http.get("/metrics")).text
             assert 'streamrec_worker_events_total{outcome="duplicate"} 10.0' in metrics
         stop.set()
-        worker = await running
+        worker = (await running).worker
         assert worker.status.dead_letters == len(MALFORMED) + 1  # + the bad element of the batch
 
         topics = Topics.from_settings(settings)
@@ -150,7 +150,7 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
 
         second = await RunningWorker(second_settings, kafka).start()
         await until(lambda: len(first.worker.users.partitions) == 2 and len(second.worker.users.partitions) == 2
-                    and first.worker.status.ready and second.worker._ready, what="rebalance to two workers")  # fmt: skip
+                    and first.worker.status.ready and second.worker.ready_partitions, what="rebalance to two workers")  # fmt: skip
         await produce_round(kafka, settings, 2, users)
         await until(lambda: all(v == 6 for v in clicks_held(first, second).values())
                     and len(clicks_held(first, second)) == users, what="round 2")  # fmt: skip
@@ -160,13 +160,13 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
         await produce_round(kafka, settings, 3, users)
         await asyncio.sleep(1.0)
         await first.crash()
-        await until(lambda: len(second.worker._ready) == 4, what="takeover by the second worker")
+        await until(lambda: len(second.worker.ready_partitions) == 4, what="takeover by the second worker")
         await until(lambda: all(v == 9 for v in clicks_held(second).values())
                     and len(clicks_held(second)) == users, what="round 3 after the crash")  # fmt: skip
 
         await second.stop()
         third = await RunningWorker(settings, kafka).start()
-        await until(lambda: len(third.worker._ready) == 4, what="restart restoring from the changelog")
+        await until(lambda: len(third.worker.ready_partitions) == 4, what="restart restoring from the changelog")
         await produce_round(kafka, settings, 4, users)
         await until(lambda: all(v == 12 for v in clicks_held(third).values())
                     and len(clicks_held(third)) == users, timeout_s=60, what="round 4")  # fmt: skip

@@ -1,0 +1,61 @@
+"""The whole catalog in every worker: a global table over the compacted catalog topic.
+
+Events are partitioned by user, yet folding a click into the user's category
+affinity needs the item's category, whichever partition the item lives in. So
+each worker reads every partition of `shop.catalog` (no consumer group), the
+way a Faust GlobalTable does; the topic itself is the changelog.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from foundation.codec import Rejected, decode_records
+from foundation.kafka import FollowedTopic
+from foundation.schema import Item, Limits, validate_item
+
+log = logging.getLogger(__name__)
+
+
+class CatalogView(FollowedTopic):
+    """Latest valid version of every catalog item, kept current by polling.
+
+    `changed` collects the items applied since the caller last drained it
+    (serving re-embeds new items and flips stock flags from it)."""
+
+    def __init__(self, topic: str, limits: Limits, *, track_changes: bool = False):
+        super().__init__(topic)
+        self.limits = limits
+        self.items: dict[str, Item] = {}
+        self.changed: list[Item] | None = [] if track_changes else None
+
+    def category_of(self, item_id: str) -> str | None:
+        item = self.items.get(item_id)
+        return None if item is None else item.category
+
+    async def start(self, bootstrap: str) -> None:
+        """Read the catalog up to its current end before any event is processed,
+        so that a replay's catalog (sent first) is known to the first click."""
+        await super().start(bootstrap)
+        log.info("catalog: %d items loaded", len(self.items))
+
+    def drain_changes(self) -> list[Item]:
+        if self.changed is None:
+            return []
+        changed, self.changed = self.changed, []
+        return changed
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            if key is not None:
+                self.items.pop(key.decode(errors="replace"), None)
+            return
+        # Invalid records are skipped here: the worker owning the partition
+        # dead-letters them (the same decoding and bounds decide both).
+        for item in decode_records(value, self.limits, validate_item):
+            if type(item) is Rejected:
+                log.debug("catalog: skipping an invalid record: %s", item.reason)
+                continue
+            self.items[item.item_id] = item
+            if self.changed is not None:
+                self.changed.append(item)

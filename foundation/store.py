@@ -1,0 +1,225 @@
+"""Model versions on disk: `$DATA_DIR/models/<version>/`, one of them current.
+
+A version is written in a hidden temporary directory and renamed into place
+when complete; `current` is a symbolic link replaced by an atomic rename. A
+reader therefore sees the old version or the new one, never half of one, and
+a crash at any point leaves the current version as it was. Weights are
+safetensors; nothing is ever unpickled. `history.json` lists the versions
+that were made current, oldest first, for `--rollback`.
+
+The store knows arrays and a manifest, not the model: `embeddings.versions`
+turns a two-tower into what is stored here and back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from foundation.settings import Settings
+
+WEIGHTS, VECTORS, IDS, MANIFEST = "model.safetensors", "item_vectors.npy", "item_ids.json", "manifest.json"
+POPULARITY = "item_popularity.npy"  # training interactions per item: cold-start answers
+MODEL_NAME = "two-tower"  # the model family: the key of `recs.model-updates`
+
+
+class StoreError(RuntimeError):
+    """A store operation that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class DataWindow:
+    """The events a version learned from."""
+
+    events: int
+    first_ts: float
+    last_ts: float
+    items: int
+    train_examples: int
+    test_examples: int
+    offsets: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """`manifest.json`: what a version is, what it learned from, how good it is.
+
+    `metrics` maps a split ("test", "popularity", "valid") to named figures
+    ("recall@20", ...); `params`, `training` and `gate` are the trainer's
+    record, kept as written.
+    """
+
+    created: float
+    model_config: dict[str, Any] = field(default_factory=dict)  # the towers' sizes, for loading
+    model: str = MODEL_NAME
+    version: str = ""  # filled in by the store
+    device: str = "cpu"
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    data_window: DataWindow | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, split: str, name: str) -> float | None:
+        """One figure, or None where the version has none (a random or benchmark version)."""
+        return self.metrics.get(split, {}).get(name)
+
+    def to_json(self) -> bytes:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, indent=2).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Manifest:
+        values = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        window = values.get("data_window")
+        values["data_window"] = DataWindow(**window) if window else None
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version's files, read back: the weights by name, the catalog's vectors, the manifest."""
+
+    version: str
+    path: Path
+    weights: dict[str, np.ndarray]
+    item_ids: list[str]
+    item_vectors: np.ndarray  # float32 [items, dim], L2-normalised
+    item_popularity: np.ndarray  # float32 [items]
+    manifest: Manifest
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one: written beside it, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    _fsync_write(tmp, data)
+    os.replace(tmp, path)
+
+
+class ModelStore:
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelStore:
+        return cls(settings.data_dir / "models")
+
+    @property
+    def current_link(self) -> Path:
+        return self.root / "current"
+
+    def current(self) -> str | None:
+        """The current version's name, or None before the first promotion."""
+        try:
+            return os.readlink(self.current_link)
+        except FileNotFoundError:
+            return None
+
+    def versions(self) -> list[str]:
+        """Complete versions, oldest first (names sort by creation time)."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+
+    def history(self) -> list[str]:
+        path = self.root / "history.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def new_version_name(self) -> str:
+        base = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        taken = set(self.versions())
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def publish(self, weights: dict[str, np.ndarray], item_ids: list[str], item_vectors: np.ndarray,
+                item_popularity: np.ndarray, manifest: Manifest, *, promote: bool = True) -> str:  # fmt: skip
+        """Write a complete new version and, with `promote`, make it current; returns its name."""
+        version = self.new_version_name()
+        for stale in self.root.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a crashed publish
+        tmp = self.root / f".tmp-{version}"
+        tmp.mkdir()
+        save_file({name: np.ascontiguousarray(array) for name, array in weights.items()}, str(tmp / WEIGHTS))
+        for name, array in ((VECTORS, item_vectors), (POPULARITY, item_popularity)):
+            with (tmp / name).open("wb") as handle:
+                np.save(handle, np.ascontiguousarray(array, dtype=np.float32))
+        _fsync_write(tmp / IDS, json.dumps(item_ids).encode())
+        _fsync_write(tmp / MANIFEST, replace(manifest, version=version).to_json())
+        os.replace(tmp, self.root / version)
+        if promote:
+            self.promote(version)
+        return version
+
+    def promote(self, version: str) -> None:
+        """Make `version` current by an atomic rename of a fresh link."""
+        if version not in self.versions():
+            raise StoreError(f"no model version {version!r} in {self.root}")
+        link = self.root / f".current-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        os.symlink(version, link)
+        os.replace(link, self.current_link)
+        self._write_history([v for v in self.history() if v != version] + [version])
+
+    def _write_history(self, versions: list[str]) -> None:
+        write_atomically(self.root / "history.json", json.dumps(versions).encode())
+
+    def rollback(self) -> str:
+        """Make the version current before this one current again; returns it."""
+        current, history = self.current(), self.history()
+        earlier = [v for v in history[:-1] if v in self.versions() and v != current]
+        if not earlier:
+            raise StoreError("no earlier version to roll back to")
+        previous = earlier[-1]
+        self.promote(previous)
+        # The rolled-back version leaves the history: a second rollback goes further back.
+        self._write_history([v for v in self.history() if v != current])
+        return previous
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete the oldest versions beyond `keep`, never the current one."""
+        current = self.current()
+        removable = [v for v in self.versions() if v != current]
+        doomed = removable[: max(0, len(removable) - max(keep - 1, 0))]
+        for version in doomed:
+            shutil.rmtree(self.root / version, ignore_errors=True)
+        return doomed
+
+    def load_manifest(self, version: str) -> Manifest:
+        path = self.root / version / MANIFEST
+        if not path.exists():
+            raise StoreError(f"no model version {version!r} in {self.root}")
+        return Manifest.from_json(path.read_bytes())
+
+    def load(self, version: str | None = None) -> StoredVersion:
+        """A version's files (default: the current version's)."""
+        version = version or self.current()
+        if version is None:
+            raise StoreError(f"no current model in {self.root}; run `streamrec train` first")
+        path = self.root / version
+        manifest = self.load_manifest(version)
+        return StoredVersion(
+            version,
+            path,
+            load_file(str(path / WEIGHTS)),
+            json.loads((path / IDS).read_text()),
+            np.load(path / VECTORS, allow_pickle=False),
+            np.load(path / POPULARITY, allow_pickle=False),
+            manifest,
+        )

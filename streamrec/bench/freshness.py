@@ -1,0 +1,114 @@
+"""`streamrec bench freshness`: event-to-published-recommendation latency, and
+how many recommendations a worker publishes per second when pushed.
+
+One worker with its publisher, a model version over the catalog (a random
+two-tower of the configured size: latency does not depend on what it learned)
+and the configured index, on a real broker. Phase one sends clicks at a fixed
+rate from random users and reports the latency each publish carries (event
+time to publish). Phase two sends a burst as fast as the producer can and
+reports publishes per second while the publisher keeps up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from embeddings.encoding import ModelConfig
+from embeddings.model import TwoTower
+from embeddings.versions import publish_model
+from foundation.schema import Event, Item
+from foundation.settings import Settings
+from foundation.store import Manifest, ModelStore
+from streamrec.processes import WorkerProcess
+from streamrec.shop.producer import ShopProducer
+
+
+def publish_untrained_version(settings: Settings, items: list[Item]) -> str:
+    """A current version over `items` with the configured model size."""
+    model = TwoTower(ModelConfig.from_settings(settings)).eval()
+    return publish_model(ModelStore.from_settings(settings), model, items, None, Manifest(created=time.time()))
+
+
+async def _send_paced(producer: ShopProducer, users: int, items: int, rate: float, seconds: float, rng: np.random.Generator) -> int:
+    """Clicks from random users at `rate` per second, stamped when sent."""
+    tick, sent, started = 0.01, 0, time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds:
+        for _ in range(int(elapsed * rate) - sent):
+            await producer.send_event(_click(rng, users, items, sent))
+            sent += 1
+        await asyncio.sleep(tick)
+    return sent
+
+
+def _click(rng: np.random.Generator, users: int, items: int, n: int) -> Event:
+    return Event(f"f{n}-{uuid.uuid4().hex[:8]}", "click", f"u{rng.integers(users)}", f"i{rng.integers(items)}", time.time())
+
+
+async def bench_freshness(
+    settings: Settings, bootstrap: str, *, users: int, items: int, rate: float, seconds: float, burst: int,
+    on_status: Callable[[str], None] = lambda text: None,
+) -> dict:  # fmt: skip
+    tag = uuid.uuid4().hex[:8]
+    settings = settings.model_copy(update={
+        "topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}", "data_dir": settings.data_dir / "bench" / tag,
+        "publish_recommendations": True,
+    })  # fmt: skip
+    catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]
+    on_status(f"publishing a model over {items:,} items ...")
+    version = publish_untrained_version(settings, catalog)
+    rng = np.random.default_rng(0)
+    async with ShopProducer(bootstrap, settings) as producer:
+        await producer.send_catalog(catalog)
+        stop = asyncio.Event()
+        process = WorkerProcess(settings, bootstrap)
+        worker = process.worker
+        running = asyncio.create_task(process.run(stop))
+        try:
+            on_status(f"building the {settings.index_kind} index in the worker ...")
+            while process.publisher is None or process.publisher.live.current is None or not worker.status.ready:
+                if running.done():
+                    running.result()
+                await asyncio.sleep(0.1)
+            publisher = process.publisher
+            status = publisher.status
+            on_status("warming up ...")
+            await _send_paced(producer, users, items, rate, 3.0, rng)
+            await asyncio.sleep(1.0)
+            status.latencies_ms.clear()
+            on_status(f"{rate:,.0f} events/s for {seconds:.0f} s ...")
+            published_before = status.published
+            sent = await _send_paced(producer, users, items, rate, seconds, rng)
+            await asyncio.sleep(1.0)
+            p50, p99 = status.percentiles()
+            paced_published = status.published - published_before
+
+            on_status(f"a burst of {burst:,} events ...")
+            published_before, coalesced_before = status.published, status.coalesced
+            started = time.monotonic()
+            for n in range(burst):
+                await producer.send_event(_click(rng, users, items, sent + n))
+            await producer.flush()
+            # Done when publishing started, then nothing is left to read or publish and it went quiet.
+            while status.published == published_before or worker.lag() or publisher.waiting or time.monotonic() - status.last_publish < 1.0:
+                if time.monotonic() - started > 300:
+                    raise RuntimeError("the burst was not published within 5 minutes")
+                await asyncio.sleep(0.05)
+            burst_s = status.last_publish - started
+            burst_published = status.published - published_before
+        finally:
+            stop.set()
+            await running
+    return {
+        "benchmark": "freshness",
+        "users": users, "items": items, "index": settings.index_kind, "model_version": version,
+        "rate_events_per_s": rate, "seconds": seconds, "events_sent": sent, "published": paced_published,
+        "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+        "burst_events": burst, "burst_published": burst_published, "burst_s": round(burst_s, 2),
+        "publishes_per_s": round(burst_published / burst_s, 1),
+        "coalesced_in_burst": status.coalesced - coalesced_before,
+    }  # fmt: skip

@@ -1,0 +1,117 @@
+"""`streamrec bench ingest`: worker throughput beside raw consumption, one run.
+
+Both sides read the same events from the same broker in the same process
+run: first a bare aiokafka consumer that only decodes msgpack (the ceiling),
+then a full StreamWorker that validates, de-duplicates, folds every event into
+user features and item statistics, writes the changelogs and commits offsets
+(durable state, the product's guarantees). The ratio is the cost of all that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+
+import msgpack
+from aiokafka import TopicPartition
+
+from foundation.kafka import reader
+from foundation.schema import Event, Item
+from foundation.settings import Settings
+from foundation.topics import Topics
+from streamrec.shop.producer import ShopProducer
+from streams.worker import StreamWorker
+
+
+@dataclass
+class IngestResult:
+    events: int
+    users: int
+    produce_events_per_s: float
+    raw_events_per_s: float
+    events_per_s: float
+    changelog_writes: int
+
+    @property
+    def ratio(self) -> float:
+        return self.events_per_s / self.raw_events_per_s
+
+    def to_json(self) -> dict:
+        return {
+            "benchmark": "ingest",
+            "events": self.events,
+            "users": self.users,
+            "produce_events_per_s": round(self.produce_events_per_s),
+            "raw_events_per_s": round(self.raw_events_per_s),
+            "events_per_s": round(self.events_per_s),
+            "ratio": round(self.ratio, 3),
+            "changelog_writes": self.changelog_writes,
+        }
+
+
+async def produce(settings: Settings, bootstrap: str, events: int, users: int, items: int) -> float:
+    """Send a catalog and `events` clicks/purchases; returns events/s produced."""
+    async with ShopProducer(bootstrap, settings) as producer:
+        await producer.send_catalog(Item(f"i{i}", f"item {i}", f"c{i % 20}", price=9.99) for i in range(items))
+        started = time.perf_counter()
+        base_ts = time.time() - events / 1000
+        for n in range(events):
+            kind = "purchase" if n % 10 == 9 else "click"
+            event = Event(f"b{n}", kind, f"u{(n * 7919) % users}", f"i{(n * 104729) % items}", base_ts + n / 1000)
+            await producer.send_event(event)
+        await producer.flush()
+    return events / (time.perf_counter() - started)
+
+
+async def raw_consume(settings: Settings, bootstrap: str, events: int) -> float:
+    """Consume-and-decode with a bare aiokafka consumer: the ceiling."""
+    topics = Topics.from_settings(settings)
+    consumer = reader(bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics.events for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        unpack = msgpack.unpackb
+        started = time.perf_counter()
+        while seen < events:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=settings.max_batch_events)
+            for records in batches.values():
+                for record in records:
+                    unpack(record.value)
+                seen += len(records)
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def worker_consume(settings: Settings, bootstrap: str, events: int) -> tuple[float, int]:
+    """Events/s through a StreamWorker, from its assignment to the commit of the last event."""
+    worker = StreamWorker(settings, bootstrap)
+    await worker.start()
+    running = asyncio.create_task(worker.run())
+    try:
+        while not worker.status.ready:
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        while worker.status.events + worker.status.duplicates < events:
+            if running.done():
+                running.result()
+            await asyncio.sleep(0.005)
+        return events / (time.perf_counter() - started), worker.users.writes + worker.items.writes
+    finally:
+        worker.stop()
+        await running
+        await worker.close()
+
+
+async def bench_ingest(settings: Settings, bootstrap: str, events: int, users: int, items: int) -> IngestResult:
+    """Fresh topics (a unique prefix) so that every run measures the same work."""
+    run = settings.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}."})
+    produced = await produce(run, bootstrap, events, users, items)
+    raw = await raw_consume(run, bootstrap, events)
+    through_worker, writes = await worker_consume(run, bootstrap, events)
+    return IngestResult(events, users, produced, raw, through_worker, writes)

@@ -1,0 +1,112 @@
+"""The processes, wired: a worker with its publisher, and an API server.
+
+Composition lives here, at the top, so that the domain packages never reach
+for each other: the worker knows nothing of the publisher, the publisher
+nothing of the worker; `WorkerProcess` hands each the other's typed parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from foundation.catalog import CatalogView
+from foundation.http import serve_http
+from foundation.schema import Limits
+from foundation.settings import Settings
+from foundation.topics import Topics, ensure_topics
+from streams.web import create_worker_api
+from streams.worker import StreamWorker
+
+if TYPE_CHECKING:
+    from index.live import LiveModel
+    from index.publisher import RecommendationPublisher
+
+log = logging.getLogger(__name__)
+
+
+class WorkerProcess:
+    """One worker process: the stream loop, its HTTP port and, unless
+    `publish_recommendations` is off, the real-time publisher.
+
+    Worker and publisher share one catalog view (the worker reads the catalog
+    topic, the publisher's index takes the changes) and the publisher reads
+    features straight from the worker's tables. Watchers (the demo, the
+    freshness benchmark, tests) read `worker` and `publisher` while it runs.
+    """
+
+    def __init__(self, settings: Settings, bootstrap: str):
+        self.settings = settings
+        self.bootstrap = bootstrap
+        publishing = settings.publish_recommendations
+        topics = Topics.from_settings(settings)
+        self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=publishing)
+        self.worker = StreamWorker(settings, bootstrap, catalog=self.catalog)
+        self.publisher: RecommendationPublisher | None = None  # set once its index is loaded
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then flush, commit and leave the group cleanly."""
+        settings, worker = self.settings, self.worker
+        await worker.start()
+        web = asyncio.create_task(serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop))
+        tasks = {web, asyncio.create_task(worker.run())}
+        if settings.publish_recommendations:
+            self.publisher = await self._start_publisher()
+            tasks.add(asyncio.create_task(self.publisher.run(stop)))
+        log.info("worker up: HTTP %s, group %s", settings.worker_url, f"{settings.app_id}-worker")
+        try:
+            done, _ = await asyncio.wait({*tasks, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done & tasks:
+                task.result()  # a crashed loop or a port in use ends the worker with its error
+        finally:
+            worker.stop()
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await worker.close()
+
+    async def _start_publisher(self) -> RecommendationPublisher:
+        from index.live import LiveModel  # torch and faiss load only when publishing
+        from index.publisher import RecommendationPublisher
+
+        settings, worker = self.settings, self.worker
+        live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
+        await live.start(self.bootstrap)
+        publisher = RecommendationPublisher(
+            live, worker.users.get, worker.producer, worker.topics.recommendations,
+            k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
+        )  # fmt: skip
+        worker.watch_users(publisher.note)
+        return publisher
+
+
+async def run_worker(settings: Settings, bootstrap: str, stop: asyncio.Event) -> WorkerProcess:
+    """A worker process (with its publisher) until `stop`."""
+    process = WorkerProcess(settings, bootstrap)
+    await process.run(stop)
+    return process
+
+
+async def run_server(settings: Settings, bootstrap: str, stop: asyncio.Event, live: LiveModel | None = None) -> LiveModel:
+    """The HTTP API until `stop`: follow the catalog, features and model
+    versions and serve; pass a `live` model to watch it (tests, the demo)."""
+    from index.api import create_api
+    from index.live import LiveModel
+
+    await ensure_topics(settings, bootstrap)
+    live = live or LiveModel(settings)
+    await live.start(bootstrap)
+    follow = asyncio.create_task(live.follow(stop))
+    log.info("API on http://%s:%d (OpenAPI at /docs), model %s", settings.api_host, settings.api_port, live.version)
+    web = asyncio.create_task(serve_http(create_api(live), settings.api_host, settings.api_port, stop))
+    try:
+        done, _ = await asyncio.wait({web, follow}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.exception() is not None:
+                log.error("server stopping: %s: %s", type(task.exception()).__name__, task.exception(), exc_info=task.exception())
+            task.result()  # a crashed follower or a port in use ends the server with its error
+    finally:
+        stop.set()
+        await asyncio.gather(follow, web, return_exceptions=True)
+        await live.stop()
+    return live

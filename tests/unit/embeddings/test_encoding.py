@@ -1,0 +1,48 @@
+"""The feature encoding shared by training and serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embeddings.encoding import ModelConfig, age_buckets, encode_users, price_bucket
+from embeddings.model import TwoTower, to_tensors
+from foundation.features import FeatureConfig, UserFeatures, apply_event
+from foundation.schema import Event
+
+CONFIG = ModelConfig(dim=16, hidden=32, id_buckets=1024, category_buckets=64, text_buckets=2048, max_recent=5)
+
+
+def test_price_and_age_buckets_are_bounded():
+    assert price_bucket(None, 16) == 0
+    assert 1 <= price_bucket(0.0, 16) < price_bucket(100.0, 16) <= 15 and price_bucket(1e12, 16) == 15
+    assert age_buckets(np.array([-5.0, 0.0, 3600.0, 86400.0, 1e12]), 16).tolist() == [1, 1, 6, 11, 15]
+
+
+def _user(events: int) -> UserFeatures:
+    user = UserFeatures("u1")
+    for n in range(events):
+        kind = "purchase" if n % 4 == 3 else "click"
+        apply_event(user, Event(f"e{n}", kind, "u1", f"i{n % 6}", 1000.0 + 7.25 * n), f"c{n % 3}", FeatureConfig())
+    return user
+
+
+def test_serving_state_from_the_changelog_encodes_like_the_trainers():
+    trainer_side = _user(9)
+    serving_side = UserFeatures.from_wire(trainer_side.to_wire())  # as a worker restores it
+    a = encode_users([trainer_side], 2000.0, CONFIG, 86_400.0)
+    b = encode_users([serving_side], 2000.0, CONFIG, 86_400.0)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    model = TwoTower(CONFIG).eval()
+    with torch.no_grad():
+        assert torch.equal(model.user_vectors(to_tensors(a)), model.user_vectors(to_tensors(b)))
+
+
+def test_user_encoding_is_newest_first_and_padded():
+    encoded = encode_users([_user(3), UserFeatures("new")], 2000.0, CONFIG, 86_400.0)
+    assert encoded["recent_types"].tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
+    assert encoded["recent_age_s"][0, 0] < encoded["recent_age_s"][0, 1]
+    assert encoded["category_weights"][0].sum() == pytest.approx(1.0)
+    assert encoded["counts"][1].tolist() == [0.0, 0.0]

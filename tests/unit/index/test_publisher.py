@@ -1,0 +1,114 @@
+"""The real-time publisher, with fakes for the index and the producer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from foundation.codec import decode
+from foundation.features import UserFeatures
+from foundation.schema import ScoredItem
+from index.publisher import RecommendationPublisher
+
+
+@dataclass
+class FakeIndex:
+    """Answers every user with one item named after them."""
+
+    version: object = field(default_factory=lambda: type("V", (), {"version": "v1"})())
+    searches: list[list[str]] = field(default_factory=list)
+
+    def recommend_many(self, users: list[UserFeatures], k: int) -> list[list[ScoredItem]]:
+        self.searches.append([u.user_id for u in users])
+        return [[ScoredItem(f"for-{u.user_id}", 1.0)] for u in users]
+
+
+@dataclass
+class FakeLive:
+    current: FakeIndex | None = field(default_factory=FakeIndex)
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def stop(self) -> None:
+        pass
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent: list[tuple[str, dict, bytes]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes):
+        self.sent.append((topic, decode(value), key))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _publisher(live: FakeLive, held: set[str] | None = None, **options) -> tuple[RecommendationPublisher, FakeProducer]:
+    """A publisher whose worker holds every user in `held` (all, by default)."""
+    producer = FakeProducer()
+
+    def features(partition: int, user_id: str) -> UserFeatures | None:
+        return UserFeatures(user_id) if held is None or user_id in held else None
+
+    return RecommendationPublisher(live, features, producer, "recs", **{"interval_s": 0.5, **options}), producer
+
+
+def test_a_burst_gives_one_publish_now_and_one_on_the_newest_state_later():
+    publisher, producer = _publisher(FakeLive())
+    publisher.note({"u1": (0, "e1", 1.0), "u2": (1, "e2", 1.0)})
+    asyncio.run(publisher.publish(publisher.due(time.monotonic())))
+    assert sorted(key for _, _, key in producer.sent) == [b"u1", b"u2"] and publisher.waiting == 0
+
+    publisher.note({"u1": (0, "e3", 2.0)})
+    publisher.note({"u1": (0, "e4", 3.0)})  # folded into the same pending publish
+    assert publisher.status.coalesced == 1
+    assert publisher.due(time.monotonic()) == []  # within the interval: wait
+    assert publisher.due(time.monotonic() + 0.5) == ["u1"]
+    asyncio.run(publisher.publish(["u1"]))
+    topic, message, key = producer.sent[-1]
+    assert (topic, key, message["trigger_event_id"]) == ("recs", b"u1", "e4")  # the newest state
+    assert message["items"] == [{"item_id": "for-u1", "score": 1.0}] and message["model_version"] == "v1"
+    assert publisher.status.published == 3
+
+
+def test_without_a_model_changes_are_counted_not_kept():
+    publisher, _ = _publisher(FakeLive(current=None))
+    publisher.note({"u1": (0, "e1", 1.0)})
+    assert publisher.waiting == 0 and publisher.status.without_model == 1
+
+
+def test_a_user_whose_partition_moved_away_is_left_to_the_new_owner():
+    publisher, producer = _publisher(FakeLive(), held={"u1"})
+    publisher.note({"u1": (0, "e1", 1.0), "gone": (3, "e2", 1.0)})
+    asyncio.run(publisher.publish(["u1", "gone"]))
+    assert [key for _, _, key in producer.sent] == [b"u1"] and publisher.waiting == 0
+
+
+def test_the_loop_publishes_in_batches_until_stopped():
+    live = FakeLive()
+    publisher, producer = _publisher(live, batch_size=2)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(publisher.run(stop))
+        publisher.note({f"u{n}": (0, f"e{n}", time.time()) for n in range(5)})
+        deadline = time.monotonic() + 5
+        while len(producer.sent) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running
+
+    asyncio.run(scenario())
+    assert sorted(key for _, _, key in producer.sent) == [f"u{n}".encode() for n in range(5)]
+    assert [len(batch) for batch in live.current.searches] == [2, 2, 1]
+    assert all(0 <= message["latency_ms"] < 5000 for _, message, _ in producer.sent)
+
+
+def test_latency_percentiles_of_the_last_publishes():
+    publisher, _ = _publisher(FakeLive())
+    publisher.status.latencies_ms.extend([1000.0] * 10 + [5.0] * 100)
+    assert publisher.status.percentiles(last=100) == (5.0, 5.0)
+    assert publisher.status.percentiles()[1] > 5.0

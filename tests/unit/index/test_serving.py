@@ -1,0 +1,73 @@
+"""The serving index over a published version: filters, live catalog changes,
+cold start, similar items and search."""
+
+from __future__ import annotations
+
+import pytest
+
+from foundation.features import FeatureConfig, UserFeatures, apply_event
+from foundation.schema import Event, Item
+from foundation.store import ModelStore
+from index.kinds import IndexSpec
+from index.serving import ServingConfig, ServingIndex
+from tests.versions import publish_random_version
+
+ITEMS = [Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp model {n}", f"c{n % 3}", price=10.0 + n) for n in range(300)]
+
+
+@pytest.fixture(params=["flat", "hnsw", "ivf_pq"])
+def serving(request, tmp_path) -> ServingIndex:
+    version = publish_random_version(ModelStore(tmp_path), ITEMS)
+    return ServingIndex(version, IndexSpec(request.param), ITEMS, ServingConfig())
+
+
+def _user(clicks: list[str], purchases: list[str] = ()) -> UserFeatures:
+    user = UserFeatures("u")
+    for n, item_id in enumerate([*clicks, *purchases]):
+        kind = "purchase" if n >= len(clicks) else "click"
+        apply_event(user, Event(f"e{n}", kind, "u", item_id, 1000.0 + n), item_id and ITEMS[int(item_id[1:])].category, FeatureConfig())
+    return user
+
+
+def test_purchased_and_out_of_stock_items_never_appear_and_k_is_kept(serving):
+    user = _user(["i1", "i2"], purchases=["i3", "i4"])
+    first = [s.item_id for s in serving.recommend(user, 20, now=2000.0)]
+    gone = first[:5]
+    serving.sync([Item(i, ITEMS[int(i[1:])].title, ITEMS[int(i[1:])].category, price=ITEMS[int(i[1:])].price, in_stock=False) for i in gone])
+    again = [s.item_id for s in serving.recommend(user, 20, now=2000.0)]
+    assert len(again) == 20 and not set(again) & {"i3", "i4", *gone}
+    similar = {s.item_id for s in serving.similar("i1", 50)}
+    assert not similar & set(gone) and "i1" not in similar
+
+
+def test_a_new_catalog_item_is_served_at_once_without_retraining(serving):
+    new = Item("brand-new", "purple lamp deluxe", "c1", price=30.0)
+    assert serving.sync([new]) == 1
+    assert serving.is_allowed("brand-new") and serving.similar("brand-new", 5) is not None
+    assert serving.search("purple", 3)[0].item_id == "brand-new"  # the only title holding "purple"
+
+
+def test_a_changed_item_gets_a_new_row_and_the_old_one_is_off(serving):
+    rows = serving.index.ntotal
+    serving.sync([Item("i7", "violet lamp", "c1", price=5.0)])
+    assert serving.index.ntotal == rows + 1 and serving.row_of["i7"] == rows
+    assert [s.item_id for s in serving.search("violet", 5)][0] == "i7"
+    assert sum(s.item_id == "i7" for s in serving.similar("i8", 300)) <= 1
+
+
+def test_cold_start_is_popular_items_and_by_category_with_signal(serving):
+    assert [s.item_id for s in serving.recommend(None, 3, now=2000.0)] == ["i0", "i1", "i2"]
+    empty = UserFeatures("new")
+    empty.affinity, empty.affinity_ts = {"c2": 1.0}, 1000.0  # a signal, no history
+    answer = serving.cold_start(empty, 4, now=2000.0)
+    assert all(ITEMS[int(s.item_id[1:])].category == "c2" for s in answer)
+
+
+def test_exact_title_matches_come_first_with_or_without_a_user(serving):
+    for user in (None, _user(["i5", "i6"])):
+        answer = serving.search("green lamp", 10, user, now=2000.0)
+        assert len(answer) == 10 and all("green" in ITEMS[int(s.item_id[1:])].title for s in answer)
+
+
+def test_similar_of_an_unknown_item_is_none(serving):
+    assert serving.similar("nope", 5) is None

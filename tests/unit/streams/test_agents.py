@@ -1,0 +1,96 @@
+"""The agents' fold of a batch of records, on real tables and a catalog view, no broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from foundation.catalog import CatalogView
+from foundation.codec import encode
+from foundation.features import FeatureConfig, ItemStats, UserFeatures
+from foundation.schema import Item, Limits
+from streams.agents import Agents, Outcome
+from streams.tables import ChangelogTable
+
+GOOD = {"event_id": "e1", "type": "click", "user_id": "u1", "item_id": "i1", "ts": 7200.0}
+
+
+@dataclass(frozen=True)
+class Record:
+    """The three fields of a consumer record the agents read."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+
+
+def _agents() -> Agents:
+    users = ChangelogTable("user-features", "users-changelog", UserFeatures.from_wire, UserFeatures.to_wire)
+    items = ChangelogTable("item-stats", "items-changelog", ItemStats.from_wire, ItemStats.to_wire)
+    catalog = CatalogView("catalog", Limits())
+    catalog.items["i1"] = Item("i1", "Red mug", "kitchen")
+    return Agents(users, items, catalog, FeatureConfig(popularity_bucket_s=3600), Limits())
+
+
+def _event(**change) -> dict:
+    return {**GOOD, **change}
+
+
+def test_events_fold_into_the_users_row_and_note_the_newest_event():
+    agents, outcome = _agents(), Outcome()
+    agents.touched = {}
+    records = [Record(b"u1", encode(_event(event_id=f"e{n}", ts=7200.0 + n)), n) for n in range(3)]
+    agents.on_events("clicks", 0, records, outcome)
+    user = agents.users.get(0, "u1")
+    assert (user.clicks, outcome.events, outcome.duplicates) == (3, 3, 0)
+    assert list(user.affinity) == ["kitchen"]  # the category came from the catalog view
+    assert agents.touched == {"u1": (0, "e2", 7202.0)}
+
+
+def test_a_duplicate_event_id_changes_nothing_and_is_counted():
+    agents, outcome = _agents(), Outcome()
+    agents.on_events("clicks", 0, [Record(b"u1", encode(GOOD), 0), Record(b"u1", encode(GOOD), 1)], outcome)
+    assert (agents.users.get(0, "u1").clicks, outcome.events, outcome.duplicates) == (1, 1, 1)
+
+
+def test_an_event_keyed_otherwise_is_rerouted_by_its_user_not_folded():
+    agents, outcome = _agents(), Outcome()
+    agents.on_events("clicks", 2, [Record(b"someone-else", encode(GOOD), 0), Record(None, encode(GOOD), 1)], outcome)
+    assert [(r.topic, r.key) for r in outcome.reroutes] == [("clicks", b"u1"), ("clicks", b"u1")]
+    assert agents.users.get(2, "u1") is None and outcome.events == 0
+
+
+def test_one_bad_element_of_a_batch_is_dead_lettered_and_the_rest_folded():
+    agents, outcome = _agents(), Outcome()
+    batch = encode([_event(event_id="a"), {"type": "click"}, _event(event_id="b")])
+    agents.on_events("clicks", 1, [Record(b"u1", batch, 41), Record(b"u1", b"\xc1garbage", 42)], outcome)
+    assert agents.users.get(1, "u1").clicks == 2
+    element, undecodable = outcome.dead_letters
+    assert (element.element, element.offset, element.partition) == (1, 41, 1)
+    assert "missing required field 'event_id'" in element.reason
+    assert (undecodable.element, undecodable.offset) == (None, 42) and "msgpack" in undecodable.reason
+    assert dict(element.headers())["element"] == b"1"
+
+
+def test_item_counts_are_tallied_per_item_and_hour_bucket():
+    agents, outcome = _agents(), Outcome()
+    events = [
+        _event(event_id="c1", ts=7200.0),
+        _event(event_id="c2", ts=7300.0, user_id="u2"),
+        _event(event_id="p1", ts=7400.0, type="purchase"),
+        _event(event_id="c3", ts=11_000.0),  # the next hour
+    ]
+    agents.on_events("clicks", 0, [Record(e["user_id"].encode(), encode(e), n) for n, e in enumerate(events)], outcome)
+    stats = agents.items.get(0, "i1")
+    assert (stats.clicks, stats.purchases, stats.last_ts) == (3, 1, 11_000.0)
+    assert (stats.bucket_starts, stats.bucket_clicks, stats.bucket_purchases) == ([7200, 10_800], [2, 1], [1, 0])
+
+
+def test_catalog_items_are_validated_and_tombstones_pass():
+    agents, outcome = _agents(), Outcome()
+    records = [
+        Record(b"i2", encode({"item_id": "i2", "title": "Blue mug", "category": "kitchen"}), 0),
+        Record(b"i3", encode({"item_id": "i3"}), 1),
+        Record(b"i1", None, 2),
+    ]
+    agents.on_catalog("catalog", 0, records, outcome)
+    assert outcome.items == 1 and [d.offset for d in outcome.dead_letters] == [1]

@@ -1,0 +1,27 @@
+"""The training loop learns: a short run beats popularity on held-out events."""
+
+from __future__ import annotations
+
+import torch
+
+from embeddings.encoding import ModelConfig
+from foundation.features import FeatureConfig
+from foundation.schema import Event
+from streamrec.shop.simulate import Shop, ShopConfig
+from trainer.evaluate import evaluate_model, evaluate_popularity
+from trainer.examples import build_examples
+from trainer.train import TrainConfig, train
+
+
+def test_short_training_beats_popularity_twice():
+    shop = Shop(ShopConfig(users=300, items=300, categories=8, seed=1, new_item_every=0))
+    events = [r for r in shop.stream(12_000) if isinstance(r, Event)]
+    items = shop.catalog()
+    split = build_examples(events, {i.item_id: i for i in items}, FeatureConfig())
+    config = ModelConfig(dim=32, hidden=64, id_buckets=1 << 14, category_buckets=256, text_buckets=1 << 14, max_recent=20)
+    result = train(split, items, config, TrainConfig(epochs=5, batch_size=256, random_negatives=128), torch.device("cpu"), 86_400.0)
+    model = evaluate_model(result.model, split.test, items, config, torch.device("cpu"), 86_400.0)
+    popularity = evaluate_popularity(split.test, items, split.item_counts)
+    assert model.recall[20] >= 2 * popularity.recall[20], (model.recall, popularity.recall)
+    assert model.ndcg[20] > popularity.ndcg[20]
+    assert model.coverage[20] > popularity.coverage[20]
