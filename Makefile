@@ -29,7 +29,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/streamrec demo $(ARGS)
 
+# The layer contract (pyproject.toml, docs/architecture.md) and the style are checked before the tests run.
 test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(ARGS)
 
 # make bench WHAT=index (ingest, train, index, freshness); ARGS go to the benchmark.

@@ -68,7 +68,9 @@ def age_buckets(ages_s: np.ndarray, buckets: int) -> np.ndarray:
 
 def encode_items(items: list[Item], config: ModelConfig) -> dict[str, np.ndarray]:
     return {
-        "item_ids": np.array([bucket_ids(i.item_id, config.id_buckets, config.id_hashes) for i in items], dtype=np.int64).reshape(len(items), config.id_hashes),
+        "item_ids": np.array(
+            [bucket_ids(i.item_id, config.id_buckets, config.id_hashes) for i in items], dtype=np.int64
+        ).reshape(len(items), config.id_hashes),
         "category": np.array([bucket_ids(i.category, config.category_buckets, 1)[0] for i in items], dtype=np.int64),
         "title": token_matrix([i.title for i in items], config.text_buckets, config.max_title_tokens),
         "price": np.array([price_bucket(i.price, config.price_buckets) for i in items], dtype=np.int64),

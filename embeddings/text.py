@@ -23,7 +23,7 @@ def tokens(text: str) -> list[str]:
     for word in words(text):
         out.append(f"w:{word}")
         padded = f"#{word}#"
-        out.extend(f"t:{padded[i:i + 3]}" for i in range(len(padded) - 2))
+        out.extend(f"t:{padded[i : i + 3]}" for i in range(len(padded) - 2))
     return out
 
 

@@ -42,7 +42,9 @@ def publish_model(store: ModelStore, model: TwoTower, items: list[Item], popular
     weights = {name: tensor.detach().cpu().contiguous().numpy() for name, tensor in model.state_dict().items()}
     popularity = np.zeros(len(items), dtype=np.float32) if popularity is None else popularity
     manifest = replace(manifest, model_config=model.config.to_dict())
-    return store.publish(weights, [i.item_id for i in items], embed_items(model, items), popularity, manifest, promote=promote)
+    return store.publish(
+        weights, [i.item_id for i in items], embed_items(model, items), popularity, manifest, promote=promote
+    )
 
 
 def load_version(store: ModelStore, version: str | None = None, device: torch.device | str = "cpu") -> ModelVersion:

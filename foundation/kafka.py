@@ -36,7 +36,9 @@ async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
         await producer.stop()
         log.warning(
             "broker %s refused an idempotent producer (%s); using acks=all without idempotence "
-            "(retries may repeat records; event ids absorb them)", bootstrap, type(exc).__name__
+            "(retries may repeat records; event ids absorb them)",
+            bootstrap,
+            type(exc).__name__,
         )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
     await producer.start()
@@ -57,7 +59,9 @@ def reader(bootstrap: str, group_id: str | None = None) -> AIOKafkaConsumer:
     )
 
 
-async def read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], on_records: Callable[[TopicPartition, list], None]) -> None:
+async def read_to_end(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], on_records: Callable[[TopicPartition, list], None]
+) -> None:
     """Feed every record of `tps` from the consumer's positions to the end.
 
     "The end" is the high watermark each fetch response carries, not the

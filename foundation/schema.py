@@ -98,9 +98,13 @@ class Recommendation:
     def to_wire(self) -> dict[str, Any]:
         # Written out, not dataclasses.asdict: its deep copy was most of a publish's cost.
         return {
-            "user_id": self.user_id, "items": [{"item_id": i.item_id, "score": round(i.score, 6)} for i in self.items],
-            "model_version": self.model_version, "trigger_event_id": self.trigger_event_id, "ts": self.ts, "latency_ms": self.latency_ms,
-        }  # fmt: skip
+            "user_id": self.user_id,
+            "items": [{"item_id": i.item_id, "score": round(i.score, 6)} for i in self.items],
+            "model_version": self.model_version,
+            "trigger_event_id": self.trigger_event_id,
+            "ts": self.ts,
+            "latency_ms": self.latency_ms,
+        }
 
 
 def _require(value: Any, name: str) -> Any:

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     broker_host: str = Field("127.0.0.1", description="Address the embedded broker listens on.")
     broker_port: int = Field(9092, description="Port the embedded broker listens on.")
     topic_prefix: str = Field("", description="Prefix prepended to every topic and consumer group name.")
-    partitions: int = Field(8, ge=1, le=1024, description="Partitions of the event topics; the most workers that share the load.")
+    partitions: int = Field(
+        8, ge=1, le=1024, description="Partitions of the event topics; the most workers that share the load."
+    )
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics streamrec creates.")
     app_id: str = Field("streamrec", description="Application id: names the worker group and its internal topics.")
 
@@ -36,15 +38,26 @@ class Settings(BaseSettings):
     worker_host: str = Field("127.0.0.1", description="Worker HTTP address (GET /users/{user_id}).")
     worker_port: int = Field(6066, description="Worker HTTP port.")
     worker_advertised_url: str | None = Field(
-        None, description="URL other workers use to reach this one; default http://worker_host:worker_port (hostname when listening on 0.0.0.0)."
+        None,
+        description=(
+            "URL other workers use to reach this one; "
+            "default http://worker_host:worker_port (hostname when listening on 0.0.0.0)."
+        ),
     )
     commit_interval_s: float = Field(
-        1.0, gt=0, description="Time between changelog flushes and offset commits: longer coalesces more writes, shorter replays less after a crash."
+        1.0,
+        gt=0,
+        description=(
+            "Time between changelog flushes and offset commits: "
+            "longer coalesces more writes, shorter replays less after a crash."
+        ),
     )
     max_batch_events: int = Field(50_000, ge=1, description="Most Kafka records taken into one processing batch.")
 
     # --- event limits ------------------------------------------------------
-    max_value_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted Kafka value; larger ones are dead-lettered.")
+    max_value_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest accepted Kafka value; larger ones are dead-lettered."
+    )
     max_batch_elements: int = Field(1000, ge=1, description="Most events in one array value.")
     max_id_chars: int = Field(256, ge=8, description="Longest accepted user, item, session or event id.")
     max_text_chars: int = Field(1000, ge=16, description="Longest accepted title or query.")
@@ -53,9 +66,13 @@ class Settings(BaseSettings):
     recent_items_max: int = Field(50, ge=1, le=10_000, description="Recent interactions kept per user.")
     purchased_items_max: int = Field(200, ge=1, le=100_000, description="Purchased item ids kept per user.")
     categories_max: int = Field(50, ge=1, le=10_000, description="Category affinities kept per user (weakest dropped).")
-    dedup_window: int = Field(256, ge=1, le=100_000, description="Recent event ids remembered per user to absorb duplicates.")
+    dedup_window: int = Field(
+        256, ge=1, le=100_000, description="Recent event ids remembered per user to absorb duplicates."
+    )
     affinity_half_life_s: float = Field(86_400.0, gt=0, description="Half-life of a user's category affinity.")
-    purchase_weight: float = Field(3.0, gt=0, description="Weight of a purchase relative to a click (affinity, training).")
+    purchase_weight: float = Field(
+        3.0, gt=0, description="Weight of a purchase relative to a click (affinity, training)."
+    )
 
     # --- item statistics ---------------------------------------------------
     popularity_bucket_s: int = Field(3600, ge=1, description="Width of an item popularity window bucket.")
@@ -64,20 +81,32 @@ class Settings(BaseSettings):
     # --- model (the two towers) ---------------------------------------------
     model_dim: int = Field(64, ge=4, le=1024, description="Embedding dimension of users, items and queries.")
     model_hidden: int = Field(128, ge=4, le=8192, description="Hidden width of each tower's MLP.")
-    model_id_buckets: int = Field(1 << 16, ge=16, le=1 << 24, description="Hash buckets for item ids (two rows per id).")
-    model_text_buckets: int = Field(1 << 16, ge=16, le=1 << 24, description="Hash buckets for title/query words and trigrams.")
+    model_id_buckets: int = Field(
+        1 << 16, ge=16, le=1 << 24, description="Hash buckets for item ids (two rows per id)."
+    )
+    model_text_buckets: int = Field(
+        1 << 16, ge=16, le=1 << 24, description="Hash buckets for title/query words and trigrams."
+    )
     model_max_recent: int = Field(30, ge=1, le=1000, description="Recent interactions the user tower reads.")
-    model_pooling: Literal["attention", "decay"] = Field("attention", description="How the user tower pools recent items: attention or recency-decayed mean.")
+    model_pooling: Literal["attention", "decay"] = Field(
+        "attention", description="How the user tower pools recent items: attention or recency-decayed mean."
+    )
 
     # --- trainer -----------------------------------------------------------
-    train_epochs: int = Field(20, ge=1, le=1000, description="Most passes over the training examples (early stopping ends sooner).")
+    train_epochs: int = Field(
+        20, ge=1, le=1000, description="Most passes over the training examples (early stopping ends sooner)."
+    )
     train_batch_size: int = Field(512, ge=8, le=65536, description="Examples per step (also the in-batch negatives).")
     train_lr: float = Field(3e-3, gt=0, description="AdamW learning rate.")
     train_temperature: float = Field(0.05, gt=0, description="Softmax temperature of the sampled softmax.")
-    train_random_negatives: int = Field(512, ge=0, le=65536, description="Uniform catalog negatives per step, beside the in-batch ones.")
+    train_random_negatives: int = Field(
+        512, ge=0, le=65536, description="Uniform catalog negatives per step, beside the in-batch ones."
+    )
     train_patience: int = Field(3, ge=1, description="Epochs without better validation recall before stopping.")
     train_seed: int = Field(0, description="Seed of initialisation and sampling.")
-    train_max_events: int = Field(2_000_000, ge=100, description="Newest events the trainer keeps and learns from (its data window).")
+    train_max_events: int = Field(
+        2_000_000, ge=100, description="Newest events the trainer keeps and learns from (its data window)."
+    )
     train_gate_tolerance: float = Field(
         0.0, ge=0, le=1, description="A new version becomes current if its test recall@20 >= the current's minus this."
     )
@@ -96,20 +125,42 @@ class Settings(BaseSettings):
     index_hnsw_m: int = Field(32, ge=4, le=256, description="HNSW links per node (recall and memory up).")
     index_ef_search: int = Field(64, ge=1, description="HNSW candidate list per query (recall up, latency up).")
     index_threads: int = Field(0, ge=0, description="FAISS threads; 0: FAISS's default (all cores).")
-    index_batch_size: int = Field(64, ge=1, le=4096, description="Queries searched together by the real-time publisher (and timed so by the tuner).")
-    index_tune: bool = Field(False, description="Tune the index for each model version before serving it (`streamrec tune`'s choice).")
-    tune_recall: float = Field(0.95, ge=0, le=1, description="Tuner target: recall@tune_k floor against exact search (0: none).")
+    index_batch_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Queries searched together by the real-time publisher (and timed so by the tuner).",
+    )
+    index_tune: bool = Field(
+        False, description="Tune the index for each model version before serving it (`streamrec tune`'s choice)."
+    )
+    tune_recall: float = Field(
+        0.95, ge=0, le=1, description="Tuner target: recall@tune_k floor against exact search (0: none)."
+    )
     tune_p99_ms: float = Field(0.0, ge=0, description="Tuner target: p99 single-query search ceiling in ms (0: none).")
     tune_bytes_per_item: float = Field(0.0, ge=0, description="Tuner target: index bytes per item ceiling (0: none).")
-    tune_prefer: Literal["latency", "memory"] = Field("latency", description="Among configurations meeting the target, the tuner picks the fastest or the smallest.")
+    tune_prefer: Literal["latency", "memory"] = Field(
+        "latency", description="Among configurations meeting the target, the tuner picks the fastest or the smallest."
+    )
     tune_queries: int = Field(500, ge=10, le=100_000, description="Sample user queries the tuner measures with.")
     tune_k: int = Field(10, ge=1, le=1000, description="The k of the tuner's recall@k.")
-    publish_recommendations: bool = Field(True, description="Workers publish fresh recommendations on recs.recommendations after each user's events.")
+    publish_recommendations: bool = Field(
+        True, description="Workers publish fresh recommendations on recs.recommendations after each user's events."
+    )
     publish_k: int = Field(10, ge=1, le=1000, description="Items per published recommendation.")
-    publish_interval_s: float = Field(0.5, ge=0, le=3600, description="At most one publish per user per interval; a burst ends with a publish of the newest state.")
+    publish_interval_s: float = Field(
+        0.5,
+        ge=0,
+        le=3600,
+        description="At most one publish per user per interval; a burst ends with a publish of the newest state.",
+    )
     max_k: int = Field(200, ge=1, le=10_000, description="Largest k a request may ask for.")
-    exclude_clicked: bool = Field(False, description="Also leave out items the user recently clicked (purchased ones always are).")
-    search_blend: float = Field(0.3, ge=0, le=1, description="Weight of the user's embedding in personalised search (0: plain semantic search).")
+    exclude_clicked: bool = Field(
+        False, description="Also leave out items the user recently clicked (purchased ones always are)."
+    )
+    search_blend: float = Field(
+        0.3, ge=0, le=1, description="Weight of the user's embedding in personalised search (0: plain semantic search)."
+    )
     search_candidates: int = Field(100, ge=1, le=10_000, description="Semantic candidates re-ranked per search.")
 
     # --- local files -------------------------------------------------------

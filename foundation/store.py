@@ -133,7 +133,9 @@ class ModelStore:
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first (names sort by creation time)."""
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+        )
 
     def history(self) -> list[str]:
         path = self.root / "history.json"

@@ -28,7 +28,9 @@ class ApiMetrics:
         self.items = Gauge("streamrec_index_items", "Rows in the serving index.", registry=self.registry)
         self.users = Gauge("streamrec_feature_replica_users", "Users in the feature replica.", registry=self.registry)
         self.age = Gauge("streamrec_model_age_seconds", "Age of the served model version.", registry=self.registry)
-        self.version = Gauge("streamrec_model_info", "The served model version (label).", ["version"], registry=self.registry)
+        self.version = Gauge(
+            "streamrec_model_info", "The served model version (label).", ["version"], registry=self.registry
+        )
         self.live = live
 
     def refresh(self) -> None:

@@ -34,11 +34,16 @@ class Measurement:
     def as_row(self, k: int) -> dict:
         """The JSON shape of `streamrec bench index` and `streamrec tune`."""
         return {
-            "kind": self.spec.kind, "params": self.spec.params(), "items": self.items,
-            f"recall_at_{k}": round(self.recall_at_k, 4), "p50_ms": round(self.p50_ms, 4), "p99_ms": round(self.p99_ms, 4),
+            "kind": self.spec.kind,
+            "params": self.spec.params(),
+            "items": self.items,
+            f"recall_at_{k}": round(self.recall_at_k, 4),
+            "p50_ms": round(self.p50_ms, 4),
+            "p99_ms": round(self.p99_ms, 4),
             "batch_ms_per_query": round(self.batch_ms_per_query, 4),
-            "bytes_per_item": round(self.bytes_per_item, 1), "build_s": round(self.build_s, 2),
-        }  # fmt: skip
+            "bytes_per_item": round(self.bytes_per_item, 1),
+            "build_s": round(self.build_s, 2),
+        }
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,9 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[f >= 0]) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
 
 
-def time_queries(search: Callable[[np.ndarray], object], queries: np.ndarray, batch_size: int) -> tuple[float, float, float]:
+def time_queries(
+    search: Callable[[np.ndarray], object], queries: np.ndarray, batch_size: int
+) -> tuple[float, float, float]:
     """p50 and p99 ms of single queries, and ms per query in batches."""
     single = queries[:SINGLE_QUERIES]
     search(single[:10])  # warm caches and thread pools
@@ -122,9 +129,7 @@ def time_queries(search: Callable[[np.ndarray], object], queries: np.ndarray, ba
     return float(p50), float(p99), per_query * 1000
 
 
-def measure_build(
-    built: BuiltIndex, queries: np.ndarray, truth: np.ndarray, batch_size: int = 64
-) -> list[Measurement]:
+def measure_build(built: BuiltIndex, queries: np.ndarray, truth: np.ndarray, batch_size: int = 64) -> list[Measurement]:
     """Every search-time variant of one built index."""
     k, size = truth.shape[1], built.bytes_per_item()
     out = []

@@ -58,7 +58,10 @@ class IndexSpec:
 
     def label(self) -> str:
         """Short enough for a table cell: the knobs a search or a build turns."""
-        short = {"hnsw": f" M={self.hnsw_m} ef={self.ef_search}", "ivf_flat": f" {self.nlist} lists, probe {self.nprobe}"}
+        short = {
+            "hnsw": f" M={self.hnsw_m} ef={self.ef_search}",
+            "ivf_flat": f" {self.nlist} lists, probe {self.nprobe}",
+        }
         if self.kind in ("ivf_pq", "opq_ivf_pq"):
             return f"{self.kind} PQ{self.pq_m}x{self.pq_bits} {self.nlist} lists, probe {self.nprobe}"
         return self.kind + short.get(self.kind, "")
@@ -160,7 +163,9 @@ class BuiltIndex:
         return len(faiss.serialize_index(index)) / max(1, self.ntotal)
 
 
-def build(spec: IndexSpec, vectors: np.ndarray, *, use_gpu: bool | None = None, threads: int | None = None) -> BuiltIndex:
+def build(
+    spec: IndexSpec, vectors: np.ndarray, *, use_gpu: bool | None = None, threads: int | None = None
+) -> BuiltIndex:
     """Train and fill an index of `spec` over `vectors` ([n, d] float32).
 
     `use_gpu` None: the GPU when faiss sees one, else the CPU; a GPU build that

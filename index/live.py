@@ -144,7 +144,12 @@ class LiveModel:
             gc.collect()
             gc.freeze()
             self.swaps += 1
-            log.info("now serving model %s (%d items, swap took %.1f s)", version, built.index.ntotal, time.perf_counter() - started)
+            log.info(
+                "now serving model %s (%d items, swap took %.1f s)",
+                version,
+                built.index.ntotal,
+                time.perf_counter() - started,
+            )
             return True
         except (StoreError, OSError, ValueError, RuntimeError) as exc:
             log.error("could not load model %s; still serving %s: %s", version, self.version or "nothing", exc)
@@ -155,15 +160,28 @@ class LiveModel:
     def _build(self, version: str, catalog: list, users: list[UserFeatures]) -> ServingIndex:
         loaded = load_version(self.store, version)
         spec = self._tuned_spec(loaded, users) if self.settings.index_tune else self.spec
-        return ServingIndex(loaded, spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None)
+        return ServingIndex(
+            loaded, spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None
+        )
 
     def _tuned_spec(self, loaded: ModelVersion, users: list[UserFeatures]) -> IndexSpec:
         tuning = tune(loaded, users, self.settings)
         if tuning.chosen is None:
-            log.warning("no index configuration meets %s for model %s; using the configured %s", tuning.target, loaded.version, self.spec.label())
+            log.warning(
+                "no index configuration meets %s for model %s; using the configured %s",
+                tuning.target,
+                loaded.version,
+                self.spec.label(),
+            )
             return self.spec
-        log.info("tuned for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)", loaded.version, tuning.chosen.spec.label(),
-                 tuning.chosen.recall_at_k, tuning.chosen.p99_ms, tuning.chosen.bytes_per_item)  # fmt: skip
+        log.info(
+            "tuned for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)",
+            loaded.version,
+            tuning.chosen.spec.label(),
+            tuning.chosen.recall_at_k,
+            tuning.chosen.p99_ms,
+            tuning.chosen.bytes_per_item,
+        )
         return tuning.chosen.spec
 
     @property

@@ -47,7 +47,14 @@ def _content(item: Item) -> tuple:
 
 
 class ServingIndex:
-    def __init__(self, version: ModelVersion, spec: IndexSpec, catalog: Iterable[Item], config: ServingConfig, threads: int | None = None):
+    def __init__(
+        self,
+        version: ModelVersion,
+        spec: IndexSpec,
+        catalog: Iterable[Item],
+        config: ServingConfig,
+        threads: int | None = None,
+    ):
         started = time.perf_counter()
         self.version = version
         self.model = version.model
@@ -64,7 +71,13 @@ class ServingIndex:
         self._set_rows(np.arange(len(self.row_ids)), True)
         self.sync(catalog, trained_content=True)
         self._popular: np.ndarray | None = None
-        log.info("index %s for model %s: %d rows, %.1f s", spec.label(), version.version, self.index.ntotal, time.perf_counter() - started)
+        log.info(
+            "index %s for model %s: %d rows, %.1f s",
+            spec.label(),
+            version.version,
+            self.index.ntotal,
+            time.perf_counter() - started,
+        )
 
     # --- the allow-bitmap -----------------------------------------------------
 
@@ -100,7 +113,11 @@ class ServingIndex:
         for item in items:
             known = self.items.get(item.item_id)
             row = self.row_of.get(item.item_id)
-            if row is None or (known is not None and _content(known) != _content(item)) or (known is None and not trained_content):
+            if (
+                row is None
+                or (known is not None and _content(known) != _content(item))
+                or (known is None and not trained_content)
+            ):
                 fresh.append(item)
             else:
                 if known is None:
@@ -151,13 +168,17 @@ class ServingIndex:
     def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int, skip: set[str]) -> list[ScoredItem]:
         """The first k found rows whose items are not in `skip`."""
         ids = self.row_ids
-        return [ScoredItem(ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0 and ids[r] not in skip][:k]
+        return [
+            ScoredItem(ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0 and ids[r] not in skip
+        ][:k]
 
     def recommend(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
         """Top-k for a user; without any history, the cold-start answer."""
         return self.recommend_many([user], k, now)[0]
 
-    def recommend_many(self, users: list[UserFeatures | None], k: int, now: float | None = None) -> list[list[ScoredItem]]:
+    def recommend_many(
+        self, users: list[UserFeatures | None], k: int, now: float | None = None
+    ) -> list[list[ScoredItem]]:
         """Top-k for each user, searched together (the publisher's batches).
 
         One search over the allowed rows asks for k plus the most items any of
@@ -215,13 +236,17 @@ class ServingIndex:
         scores, rows = self.index.search(vector, k + 1, self._allow)  # the item itself is among them
         return self._answer(scores[0], rows[0], k, {item_id})
 
-    def search(self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None) -> list[ScoredItem]:
+    def search(
+        self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None
+    ) -> list[ScoredItem]:
         """Semantic candidates for the query, plus every in-stock item whose title
         holds all the query's words; exact matches rank first. With a user, the
         score blends in the user's embedding (`search_blend`)."""
         now = time.time() if now is None else now
         with torch.no_grad():
-            query_vector = self.model.query_vectors(to_tensors({"q": encode_queries([query], self.version.config)})["q"]).numpy()
+            query_vector = self.model.query_vectors(
+                to_tensors({"q": encode_queries([query], self.version.config)})["q"]
+            ).numpy()
         _, rows = self.index.search(query_vector, max(k, self.config.search_candidates), self._allow)
         candidates = {int(r) for r in rows[0] if r >= 0}
         exact = self._title_matches(query)

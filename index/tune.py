@@ -39,7 +39,9 @@ def target_of(settings: Settings) -> Target:
     )
 
 
-def user_queries(version: ModelVersion, users: Iterable[UserFeatures], wanted: int, settings: Settings, seed: int = 0) -> tuple[np.ndarray, int]:
+def user_queries(
+    version: ModelVersion, users: Iterable[UserFeatures], wanted: int, settings: Settings, seed: int = 0
+) -> tuple[np.ndarray, int]:
     """Up to `wanted` query vectors: users with a history (the caller samples
     them), through the version's user tower; item vectors make up the rest when
     there are too few users (a young shop), as similar-item queries. Returns
@@ -50,7 +52,9 @@ def user_queries(version: ModelVersion, users: Iterable[UserFeatures], wanted: i
         vectors = embed_users(version.model, picked, time.time(), settings.affinity_half_life_s)
     if len(picked) < min(wanted, MIN_USER_QUERIES):
         log.warning("only %d users with a history: item vectors stand in for the other queries", len(picked))
-        rows = np.random.default_rng(seed).choice(len(version.item_vectors), size=min(wanted - len(picked), len(version.item_vectors)), replace=False)
+        rows = np.random.default_rng(seed).choice(
+            len(version.item_vectors), size=min(wanted - len(picked), len(version.item_vectors)), replace=False
+        )
         vectors = np.concatenate([vectors, version.item_vectors[rows]])
     return vectors, len(picked)
 
@@ -68,6 +72,12 @@ def tune(
     truth = exact_neighbours(version.item_vectors, queries, settings.tune_k)
     target = target_of(settings)
     measured = measure(
-        version.item_vectors, queries, truth, builds, settings.index_batch_size, settings.index_threads or None, on_measured
+        version.item_vectors,
+        queries,
+        truth,
+        builds,
+        settings.index_batch_size,
+        settings.index_threads or None,
+        on_measured,
     )
     return Tuning(measured, choose(measured, target), target, from_users)

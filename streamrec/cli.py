@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import signal
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -105,7 +105,10 @@ def worker(
 @app.command()
 def simulate(
     events: Annotated[int, typer.Option(min=0, help="Events to send; 0: run until Ctrl-C.")] = 100_000,
-    rate: Annotated[float | None, typer.Option(help="Events per second (wall-clock timestamps); unset: as fast as possible (simulated clock).")] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Events per second (wall-clock timestamps); unset: as fast as possible (simulated clock)."),
+    ] = None,
     users: Annotated[int, typer.Option(help="Simulated users.")] = 2000,
     items: Annotated[int, typer.Option(help="Items at the start (more appear over time).")] = 2000,
     categories: Annotated[int, typer.Option(help="Categories (1-200).")] = 12,
@@ -126,8 +129,13 @@ def simulate(
             with _progress() as progress:
                 task = progress.add_task("simulating", total=limit)
                 sending = asyncio.create_task(
-                    send_traffic(shop, producer, max_events=limit, rate=rate,
-                                 on_progress=lambda n: progress.update(task, completed=n))  # fmt: skip
+                    send_traffic(
+                        shop,
+                        producer,
+                        max_events=limit,
+                        rate=rate,
+                        on_progress=lambda n: progress.update(task, completed=n),
+                    )  # fmt: skip
                 )
                 await asyncio.wait({sending, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
                 sending.cancel()
@@ -147,17 +155,26 @@ def simulate(
 @app.command()
 def replay(
     events_csv: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Interaction log (CSV).")],
-    items: Annotated[Path | None, typer.Option("--items", exists=True, dir_okay=False, help="Item file (CSV): id, title, category or genres.")] = None,
+    items: Annotated[
+        Path | None,
+        typer.Option("--items", exists=True, dir_okay=False, help="Item file (CSV): id, title, category or genres."),
+    ] = None,
     user_col: Annotated[str, typer.Option(help="User id column.")] = "user_id",
     item_col: Annotated[str, typer.Option(help="Item id column.")] = "item_id",
     time_col: Annotated[str, typer.Option(help="Time column: Unix seconds/milliseconds or ISO 8601.")] = "timestamp",
-    type_col: Annotated[str | None, typer.Option(help="Event type column (purchase/buy/transaction... else click).")] = None,
+    type_col: Annotated[
+        str | None, typer.Option(help="Event type column (purchase/buy/transaction... else click).")
+    ] = None,
     rating_col: Annotated[str | None, typer.Option(help="Rating column; with --purchase-threshold.")] = None,
-    purchase_threshold: Annotated[float | None, typer.Option(help="Ratings at or above this are purchases, the rest clicks.")] = None,
+    purchase_threshold: Annotated[
+        float | None, typer.Option(help="Ratings at or above this are purchases, the rest clicks.")
+    ] = None,
     items_id_col: Annotated[str, typer.Option(help="Item file: id column.")] = "item_id",
     items_title_col: Annotated[str, typer.Option(help="Item file: title column.")] = "title",
     items_category_col: Annotated[str, typer.Option(help="Item file: category (or genre list) column.")] = "category",
-    category_sep: Annotated[str, typer.Option(help="Separator of a genre list; the first genre is the category.")] = "|",
+    category_sep: Annotated[
+        str, typer.Option(help="Separator of a genre list; the first genre is the category.")
+    ] = "|",
 ) -> None:
     """Replay an interaction log as events, in time order (the catalog first)."""
     from foundation.schema import Limits
@@ -167,7 +184,11 @@ def replay(
     settings = Settings()
     limits = Limits.from_settings(settings)
     try:
-        catalog = read_items(items, ItemColumns(items_id_col, items_title_col, items_category_col, category_sep), limits) if items else []
+        catalog = (
+            read_items(items, ItemColumns(items_id_col, items_title_col, items_category_col, category_sep), limits)
+            if items
+            else []
+        )
         columns = EventColumns(user_col, item_col, time_col, type_col, rating_col, purchase_threshold)
         log.info("reading %s", events_csv)
         events = read_events(events_csv, columns, limits)
@@ -190,7 +211,9 @@ def replay(
 @app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 500.0,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds and write a report (unattended runs).")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds and write a report (unattended runs).")
+    ] = None,
     train_every: Annotated[str, typer.Option(help="How often the trainer refreshes the model (90s, 10m).")] = "90s",
 ) -> None:
     """Everything on one machine: broker, worker, trainer, API server and simulated traffic, with a dashboard."""
@@ -199,7 +222,11 @@ def demo(
     parse_duration(train_every)
     settings = Settings()
     with kafka_bootstrap(settings) as bootstrap:
-        milestones = run_until_signal(lambda stop: run_demo(settings, bootstrap, stop, rate=rate, duration=duration, train_every=train_every, console=Console()))
+        milestones = run_until_signal(
+            lambda stop: run_demo(
+                settings, bootstrap, stop, rate=rate, duration=duration, train_every=train_every, console=Console()
+            )
+        )
     if duration is not None:
         report = write_report(milestones, settings, rate)
         print(Path(report).read_text())
@@ -254,10 +281,22 @@ def _say_outcome(outcome: Any) -> None:
 
 @app.command()
 def train(
-    every: Annotated[str | None, typer.Option(help="Keep refreshing at this interval (90s, 10m, 2h) until Ctrl-C.")] = None,
-    min_new_events: Annotated[int, typer.Option(min=0, help="Skip a refresh until this many events arrived since the current version (or in all, before the first).")] = 0,
-    force: Annotated[bool, typer.Option(help="Make the new version current even if it is worse (overrides the gate).")] = False,
-    rollback: Annotated[bool, typer.Option(help="Make the previous version current again (and announce it); no training.")] = False,
+    every: Annotated[
+        str | None, typer.Option(help="Keep refreshing at this interval (90s, 10m, 2h) until Ctrl-C.")
+    ] = None,
+    min_new_events: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Skip a refresh until this many events arrived since the current version (in all, before the first).",
+        ),
+    ] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Make the new version current even if it is worse (overrides the gate).")
+    ] = False,
+    rollback: Annotated[
+        bool, typer.Option(help="Make the previous version current again (and announce it); no training.")
+    ] = False,
 ) -> None:
     """Train the two-tower model on the event log and publish a version."""
     from foundation.store import ModelStore, StoreError
@@ -281,14 +320,23 @@ def train(
             progress, update = _training_progress()
             try:
                 with progress:
-                    outcome = asyncio.run(train_once(settings, bootstrap, force=force, min_new_events=min_new_events, on_progress=update))
+                    outcome = asyncio.run(
+                        train_once(settings, bootstrap, force=force, min_new_events=min_new_events, on_progress=update)
+                    )
             except (RuntimeError, StoreError) as exc:
-                console.print(f"[red]training failed[/]; current version {ModelStore.from_settings(settings).current()} kept: {exc}")
+                console.print(
+                    f"[red]training failed[/]; current version "
+                    f"{ModelStore.from_settings(settings).current()} kept: {exc}"
+                )
                 raise typer.Exit(1) from None
             _say_outcome(outcome)
             return
         console.print(f"training every {every} (at least {min_new_events} new events); Ctrl-C stops")
-        run_until_signal(lambda stop: train_every(settings, bootstrap, stop, interval, min_new_events=min_new_events, on_outcome=_say_outcome))
+        run_until_signal(
+            lambda stop: train_every(
+                settings, bootstrap, stop, interval, min_new_events=min_new_events, on_outcome=_say_outcome
+            )
+        )
 
 
 def _load_version(settings: Settings, version: str | None) -> Any:
@@ -306,7 +354,9 @@ def _load_version(settings: Settings, version: str | None) -> Any:
 @app.command()
 def evaluate(
     version: Annotated[str | None, typer.Option(help="Model version (default: the current one).")] = None,
-    plot: Annotated[Path | None, typer.Option(help="PNG of recall@K by K (default: DATA_DIR/reports/evaluate-VERSION.png).")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG of recall@K by K (default: DATA_DIR/reports/evaluate-VERSION.png).")
+    ] = None,
 ) -> None:
     """Recall, NDCG and coverage of a version against popularity, on the newest held-out events."""
     from streamrec.plots import recall_curve
@@ -328,7 +378,9 @@ def evaluate(
             ours, theirs = getattr(result.model, name)[k], getattr(result.popularity, name)[k]
             table.add_row(f"{name}@{k}", f"{ours:.4f}", f"{theirs:.4f}", f"{ours / theirs:.2f}x" if theirs else "-")
     Console().print(table)
-    console.print(f"{result.model.examples} held-out events (each user's last), {len(items)} items, {len(cache.events)} events")
+    console.print(
+        f"{result.model.examples} held-out events (each user's last), {len(items)} items, {len(cache.events)} events"
+    )
     curves = {f"two-tower {loaded.version}": result.model, "popularity": result.popularity}
     path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
     recall_curve(path, curves, f"recall@K on {result.model.examples} held-out events")
@@ -368,7 +420,7 @@ def _add_measurements(table: Table, measured: list, label: str = "") -> None:
         )  # fmt: skip
 
 
-class Prefer(str, Enum):
+class Prefer(StrEnum):
     latency = "latency"
     memory = "memory"
 
@@ -376,20 +428,33 @@ class Prefer(str, Enum):
 @app.command()
 def tune(
     version: Annotated[str | None, typer.Option(help="Model version (default: the current one).")] = None,
-    recall: Annotated[float | None, typer.Option(min=0, max=1, help="Recall floor (default STREAMREC_TUNE_RECALL, 0.95; 0: none).")] = None,
-    p99_ms: Annotated[float | None, typer.Option(min=0, help="p99 single-query latency ceiling in ms (0: none).")] = None,
+    recall: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Recall floor (default STREAMREC_TUNE_RECALL, 0.95; 0: none).")
+    ] = None,
+    p99_ms: Annotated[
+        float | None, typer.Option(min=0, help="p99 single-query latency ceiling in ms (0: none).")
+    ] = None,
     max_bytes: Annotated[float | None, typer.Option(min=0, help="Bytes per item ceiling (0: none).")] = None,
-    prefer: Annotated[Prefer | None, typer.Option(help="Among those meeting the target: the fastest or the smallest.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="PNG of recall against latency (default: DATA_DIR/reports/tune-VERSION.png).")] = None,
+    prefer: Annotated[
+        Prefer | None, typer.Option(help="Among those meeting the target: the fastest or the smallest.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG of recall against latency (default: DATA_DIR/reports/tune-VERSION.png).")
+    ] = None,
 ) -> None:
-    """Measure index configurations on the version's items with real user queries; pick the cheapest meeting the target."""
+    """Measure index configurations on a version with real user queries; pick the cheapest meeting the target."""
     from foundation.topics import Topics
     from index.cost import settings_for
     from index.live import FeatureReplica
     from index.tune import tune as run_tune
     from streamrec.plots import tuning_map
 
-    overrides = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes, "tune_prefer": prefer and prefer.value}
+    overrides = {
+        "tune_recall": recall,
+        "tune_p99_ms": p99_ms,
+        "tune_bytes_per_item": max_bytes,
+        "tune_prefer": prefer and prefer.value,
+    }
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
     loaded = _load_version(settings, version)
     replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)
@@ -401,10 +466,17 @@ def tune(
     with kafka_bootstrap(settings) as bootstrap:
         asyncio.run(read_users(bootstrap))
     table = _measurement_table(f"model {loaded.version}: {len(loaded.item_ids):,} items", settings.tune_k)
-    console.print(f"measuring {loaded.version} ({len(loaded.item_ids):,} items) with up to {settings.tune_queries} user queries ...")
-    tuning = run_tune(loaded, replica.sample(2 * settings.tune_queries), settings, on_measured=lambda ms: _add_measurements(table, ms))
+    console.print(
+        f"measuring {loaded.version} ({len(loaded.item_ids):,} items) "
+        f"with up to {settings.tune_queries} user queries ..."
+    )
+    tuning = run_tune(
+        loaded, replica.sample(2 * settings.tune_queries), settings, on_measured=lambda ms: _add_measurements(table, ms)
+    )
     Console().print(table)
-    console.print(f"{tuning.queries_from_users} queries came from users, the rest from item vectors; target: {tuning.target}")
+    console.print(
+        f"{tuning.queries_from_users} queries came from users, the rest from item vectors; target: {tuning.target}"
+    )
     path = plot or settings.data_dir / "reports" / f"tune-{loaded.version}.png"
     tuning_map(path, {"faiss": tuning.measurements}, tuning.chosen, f"index configurations, model {loaded.version}")
     console.print(f"plot written to {path}")
@@ -476,7 +548,9 @@ def bench_train(
     events: Annotated[int, typer.Option(help="Simulated events in the log.")] = 1_000_000,
     users: Annotated[int, typer.Option(help="Simulated users.")] = 20_000,
     items: Annotated[int, typer.Option(help="Catalog items.")] = 10_000,
-    epochs: Annotated[int | None, typer.Option(help="Cap the epochs (default: STREAMREC_TRAIN_EPOCHS with early stopping).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Cap the epochs (default: STREAMREC_TRAIN_EPOCHS with early stopping).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Training examples/s and the wall time of a full refresh (read log, examples, train, evaluate, publish)."""
@@ -495,7 +569,9 @@ def bench_train(
 @bench_app.command("index")
 def bench_index(
     items: Annotated[int | None, typer.Option(help="One catalog size (default: 10k, 100k and 1M).")] = None,
-    queries: Annotated[int, typer.Option(min=10, help="Queries per size (single-query timing uses the first 300).")] = 1000,
+    queries: Annotated[
+        int, typer.Option(min=10, help="Queries per size (single-query timing uses the first 300).")
+    ] = 1000,
     dim: Annotated[int, typer.Option(min=2, help="Vector dimensions.")] = 64,
     threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of every configuration.")] = False,
@@ -524,8 +600,18 @@ def bench_index(
         for goal, target in goals.items():
             best = choose(by_library["faiss"], target)
             targets.append({"items": n, "goal": goal, "met_by": best.as_row(k) if best else None})
-            console.print(f"{n:,} items, {goal}: " + (f"[green]{best.spec.label()}[/] (recall {best.recall_at_k:.3f}, p99 {best.p99_ms:.3f} ms, {best.bytes_per_item:.1f} B/item)" if best else "[red]not met[/]"))
-        path = tuning_map(settings.data_dir / "reports" / f"bench-index-{n}.png", by_library, None, f"{n:,} items, d={dim}")
+            console.print(
+                f"{n:,} items, {goal}: "
+                + (
+                    f"[green]{best.spec.label()}[/] (recall {best.recall_at_k:.3f}, "
+                    f"p99 {best.p99_ms:.3f} ms, {best.bytes_per_item:.1f} B/item)"
+                    if best
+                    else "[red]not met[/]"
+                )
+            )
+        path = tuning_map(
+            settings.data_dir / "reports" / f"bench-index-{n}.png", by_library, None, f"{n:,} items, d={dim}"
+        )
         console.print(f"plot written to {path}")
         rows += [dict(m.as_row(k), library=library) for library, ms in by_library.items() for m in ms]
     if as_json:
@@ -546,7 +632,18 @@ def bench_freshness(
 
     settings = Settings()
     with kafka_bootstrap(settings) as bootstrap:
-        result = asyncio.run(run_bench(settings, bootstrap, users=users, items=items, rate=rate, seconds=seconds, burst=burst, on_status=console.print))
+        result = asyncio.run(
+            run_bench(
+                settings,
+                bootstrap,
+                users=users,
+                items=items,
+                rate=rate,
+                seconds=seconds,
+                burst=burst,
+                on_status=console.print,
+            )
+        )
     _show_result(result, as_json)
 
 
@@ -557,7 +654,7 @@ def bench_http(
     requests: Annotated[int, typer.Option(help="Requests timed (after 100 to warm up).")] = 5000,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
-    """p50/p99 of GET /recommendations over HTTP against a server holding ITEMS items (STREAMREC_INDEX_* knobs apply)."""
+    """p50/p99 of GET /recommendations over HTTP against a server holding N items (STREAMREC_INDEX_* knobs apply)."""
     from streamrec.bench.index import bench_http as run_bench
 
     settings = Settings()

@@ -78,7 +78,13 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "streamrec.cli", *self.args, env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                "streamrec.cli",
+                *self.args,
+                env=self.env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
                 preexec_fn=die_with_parent,
             )
         return self
@@ -113,7 +119,9 @@ def _current_model(settings: Settings) -> ModelInfo:
     return version, manifest.metric("test", "recall@20"), manifest.metric("popularity", "recall@20")
 
 
-def dashboard(process: WorkerProcess, sample: Sample, model: ModelInfo, settings: Settings, children: list[Child], api_state: str) -> Table:
+def dashboard(
+    process: WorkerProcess, sample: Sample, model: ModelInfo, settings: Settings, children: list[Child], api_state: str
+) -> Table:
     table = Table(title="streamrec demo (Ctrl-C stops)", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -125,10 +133,14 @@ def dashboard(process: WorkerProcess, sample: Sample, model: ModelInfo, settings
     if version is None:
         table.add_row("model", "waiting for the first training run (needs a few thousand events)")
     else:
-        table.add_row("model", f"{version}: recall@20 {recall:.3f} (popularity {popular:.3f})" if recall is not None else version)
+        table.add_row(
+            "model", f"{version}: recall@20 {recall:.3f} (popularity {popular:.3f})" if recall is not None else version
+        )
     if publisher is not None:
         table.add_row("recommendations published", f"{publisher.status.published:,} ({sample.publishes_per_s:,.0f}/s)")
-        table.add_row("event → recommendation", f"p50 {sample.p50_ms:,.1f} ms, p99 {sample.p99_ms:,.1f} ms (last 2,000)")
+        table.add_row(
+            "event → recommendation", f"p50 {sample.p50_ms:,.1f} ms, p99 {sample.p99_ms:,.1f} ms (last 2,000)"
+        )
     table.add_row("API", f"http://{settings.api_host}:{settings.api_port}/docs  ({api_state})")
     table.add_row("try", f"curl http://{settings.api_host}:{settings.api_port}/recommendations/u1")
     for child in children:
@@ -150,7 +162,9 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
     env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
     children = [
         # 10k events (20 s at the default rate) make a first model better than popularity.
-        Child("trainer", ["train", "--every", train_every, "--min-new-events", "10000"], {**DEMO_TRAINING, **env}, log_dir),
+        Child(
+            "trainer", ["train", "--every", train_every, "--min-new-events", "10000"], {**DEMO_TRAINING, **env}, log_dir
+        ),
         Child("server", ["serve"], env, log_dir),
     ]
     for child in children:
@@ -160,15 +174,18 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
     milestones = Milestones()
     started = time.monotonic()
     shop = Shop(ShopConfig())
-    async with ShopProducer(bootstrap, settings) as producer, httpx.AsyncClient(
-        base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=2
-    ) as http:
+    async with (
+        ShopProducer(bootstrap, settings) as producer,
+        httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=2) as http,
+    ):
         traffic = asyncio.create_task(send_traffic(shop, producer, max_events=None, rate=rate))
         last = (started, 0, 0)
         sample = Sample(0, 0, 0, 0, 0, 0, None)
         api_state, model = "starting", (None, None, None)
         try:
-            with Live(dashboard(process, sample, model, settings, children, api_state), console=console, refresh_per_second=2) as live:
+            with Live(
+                dashboard(process, sample, model, settings, children, api_state), console=console, refresh_per_second=2
+            ) as live:
                 while not stop.is_set() and not traffic.done() and not worker_task.done():
                     if duration is not None and time.monotonic() - started >= duration:
                         break
@@ -189,7 +206,9 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
     return milestones
 
 
-def _sample(process: WorkerProcess, model_version: str | None, started: float, last: tuple[float, int, int]) -> tuple[Sample, tuple[float, int, int]]:
+def _sample(
+    process: WorkerProcess, model_version: str | None, started: float, last: tuple[float, int, int]
+) -> tuple[Sample, tuple[float, int, int]]:
     now = time.monotonic()
     worker, publisher = process.worker, process.publisher
     events = worker.status.events
@@ -237,15 +256,18 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
     (reports / "demo.json").write_text(json.dumps({**summary, "samples": [asdict(s) for s in samples]}, indent=1))
     plot = demo_timeline(reports / "demo.png", samples, milestones)
     verdict = "yes" if summary["all_within_five_minutes"] else "**no**"
+    versions = ", ".join(summary["model_versions"]) or "none"
     lines = [
         "# streamrec demo report", "",
         f"- traffic: {rate:,.0f} events/s for {summary['seconds']:,.0f} s",
-        f"- trained model after: {_seconds(milestones.trained_model)}; versions served: {', '.join(summary['model_versions']) or 'none'}",
+        f"- trained model after: {_seconds(milestones.trained_model)}; versions served: {versions}",
         f"- API serving after: {_seconds(milestones.api_serving)}",
         f"- first recommendation published after: {_seconds(milestones.recommendation_published)}",
         f"- all three within five minutes: {verdict}",
-        f"- median events/s {summary['median_events_per_s']:,.0f}, recommendations published/s {summary['median_publishes_per_s']:,.0f}",
-        f"- event → recommendation latency (median of per-second p50 / p99): {summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms",
+        f"- median events/s {summary['median_events_per_s']:,.0f}, "
+        f"recommendations published/s {summary['median_publishes_per_s']:,.0f}",
+        "- event → recommendation latency (median of per-second p50 / p99): "
+        f"{summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms",
         "", f"![timeline]({plot.name})", "",
     ]  # fmt: skip
     path = reports / "demo.md"

@@ -45,7 +45,15 @@ def tuning_map(path: Path, series: dict[str, list[Measurement]], chosen: Measure
             s=[20 + 300 * m.bytes_per_item / largest for m in measured], alpha=0.6, label=label,
         )  # fmt: skip
     if chosen is not None:
-        axis.scatter([chosen.p99_ms], [chosen.recall_at_k], s=600, facecolors="none", edgecolors="black", linewidths=2, label="chosen")
+        axis.scatter(
+            [chosen.p99_ms],
+            [chosen.recall_at_k],
+            s=600,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=2,
+            label="chosen",
+        )
     axis.set_xscale("log")
     axis.set_xlabel("p99 single-query search latency (ms, log scale)")
     axis.set_ylabel("recall against exact search")
@@ -70,7 +78,11 @@ def demo_timeline(path: Path, samples: list, milestones) -> Path:
     latency.plot(t, [s.p99_ms for s in samples], label="p99")
     latency.set_ylabel("event → recommendation (ms)")
     latency.set_xlabel("seconds since start")
-    marks = {"model": milestones.trained_model, "API": milestones.api_serving, "first rec": milestones.recommendation_published}
+    marks = {
+        "model": milestones.trained_model,
+        "API": milestones.api_serving,
+        "first rec": milestones.recommendation_published,
+    }
     for axis in (rates, latency):
         for name, at in marks.items():
             if at is not None:

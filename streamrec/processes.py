@@ -49,14 +49,18 @@ class WorkerProcess:
         """Run until `stop` is set, then flush, commit and leave the group cleanly."""
         settings, worker = self.settings, self.worker
         await worker.start()
-        web = asyncio.create_task(serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop))
+        web = asyncio.create_task(
+            serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop)
+        )
         tasks = {web, asyncio.create_task(worker.run())}
         if settings.publish_recommendations:
             self.publisher = await self._start_publisher()
             tasks.add(asyncio.create_task(self.publisher.run(stop)))
         log.info("worker up: HTTP %s, group %s", settings.worker_url, f"{settings.app_id}-worker")
         try:
-            done, _ = await asyncio.wait({*tasks, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {*tasks, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done & tasks:
                 task.result()  # a crashed loop or a port in use ends the worker with its error
         finally:
@@ -87,7 +91,9 @@ async def run_worker(settings: Settings, bootstrap: str, stop: asyncio.Event) ->
     return process
 
 
-async def run_server(settings: Settings, bootstrap: str, stop: asyncio.Event, live: LiveModel | None = None) -> LiveModel:
+async def run_server(
+    settings: Settings, bootstrap: str, stop: asyncio.Event, live: LiveModel | None = None
+) -> LiveModel:
     """The HTTP API until `stop`: follow the catalog, features and model
     versions and serve; pass a `live` model to watch it (tests, the demo)."""
     from index.api import create_api
@@ -103,7 +109,12 @@ async def run_server(settings: Settings, bootstrap: str, stop: asyncio.Event, li
         done, _ = await asyncio.wait({web, follow}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task.exception() is not None:
-                log.error("server stopping: %s: %s", type(task.exception()).__name__, task.exception(), exc_info=task.exception())
+                log.error(
+                    "server stopping: %s: %s",
+                    type(task.exception()).__name__,
+                    task.exception(),
+                    exc_info=task.exception(),
+                )
             task.result()  # a crashed follower or a port in use ends the server with its error
     finally:
         stop.set()

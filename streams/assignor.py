@@ -79,7 +79,10 @@ class CopartitionedAssignor(AbstractPartitionAssignor):
                 if topic in members[member].subscription
             ]
             assignment[member] = ConsumerProtocolMemberAssignment(self.version, per_topic, user_data)
-        log.info("assigned partitions: %s", {info[m].get("url"): sorted(p for p, o in owners.items() if o == m) for m in members})
+        log.info(
+            "assigned partitions: %s",
+            {info[m].get("url"): sorted(p for p, o in owners.items() if o == m) for m in members},
+        )
         return assignment
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]

@@ -11,7 +11,10 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter(
-            "streamrec_worker_events", "Records by outcome: event, item (catalog), duplicate, deadletter, rerouted.", ["outcome"], registry=self.registry
+            "streamrec_worker_events",
+            "Records by outcome: event, item (catalog), duplicate, deadletter, rerouted.",
+            ["outcome"],
+            registry=self.registry,
         )
         self.batch_seconds = Histogram(
             "streamrec_worker_batch_seconds",

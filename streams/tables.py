@@ -145,4 +145,3 @@ async def read_changelog(bootstrap: str, topic: str, partitions: Iterable[int]) 
         return rows
     finally:
         await consumer.stop()
-

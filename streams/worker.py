@@ -118,9 +118,7 @@ class StreamWorker:
             fetch_max_wait_ms=10,
         )
         await self._consumer.start()
-        self._consumer.subscribe(
-            [*self.topics.events, self.topics.catalog], listener=_Rebalance(self)
-        )
+        self._consumer.subscribe([*self.topics.events, self.topics.catalog], listener=_Rebalance(self))
 
     async def run(self) -> None:
         """Process until `stop()`; the caller has awaited `start()`.
@@ -216,14 +214,11 @@ class StreamWorker:
             offsets, self._offsets = self._offsets, {}
             outcome, self._outcome = self._outcome, Outcome()
             sends = [
-                await self._producer.send(
-                    self.topics.deadletter, dead.payload(), key=dead.key, headers=dead.headers()
-                )
+                await self._producer.send(self.topics.deadletter, dead.payload(), key=dead.key, headers=dead.headers())
                 for dead in outcome.dead_letters
             ]
             sends += [
-                await self._producer.send(reroute.topic, reroute.value, key=reroute.key)
-                for reroute in outcome.reroutes
+                await self._producer.send(reroute.topic, reroute.value, key=reroute.key) for reroute in outcome.reroutes
             ]
             await self.users.flush(self._producer)
             await self.items.flush(self._producer)

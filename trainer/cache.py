@@ -143,5 +143,11 @@ class InteractionCache:
             await consumer.commit({tp: offsets[tp.topic][tp.partition] for tp in tps})
         finally:
             await consumer.stop()
-        log.info("trainer cache: +%d events, +%d items (%d skipped); %d events held", refresh.events, refresh.items, refresh.skipped, len(self.events))
+        log.info(
+            "trainer cache: +%d events, +%d items (%d skipped); %d events held",
+            refresh.events,
+            refresh.items,
+            refresh.skipped,
+            len(self.events),
+        )
         return refresh

@@ -52,16 +52,27 @@ class EncodedExamples:
         return len(self.targets)
 
 
-def encode_examples(examples: Examples, items: list[Item], config: ModelConfig, affinity_half_life_s: float) -> EncodedExamples:
+def encode_examples(
+    examples: Examples, items: list[Item], config: ModelConfig, affinity_half_life_s: float
+) -> EncodedExamples:
     index = {item.item_id: row for row, item in enumerate(items)}
     keep = [n for n, item_id in enumerate(examples.items) if item_id in index]
-    users = encode_users([examples.states[n] for n in keep], [examples.times[n] for n in keep], config, affinity_half_life_s)
+    users = encode_users(
+        [examples.states[n] for n in keep], [examples.times[n] for n in keep], config, affinity_half_life_s
+    )
     targets = np.array([index[examples.items[n]] for n in keep], dtype=np.int64)
     weights = np.array([examples.weights[n] for n in keep], dtype=np.float32)
     return EncodedExamples(users, targets, weights)
 
 
-def rank_metrics(model: TwoTower, examples: EncodedExamples, catalog: dict[str, torch.Tensor], device: torch.device, ks: tuple[int, ...] = KS, batch: int = 1024) -> Metrics:
+def rank_metrics(
+    model: TwoTower,
+    examples: EncodedExamples,
+    catalog: dict[str, torch.Tensor],
+    device: torch.device,
+    ks: tuple[int, ...] = KS,
+    batch: int = 1024,
+) -> Metrics:
     """Metrics of already encoded examples against the encoded catalog (the
     trainer encodes both once and calls this every epoch)."""
     size = len(catalog["price"])
@@ -79,12 +90,22 @@ def rank_metrics(model: TwoTower, examples: EncodedExamples, catalog: dict[str, 
     return metrics_from_ranks(np.concatenate(ranks), np.concatenate(tops), size, ks)
 
 
-def evaluate_model(model: TwoTower, examples: Examples, items: list[Item], config: ModelConfig, device: torch.device, affinity_half_life_s: float, ks: tuple[int, ...] = KS) -> Metrics:
+def evaluate_model(
+    model: TwoTower,
+    examples: Examples,
+    items: list[Item],
+    config: ModelConfig,
+    device: torch.device,
+    affinity_half_life_s: float,
+    ks: tuple[int, ...] = KS,
+) -> Metrics:
     catalog = to_tensors(encode_items(items, config), device)
     return rank_metrics(model, encode_examples(examples, items, config, affinity_half_life_s), catalog, device, ks)
 
 
-def evaluate_popularity(examples: Examples, items: list[Item], item_counts: dict[str, float], ks: tuple[int, ...] = KS) -> Metrics:
+def evaluate_popularity(
+    examples: Examples, items: list[Item], item_counts: dict[str, float], ks: tuple[int, ...] = KS
+) -> Metrics:
     """The same examples ranked by training popularity (the same list for everyone)."""
     index = {item.item_id: row for row, item in enumerate(items)}
     popularity = np.array([item_counts.get(item.item_id, 0.0) for item in items])

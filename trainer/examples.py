@@ -49,7 +49,9 @@ def _snapshot(user: UserFeatures) -> UserFeatures:
     return UserFeatures.from_wire(decode(encode(user.to_wire())))
 
 
-def build_examples(events: list[Event], catalog: dict[str, Item], config: FeatureConfig, *, purchase_weight: float = 3.0) -> Split:
+def build_examples(
+    events: list[Event], catalog: dict[str, Item], config: FeatureConfig, *, purchase_weight: float = 3.0
+) -> Split:
     """Events in any order; duplicates (by event id) are dropped as the worker drops them."""
     events = sorted(events, key=lambda e: e.ts)
     per_user: dict[str, int] = defaultdict(int)

@@ -48,10 +48,14 @@ def open_cache(settings: Settings) -> InteractionCache:
     return InteractionCache.open(cache_dir(settings), settings.train_max_events)
 
 
-async def refresh_cache(settings: Settings, bootstrap: str, cache: InteractionCache, on_progress: Callable[[int], None] = lambda n: None):
+async def refresh_cache(
+    settings: Settings, bootstrap: str, cache: InteractionCache, on_progress: Callable[[int], None] = lambda n: None
+):
     await ensure_topics(settings, bootstrap)
     group = settings.topic(f"{settings.app_id}-trainer")
-    return await cache.refresh(bootstrap, Topics.from_settings(settings), group, Limits.from_settings(settings), on_progress)
+    return await cache.refresh(
+        bootstrap, Topics.from_settings(settings), group, Limits.from_settings(settings), on_progress
+    )
 
 
 def catalog_of(cache: InteractionCache) -> list[Item]:
@@ -83,10 +87,17 @@ class Evaluation:
 
 def split_of(events: list[Event], items: list[Item], settings: Settings) -> Split:
     """Training, validation and test examples of the log, as the worker folds it."""
-    return build_examples(events, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings), purchase_weight=settings.purchase_weight)
+    return build_examples(
+        events,
+        {i.item_id: i for i in items},
+        FeatureConfig.from_settings(settings),
+        purchase_weight=settings.purchase_weight,
+    )
 
 
-def evaluate_version(version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS) -> Evaluation:
+def evaluate_version(
+    version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS
+) -> Evaluation:
     device = next(version.model.parameters()).device
     model = evaluate_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks)
     return Evaluation(model, evaluate_popularity(split.test, items, split.item_counts, ks))
@@ -109,8 +120,15 @@ def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
     return sum(1 for e in cache.events if e.ts > last_ts)
 
 
-def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelStore, *, force: bool = False,
-                      device: torch.device | None = None, on_progress: Callable[[dict], None] = lambda s: None) -> RunOutcome:  # fmt: skip
+def train_and_publish(
+    settings: Settings,
+    cache: InteractionCache,
+    store: ModelStore,
+    *,
+    force: bool = False,
+    device: torch.device | None = None,
+    on_progress: Callable[[dict], None] = lambda s: None,
+) -> RunOutcome:
     """Train on the cache, write a version, make it current if the gate passes."""
     started = time.time()
     device = device or pick_device()
@@ -120,9 +138,19 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
     split = split_of(cache.events, items, settings)
     phases = {"examples_s": time.time() - started}
     if not len(split.train) or not len(split.test):
-        raise RuntimeError(f"too little data: {len(split.train)} training and {len(split.test)} test examples (users need at least 3 events)")
+        raise RuntimeError(
+            f"too little data: {len(split.train)} training and {len(split.test)} test examples "
+            "(users need at least 3 events)"
+        )
     mconfig, tconfig = ModelConfig.from_settings(settings), train_config(settings)
-    log.info("training on %d examples (%d valid, %d test), %d items, device %s", len(split.train), len(split.valid), len(split.test), len(items), device)
+    log.info(
+        "training on %d examples (%d valid, %d test), %d items, device %s",
+        len(split.train),
+        len(split.valid),
+        len(split.test),
+        len(items),
+        device,
+    )
     result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress)
     phases["train_s"] = time.time() - started - phases["examples_s"]
     test = evaluate_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
@@ -138,7 +166,11 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
     manifest = Manifest(
         created=time.time(),
         device=device.type,
-        metrics={"test": metrics_json(test), "popularity": metrics_json(popularity), "valid": metrics_json(result.valid)},
+        metrics={
+            "test": metrics_json(test),
+            "popularity": metrics_json(popularity),
+            "valid": metrics_json(result.valid),
+        },
         data_window=DataWindow(
             events=len(cache.events),
             first_ts=min(times),
@@ -156,16 +188,34 @@ def train_and_publish(settings: Settings, cache: InteractionCache, store: ModelS
             "examples_per_s": round(result.examples_per_s, 1),
             "history": result.history,
         },
-        gate={"k": GATE_K, "against": current_name, "current_recall": current_recall, "new_recall": new_recall, "passed": passes, "forced": force and not passes},
+        gate={
+            "k": GATE_K,
+            "against": current_name,
+            "current_recall": current_recall,
+            "new_recall": new_recall,
+            "passed": passes,
+            "forced": force and not passes,
+        },
     )
     item_popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
     version = publish_model(store, result.model, items, item_popularity, manifest, promote=passes or force)
     outcome = RunOutcome(version, False, "", store.load_manifest(version))
     if passes or force:
         outcome.promoted = True
-        outcome.reason = "forced past the gate" if not passes else ("first version" if current_name is None else f"recall@{GATE_K} {new_recall:.4f} vs current {current_recall:.4f}")
+        outcome.reason = (
+            "forced past the gate"
+            if not passes
+            else (
+                "first version"
+                if current_name is None
+                else f"recall@{GATE_K} {new_recall:.4f} vs current {current_recall:.4f}"
+            )
+        )
     else:
-        outcome.reason = f"kept {current_name}: new recall@{GATE_K} {new_recall:.4f} < current {current_recall:.4f} (tolerance {settings.train_gate_tolerance})"
+        outcome.reason = (
+            f"kept {current_name}: new recall@{GATE_K} {new_recall:.4f} < current {current_recall:.4f} "
+            f"(tolerance {settings.train_gate_tolerance})"
+        )
     store.prune(settings.models_keep)
     return outcome
 
@@ -187,7 +237,8 @@ async def announce(settings: Settings, bootstrap: str, store: ModelStore, versio
     """Tell workers and servers on `recs.model-updates` that `version` is current."""
     producer = await start_producer(bootstrap)
     try:
-        await producer.send_and_wait(Topics.from_settings(settings).model_updates, encode(announcement(store, version)), key=MODEL_NAME.encode())
+        await producer.send_and_wait(
+            Topics.from_settings(settings).model_updates, encode(announcement(store, version)), key=MODEL_NAME.encode()
+        )
     finally:
         await producer.stop()
-

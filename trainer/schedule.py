@@ -30,16 +30,28 @@ async def train_once(settings: Settings, bootstrap: str, *, force: bool = False,
     return outcome
 
 
-async def train_every(settings: Settings, bootstrap: str, stop: asyncio.Event, every_s: float, *, min_new_events: int = 0,
-                      on_outcome: Callable[[RunOutcome], None] = lambda o: None,
-                      on_progress: Callable[[dict], None] = lambda s: None) -> None:  # fmt: skip
+async def train_every(
+    settings: Settings,
+    bootstrap: str,
+    stop: asyncio.Event,
+    every_s: float,
+    *,
+    min_new_events: int = 0,
+    on_outcome: Callable[[RunOutcome], None] = lambda o: None,
+    on_progress: Callable[[dict], None] = lambda s: None,
+) -> None:
     """Run `train_once` every `every_s` seconds until `stop`; a failed run is
     logged with its reason and leaves the current version in place."""
     while not stop.is_set():
         try:
             on_outcome(await train_once(settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress))
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
-            log.error("training run failed; current version %s kept: %s: %s", ModelStore.from_settings(settings).current(), type(exc).__name__, exc)
+            log.error(
+                "training run failed; current version %s kept: %s: %s",
+                ModelStore.from_settings(settings).current(),
+                type(exc).__name__,
+                exc,
+            )
             on_outcome(RunOutcome(reason=f"failed: {type(exc).__name__}: {exc}"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)

@@ -124,7 +124,12 @@ def train(
                 candidates = torch.cat([positives, negatives])
                 v = model.item_vectors(_take(catalog, candidates))
                 logits = (u @ v.T).float() / config.temperature
-                correction = torch.cat([log_q[positives] + math.log(len(rows)), torch.full_like(negatives, math.log(config.random_negatives / len(items)), dtype=torch.float32)])
+                correction = torch.cat(
+                    [
+                        log_q[positives] + math.log(len(rows)),
+                        torch.full_like(negatives, math.log(config.random_negatives / len(items)), dtype=torch.float32),
+                    ]
+                )
                 logits = logits - correction
                 # A column holding the row's own positive is not a negative (except the diagonal).
                 same = candidates.unsqueeze(0) == positives.unsqueeze(1)
@@ -133,7 +138,9 @@ def train(
                 logits = logits.masked_fill(same & ~diagonal, -1e4)
                 target = torch.arange(len(rows), device=device)
                 loss = (F.cross_entropy(logits, target, reduction="none") * weights[rows]).sum() / weights[rows].sum()
-                loss = loss + config.query_weight * _title_query_loss(model, catalog["title"][positives], v, logits.shape, correction, same & ~diagonal, config)
+                loss = loss + config.query_weight * _title_query_loss(
+                    model, catalog["title"][positives], v, logits.shape, correction, same & ~diagonal, config
+                )
             for optimiser in optimisers:
                 optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -143,7 +150,15 @@ def train(
             loss_value = loss.item()
             total_loss += loss_value * len(rows)
             seen += len(rows)
-            on_progress({"epoch": epoch, "done": start + len(rows), "of": n, "loss": loss_value, "examples_per_s": seen / (time.perf_counter() - started)})
+            on_progress(
+                {
+                    "epoch": epoch,
+                    "done": start + len(rows),
+                    "of": n,
+                    "loss": loss_value,
+                    "examples_per_s": seen / (time.perf_counter() - started),
+                }
+            )
         valid = rank_metrics(model, valid_examples, catalog, device, ks=(config.eval_k,))
         recall = valid.recall[config.eval_k]
         history.append({"epoch": epoch, "loss": total_loss / max(n, 1), f"valid_recall@{config.eval_k}": recall})

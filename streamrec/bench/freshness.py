@@ -34,7 +34,9 @@ def publish_untrained_version(settings: Settings, items: list[Item]) -> str:
     return publish_model(ModelStore.from_settings(settings), model, items, None, Manifest(created=time.time()))
 
 
-async def _send_paced(producer: ShopProducer, users: int, items: int, rate: float, seconds: float, rng: np.random.Generator) -> int:
+async def _send_paced(
+    producer: ShopProducer, users: int, items: int, rate: float, seconds: float, rng: np.random.Generator
+) -> int:
     """Clicks from random users at `rate` per second, stamped when sent."""
     tick, sent, started = 0.01, 0, time.monotonic()
     while (elapsed := time.monotonic() - started) < seconds:
@@ -46,7 +48,9 @@ async def _send_paced(producer: ShopProducer, users: int, items: int, rate: floa
 
 
 def _click(rng: np.random.Generator, users: int, items: int, n: int) -> Event:
-    return Event(f"f{n}-{uuid.uuid4().hex[:8]}", "click", f"u{rng.integers(users)}", f"i{rng.integers(items)}", time.time())
+    return Event(
+        f"f{n}-{uuid.uuid4().hex[:8]}", "click", f"u{rng.integers(users)}", f"i{rng.integers(items)}", time.time()
+    )
 
 
 async def bench_freshness(
@@ -94,7 +98,12 @@ async def bench_freshness(
                 await producer.send_event(_click(rng, users, items, sent + n))
             await producer.flush()
             # Done when publishing started, then nothing is left to read or publish and it went quiet.
-            while status.published == published_before or worker.lag() or publisher.waiting or time.monotonic() - status.last_publish < 1.0:
+            while (
+                status.published == published_before
+                or worker.lag()
+                or publisher.waiting
+                or time.monotonic() - status.last_publish < 1.0
+            ):
                 if time.monotonic() - started > 300:
                     raise RuntimeError("the burst was not published within 5 minutes")
                 await asyncio.sleep(0.05)

@@ -73,7 +73,9 @@ def hnswlib_measurements(
     for ef in EF_SEARCH:
         index.set_ef(max(ef, k))
         found = index.knn_query(queries, k)[0]
-        p50, p99, batched = time_queries(lambda q: index.knn_query(q, k, num_threads=threads or -1), queries, batch_size)
+        p50, p99, batched = time_queries(
+            lambda q: index.knn_query(q, k, num_threads=threads or -1), queries, batch_size
+        )
         spec = IndexSpec("hnsw", hnsw_m=m, ef_search=ef)
         out.append(Measurement(spec, n, recall(found.astype(np.int64), truth), p50, p99, batched, size, build_s))
     return out
@@ -109,7 +111,16 @@ def _synthetic_version(items: int, dim: int, settings) -> ModelVersion:
     config = replace(ModelConfig.from_settings(settings), dim=dim)
     ids = [f"i{n}" for n in range(items)]
     popularity = np.random.default_rng(2).pareto(1.5, items).astype(np.float32)
-    return ModelVersion("bench", Path("."), TwoTower(config).eval(), config, ids, embedding_like(items, dim), popularity, Manifest(created=time.time()))
+    return ModelVersion(
+        "bench",
+        Path("."),
+        TwoTower(config).eval(),
+        config,
+        ids,
+        embedding_like(items, dim),
+        popularity,
+        Manifest(created=time.time()),
+    )
 
 
 def _users(count: int, items: int, seed: int = 3) -> list[UserFeatures]:
@@ -119,7 +130,12 @@ def _users(count: int, items: int, seed: int = 3) -> list[UserFeatures]:
         user = UserFeatures(f"u{u}")
         for e in range(int(rng.integers(3, 30))):
             kind = "purchase" if e % 7 == 6 else "click"
-            apply_event(user, Event(f"e{u}-{e}", kind, user.user_id, f"i{rng.integers(items)}", time.time() - 1000 + e), f"c{e % 7}", FeatureConfig())
+            apply_event(
+                user,
+                Event(f"e{u}-{e}", kind, user.user_id, f"i{rng.integers(items)}", time.time() - 1000 + e),
+                f"c{e % 7}",
+                FeatureConfig(),
+            )
         users.append(user)
     return users
 
@@ -156,7 +172,9 @@ def _time_requests(host: str, port: int, paths: list[str], results: multiprocess
     results.put((times, failures))
 
 
-def bench_http(settings, items: int, users: int, requests: int, dim: int = 64, on_status: Callable[[str], None] = lambda text: None) -> dict:
+def bench_http(
+    settings, items: int, users: int, requests: int, dim: int = 64, on_status: Callable[[str], None] = lambda text: None
+) -> dict:
     """p50/p99 of `GET /recommendations/{user}` over HTTP (keep-alive, one
     client process) against a server holding `items` items and `users` users;
     one request in ten is for an unknown user (the cold-start answer)."""
@@ -169,12 +187,17 @@ def bench_http(settings, items: int, users: int, requests: int, dim: int = 64, o
     version = _synthetic_version(items, dim, settings)
     catalog = [Item(f"i{n}", f"item {n}", f"c{n % 7}") for n in range(items)]
     live = LiveModel(settings)
-    live.current = ServingIndex(version, index_spec(settings), catalog, serving_config(settings), threads=settings.index_threads or None)
+    live.current = ServingIndex(
+        version, index_spec(settings), catalog, serving_config(settings), threads=settings.index_threads or None
+    )
     del catalog
     for user in _users(users, items):
         live.features.apply(user.user_id.encode(), encode(user.to_wire()))
     rng = np.random.default_rng(4)
-    paths = [f"/recommendations/u{rng.integers(users)}?k=10" if n % 10 else f"/recommendations/new{n}?k=10" for n in range(requests + 100)]
+    paths = [
+        f"/recommendations/u{rng.integers(users)}?k=10" if n % 10 else f"/recommendations/new{n}?k=10"
+        for n in range(requests + 100)
+    ]
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     client = context.Process(target=_time_requests, args=(settings.api_host, settings.api_port, paths, results))
@@ -196,6 +219,12 @@ def bench_http(settings, items: int, users: int, requests: int, dim: int = 64, o
         raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
     p50, p99 = np.percentile(np.asarray(times[100:]) * 1000, [50, 99])  # the first hundred warm up
     return {
-        "benchmark": "http", "items": items, "users": users, "requests": requests, "index": live.current.index.spec.label(),
-        "cold_start_share": 0.1, "p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3),
-    }  # fmt: skip
+        "benchmark": "http",
+        "items": items,
+        "users": users,
+        "requests": requests,
+        "index": live.current.index.spec.label(),
+        "cold_start_share": 0.1,
+        "p50_ms": round(float(p50), 3),
+        "p99_ms": round(float(p99), 3),
+    }

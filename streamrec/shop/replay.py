@@ -12,7 +12,7 @@ import csv
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from foundation.schema import Event, InvalidRecord, Item, Limits, validate_event, validate_item
@@ -59,8 +59,7 @@ def _rows(path: Path, required: list[str]) -> Iterator[tuple[int, dict[str, str]
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ReplayError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are {reader.fieldnames}")
-        for line, row in enumerate(reader, start=2):
-            yield line, row
+        yield from enumerate(reader, start=2)
 
 
 def parse_time(text: str) -> float:
@@ -70,7 +69,7 @@ def parse_time(text: str) -> float:
     except ValueError:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return moment.timestamp()
     return number / 1000.0 if number > 1e11 else number
 

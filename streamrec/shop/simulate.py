@@ -121,12 +121,16 @@ class Shop:
     def _popularity(self, candidates: np.ndarray) -> np.ndarray:
         """Base popularity; a new item's novelty boost fades over NOVELTY_EVENTS."""
         age = self.emitted - self._item_born[candidates]
-        return self._item_weight[candidates] * (1.0 + 2.0 * np.exp(-age / NOVELTY_EVENTS) * (self._item_born[candidates] > 0))
+        return self._item_weight[candidates] * (
+            1.0 + 2.0 * np.exp(-age / NOVELTY_EVENTS) * (self._item_born[candidates] > 0)
+        )
 
     def _initial_taste(self) -> np.ndarray:
         config = self.config
         taste = np.zeros(config.categories)
-        favourites = self.rng.choice(config.categories, size=min(config.tastes_per_user, config.categories), replace=False)
+        favourites = self.rng.choice(
+            config.categories, size=min(config.tastes_per_user, config.categories), replace=False
+        )
         taste[favourites] = self.rng.dirichlet(np.ones(len(favourites)) * 2.0)
         return taste
 

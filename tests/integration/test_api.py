@@ -86,7 +86,11 @@ def test_api_inputs_freshness_and_hot_swap(kafka, settings):
 
             async def load():
                 while not stop_load.is_set():
-                    for path in ("/recommendations/buyer?k=10", "/search?q=red+lamp&user_id=buyer", "/items/i5/similar"):
+                    for path in (
+                        "/recommendations/buyer?k=10",
+                        "/search?q=red+lamp&user_id=buyer",
+                        "/items/i5/similar",
+                    ):
                         answer = await http.get(path)
                         if answer.status_code != 200:
                             failures.append((path, answer.status_code))

@@ -59,7 +59,11 @@ class Recommendations:
                     self.received.append(message)
 
     def for_user(self, user_id: str, trigger: str | None = None) -> list[dict]:
-        return [m for m in self.received if m["user_id"] == user_id and (trigger is None or m["trigger_event_id"] == trigger)]
+        return [
+            m
+            for m in self.received
+            if m["user_id"] == user_id and (trigger is None or m["trigger_event_id"] == trigger)
+        ]
 
     async def stop(self) -> None:
         self.task.cancel()
@@ -92,9 +96,18 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
         server = asyncio.create_task(run_server(settings, kafka, stop, live))
         recs = await Recommendations(kafka, Topics.from_settings(settings).recommendations, settings.partitions).start()
         try:
-            await until(lambda: process.publisher is not None and process.publisher.live.current is not None and worker.status.ready, 60, "the publisher's index")
+            await until(
+                lambda: (
+                    process.publisher is not None and process.publisher.live.current is not None and worker.status.ready
+                ),
+                60,
+                "the publisher's index",
+            )
             await until(lambda: live.current is not None, 60, "the server's index")
-            async with ShopProducer(kafka, settings) as producer, httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=10) as http:
+            async with (
+                ShopProducer(kafka, settings) as producer,
+                httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=10) as http,
+            ):
                 # A user into one category ...
                 for item_id in firsts[:6]:
                     last = await producer.click("shifter", item_id, ts=time.time())
@@ -138,7 +151,9 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
                     await producer.flush()
                     await asyncio.sleep(0.3)
                 await announced
-                await until(lambda: all(recs.for_user(u, e) for u, e in lasts.items()), 30, "every user's newest recommendation")
+                await until(
+                    lambda: all(recs.for_user(u, e) for u, e in lasts.items()), 30, "every user's newest recommendation"
+                )
                 await until(lambda: process.publisher.live.version == newer.version, 30, "the swap in the worker")
                 await producer.click("after-swap", firsts[0], ts=time.time())
                 await producer.flush()
@@ -156,7 +171,21 @@ def test_bench_freshness_ends_with_its_json_contract(kafka, settings, monkeypatc
     monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka)
     monkeypatch.setenv("STREAMREC_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("STREAMREC_WORKER_PORT", str(free_port()))
-    args = ["bench", "freshness", "--users", "300", "--items", "500", "--rate", "200", "--seconds", "2", "--burst", "300", "--json"]
+    args = [
+        "bench",
+        "freshness",
+        "--users",
+        "300",
+        "--items",
+        "500",
+        "--rate",
+        "200",
+        "--seconds",
+        "2",
+        "--burst",
+        "300",
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -72,12 +72,15 @@ def test_features_dead_letters_and_http(kafka, settings):
     async def scenario() -> None:
         stop = asyncio.Event()
         running = asyncio.create_task(run_worker(settings, kafka, stop))
-        await until(lambda: port_open("127.0.0.1", settings.worker_port) or running.done(), what="the worker's HTTP port")
+        await until(
+            lambda: port_open("127.0.0.1", settings.worker_port) or running.done(), what="the worker's HTTP port"
+        )
         if running.done():
             running.result()  # the worker failed to start: show why
         await shop_traffic(kafka, settings)
         url = f"http://127.0.0.1:{settings.worker_port}"
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+
             async def clicks_of(user: str) -> int | None:
                 if running.done():
                     running.result()  # the worker stopped: show why
@@ -149,8 +152,15 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
         await until(lambda: total([first]) == 3 * users, what="round 1")
 
         second = await RunningWorker(second_settings, kafka).start()
-        await until(lambda: len(first.worker.users.partitions) == 2 and len(second.worker.users.partitions) == 2
-                    and first.worker.status.ready and second.worker.ready_partitions, what="rebalance to two workers")  # fmt: skip
+        await until(
+            lambda: (
+                len(first.worker.users.partitions) == 2
+                and len(second.worker.users.partitions) == 2
+                and first.worker.status.ready
+                and second.worker.ready_partitions
+            ),
+            what="rebalance to two workers",
+        )
         await produce_round(kafka, settings, 2, users)
         await until(lambda: all(v == 6 for v in clicks_held(first, second).values())
                     and len(clicks_held(first, second)) == users, what="round 2")  # fmt: skip

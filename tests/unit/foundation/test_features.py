@@ -19,7 +19,9 @@ from foundation.features import (
 )
 from foundation.schema import Event
 
-CONFIG = FeatureConfig(recent_items_max=5, purchased_items_max=3, categories_max=2, dedup_window=4, affinity_half_life_s=100.0)
+CONFIG = FeatureConfig(
+    recent_items_max=5, purchased_items_max=3, categories_max=2, dedup_window=4, affinity_half_life_s=100.0
+)
 
 
 def event(n: int, ts: float, kind: str = "click", item: str | None = None) -> Event:
@@ -72,7 +74,14 @@ def test_affinity_stays_finite_over_long_gaps():
 
 
 @settings(max_examples=50)
-@given(st.lists(st.tuples(st.integers(0, 30), st.floats(0, 1e4), st.sampled_from(["click", "purchase"]), st.sampled_from("abcd")), max_size=60))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 30), st.floats(0, 1e4), st.sampled_from(["click", "purchase"]), st.sampled_from("abcd")
+        ),
+        max_size=60,
+    )
+)
 def test_every_list_is_bounded_and_wire_round_trips(events):
     user = UserFeatures("u1")
     for n, ts, kind, category in events:

@@ -74,4 +74,6 @@ def test_items_validate_with_defaults_and_bounded_attributes():
     with pytest.raises(InvalidRecord, match="'in_stock' must be true or false"):
         validate_item({"item_id": "i1", "title": "t", "category": "c", "in_stock": "no"}, LIMITS)
     with pytest.raises(InvalidRecord, match="65 entries, the limit is 64"):
-        validate_item({"item_id": "i1", "title": "t", "category": "c", "attributes": {str(i): "v" for i in range(65)}}, LIMITS)
+        validate_item(
+            {"item_id": "i1", "title": "t", "category": "c", "attributes": {str(i): "v" for i in range(65)}}, LIMITS
+        )

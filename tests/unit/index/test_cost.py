@@ -22,7 +22,12 @@ def _m(kind: str, recall: float, p99: float, size: float) -> Measurement:
 
 
 def test_the_cheapest_configuration_meeting_the_target_is_chosen():
-    measured = [_m("flat", 1.0, 5.0, 256), _m("hnsw", 0.97, 0.2, 500), _m("ivf_pq", 0.86, 0.1, 30), _m("sq8", 0.99, 1.0, 64)]
+    measured = [
+        _m("flat", 1.0, 5.0, 256),
+        _m("hnsw", 0.97, 0.2, 500),
+        _m("ivf_pq", 0.86, 0.1, 30),
+        _m("sq8", 0.99, 1.0, 64),
+    ]
     assert choose(measured, Target(0.95)).spec.kind == "hnsw"  # fastest with recall >= 0.95
     assert choose(measured, Target(0.95, prefer="memory")).spec.kind == "sq8"
     assert choose(measured, Target(0.85, bytes_per_item=32)).spec.kind == "ivf_pq"

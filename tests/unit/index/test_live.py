@@ -20,13 +20,20 @@ def _users(n: int) -> list[UserFeatures]:
         user = UserFeatures(f"u{u}")
         for e in range(3):
             item = ITEMS[(u * 7 + e) % len(ITEMS)]
-            apply_event(user, Event(f"e{u}-{e}", "click", user.user_id, item.item_id, 1000.0 + e), item.category, FeatureConfig())
+            apply_event(
+                user,
+                Event(f"e{u}-{e}", "click", user.user_id, item.item_id, 1000.0 + e),
+                item.category,
+                FeatureConfig(),
+            )
         users.append(user)
     return users
 
 
 def test_the_server_tunes_each_version_on_its_users_when_asked(tmp_path):
-    settings = Settings(data_dir=tmp_path, index_kind="flat", index_tune=True, tune_recall=0.99, tune_queries=60, tune_prefer="memory")
+    settings = Settings(
+        data_dir=tmp_path, index_kind="flat", index_tune=True, tune_recall=0.99, tune_queries=60, tune_prefer="memory"
+    )
     publish_random_version(ModelStore(tmp_path / "models"), ITEMS)
     live = LiveModel(settings, sample_users=lambda n: _users(80))
     live.catalog.items.update({item.item_id: item for item in ITEMS})

@@ -12,7 +12,9 @@ from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
 from tests.versions import publish_random_version
 
-ITEMS = [Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp model {n}", f"c{n % 3}", price=10.0 + n) for n in range(300)]
+ITEMS = [
+    Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp model {n}", f"c{n % 3}", price=10.0 + n) for n in range(300)
+]
 
 
 @pytest.fixture(params=["flat", "hnsw", "ivf_pq"])
@@ -25,7 +27,12 @@ def _user(clicks: list[str], purchases: list[str] = ()) -> UserFeatures:
     user = UserFeatures("u")
     for n, item_id in enumerate([*clicks, *purchases]):
         kind = "purchase" if n >= len(clicks) else "click"
-        apply_event(user, Event(f"e{n}", kind, "u", item_id, 1000.0 + n), item_id and ITEMS[int(item_id[1:])].category, FeatureConfig())
+        apply_event(
+            user,
+            Event(f"e{n}", kind, "u", item_id, 1000.0 + n),
+            item_id and ITEMS[int(item_id[1:])].category,
+            FeatureConfig(),
+        )
     return user
 
 
@@ -33,7 +40,12 @@ def test_purchased_and_out_of_stock_items_never_appear_and_k_is_kept(serving):
     user = _user(["i1", "i2"], purchases=["i3", "i4"])
     first = [s.item_id for s in serving.recommend(user, 20, now=2000.0)]
     gone = first[:5]
-    serving.sync([Item(i, ITEMS[int(i[1:])].title, ITEMS[int(i[1:])].category, price=ITEMS[int(i[1:])].price, in_stock=False) for i in gone])
+    serving.sync(
+        [
+            Item(i, ITEMS[int(i[1:])].title, ITEMS[int(i[1:])].category, price=ITEMS[int(i[1:])].price, in_stock=False)
+            for i in gone
+        ]
+    )
     again = [s.item_id for s in serving.recommend(user, 20, now=2000.0)]
     assert len(again) == 20 and not set(again) & {"i3", "i4", *gone}
     similar = {s.item_id for s in serving.similar("i1", 50)}

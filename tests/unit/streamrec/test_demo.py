@@ -18,4 +18,7 @@ def test_the_demo_report_says_what_was_reached_and_when(tmp_path):
     summary = json.loads((tmp_path / "reports" / "demo.json").read_text())
     assert summary["model_versions"] == ["v1"] and summary["median_p99_ms"] == 80.0
     late = Milestones(trained_model=400.0, api_serving=72.0, recommendation_published=None, samples=milestones.samples)
-    assert "all three within five minutes: **no**" in write_report(late, Settings(data_dir=tmp_path), rate=500.0).read_text()
+    assert (
+        "all three within five minutes: **no**"
+        in write_report(late, Settings(data_dir=tmp_path), rate=500.0).read_text()
+    )

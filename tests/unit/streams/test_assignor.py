@@ -8,7 +8,12 @@ from hypothesis import strategies as st
 from streams.assignor import balanced_owners
 
 
-@given(st.integers(1, 64), st.dictionaries(st.text("abc", min_size=1, max_size=3), st.lists(st.integers(0, 70), max_size=10), min_size=1, max_size=8))
+@given(
+    st.integers(1, 64),
+    st.dictionaries(
+        st.text("abc", min_size=1, max_size=3), st.lists(st.integers(0, 70), max_size=10), min_size=1, max_size=8
+    ),
+)
 def test_every_partition_has_one_owner_and_load_is_balanced(n, held):
     owners = balanced_owners(list(range(n)), held)
     assert sorted(owners) == list(range(n))

@@ -18,8 +18,12 @@ def test_short_training_beats_popularity_twice():
     events = [r for r in shop.stream(12_000) if isinstance(r, Event)]
     items = shop.catalog()
     split = build_examples(events, {i.item_id: i for i in items}, FeatureConfig())
-    config = ModelConfig(dim=32, hidden=64, id_buckets=1 << 14, category_buckets=256, text_buckets=1 << 14, max_recent=20)
-    result = train(split, items, config, TrainConfig(epochs=5, batch_size=256, random_negatives=128), torch.device("cpu"), 86_400.0)
+    config = ModelConfig(
+        dim=32, hidden=64, id_buckets=1 << 14, category_buckets=256, text_buckets=1 << 14, max_recent=20
+    )
+    result = train(
+        split, items, config, TrainConfig(epochs=5, batch_size=256, random_negatives=128), torch.device("cpu"), 86_400.0
+    )
     model = evaluate_model(result.model, split.test, items, config, torch.device("cpu"), 86_400.0)
     popularity = evaluate_popularity(split.test, items, split.item_counts)
     assert model.recall[20] >= 2 * popularity.recall[20], (model.recall, popularity.recall)

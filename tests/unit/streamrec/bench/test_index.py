@@ -27,7 +27,9 @@ def test_bench_index_ends_with_its_json_contract(tmp_path, monkeypatch):
 
 def test_bench_http_answers_every_request_and_ends_with_json(monkeypatch):
     monkeypatch.setenv("STREAMREC_API_PORT", str(free_port()))
-    result = CliRunner().invoke(app, ["bench", "http", "--items", "3000", "--users", "50", "--requests", "200", "--json"])
+    result = CliRunner().invoke(
+        app, ["bench", "http", "--items", "3000", "--users", "50", "--requests", "200", "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["items"] == 3000 and 0 < report["p50_ms"] <= report["p99_ms"]

@@ -17,11 +17,15 @@ def test_parse_time_accepts_seconds_milliseconds_and_iso():
 def test_replay_reads_ratings_as_purchases_in_time_order(tmp_path):
     log = tmp_path / "ratings.csv"
     log.write_text("userId,movieId,rating,timestamp\n1,10,4.5,300\n1,11,2.0,100\n2,10,5.0,200\n")
-    events = read_events(log, EventColumns("userId", "movieId", "timestamp", rating="rating", purchase_threshold=4.0), Limits())
+    events = read_events(
+        log, EventColumns("userId", "movieId", "timestamp", rating="rating", purchase_threshold=4.0), Limits()
+    )
     assert [(e.user_id, e.item_id, e.type, e.ts) for e in events] == [
         ("1", "11", "click", 100.0), ("2", "10", "purchase", 200.0), ("1", "10", "purchase", 300.0),
     ]  # fmt: skip
-    again = read_events(log, EventColumns("userId", "movieId", "timestamp", rating="rating", purchase_threshold=4.0), Limits())
+    again = read_events(
+        log, EventColumns("userId", "movieId", "timestamp", rating="rating", purchase_threshold=4.0), Limits()
+    )
     assert [e.event_id for e in again] == [e.event_id for e in events]  # replaying twice is absorbed
 
 

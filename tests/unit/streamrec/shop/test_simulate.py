@@ -26,5 +26,9 @@ def test_simulator_is_deterministic_and_planted():
     assert all(truth["items"][i]["category"] == c for i, c in truth_categories.items())
     # Sessions stay in one category: consecutive clicks of a session share it.
     category = {**truth_categories, **{i.item_id: i.category for i in new_items}}
-    same = [category[a.item_id] == category[b.item_id] for a, b in itertools.pairwise(events) if a.session_id == b.session_id]
+    same = [
+        category[a.item_id] == category[b.item_id]
+        for a, b in itertools.pairwise(events)
+        if a.session_id == b.session_id
+    ]
     assert sum(same) / len(same) > 0.99
