@@ -35,8 +35,15 @@ class ModelVersion:
     manifest: Manifest
 
 
-def publish_model(store: ModelStore, model: TwoTower, items: list[Item], popularity: np.ndarray | None,
-                  manifest: Manifest, *, promote: bool = True) -> str:  # fmt: skip
+def publish_model(
+    store: ModelStore,
+    model: TwoTower,
+    items: list[Item],
+    popularity: np.ndarray | None,
+    manifest: Manifest,
+    *,
+    promote: bool = True,
+) -> str:
     """Embed the catalog with `model` and publish both as a new version; returns its name.
     `popularity` (training interactions per item, in `items`' order) defaults to zeros."""
     weights = {name: tensor.detach().cpu().contiguous().numpy() for name, tensor in model.state_dict().items()}
@@ -54,5 +61,13 @@ def load_version(store: ModelStore, version: str | None = None, device: torch.de
     model = TwoTower(config)
     model.load_state_dict({name: torch.from_numpy(array) for name, array in stored.weights.items()})
     model.to(device).eval()
-    return ModelVersion(stored.version, stored.path, model, config, stored.item_ids, stored.item_vectors,
-                        stored.item_popularity, stored.manifest)  # fmt: skip
+    return ModelVersion(
+        stored.version,
+        stored.path,
+        model,
+        config,
+        stored.item_ids,
+        stored.item_vectors,
+        stored.item_popularity,
+        stored.manifest,
+    )

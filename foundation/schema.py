@@ -1,4 +1,4 @@
-"""The wire records of ARCHITECTURE.md and their validation.
+"""The wire records of docs/architecture.md and their validation.
 
 Validation is hand-written rather than a pydantic model because it runs once
 per event on the ingest hot path, and every failure names the field, the value

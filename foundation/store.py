@@ -150,8 +150,16 @@ class ModelStore:
             name = f"{base}-{n}"
         return name
 
-    def publish(self, weights: dict[str, np.ndarray], item_ids: list[str], item_vectors: np.ndarray,
-                item_popularity: np.ndarray, manifest: Manifest, *, promote: bool = True) -> str:  # fmt: skip
+    def publish(
+        self,
+        weights: dict[str, np.ndarray],
+        item_ids: list[str],
+        item_vectors: np.ndarray,
+        item_popularity: np.ndarray,
+        manifest: Manifest,
+        *,
+        promote: bool = True,
+    ) -> str:
         """Write a complete new version and, with `promote`, make it current; returns its name."""
         version = self.new_version_name()
         for stale in self.root.glob(".tmp-*"):

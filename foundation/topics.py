@@ -1,4 +1,4 @@
-"""Topic names (the contract of ARCHITECTURE.md) and their creation."""
+"""Topic names (the contract of docs/architecture.md) and their creation."""
 
 from __future__ import annotations
 

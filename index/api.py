@@ -1,4 +1,4 @@
-"""The HTTP API of ARCHITECTURE.md: recommendations, similar items, search.
+"""The HTTP API of docs/architecture.md: recommendations, similar items, search.
 
 Handlers are `async` and run on the event loop that also applies catalog
 changes, so an index is never searched while it is being added to. Each

@@ -92,8 +92,13 @@ def serving_config(settings: Settings) -> ServingConfig:
 class LiveModel:
     """The current ServingIndex, its catalog and its users, kept fresh."""
 
-    def __init__(self, settings: Settings, *, sample_users: Callable[[int], list[UserFeatures]] | None = None,
-                 catalog: CatalogView | None = None):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sample_users: Callable[[int], list[UserFeatures]] | None = None,
+        catalog: CatalogView | None = None,
+    ):
         """`sample_users(n)`: when the caller holds the features (a worker's
         publisher), where the tuner's users come from; by default the features
         are a replica of the changelog, followed here. `catalog`: a view the

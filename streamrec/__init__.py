@@ -1,0 +1,3 @@
+"""The top: the `streamrec` command, the demo, process wiring, the shop client
+SDK (`streamrec.shop`) and the benchmarks (`streamrec.bench`).
+"""

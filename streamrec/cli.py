@@ -655,7 +655,7 @@ def bench_http(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """p50/p99 of GET /recommendations over HTTP against a server holding N items (STREAMREC_INDEX_* knobs apply)."""
-    from streamrec.bench.index import bench_http as run_bench
+    from streamrec.bench.http import bench_http as run_bench
 
     settings = Settings()
     result = run_bench(settings, items, users, requests, on_status=console.print)

@@ -45,6 +45,11 @@ class WorkerProcess:
         self.worker = StreamWorker(settings, bootstrap, catalog=self.catalog)
         self.publisher: RecommendationPublisher | None = None  # set once its index is loaded
 
+    @property
+    def publishing(self) -> bool:
+        """The worker's partitions are restored and its publisher serves a model."""
+        return self.worker.status.ready and self.publisher is not None and self.publisher.live.current is not None
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then flush, commit and leave the group cleanly."""
         settings, worker = self.settings, self.worker

@@ -61,8 +61,14 @@ class WorkerStatus:
 
 
 class StreamWorker:
-    def __init__(self, settings: Settings, bootstrap: str, *, catalog: CatalogView | None = None,
-                 metrics: WorkerMetrics | None = None):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        catalog: CatalogView | None = None,
+        metrics: WorkerMetrics | None = None,
+    ):
         """`catalog`: a view to share with other parts of the process (it must
         not be started yet: the worker starts, polls and stops it)."""
         self.settings = settings

@@ -74,7 +74,7 @@ async def bench_freshness(
         running = asyncio.create_task(process.run(stop))
         try:
             on_status(f"building the {settings.index_kind} index in the worker ...")
-            while process.publisher is None or process.publisher.live.current is None or not worker.status.ready:
+            while not process.publishing:
                 if running.done():
                     running.result()
                 await asyncio.sleep(0.1)

@@ -1,5 +1,4 @@
-"""`streamrec bench index`: every index kind at several catalog sizes, beside
-hnswlib; and `streamrec bench http`: /recommendations over HTTP at that scale.
+"""`streamrec bench index`: every index kind at several catalog sizes, beside hnswlib.
 
 The vectors are synthetic but shaped like trained item embeddings: clusters in
 a 16-dimensional latent space, projected to `dim` and blurred by isotropic
@@ -10,27 +9,14 @@ drawn the same way with another seed, as user vectors land among the items.
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from embeddings.encoding import ModelConfig
-from embeddings.model import TwoTower
-from embeddings.versions import ModelVersion
-from foundation.codec import encode
-from foundation.features import FeatureConfig, UserFeatures, apply_event
-from foundation.schema import Event, Item
-from foundation.store import Manifest
 from index.cost import BUILDS, EF_SEARCH, Measurement, exact_neighbours, measure, recall, time_queries
 from index.kinds import IndexSpec
-from index.live import index_spec, serving_config
 
 log = logging.getLogger(__name__)
 
@@ -102,129 +88,3 @@ def bench_index(
         on_measured(n, "hnswlib", theirs)
         results[n] = {"faiss": ours, "hnswlib": theirs}
     return results
-
-
-def _synthetic_version(items: int, dim: int, settings) -> ModelVersion:
-    """A version over `items` synthetic item vectors (the item tower over a
-    million titles would take minutes and change nothing here) with a real,
-    untrained user tower of the configured size."""
-    config = replace(ModelConfig.from_settings(settings), dim=dim)
-    ids = [f"i{n}" for n in range(items)]
-    popularity = np.random.default_rng(2).pareto(1.5, items).astype(np.float32)
-    return ModelVersion(
-        "bench",
-        Path("."),
-        TwoTower(config).eval(),
-        config,
-        ids,
-        embedding_like(items, dim),
-        popularity,
-        Manifest(created=time.time()),
-    )
-
-
-def _users(count: int, items: int, seed: int = 3) -> list[UserFeatures]:
-    rng = np.random.default_rng(seed)
-    users = []
-    for u in range(count):
-        user = UserFeatures(f"u{u}")
-        for e in range(int(rng.integers(3, 30))):
-            kind = "purchase" if e % 7 == 6 else "click"
-            apply_event(
-                user,
-                Event(f"e{u}-{e}", kind, user.user_id, f"i{rng.integers(items)}", time.time() - 1000 + e),
-                f"c{e % 7}",
-                FeatureConfig(),
-            )
-        users.append(user)
-    return users
-
-
-def _connect(host: str, port: int) -> http.client.HTTPConnection:
-    """A keep-alive connection once the server answers (it may still be binding)."""
-    deadline = time.monotonic() + 60
-    while True:
-        connection = http.client.HTTPConnection(host, port, timeout=10)
-        try:
-            connection.request("GET", "/healthz")
-            connection.getresponse().read()
-            return connection
-        except ConnectionError:
-            connection.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def _time_requests(host: str, port: int, paths: list[str], results: multiprocessing.Queue) -> None:
-    """The client, in its own process so that it shares no interpreter lock with the server."""
-    connection = _connect(host, port)
-    times, failures = [], []
-    for path in paths:
-        started = time.perf_counter()
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        body = answer.read()
-        times.append(time.perf_counter() - started)
-        if answer.status != 200:
-            failures.append(f"{path}: {answer.status} {body[:200]!r}")
-    connection.close()
-    results.put((times, failures))
-
-
-def bench_http(
-    settings, items: int, users: int, requests: int, dim: int = 64, on_status: Callable[[str], None] = lambda text: None
-) -> dict:
-    """p50/p99 of `GET /recommendations/{user}` over HTTP (keep-alive, one
-    client process) against a server holding `items` items and `users` users;
-    one request in ten is for an unknown user (the cold-start answer)."""
-    from foundation.http import serve_http
-    from index.api import create_api
-    from index.live import LiveModel
-    from index.serving import ServingIndex
-
-    on_status(f"building the {settings.index_kind} index over {items:,} items ...")
-    version = _synthetic_version(items, dim, settings)
-    catalog = [Item(f"i{n}", f"item {n}", f"c{n % 7}") for n in range(items)]
-    live = LiveModel(settings)
-    live.current = ServingIndex(
-        version, index_spec(settings), catalog, serving_config(settings), threads=settings.index_threads or None
-    )
-    del catalog
-    for user in _users(users, items):
-        live.features.apply(user.user_id.encode(), encode(user.to_wire()))
-    rng = np.random.default_rng(4)
-    paths = [
-        f"/recommendations/u{rng.integers(users)}?k=10" if n % 10 else f"/recommendations/new{n}?k=10"
-        for n in range(requests + 100)
-    ]
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    client = context.Process(target=_time_requests, args=(settings.api_host, settings.api_port, paths, results))
-
-    async def serve_and_measure() -> tuple[list[float], list[str]]:
-        stop = asyncio.Event()
-        server = asyncio.create_task(serve_http(create_api(live), settings.api_host, settings.api_port, stop))
-        on_status(f"{requests:,} requests ...")
-        client.start()
-        try:
-            return await asyncio.to_thread(results.get, True, 600)
-        finally:
-            stop.set()
-            await server
-            client.join(timeout=10)
-
-    times, failures = asyncio.run(serve_and_measure())
-    if failures:
-        raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
-    p50, p99 = np.percentile(np.asarray(times[100:]) * 1000, [50, 99])  # the first hundred warm up
-    return {
-        "benchmark": "http",
-        "items": items,
-        "users": users,
-        "requests": requests,
-        "index": live.current.index.spec.label(),
-        "cold_start_share": 0.1,
-        "p50_ms": round(float(p50), 3),
-        "p99_ms": round(float(p99), 3),
-    }

@@ -90,16 +90,13 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
             await producer.send_catalog(items)
         stop = asyncio.Event()
         process = WorkerProcess(settings, kafka)
-        worker = process.worker
         running = asyncio.create_task(process.run(stop))
         live = LiveModel(settings)
         server = asyncio.create_task(run_server(settings, kafka, stop, live))
         recs = await Recommendations(kafka, Topics.from_settings(settings).recommendations, settings.partitions).start()
         try:
             await until(
-                lambda: (
-                    process.publisher is not None and process.publisher.live.current is not None and worker.status.ready
-                ),
+                lambda: process.publishing,
                 60,
                 "the publisher's index",
             )

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from embeddings.encoding import ModelConfig, age_buckets, encode_users, price_bucket
+from embeddings.encoding import age_buckets, encode_users, price_bucket
 from embeddings.model import TwoTower, to_tensors
-from foundation.features import FeatureConfig, UserFeatures, apply_event
-from foundation.schema import Event
-
-CONFIG = ModelConfig(dim=16, hidden=32, id_buckets=1024, category_buckets=64, text_buckets=2048, max_recent=5)
+from foundation.features import UserFeatures
+from tests.unit.embeddings.helpers import CONFIG, user_with_events
 
 
 def test_price_and_age_buckets_are_bounded():
@@ -20,16 +18,8 @@ def test_price_and_age_buckets_are_bounded():
     assert age_buckets(np.array([-5.0, 0.0, 3600.0, 86400.0, 1e12]), 16).tolist() == [1, 1, 6, 11, 15]
 
 
-def _user(events: int) -> UserFeatures:
-    user = UserFeatures("u1")
-    for n in range(events):
-        kind = "purchase" if n % 4 == 3 else "click"
-        apply_event(user, Event(f"e{n}", kind, "u1", f"i{n % 6}", 1000.0 + 7.25 * n), f"c{n % 3}", FeatureConfig())
-    return user
-
-
 def test_serving_state_from_the_changelog_encodes_like_the_trainers():
-    trainer_side = _user(9)
+    trainer_side = user_with_events(9)
     serving_side = UserFeatures.from_wire(trainer_side.to_wire())  # as a worker restores it
     a = encode_users([trainer_side], 2000.0, CONFIG, 86_400.0)
     b = encode_users([serving_side], 2000.0, CONFIG, 86_400.0)
@@ -41,7 +31,7 @@ def test_serving_state_from_the_changelog_encodes_like_the_trainers():
 
 
 def test_user_encoding_is_newest_first_and_padded():
-    encoded = encode_users([_user(3), UserFeatures("new")], 2000.0, CONFIG, 86_400.0)
+    encoded = encode_users([user_with_events(3), UserFeatures("new")], 2000.0, CONFIG, 86_400.0)
     assert encoded["recent_types"].tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
     assert encoded["recent_age_s"][0, 0] < encoded["recent_age_s"][0, 1]
     assert encoded["category_weights"][0].sum() == pytest.approx(1.0)

@@ -7,18 +7,9 @@ import torch
 
 from embeddings.encoding import ModelConfig, encode_items, encode_queries, encode_users
 from embeddings.model import TwoTower, to_tensors
-from foundation.features import FeatureConfig, UserFeatures, apply_event
-from foundation.schema import Event, Item
-
-CONFIG = ModelConfig(dim=16, hidden=32, id_buckets=1024, category_buckets=64, text_buckets=2048, max_recent=5)
-
-
-def _user(events: int) -> UserFeatures:
-    user = UserFeatures("u1")
-    for n in range(events):
-        kind = "purchase" if n % 4 == 3 else "click"
-        apply_event(user, Event(f"e{n}", kind, "u1", f"i{n % 6}", 1000.0 + 7.25 * n), f"c{n % 3}", FeatureConfig())
-    return user
+from foundation.features import UserFeatures
+from foundation.schema import Item
+from tests.unit.embeddings.helpers import CONFIG, user_with_events
 
 
 @pytest.mark.parametrize("pooling", ["attention", "decay"])
@@ -27,7 +18,9 @@ def test_towers_give_unit_vectors_for_users_items_and_queries(pooling):
     model = TwoTower(config).eval()
     items = [Item("i1", "Red mug", "kitchen", price=9.5), Item("i2", "Garden hose", "garden")]
     with torch.no_grad():
-        users = model.user_vectors(to_tensors(encode_users([_user(7), UserFeatures("new")], 2000.0, config, 86_400.0)))
+        users = model.user_vectors(
+            to_tensors(encode_users([user_with_events(7), UserFeatures("new")], 2000.0, config, 86_400.0))
+        )
         vectors = model.item_vectors(to_tensors(encode_items(items, config)))
         queries = model.query_vectors(torch.as_tensor(encode_queries(["red mug"], config)))
     for tensor, rows in ((users, 2), (vectors, 2), (queries, 1)):

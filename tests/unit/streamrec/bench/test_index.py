@@ -1,4 +1,4 @@
-"""The index and HTTP benchmarks' contracts, on small sizes."""
+"""The index benchmark's contract, on a small size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 from typer.testing import CliRunner
 
 from streamrec.cli import app
-from tests.conftest import free_port
 
 
 def test_bench_index_ends_with_its_json_contract(tmp_path, monkeypatch):
@@ -23,13 +22,3 @@ def test_bench_index_ends_with_its_json_contract(tmp_path, monkeypatch):
         assert row["items"] == 2000 and 0 <= row["recall_at_10"] <= 1
     assert np.isclose(next(r for r in report["configs"] if r["kind"] == "flat")["recall_at_10"], 1.0)
     assert (tmp_path / "reports" / "bench-index-2000.png").exists()
-
-
-def test_bench_http_answers_every_request_and_ends_with_json(monkeypatch):
-    monkeypatch.setenv("STREAMREC_API_PORT", str(free_port()))
-    result = CliRunner().invoke(
-        app, ["bench", "http", "--items", "3000", "--users", "50", "--requests", "200", "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["items"] == 3000 and 0 < report["p50_ms"] <= report["p99_ms"]

@@ -1,0 +1,1 @@
+"""The benchmarks behind `streamrec bench`: each prints a table and ends with a JSON line."""
