@@ -10,13 +10,14 @@ user id); `Shop` simulates a shop's traffic and `read_events`/`send_replay`
 turn an interaction log into events.
 """
 
-from streamrec.shop.producer import ShopProducer
+from streamrec.shop.producer import ProduceError, ShopProducer
 from streamrec.shop.replay import EventColumns, ItemColumns, ReplayError, read_events, read_items, send_replay
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
 
 __all__ = [
     "EventColumns",
     "ItemColumns",
+    "ProduceError",
     "ReplayError",
     "Shop",
     "ShopConfig",

@@ -1,0 +1,107 @@
+"""ShopProducer on a real broker under failed sends: every record arrives, or the caller is told."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError, UnknownError
+
+import foundation.kafka
+import streamrec.shop.producer as producer_module
+from foundation.kafka import read_to_end, reader
+from foundation.topics import Topics
+from streamrec.shop import ProduceError, ShopProducer
+
+
+def failing_sends(monkeypatch, failures: list[BaseException]) -> list[int]:
+    """Make the first len(failures) batches the producer sends fail with those
+    errors (as a broker or the client's queue would), after which sends succeed."""
+    real_start = foundation.kafka.start_producer
+    attempts: list[int] = []
+
+    async def start(bootstrap: str, **options):
+        producer = await real_start(bootstrap, **options)
+        real_send = producer.send_batch
+
+        async def send_batch(batch, topic: str, *, partition: int):
+            attempts.append(batch.record_count())
+            if len(attempts) <= len(failures):
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(failures[len(attempts) - 1])
+                return failed
+            return await real_send(batch, topic, partition=partition)
+
+        producer.send_batch = send_batch
+        return producer
+
+    monkeypatch.setattr(producer_module, "start_producer", start)
+    return attempts
+
+
+async def event_ids(bootstrap: str, settings) -> list[str]:
+    topics = Topics.from_settings(settings)
+    consumer = reader(bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for topic in topics.events for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ids: list[str] = []
+        await read_to_end(
+            consumer, tps, lambda tp, records: ids.extend(msgpack.unpackb(r.value)["event_id"] for r in records)
+        )
+        return ids
+    finally:
+        await consumer.stop()
+
+
+async def send_clicks(producer: ShopProducer, count: int, users: int = 97) -> None:
+    """`count` clicks from `users` users (one user: one partition, one batch)."""
+    for n in range(count):
+        await producer.click(f"u{n % users}", f"i{n % 13}", event_id=f"e{n}", ts=1000.0 + n)
+
+
+def test_batches_that_fail_with_retriable_errors_are_sent_again_and_all_arrive(kafka, settings, monkeypatch):
+    attempts = failing_sends(monkeypatch, [KafkaTimeoutError(), KafkaTimeoutError(), KafkaTimeoutError()])
+
+    async def scenario() -> None:
+        async with ShopProducer(kafka, settings, retry_backoff_s=0.01) as producer:
+            await send_clicks(producer, 5000)
+        assert producer.failed == 0
+        ids = await event_ids(kafka, settings)
+        assert len(ids) == len(set(ids)) == 5000  # every record once: the retried batches were not sent twice
+
+    asyncio.run(scenario())
+    assert len(attempts) > 3
+
+
+def test_a_batch_that_cannot_be_delivered_reaches_the_caller(kafka, settings, monkeypatch):
+    failing_sends(monkeypatch, [UnknownError("the broker said no")])
+
+    async def scenario() -> None:
+        producer = await ShopProducer(kafka, settings, linger_ms=5).start()
+        await send_clicks(producer, 10, users=1)
+        with pytest.raises(ProduceError, match="10 records could not be delivered"):
+            await producer.flush()
+        with pytest.raises(ProduceError):  # and every later call, until the shop code decides
+            await producer.click("u1", "i1")
+        with pytest.raises(ProduceError):
+            await producer.close()
+        assert producer.failed == 10
+
+    asyncio.run(scenario())
+
+
+def test_retries_give_up_and_say_so(kafka, settings, monkeypatch):
+    failing_sends(monkeypatch, [KafkaTimeoutError()] * 3)
+
+    async def scenario() -> None:
+        producer = await ShopProducer(kafka, settings, retries=2, retry_backoff_s=0.01).start()
+        await send_clicks(producer, 3, users=1)
+        with pytest.raises(ProduceError, match="KafkaTimeoutError"):
+            await producer.close()
+
+    asyncio.run(scenario())
