@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from foundation.catalog import CatalogView
 from foundation.codec import Rejected, decode_records, encode
 from foundation.features import PURCHASE, FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
+from foundation.kafka import partition_for
 from foundation.schema import Limits, validate_event, validate_item
 from streams.tables import ChangelogTable
 
@@ -54,8 +55,10 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Reroute:
-    """An event whose record key is not its user_id: it is sent again, keyed by
-    user, so that all of a user's events meet the user's state in one partition."""
+    """An event keyed otherwise than by its user_id, or in another partition than
+    the user's (a producer with another partitioner: librdkafka's default is
+    CRC32, not Kafka's murmur2): it is sent again, keyed by user and partitioned
+    by murmur2, so that all of a user's events meet the user's state."""
 
     topic: str
     key: bytes
@@ -89,6 +92,8 @@ class Agents:
         self.catalog = catalog
         self.config = config
         self.limits = limits
+        # Partitions of the event topics (set on assignment; 0: not known yet, not checked).
+        self.partitions = 0
         # user id -> (partition, event id, event ts) of the user's latest event,
         # for the real-time publisher to drain; None when nothing publishes.
         self.touched: dict[str, tuple[int, str, float]] | None = None
@@ -99,7 +104,7 @@ class Agents:
         The hot path of the product: table rows are reached directly and item
         counts are tallied per (item, bucket) and applied once per batch.
         """
-        config, limits = self.config, self.limits
+        config, limits, partitions = self.config, self.limits, self.partitions
         users, dirty_users = self.users.for_update(partition)
         touched = self.touched
         category_of = self.catalog.category_of
@@ -113,7 +118,11 @@ class Agents:
                     outcome.dead_letters.append(_dead(record, topic, partition, event))
                     continue
                 user_id = event.user_id
-                if key is None or key.decode(errors="replace") != user_id:
+                if (
+                    key is None
+                    or key.decode(errors="replace") != user_id
+                    or (partitions and partition_for(user_id, partitions) != partition)
+                ):
                     outcome.reroutes.append(Reroute(topic, user_id.encode(), encode(event.to_wire())))
                     continue
                 user = users.get(user_id)

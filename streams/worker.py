@@ -273,6 +273,7 @@ class StreamWorker:
         processed (aiokafka may fetch before this callback: `_process` skips
         and re-seeks records of partitions not yet in `_ready`)."""
         numbers = {tp.partition for tp in assigned if tp.topic in self.topics.events}
+        self.agents.partitions = self.partition_count()
         self._positions = {tp: pos for tp, pos in self._positions.items() if tp in assigned}
         held = self.users.partitions
         self.users.drop(held - numbers)

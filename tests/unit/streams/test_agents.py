@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from foundation.catalog import CatalogView
 from foundation.codec import encode
 from foundation.features import FeatureConfig, ItemStats, UserFeatures
+from foundation.kafka import partition_for
 from foundation.schema import Item, Limits
 from streams.agents import Agents, Outcome
 from streams.tables import ChangelogTable
@@ -94,3 +95,15 @@ def test_catalog_items_are_validated_and_tombstones_pass():
     ]
     agents.on_catalog("catalog", 0, records, outcome)
     assert outcome.items == 1 and [d.offset for d in outcome.dead_letters] == [1]
+
+
+def test_an_event_in_another_partition_than_its_users_is_rerouted():
+    agents, outcome = _agents(), Outcome()
+    agents.partitions = 8
+    home = partition_for("u1", 8)
+    elsewhere = (home + 1) % 8
+    agents.on_events("clicks", elsewhere, [Record(b"u1", encode(GOOD), 0)], outcome)
+    assert [(r.topic, r.key) for r in outcome.reroutes] == [("clicks", b"u1")]
+    assert agents.users.get(elsewhere, "u1") is None
+    agents.on_events("clicks", home, [Record(b"u1", encode(GOOD), 1)], Outcome())
+    assert agents.users.get(home, "u1").clicks == 1
