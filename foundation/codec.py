@@ -76,11 +76,15 @@ class Rejected:
 def decode_records(raw: bytes | None, limits: Limits, validate: Callable[[Any, Limits], R]) -> Iterator[R | Rejected]:
     """Each record in one Kafka value, validated (`validate_event`,
     `validate_item`), or a `Rejected` saying why not: the one loop that every
-    reader of an input topic shares."""
+    reader of an input topic shares. No value can raise out of it: whatever
+    goes wrong with one value (or element) rejects that one alone."""
     try:
         values = decode_values(raw, limits)
     except InvalidRecord as exc:
         yield Rejected(str(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - a value the decoder chokes on is rejected, never fatal
+        yield Rejected(_unexpected(exc))
         return
     batch = len(values) > 1
     for element, value in enumerate(values):
@@ -88,3 +92,9 @@ def decode_records(raw: bytes | None, limits: Limits, validate: Callable[[Any, L
             yield validate(value, limits)
         except InvalidRecord as exc:
             yield Rejected(str(exc), element if batch else None)
+        except Exception as exc:  # noqa: BLE001 - as above, for one element
+            yield Rejected(_unexpected(exc), element if batch else None)
+
+
+def _unexpected(exc: Exception) -> str:
+    return f"could not be read: {type(exc).__name__}: {str(exc)[:200]}"

@@ -87,7 +87,9 @@ class UserFeatures:
 
     def category_affinity(self, now: float, half_life_s: float) -> dict[str, float]:
         """Affinities decayed to `now`, strongest first."""
-        factor = math.exp2((self.affinity_ts - now) / half_life_s)
+        # Capped: an affinity time far past `now` (a later event, a skewed
+        # clock) must give large finite weights, not an overflow.
+        factor = math.exp2(min((self.affinity_ts - now) / half_life_s, RESCALE_HALF_LIVES))
         ranked = sorted(self.affinity.items(), key=lambda kv: -kv[1])
         return {category: weight * factor for category, weight in ranked}
 

@@ -8,6 +8,8 @@ dead-letter topic.
 
 from __future__ import annotations
 
+import reprlib
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,6 +19,9 @@ EVENT_TYPES = ("click", "purchase")
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_CHARS = 256
 MAX_TS = 1e11  # Unix seconds (the year 5138): beyond it a time is surely in ms or garbage
+MAX_QUANTITY = 1_000_000
+_SHOW = reprlib.Repr()  # bounded in depth and size: safe for any decoded value
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict = 2, 60, 60, 4, 4
 
 
 class InvalidRecord(ValueError):
@@ -31,6 +36,11 @@ class Limits:
     max_text_chars: int = Settings.default("max_text_chars")
     max_value_bytes: int = Settings.default("max_value_bytes")
     max_batch_elements: int = Settings.default("max_batch_elements")
+    max_future_s: float = Settings.default("max_future_s")
+
+    def latest_ts(self) -> float:
+        """The latest acceptable event or item time: now plus `max_future_s`."""
+        return time.time() + self.max_future_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -113,16 +123,26 @@ def _require(value: Any, name: str) -> Any:
     return value
 
 
+def show(value: Any) -> str:
+    """A short repr for a rejection message, whatever the value's depth or size."""
+    return _SHOW.repr(value)
+
+
 def _string(value: Any, name: str, max_chars: int, *, required: bool = True) -> str | None:
     if value is None and not required:
         return None
     _require(value, name)
     if not isinstance(value, str):
-        raise InvalidRecord(f"field '{name}' must be a string, got {type(value).__name__} {value!r:.60}")
+        raise InvalidRecord(f"field '{name}' must be a string, got {type(value).__name__} {show(value)}")
     if not value:
         raise InvalidRecord(f"field '{name}' must not be empty")
     if len(value) > max_chars:
         raise InvalidRecord(f"field '{name}' is {len(value)} characters long, the limit is {max_chars}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no UTF-8 for it downstream
+            raise InvalidRecord(f"field '{name}' is not valid Unicode text: {show(value)}") from None
     return value
 
 
@@ -131,15 +151,26 @@ def _number(value: Any, name: str, *, required: bool = True, maximum: float = 1e
         return None
     _require(value, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRecord(f"field '{name}' must be a number, got {type(value).__name__} {value!r:.60}")
+        raise InvalidRecord(f"field '{name}' must be a number, got {type(value).__name__} {show(value)}")
     if not 0 <= value < maximum:  # also false for NaN; checked before float() can overflow
-        raise InvalidRecord(f"field '{name}' must be a finite number >= 0 and < {maximum:g}, got {value!r:.60}")
+        raise InvalidRecord(f"field '{name}' must be a finite number >= 0 and < {maximum:g}, got {show(value)}")
     return float(value)
+
+
+def _time(value: Any, name: str, limits: Limits, *, required: bool = True) -> float | None:
+    """A Unix time in seconds, at most `max_future_s` ahead of the wall clock."""
+    ts = _number(value, name, required=required, maximum=MAX_TS)
+    if ts is not None and ts > limits.latest_ts():
+        raise InvalidRecord(
+            f"field '{name}' is {ts - time.time():,.0f} s in the future, the limit is {limits.max_future_s:,.0f} s "
+            "(STREAMREC_MAX_FUTURE_S): is the producer's clock, or its unit, wrong?"
+        )
+    return ts
 
 
 def _mapping(value: Any, what: str) -> dict:
     if not isinstance(value, dict):
-        raise InvalidRecord(f"{what} must be a map, got {type(value).__name__} {value!r:.60}")
+        raise InvalidRecord(f"{what} must be a map, got {type(value).__name__} {show(value)}")
     return value
 
 
@@ -156,8 +187,9 @@ def validate_event(value: Any, limits: Limits) -> Event:
         if (
             type(event_id) is str and type(user_id) is str and type(item_id) is str
             and 0 < len(event_id) <= ids and 0 < len(user_id) <= ids and 0 < len(item_id) <= ids
+            and event_id.isascii() and user_id.isascii() and item_id.isascii()
             and (kind == "click" or kind == "purchase")
-            and (type(ts) is float or type(ts) is int) and 0.0 <= ts < MAX_TS
+            and (type(ts) is float or type(ts) is int) and 0.0 <= ts <= limits.latest_ts()
         ):  # fmt: skip
             return Event(event_id, kind, user_id, item_id, float(ts))
     return _validate_event_fully(value, limits)
@@ -168,17 +200,19 @@ def _validate_event_fully(value: Any, limits: Limits) -> Event:
     get = value.get
     kind = _require(get("type"), "type")
     if kind not in EVENT_TYPES:
-        raise InvalidRecord(f"field 'type' must be one of {', '.join(EVENT_TYPES)}, got {kind!r:.60}")
+        raise InvalidRecord(f"field 'type' must be one of {', '.join(EVENT_TYPES)}, got {show(kind)}")
     quantity = get("quantity")
-    if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1):
-        raise InvalidRecord(f"field 'quantity' must be a positive integer, got {quantity!r:.60}")
+    if quantity is not None and (
+        isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY
+    ):
+        raise InvalidRecord(f"field 'quantity' must be an integer from 1 to {MAX_QUANTITY:,}, got {show(quantity)}")
     ids = limits.max_id_chars
     return Event(
         event_id=_string(get("event_id"), "event_id", ids),
         type=kind,
         user_id=_string(get("user_id"), "user_id", ids),
         item_id=_string(get("item_id"), "item_id", ids),
-        ts=_number(get("ts"), "ts", maximum=MAX_TS),
+        ts=_time(get("ts"), "ts", limits),
         session_id=_string(get("session_id"), "session_id", ids, required=False),
         price=_number(get("price"), "price", required=False),
         quantity=quantity,
@@ -192,7 +226,7 @@ def validate_item(value: Any, limits: Limits) -> Item:
     get = value.get
     in_stock = get("in_stock", True)
     if not isinstance(in_stock, bool):
-        raise InvalidRecord(f"field 'in_stock' must be true or false, got {in_stock!r:.60}")
+        raise InvalidRecord(f"field 'in_stock' must be true or false, got {show(in_stock)}")
     attributes = _mapping(get("attributes") or {}, "field 'attributes'")
     if len(attributes) > MAX_ATTRIBUTES:
         raise InvalidRecord(f"field 'attributes' has {len(attributes)} entries, the limit is {MAX_ATTRIBUTES}")
@@ -205,6 +239,6 @@ def validate_item(value: Any, limits: Limits) -> Item:
         category=_string(get("category"), "category", limits.max_id_chars),
         price=_number(get("price"), "price", required=False),
         in_stock=in_stock,
-        ts=_number(get("ts"), "ts", required=False, maximum=MAX_TS),
+        ts=_time(get("ts"), "ts", limits, required=False),
         attributes=dict(attributes),
     )

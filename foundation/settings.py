@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     max_batch_elements: int = Field(1000, ge=1, description="Most events in one array value.")
     max_id_chars: int = Field(256, ge=8, description="Longest accepted user, item, session or event id.")
     max_text_chars: int = Field(1000, ge=16, description="Longest accepted title or query.")
+    max_future_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="How far past the wall clock an event's or item's ts may lie; later ones are dead-lettered.",
+    )
 
     # --- user features -----------------------------------------------------
     recent_items_max: int = Field(50, ge=1, le=10_000, description="Recent interactions kept per user.")

@@ -113,35 +113,40 @@ class Agents:
         accepted = duplicates = 0
         for record in records:
             key = record.key
-            for event in decode_records(record.value, limits, validate_event):
-                if type(event) is Rejected:
-                    outcome.dead_letters.append(_dead(record, topic, partition, event))
-                    continue
-                user_id = event.user_id
-                if (
-                    key is None
-                    or key.decode(errors="replace") != user_id
-                    or (partitions and partition_for(user_id, partitions) != partition)
-                ):
-                    outcome.reroutes.append(Reroute(topic, user_id.encode(), encode(event.to_wire())))
-                    continue
-                user = users.get(user_id)
-                if user is None:
-                    user = users[user_id] = UserFeatures(user_id)
-                if not apply_event(user, event, category_of(event.item_id), config):
-                    duplicates += 1
-                    continue
-                dirty_users.add(user_id)
-                if touched is not None:
-                    touched[user_id] = (partition, event.event_id, event.ts)
-                accepted += 1
-                slot = (event.item_id, int(event.ts // bucket_s) * bucket_s)
-                counts = tally.get(slot)
-                if counts is None:
-                    counts = tally[slot] = [0, 0, 0.0]
-                counts[event.type == PURCHASE] += 1
-                if event.ts > counts[2]:
-                    counts[2] = event.ts
+            try:
+                for event in decode_records(record.value, limits, validate_event):
+                    if type(event) is Rejected:
+                        outcome.dead_letters.append(_dead(record, topic, partition, event))
+                        continue
+                    user_id = event.user_id
+                    if (
+                        key is None
+                        or key.decode(errors="replace") != user_id
+                        or (partitions and partition_for(user_id, partitions) != partition)
+                    ):
+                        outcome.reroutes.append(Reroute(topic, user_id.encode(), encode(event.to_wire())))
+                        continue
+                    user = users.get(user_id)
+                    if user is None:
+                        user = users[user_id] = UserFeatures(user_id)
+                    if not apply_event(user, event, category_of(event.item_id), config):
+                        duplicates += 1
+                        continue
+                    dirty_users.add(user_id)
+                    if touched is not None:
+                        touched[user_id] = (partition, event.event_id, event.ts)
+                    accepted += 1
+                    slot = (event.item_id, int(event.ts // bucket_s) * bucket_s)
+                    counts = tally.get(slot)
+                    if counts is None:
+                        counts = tally[slot] = [0, 0, 0.0]
+                    counts[event.type == PURCHASE] += 1
+                    if event.ts > counts[2]:
+                        counts[2] = event.ts
+            except Exception as exc:  # noqa: BLE001 - one record must never stop its partition
+                log.exception("%s[%d]@%d could not be processed; dead-lettered", topic, partition, record.offset)
+                reason = f"could not be processed: {type(exc).__name__}: {str(exc)[:200]}"
+                outcome.dead_letters.append(_dead(record, topic, partition, Rejected(reason)))
         outcome.events += accepted
         outcome.duplicates += duplicates
         items, dirty_items = self.items.for_update(partition)

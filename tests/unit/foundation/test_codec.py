@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foundation.codec import decode_values, encode
-from foundation.schema import InvalidRecord, Limits
+from foundation.codec import Rejected, decode_records, decode_values, encode
+from foundation.schema import InvalidRecord, Limits, validate_event
 
 LIMITS = Limits(max_id_chars=16, max_text_chars=40, max_value_bytes=1024, max_batch_elements=3)
 
@@ -52,3 +52,21 @@ def test_any_bytes_decode_or_raise_invalid_record(raw):
     except InvalidRecord:
         return
     assert isinstance(decoded, list) and decoded
+
+
+def test_no_value_raises_out_of_the_decode_and_validate_loop():
+    def broken_validator(value, limits):
+        raise RuntimeError("a bug in a validator")
+
+    assert list(decode_records(encode(GOOD), LIMITS, broken_validator)) == [
+        Rejected("could not be read: RuntimeError: a bug in a validator")
+    ]
+    deep = b"\x91" * 5000 + b"\xc0"  # msgpack arrays nested 5,000 deep
+    (rejected,) = decode_records(deep, LIMITS, validate_event)
+    assert type(rejected) is Rejected
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_give_records_or_rejections(raw):
+    for record in decode_records(raw, LIMITS, validate_event):
+        assert type(record) is Rejected or record.user_id

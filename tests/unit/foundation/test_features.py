@@ -121,3 +121,10 @@ def test_live_popularity_sums_partitions_weights_purchases_and_forgets_old_bucke
     apply_item_counts(old, 0, 50, 0, 1.0, config)  # outside the 30 s window before now=35
     assert popular_items([a, b, old, a_elsewhere], k=5, now=35.0, config=config) == [("a", 3.0), ("b", 3.0)]
     assert popular_items([b, a, a_elsewhere], k=1, now=35.0, config=config) == [("a", 3.0)]  # ties: by id
+
+
+def test_affinity_far_ahead_of_now_stays_finite():
+    user = UserFeatures("u1")
+    apply_event(user, Event("e1", "click", "u1", "i1", 3 * 365 * 86_400.0), "c1", CONFIG)
+    weights = user.category_affinity(now=0.0, half_life_s=CONFIG.affinity_half_life_s)
+    assert all(math.isfinite(w) and w > 0 for w in weights.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgpack
 import pytest
 from hypothesis import given
@@ -50,7 +52,13 @@ def test_any_msgpack_value_is_accepted_or_rejected_with_a_reason(value):
         ({"ts": float("nan")}, "'ts' must be a finite number"),
         ({"ts": "yesterday"}, "'ts' must be a number, got str"),
         ({"ts": True}, "'ts' must be a number, got bool"),
-        ({"quantity": 0}, "'quantity' must be a positive integer"),
+        ({"quantity": 0}, "'quantity' must be an integer from 1 to 1,000,000"),
+        ({"quantity": 2**70}, "'quantity' must be an integer from 1 to 1,000,000"),
+        ({"ts": time.time() + 3 * 365 * 86_400}, "'ts' is 94,60.,... s in the future, the limit is 86,400 s"),
+        ({"user_id": "u\ud800"}, "'user_id' is not valid Unicode text"),
+        ({"item_id": "\udfff"}, "'item_id' is not valid Unicode text"),
+        ({"event_id": "e\ud800x"}, "'event_id' is not valid Unicode text"),
+        ({"user_id": [[[[[[[["deep"]]]]]]]]}, "'user_id' must be a string, got list"),
         ({"query": "q" * 41}, "'query' is 41 characters long, the limit is 40"),
     ],
 )
@@ -66,6 +74,30 @@ def test_valid_event_fast_and_full_paths_agree():
     full = validate_event({**GOOD, "session_id": "s1", "unknown_field": [1, 2]}, LIMITS)
     assert (fast.event_id, fast.ts) == ("e1", 1.5)
     assert full.session_id == "s1" and full.user_id == fast.user_id
+
+
+def test_an_event_an_hour_ahead_is_accepted_and_a_non_ascii_id_too():
+    assert validate_event({**GOOD, "ts": time.time() + 3600}, LIMITS).ts > time.time()
+    assert validate_event({**GOOD, "user_id": "Zoë", "ts": 10.0}, LIMITS).user_id == "Zoë"
+
+
+def test_deeply_nested_values_are_rejected_with_a_short_reason():
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    for value in (deep, {**GOOD, "type": deep}, {**GOOD, "item_id": deep}):
+        with pytest.raises(InvalidRecord) as rejected:
+            validate_event(value, LIMITS)
+        assert len(str(rejected.value)) < 200
+
+
+def test_items_refuse_broken_text_and_far_future_times():
+    base = {"item_id": "i1", "title": "Red mug", "category": "kitchen"}
+    for field in ("item_id", "title", "category"):
+        with pytest.raises(InvalidRecord, match=f"'{field}' is not valid Unicode text"):
+            validate_item({**base, field: "bad\ud800"}, LIMITS)
+    with pytest.raises(InvalidRecord, match="in the future"):
+        validate_item({**base, "ts": time.time() + 10 * 86_400}, LIMITS)
 
 
 def test_items_validate_with_defaults_and_bounded_attributes():

@@ -107,3 +107,22 @@ def test_an_event_in_another_partition_than_its_users_is_rerouted():
     assert agents.users.get(elsewhere, "u1") is None
     agents.on_events("clicks", home, [Record(b"u1", encode(GOOD), 1)], Outcome())
     assert agents.users.get(home, "u1").clicks == 1
+
+
+def test_a_record_whose_fold_fails_is_dead_lettered_and_the_partition_goes_on(monkeypatch):
+    import streams.agents
+
+    real_apply = streams.agents.apply_event
+
+    def apply_event(user, event, category, config):
+        if event.event_id == "boom":
+            raise OverflowError("math range error")
+        return real_apply(user, event, category, config)
+
+    monkeypatch.setattr(streams.agents, "apply_event", apply_event)
+    agents, outcome = _agents(), Outcome()
+    records = [Record(b"u1", encode(_event(event_id=n)), i) for i, n in enumerate(["a", "boom", "b"])]
+    agents.on_events("clicks", 0, records, outcome)
+    assert agents.users.get(0, "u1").clicks == 2 and outcome.events == 2
+    (dead,) = outcome.dead_letters
+    assert dead.offset == 1 and dead.reason == "could not be processed: OverflowError: math range error"
