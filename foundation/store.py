@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -29,6 +30,12 @@ from foundation.settings import Settings
 WEIGHTS, VECTORS, IDS, MANIFEST = "model.safetensors", "item_vectors.npy", "item_ids.json", "manifest.json"
 POPULARITY = "item_popularity.npy"  # training interactions per item: cold-start answers
 MODEL_NAME = "two-tower"  # the model family: the key of `recs.model-updates`
+VERSION_NAME = re.compile(r"\d{8}T\d{6}Z(-\d{1,6})?")  # what new_version_name makes: never a path
+
+
+def is_version_name(name: object) -> bool:
+    """A well-formed version name (so never `..`, a path or empty)."""
+    return isinstance(name, str) and VERSION_NAME.fullmatch(name) is not None
 
 
 class StoreError(RuntimeError):
@@ -211,8 +218,14 @@ class ModelStore:
             shutil.rmtree(self.root / version, ignore_errors=True)
         return doomed
 
+    def _directory(self, version: str) -> Path:
+        """A version's directory; a malformed name (a path, `..`) is refused before it touches the disk."""
+        if not is_version_name(version):
+            raise StoreError(f"{version!r:.80} is not a model version name (like 20260101T120000Z)")
+        return self.root / version
+
     def load_manifest(self, version: str) -> Manifest:
-        path = self.root / version / MANIFEST
+        path = self._directory(version) / MANIFEST
         if not path.exists():
             raise StoreError(f"no model version {version!r} in {self.root}")
         return Manifest.from_json(path.read_bytes())
@@ -222,7 +235,7 @@ class ModelStore:
         version = version or self.current()
         if version is None:
             raise StoreError(f"no current model in {self.root}; run `streamrec train` first")
-        path = self.root / version
+        path = self._directory(version)
         manifest = self.load_manifest(version)
         return StoredVersion(
             version,

@@ -26,9 +26,9 @@ from foundation.catalog import CatalogView
 from foundation.codec import decode
 from foundation.features import UserFeatures
 from foundation.kafka import FollowedTopic
-from foundation.schema import Limits
+from foundation.schema import Limits, show
 from foundation.settings import Settings
-from foundation.store import ModelStore, StoreError
+from foundation.store import ModelStore, is_version_name
 from foundation.topics import Topics
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
@@ -37,6 +37,8 @@ from index.tune import tune
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # catalog, features and announcements are polled this often
+SWAP_BACKOFF_S = 5.0  # after a failed swap, the same version is tried again this much later, then twice that ...
+MAX_SWAP_BACKOFF_S = 300.0
 
 
 class FeatureReplica(FollowedTopic):
@@ -68,7 +70,12 @@ class FeatureReplica(FollowedTopic):
 
 
 class Announcements(FollowedTopic):
-    """Versions announced on `recs.model-updates`, newest last."""
+    """Versions announced on `recs.model-updates`, newest last.
+
+    Anyone who can write the topic can announce: only a well-formed version
+    name is kept, and the live model swaps only to the store's current
+    version (`LiveModel.version_to_serve`), so a message can trigger a check,
+    never choose a path."""
 
     def __init__(self, topic: str):
         super().__init__(topic)
@@ -76,9 +83,14 @@ class Announcements(FollowedTopic):
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         try:
-            self.latest = str(decode(value)["version"])
+            version = decode(value)["version"] if value is not None else None
         except Exception as exc:  # noqa: BLE001 - a bad announcement must not stop serving
-            log.warning("ignoring an unreadable model announcement: %s", exc)
+            log.warning("ignoring an unreadable model announcement: %s: %s", type(exc).__name__, str(exc)[:200])
+            return
+        if not is_version_name(version):
+            log.warning("ignoring a model announcement with a malformed version %s", show(version))
+            return
+        self.latest = version
 
 
 def index_spec(settings: Settings) -> IndexSpec:
@@ -118,6 +130,7 @@ class LiveModel:
         self.swaps = 0
         self._building: str | None = None
         self._pending: list = []  # catalog changes that arrived while an index was building
+        self._failed: dict[str, tuple[float, float]] = {}  # version -> (retry at, backoff) after a failed swap
 
     async def start(self, bootstrap: str) -> None:
         await asyncio.gather(*(topic.start(bootstrap) for topic in self._followed()))
@@ -149,6 +162,7 @@ class LiveModel:
             gc.collect()
             gc.freeze()
             self.swaps += 1
+            self._failed.pop(version, None)
             log.info(
                 "now serving model %s (%d items, swap took %.1f s)",
                 version,
@@ -156,8 +170,12 @@ class LiveModel:
                 time.perf_counter() - started,
             )
             return True
-        except (StoreError, OSError, ValueError, RuntimeError) as exc:
-            log.error("could not load model %s; still serving %s: %s", version, self.version or "nothing", exc)
+        except Exception as exc:  # noqa: BLE001 - whatever breaks a build, the served index stays
+            _, backoff = self._failed.get(version, (0.0, SWAP_BACKOFF_S / 2))
+            backoff = min(2 * backoff, MAX_SWAP_BACKOFF_S)
+            self._failed[version] = (time.monotonic() + backoff, backoff)
+            log.error("could not load model %s (next try in %.0f s); still serving %s: %s", version, backoff,
+                      self.version or "nothing", exc)  # fmt: skip
             return False
         finally:
             self._building = None
@@ -207,10 +225,27 @@ class LiveModel:
             if self.follow_features:
                 await self.features.poll()
             await self.announcements.poll()
-            latest = self.announcements.latest
-            if latest is not None and latest != self.version and self._building is None:
-                asyncio.create_task(self.swap_to(latest))
+            version = self.version_to_serve(time.monotonic())
+            if version is not None:
+                asyncio.create_task(self.swap_to(version))
             await asyncio.sleep(POLL_S)
+
+    def version_to_serve(self, now: float) -> str | None:
+        """The announced version to swap to now, if any: it must be the store's
+        current version (an announcement is a hint, the store is the truth),
+        not the one served or being built, and not within its backoff after a
+        failed swap."""
+        latest = self.announcements.latest
+        if latest is None or latest == self.version or self._building is not None:
+            return None
+        retry_at, _ = self._failed.get(latest, (0.0, 0.0))
+        if now < retry_at:
+            return None
+        if latest != self.store.current():
+            log.warning("ignoring announced model %s: the store's current version is %s", latest, self.store.current())
+            self.announcements.latest = None
+            return None
+        return latest
 
     async def stop(self) -> None:
         for topic in self._followed():

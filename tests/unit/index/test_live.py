@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
+
+from foundation.codec import encode
 from foundation.features import FeatureConfig, UserFeatures, apply_event
 from foundation.schema import Event, Item
 from foundation.settings import Settings
-from foundation.store import ModelStore
+from foundation.store import ModelStore, StoreError
 from index.live import LiveModel
 from tests.versions import publish_random_version
 
@@ -42,3 +46,43 @@ def test_the_server_tunes_each_version_on_its_users_when_asked(tmp_path):
     # fp16 (128 B/item) alone has recall ~1: something smaller than the configured flat index is chosen.
     assert served.index.spec.kind != "flat" and served.index.bytes_per_item() < 256
     assert served.index.ntotal == len(ITEMS)
+
+
+def _announce(live: LiveModel, version: object) -> None:
+    live.announcements.apply(b"two-tower", encode({"model": "two-tower", "version": version}))
+
+
+def test_announcements_can_only_point_at_the_stores_current_version(tmp_path):
+    store = ModelStore(tmp_path / "models")
+    older = publish_random_version(store, ITEMS[:50], seed=1).version
+    current = publish_random_version(store, ITEMS[:50], seed=2).version
+    live = LiveModel(Settings(data_dir=tmp_path))
+    for hostile in ("", "../models", "/etc", "..", 7, None, "x" * 10_000, current + "/../.."):
+        _announce(live, hostile)
+        assert live.announcements.latest is None, hostile
+    live.announcements.apply(b"two-tower", b"\xc1 not msgpack")
+    _announce(live, older)  # well formed and stored, but no longer current: ignored
+    assert live.version_to_serve(now=0.0) is None and live.announcements.latest is None
+    _announce(live, current)
+    assert live.version_to_serve(now=0.0) == current
+
+
+def test_a_version_that_fails_to_load_is_retried_with_backoff_not_in_a_loop(tmp_path):
+    store = ModelStore(tmp_path / "models")
+    version = publish_random_version(store, ITEMS[:50]).version
+    (store.root / version / "model.safetensors").write_bytes(b"truncated")
+    live = LiveModel(Settings(data_dir=tmp_path))
+    _announce(live, version)
+    assert not asyncio.run(live.swap_to(version))
+    now = time.monotonic()
+    assert live.version_to_serve(now) is None  # within the backoff
+    assert live.version_to_serve(now + 6.0) == version
+    assert not asyncio.run(live.swap_to(version))
+    assert live.version_to_serve(now + 6.0) is None and live.version_to_serve(now + 16.0) == version  # doubled
+
+
+def test_the_store_refuses_version_names_that_are_paths(tmp_path):
+    store = ModelStore(tmp_path / "models")
+    for name in ("../x", "/etc/passwd", ".."):
+        with pytest.raises(StoreError, match="not a model version name"):
+            store.load(name)
