@@ -9,6 +9,7 @@ way a Faust GlobalTable does; the topic itself is the changelog.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from foundation.codec import Rejected, decode_records
 from foundation.kafka import FollowedTopic
@@ -17,17 +18,28 @@ from foundation.schema import Item, Limits, validate_item
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A catalog tombstone: the item is gone from the shop."""
+
+    item_id: str
+
+
+CatalogChange = Item | Removed
+
+
 class CatalogView(FollowedTopic):
     """Latest valid version of every catalog item, kept current by polling.
 
-    `changed` collects the items applied since the caller last drained it
-    (serving re-embeds new items and flips stock flags from it)."""
+    `changed` collects the items applied and removed since the caller last
+    drained it, in order (serving re-embeds new items, flips stock flags and
+    switches removed items off from it)."""
 
     def __init__(self, topic: str, limits: Limits, *, track_changes: bool = False):
         super().__init__(topic)
         self.limits = limits
         self.items: dict[str, Item] = {}
-        self.changed: list[Item] | None = [] if track_changes else None
+        self.changed: list[CatalogChange] | None = [] if track_changes else None
 
     def category_of(self, item_id: str) -> str | None:
         item = self.items.get(item_id)
@@ -39,7 +51,7 @@ class CatalogView(FollowedTopic):
         await super().start(bootstrap)
         log.info("catalog: %d items loaded", len(self.items))
 
-    def drain_changes(self) -> list[Item]:
+    def drain_changes(self) -> list[CatalogChange]:
         if self.changed is None:
             return []
         changed, self.changed = self.changed, []
@@ -48,7 +60,10 @@ class CatalogView(FollowedTopic):
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:
             if key is not None:
-                self.items.pop(key.decode(errors="replace"), None)
+                item_id = key.decode(errors="replace")
+                self.items.pop(item_id, None)
+                if self.changed is not None:
+                    self.changed.append(Removed(item_id))
             return
         # Invalid records are skipped here: the worker owning the partition
         # dead-letters them (the same decoding and bounds decide both).

@@ -2,7 +2,9 @@
 
 Rows are items in insertion order: the version's items first, then catalog
 items that arrived later (embedded by the item tower, no retraining). An item
-whose content changes gets a new row and its old row is switched off.
+whose content changes gets a new row and its old row is switched off. Only
+items in the catalog are ever answered: an id the version learned from events
+alone, or one whose catalog tombstone arrived, stays switched off.
 Filters work at two depths: the allow-bitmap over rows, passed into the
 search, holds what no one may get (out of stock, stale rows); what one user
 or one query must not get (purchases, optionally clicks, the item itself for
@@ -23,6 +25,7 @@ from embeddings.encoding import encode_queries
 from embeddings.model import embed_items, embed_users, to_tensors
 from embeddings.text import words
 from embeddings.versions import ModelVersion
+from foundation.catalog import CatalogChange, Removed
 from foundation.features import UserFeatures
 from foundation.schema import Item, ScoredItem
 from foundation.settings import Settings
@@ -67,8 +70,7 @@ class ServingIndex:
         self.items: dict[str, Item] = {}
         self._words: dict[str, set[int]] = {}
         self._allow = np.zeros(0, dtype=np.uint8)
-        self._grow(len(self.row_ids))
-        self._set_rows(np.arange(len(self.row_ids)), True)
+        self._grow(len(self.row_ids))  # every row off until the catalog switches it on
         self.sync(catalog, trained_content=True)
         self._popular: np.ndarray | None = None
         log.info(
@@ -105,12 +107,17 @@ class ServingIndex:
 
     # --- keeping up with the catalog ------------------------------------------
 
-    def sync(self, items: Iterable[Item], *, trained_content: bool = False) -> int:
-        """Apply catalog items: new or changed ones are embedded and added,
-        stock flags take effect at once. `trained_content`: the version's own
-        items are taken as embedded already (the start-up sync). Returns rows added."""
-        fresh: list[Item] = []
-        for item in items:
+    def sync(self, changes: Iterable[CatalogChange], *, trained_content: bool = False) -> int:
+        """Apply catalog changes in order: new or changed items are embedded and
+        added, stock flags take effect at once, removed items are switched off.
+        `trained_content`: the version's own items are taken as embedded already
+        (the start-up sync). Returns rows added."""
+        fresh: dict[str, Item] = {}
+        for item in changes:
+            if type(item) is Removed:
+                self._remove(item.item_id)
+                fresh.pop(item.item_id, None)
+                continue
             known = self.items.get(item.item_id)
             row = self.row_of.get(item.item_id)
             if (
@@ -118,7 +125,7 @@ class ServingIndex:
                 or (known is not None and _content(known) != _content(item))
                 or (known is None and not trained_content)
             ):
-                fresh.append(item)
+                fresh[item.item_id] = item
             else:
                 if known is None:
                     self._index_words(row, item)
@@ -126,8 +133,14 @@ class ServingIndex:
                 self._set_rows(np.array([row]), item.in_stock)
             self.items[item.item_id] = item
         if fresh:
-            self._add(fresh)
+            self._add(list(fresh.values()))
         return len(fresh)
+
+    def _remove(self, item_id: str) -> None:
+        row = self.row_of.get(item_id)
+        if row is not None:
+            self._set_rows(np.array([row]), False)
+        self.items.pop(item_id, None)
 
     def _add(self, items: list[Item]) -> None:
         vectors = self.item_vectors(items)
@@ -229,8 +242,8 @@ class ServingIndex:
         return picked
 
     def similar(self, item_id: str, k: int) -> list[ScoredItem] | None:
-        """Items near `item_id` (itself excluded); None for an unknown item."""
-        if item_id not in self.row_of:
+        """Items near `item_id` (itself excluded); None for an item not in the catalog."""
+        if item_id not in self.row_of or item_id not in self.items:
             return None
         vector = self.item_vectors([self._item(item_id)])
         scores, rows = self.index.search(vector, k + 1, self._allow)  # the item itself is among them

@@ -179,19 +179,27 @@ def replay(
     """Replay an interaction log as events, in time order (the catalog first)."""
     from foundation.schema import Limits
     from streamrec.shop.producer import ShopProducer
-    from streamrec.shop.replay import EventColumns, ItemColumns, ReplayError, read_events, read_items, send_replay
+    from streamrec.shop.replay import (
+        EventColumns,
+        ItemColumns,
+        ReplayError,
+        bare_catalog,
+        read_events,
+        read_items,
+        send_replay,
+    )
 
     settings = Settings()
     limits = Limits.from_settings(settings)
     try:
-        catalog = (
-            read_items(items, ItemColumns(items_id_col, items_title_col, items_category_col, category_sep), limits)
-            if items
-            else []
-        )
         columns = EventColumns(user_col, item_col, time_col, type_col, rating_col, purchase_threshold)
         log.info("reading %s", events_csv)
         events = read_events(events_csv, columns, limits)
+        catalog = (
+            read_items(items, ItemColumns(items_id_col, items_title_col, items_category_col, category_sep), limits)
+            if items
+            else bare_catalog(events)
+        )
     except ReplayError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

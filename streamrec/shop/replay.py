@@ -125,6 +125,13 @@ def _event_type(row: dict[str, str], columns: EventColumns) -> str:
     return "click"
 
 
+def bare_catalog(events: list[Event]) -> list[Item]:
+    """A log without an item file still needs a catalog (only catalog items are
+    recommended): each item id becomes an item titled by its id, category
+    `unknown`."""
+    return [Item(item_id, item_id, "unknown") for item_id in dict.fromkeys(e.item_id for e in events)]
+
+
 async def send_replay(
     producer: ShopProducer,
     events: list[Event],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from foundation.catalog import Removed
 from foundation.features import FeatureConfig, UserFeatures, apply_event
 from foundation.schema import Event, Item
 from foundation.store import ModelStore
@@ -83,3 +84,28 @@ def test_exact_title_matches_come_first_with_or_without_a_user(serving):
 
 def test_similar_of_an_unknown_item_is_none(serving):
     assert serving.similar("nope", 5) is None
+
+
+def test_items_outside_the_catalog_are_never_answered(tmp_path):
+    """The version learned 'ghost' from events alone; the catalog never had it."""
+    ghost = Item("ghost", "red lamp model ghost", "c0", price=10.0)
+    version = publish_random_version(ModelStore(tmp_path), [ghost, *ITEMS])  # the most popular, too
+    serving = ServingIndex(version, IndexSpec("flat"), ITEMS, ServingConfig())
+    answers = [
+        serving.recommend(_user(["i1", "i2"]), 300, now=2000.0),
+        serving.recommend(None, 300),
+        serving.similar("i0", 300),
+        serving.search("red lamp ghost", 300),
+    ]
+    assert all(answer and "ghost" not in {s.item_id for s in answer} for answer in answers)
+    assert serving.similar("ghost", 5) is None and not serving.is_allowed("ghost")
+
+
+def test_a_catalog_tombstone_switches_the_item_off_at_once(serving):
+    user = _user(["i1", "i2"])
+    first = serving.recommend(user, 5, now=2000.0)[0].item_id
+    serving.sync([Removed(first), Removed("never-heard-of")])
+    assert first not in {s.item_id for s in serving.recommend(user, 50, now=2000.0)}
+    assert serving.similar(first, 5) is None and first not in {s.item_id for s in serving.recommend(None, 300)}
+    serving.sync([ITEMS[int(first[1:])]])  # back in the catalog: served again
+    assert serving.is_allowed(first)

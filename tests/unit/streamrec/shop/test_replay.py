@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from foundation.schema import Limits
-from streamrec.shop.replay import EventColumns, ItemColumns, ReplayError, parse_time, read_events, read_items
+from foundation.schema import Event, Item, Limits
+from streamrec.shop.replay import (
+    EventColumns,
+    ItemColumns,
+    ReplayError,
+    bare_catalog,
+    parse_time,
+    read_events,
+    read_items,
+)
 
 
 def test_parse_time_accepts_seconds_milliseconds_and_iso():
@@ -46,3 +54,8 @@ def test_replay_errors_name_file_line_and_columns(tmp_path):
         read_events(log, EventColumns("user", "item", "when"), Limits())
     with pytest.raises(ReplayError, match="--purchase-threshold"):
         read_events(log, EventColumns("user", "item", "when", rating="r"), Limits())
+
+
+def test_a_log_without_an_item_file_gets_a_bare_catalog():
+    events = [Event(f"e{n}", "click", "u1", item, 10.0 + n) for n, item in enumerate(["i2", "i1", "i2"])]
+    assert bare_catalog(events) == [Item("i2", "i2", "unknown"), Item("i1", "i1", "unknown")]
