@@ -75,6 +75,16 @@ class Outcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reroutes: list[Reroute] = field(default_factory=list)
 
+    def absorb(self, later: Outcome) -> Outcome:
+        """This outcome followed by a later one (a failed commit's outcome is
+        put back before what came since)."""
+        self.events += later.events
+        self.items += later.items
+        self.duplicates += later.duplicates
+        self.dead_letters += later.dead_letters
+        self.reroutes += later.reroutes
+        return self
+
 
 class Agents:
     """The per-topic logic, over the worker's tables and catalog view."""

@@ -61,12 +61,23 @@ class ChangelogTable(Generic[V]):
         """Write every changed key to the changelog and wait for the acks.
 
         The changed set is taken first: rows changed while this awaits the
-        broker are marked for the next flush, never forgotten.
+        broker are marked for the next flush, never forgotten. If any write
+        fails, every taken key is marked again, so the next flush writes it
+        before its worker commits offsets past it.
         """
+        dirty, self._dirty = self._dirty, {}
+        try:
+            return await self._write(producer, dirty)
+        except BaseException:
+            for partition, keys in dirty.items():
+                if partition in self._rows:
+                    self._dirty.setdefault(partition, set()).update(keys)
+            raise
+
+    async def _write(self, producer: AIOKafkaProducer, dirty: dict[int, set[str]]) -> int:
         sends = []
         written = 0
         to_wire = self._to_wire
-        dirty, self._dirty = self._dirty, {}
         for partition, keys in dirty.items():
             if partition not in self._rows:  # dropped in a rebalance meanwhile
                 continue

@@ -219,16 +219,27 @@ class StreamWorker:
             # Offsets first: every table write below holds at least these events.
             offsets, self._offsets = self._offsets, {}
             outcome, self._outcome = self._outcome, Outcome()
-            sends = [
-                await self._producer.send(self.topics.deadletter, dead.payload(), key=dead.key, headers=dead.headers())
-                for dead in outcome.dead_letters
-            ]
-            sends += [
-                await self._producer.send(reroute.topic, reroute.value, key=reroute.key) for reroute in outcome.reroutes
-            ]
-            await self.users.flush(self._producer)
-            await self.items.flush(self._producer)
-            await asyncio.gather(*sends)
+            try:
+                sends = [
+                    await self._producer.send(
+                        self.topics.deadletter, dead.payload(), key=dead.key, headers=dead.headers()
+                    )
+                    for dead in outcome.dead_letters
+                ]
+                sends += [
+                    await self._producer.send(reroute.topic, reroute.value, key=reroute.key)
+                    for reroute in outcome.reroutes
+                ]
+                await self.users.flush(self._producer)
+                await self.items.flush(self._producer)
+                await asyncio.gather(*sends)
+            except BaseException:
+                # Nothing of this commit is known to be written: its offsets and
+                # outcome go back (the tables re-mark their rows), so no later
+                # commit passes an offset whose effects were not written.
+                self._offsets = {**offsets, **self._offsets}
+                self._outcome = outcome.absorb(self._outcome)
+                raise
             if offsets:
                 try:
                     await self._consumer.commit(offsets)

@@ -8,7 +8,9 @@ import json
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 
+import streams.worker
 from foundation.codec import encode
 from foundation.features import merge_item_stats
 from foundation.settings import Settings
@@ -192,3 +194,60 @@ def clicks_held(*workers: RunningWorker) -> dict[str, int]:
         for _, user_id, user in w.worker.users.items():
             found[user_id] = user.clicks
     return found
+
+
+def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, settings, monkeypatch):
+    """The changelog write of a commit fails (after 2 s, as a broker timing
+    out would) while the worker goes on folding newer events; the worker is then
+    closed cleanly. A fresh worker restoring from the changelog and resuming
+    from the committed offsets must hold every event exactly once."""
+    changelog = Topics.from_settings(settings).user_features_changelog
+    failing = {"on": True, "tried": False}
+    real_start = streams.worker.start_producer
+
+    async def start_producer(bootstrap: str, **options):
+        producer = await real_start(bootstrap, **options)
+        real_send = producer.send_batch
+
+        async def send_batch(batch, topic: str, *, partition: int):
+            if topic == changelog and failing["on"]:
+                failing["tried"] = True
+                failed = asyncio.get_running_loop().create_future()
+                asyncio.get_running_loop().call_later(2.0, failed.set_exception, KafkaTimeoutError())
+                return failed
+            return await real_send(batch, topic, partition=partition)
+
+        producer.send_batch = send_batch
+        return producer
+
+    monkeypatch.setattr(streams.worker, "start_producer", start_producer)
+    users = 40
+
+    async def scenario() -> None:
+        first = await RunningWorker(settings, kafka).start()
+        await until(lambda: first.worker.status.ready, what="the first worker's partitions")
+        async with ShopProducer(kafka, settings) as producer:
+            for half in (range(users), range(users, 2 * users)):
+                for user in half:
+                    for n in range(6):
+                        await producer.click(f"u{user}", f"i{n}", event_id=f"f-u{user}-{n}", ts=1000.0 + n)
+                await producer.flush()
+                await until(lambda half=half: all(clicks_held(first).get(f"u{u}") == 6 for u in half), 10, "a half")
+                # The first half's commit is under way (and will fail) before the second half is sent.
+                await until(lambda: failing["tried"], 10, "a changelog write")
+        with pytest.raises(KafkaTimeoutError):
+            await asyncio.wait_for(first.task, 30)
+        failing["on"] = False
+        await first.worker.close()  # a clean close after the failure
+
+        second = await RunningWorker(settings, kafka).start()
+        await until(
+            lambda: len(clicks_held(second)) == 2 * users and all(v == 6 for v in clicks_held(second).values()),
+            timeout_s=30,
+            what="every user's six clicks after the restart",
+        )
+        await asyncio.sleep(0.5)
+        assert all(v == 6 for v in clicks_held(second).values())
+        await second.stop()
+
+    asyncio.run(scenario())
