@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class BrokerError(RuntimeError):
-    pass
+    """The embedded broker could not start; the message says why."""
 
 
 def tansu_binary() -> str:
@@ -112,9 +112,9 @@ class EmbeddedBroker:
         """The broker process's id while it runs."""
         return None if self._process is None else self._process.pid
 
-    def wait(self) -> int:
-        assert self._process is not None
-        return self._process.wait()
+    def poll(self) -> int | None:
+        """The broker's exit code once it has exited, else None."""
+        return None if self._process is None else self._process.poll()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

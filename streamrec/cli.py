@@ -7,18 +7,22 @@ import contextlib
 import json
 import logging
 import signal
+import sys
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from foundation.settings import Settings
-from streamrec.broker import EmbeddedBroker, kafka_bootstrap
+from foundation.store import StoreError
+from streamrec.broker import BrokerError, EmbeddedBroker, kafka_bootstrap
 
 app = typer.Typer(help="streamrec: streaming recommendations for online shops.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: each prints figures; with --json its last line is one JSON object.")
@@ -67,22 +71,21 @@ def broker(
 ) -> None:
     """Run the embedded Kafka-compatible broker (tansu, memory storage) until Ctrl-C."""
     settings = Settings()
+    # The handlers only note the request: stopping (and waiting for) the broker
+    # inside a handler that interrupts a wait on the same process hung for ever.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     embedded = EmbeddedBroker(settings.broker_host, port or settings.broker_port)
     embedded.start()
     console.print(f"broker listening on [bold]{embedded.bootstrap}[/] (memory storage); Ctrl-C stops it")
-    stopped = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopped
-        stopped = True
-        embedded.stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    with contextlib.suppress(AssertionError):
-        code = embedded.wait()
-        if not stopped:
-            raise typer.Exit(code or 1)
+    while embedded.poll() is None and not stop.wait(0.2):
+        pass
+    code = embedded.poll()
+    embedded.stop()
+    if not stop.is_set():
+        console.print(f"[red]error:[/] the broker exited by itself with code {code}")
+        raise typer.Exit(code or 1)
 
 
 @app.command()
@@ -670,5 +673,19 @@ def bench_http(
     _show_result(result, as_json)
 
 
+USER_ERRORS = (BrokerError, KafkaError, OSError, StoreError)
+
+
+def run() -> None:
+    """The `streamrec` command. What a user can cause and fix (a port in use, an
+    unreachable broker, a missing file or model) is one line and exit code 2,
+    never a traceback."""
+    try:
+        app()
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/] {exc or type(exc).__name__}")
+        sys.exit(2)
+
+
 if __name__ == "__main__":  # the demo starts the trainer and the server as `python -m streamrec.cli`
-    app()
+    run()

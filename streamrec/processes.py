@@ -113,13 +113,6 @@ async def run_server(
     try:
         done, _ = await asyncio.wait({web, follow}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task.exception() is not None:
-                log.error(
-                    "server stopping: %s: %s",
-                    type(task.exception()).__name__,
-                    task.exception(),
-                    exc_info=task.exception(),
-                )
             task.result()  # a crashed follower or a port in use ends the server with its error
     finally:
         stop.set()
