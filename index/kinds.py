@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import faiss
 import numpy as np
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16")
 MIN_POINTS_PER_CENTROID = 39  # faiss warns (and clusters badly) below this
+GPU_MAX_K = 2048  # faiss-gpu searches for at most this many neighbours
 OPQ_ITERATIONS = 12  # faiss's 50 cost 4x the build time for a recall gain under 1% here
 
 
@@ -107,13 +108,17 @@ class BuiltIndex:
     dim: int
     on_gpu: bool = False
     build_s: float = 0.0
+    _cpu_copy: faiss.Index | None = field(default=None, repr=False)  # for filtered searches a GPU cannot fill
 
     @property
     def ntotal(self) -> int:
         return self.index.ntotal
 
     def add(self, vectors: np.ndarray) -> None:
-        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.index.add(vectors)
+        if self._cpu_copy is not None and self._cpu_copy is not self.index:
+            self._cpu_copy.add(vectors)
 
     def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows (-1 pads) and scores; `allow` is a packed bitmap (np.packbits,
@@ -122,11 +127,16 @@ class BuiltIndex:
         k = max(1, min(k, self.ntotal))
         if allow is not None and self.on_gpu:
             return self._search_oversampled(queries, k, allow)
+        return self._search_selected(self.index, queries, k, allow)
+
+    def _search_selected(
+        self, index: faiss.Index, queries: np.ndarray, k: int, allow: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         # The selector points into `allow`, and params point to the selector:
         # both stay referenced here until the search returns.
         selector = None if allow is None else faiss.IDSelectorBitmap(len(allow) * 8, faiss.swig_ptr(allow))
         params = self._search_params(selector)
-        return self.index.search(queries, k, params=params)
+        return index.search(queries, k, params=params)
 
     def _search_params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters:
         spec, kind = self.spec, self.spec.kind
@@ -144,9 +154,12 @@ class BuiltIndex:
         return params
 
     def _search_oversampled(self, queries: np.ndarray, k: int, allow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """GPU indexes take no selectors: ask for k plus every excluded row, then drop them."""
+        """GPU indexes take no selectors: ask for k plus every excluded row, then
+        drop them. The GPU returns at most GPU_MAX_K: queries that many
+        excluded rows leave short are searched again on a CPU copy with the
+        bitmap as a selector."""
         allowed = np.unpackbits(allow, bitorder="little")[: self.ntotal].astype(bool)
-        wanted = min(self.ntotal, k + int((~allowed).sum()))
+        wanted = min(self.ntotal, k + int((~allowed).sum()), GPU_MAX_K)
         scores, rows = self.index.search(queries, wanted)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         out_rows = np.full((len(queries), k), -1, dtype=np.int64)
@@ -155,12 +168,27 @@ class BuiltIndex:
             taken = rows[q][keep][:k]
             out_rows[q, : len(taken)] = taken
             out_scores[q, : len(taken)] = scores[q][keep][:k]
+        short = np.flatnonzero((out_rows < 0).any(axis=1)) if wanted < self.ntotal else []
+        if len(short):
+            out_scores[short], out_rows[short] = self._search_selected(self._cpu_index(), queries[short], k, allow)
         return out_scores, out_rows
+
+    def _cpu_index(self) -> faiss.Index:
+        """A CPU copy of a GPU index, made once, when a filtered search first needs it."""
+        if self._cpu_copy is None:
+            self._cpu_copy = to_cpu(self.index)
+            log.warning("more rows filtered than a GPU search returns (%d): short queries search a CPU copy", GPU_MAX_K)
+        return self._cpu_copy
 
     def bytes_per_item(self) -> float:
         """Serialised size over the items: what the index costs in memory."""
-        index = faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.index
+        index = to_cpu(self.index) if self.on_gpu else self.index
         return len(faiss.serialize_index(index)) / max(1, self.ntotal)
+
+
+def to_cpu(index: faiss.Index) -> faiss.Index:
+    """A CPU copy of a GPU index."""
+    return faiss.index_gpu_to_cpu(index)
 
 
 def build(

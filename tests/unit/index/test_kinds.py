@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import index.kinds
 from index.kinds import KINDS, IndexSpec, build
 
 
@@ -78,3 +79,33 @@ def test_the_gpu_filter_path_oversamples_and_keeps_k():
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown index kind"):
         IndexSpec("annoy")
+
+
+class GpuLikeIndex:
+    """A CPU index that behaves as a GPU one does for search: no selector, k <= GPU_MAX_K."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @property
+    def ntotal(self) -> int:
+        return self.inner.ntotal
+
+    def search(self, queries, k, params=None):
+        assert params is None, "GPU indexes take no selector"
+        if k > index.kinds.GPU_MAX_K:
+            raise RuntimeError(f"k {k} is above the GPU's limit")
+        return self.inner.search(queries, k)
+
+
+def test_the_gpu_filter_path_keeps_k_when_more_rows_are_off_than_a_gpu_returns(monkeypatch):
+    monkeypatch.setattr(index.kinds, "GPU_MAX_K", 50)  # faiss-gpu's 2048, scaled to this small catalog
+    cpu = build(IndexSpec("flat"), VECTORS)
+    gpu = index.kinds.BuiltIndex(IndexSpec("flat"), GpuLikeIndex(cpu.index), cpu.dim, on_gpu=True)
+    monkeypatch.setattr(index.kinds, "to_cpu", lambda built: built.inner)
+    allowed = np.zeros(len(VECTORS), dtype=bool)
+    allowed[::20] = True  # 95% of the rows are off: 5,700 excluded, far beyond what one search returns
+    bitmap = np.packbits(allowed, bitorder="little")
+    _, rows = gpu.search(QUERIES, 10, bitmap)
+    _, exact = cpu.search(QUERIES, 10, bitmap)  # on the CPU, with a selector
+    assert (rows >= 0).all() and allowed[rows].all() and (rows == exact).all()
