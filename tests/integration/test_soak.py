@@ -1,0 +1,132 @@
+"""Volume and hard faults: every event counted exactly.
+
+The short versions run in `make test`; the long ones are marked slow
+(`make soak`, or `pytest -m slow tests/integration/test_soak.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from streamrec.broker import port_open
+from streamrec.shop import ShopProducer
+from tests.conftest import free_port
+from tests.integration.helpers import RunningWorker, until
+
+pytestmark = pytest.mark.broker
+
+
+async def produce(kafka: str, settings, events: int, users: int, rate: float | None = None) -> Counter:
+    """`events` clicks and purchases from `users` users, unique ids; returns each user's events."""
+    sent: Counter = Counter()
+    started = time.monotonic()
+    async with ShopProducer(kafka, settings) as producer:
+        for n in range(events):
+            user = f"u{n % users}"
+            send = producer.purchase if n % 17 == 0 else producer.click
+            await send(user, f"i{n % 997}", event_id=f"v{n}", ts=1e9 + n)
+            sent[user] += 1
+            if rate is not None and n % 100 == 0:
+                await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+    return sent
+
+
+def held(worker) -> Counter:
+    return Counter({user_id: user.clicks + user.purchases for _, user_id, user in worker.users.items()})
+
+
+@pytest.mark.parametrize(
+    "events", [pytest.param(100_000, id="100k"), pytest.param(2_000_000, id="2M", marks=pytest.mark.slow)]
+)
+def test_every_event_through_the_producer_and_the_worker_is_counted_once(kafka, settings, events):
+    users = max(100, events // 20)
+
+    async def scenario() -> None:
+        sent = await produce(kafka, settings, events, users)
+        assert sum(sent.values()) == events
+        worker = await RunningWorker(settings, kafka).start()
+        try:
+            await until(lambda: worker.worker.status.events >= events, timeout_s=600, what=f"{events:,} events folded")
+            await asyncio.sleep(1.0)  # anything beyond would be a double count
+            assert worker.worker.status.events == events and worker.worker.status.duplicates == 0
+            assert held(worker.worker) == sent
+        finally:
+            await worker.stop()
+
+    asyncio.run(scenario())
+
+
+def _worker_process(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamrec.cli", "worker"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    "kills", [pytest.param(2, id="2-kills"), pytest.param(20, id="20-kills", marks=pytest.mark.slow)]
+)
+def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, settings, kills):
+    """Events stream in while a worker process is SIGKILLed (no flush, no
+    commit, no goodbye) at random moments and restarted; at the end every
+    user's features hold exactly the events produced."""
+    port = free_port()
+    env = {
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka,
+        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMREC_APP_ID": settings.app_id,
+        "STREAMREC_PARTITIONS": str(settings.partitions),
+        "STREAMREC_COMMIT_INTERVAL_S": "0.2",
+        "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
+        "STREAMREC_WORKER_PORT": str(port),
+        "STREAMREC_DATA_DIR": str(settings.data_dir),
+    }
+    users, rate = 200, 2000.0
+    events = int(rate * (kills * 4 + 4))
+    chance = random.Random(kills)
+
+    async def scenario() -> None:
+        traffic = asyncio.create_task(produce(kafka, settings, events, users, rate))
+        worker = _worker_process(env)
+        try:
+            for _ in range(kills):
+                await asyncio.sleep(chance.uniform(1.0, 4.0))
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+                worker = _worker_process(env)
+            sent = await traffic
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+                async def counts() -> Counter:
+                    found: Counter = Counter()
+                    for user in sent:
+                        answer = await http.get(f"/users/{user}")
+                        if answer.status_code == 200:
+                            body = answer.json()
+                            found[user] = body["clicks"] + body["purchases"]
+                    return found
+
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    if port_open("127.0.0.1", port) and await counts() == sent:
+                        break
+                    await asyncio.sleep(1.0)
+                assert await counts() == sent  # exact: nothing lost, nothing counted twice
+        finally:
+            traffic.cancel()
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+
+    asyncio.run(scenario())
