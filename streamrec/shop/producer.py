@@ -57,7 +57,7 @@ class ShopProducer:
         settings: Settings | None = None,
         *,
         linger_ms: int = 10,
-        max_in_flight: int = 64,
+        max_in_flight: int = 16,
         retries: int = 5,
         retry_backoff_s: float = 0.2,
     ):

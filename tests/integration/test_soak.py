@@ -46,7 +46,11 @@ def held(worker) -> Counter:
 
 
 @pytest.mark.parametrize(
-    "events", [pytest.param(100_000, id="100k"), pytest.param(2_000_000, id="2M", marks=pytest.mark.slow)]
+    "events",
+    [
+        pytest.param(100_000, id="100k"),
+        pytest.param(2_000_000, id="2M", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
+    ],
 )
 def test_every_event_through_the_producer_and_the_worker_is_counted_once(kafka, settings, events):
     users = max(100, events // 20)
@@ -76,7 +80,11 @@ def _worker_process(env: dict[str, str]) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize(
-    "kills", [pytest.param(2, id="2-kills"), pytest.param(20, id="20-kills", marks=pytest.mark.slow)]
+    "kills",
+    [
+        pytest.param(2, id="2-kills"),
+        pytest.param(20, id="20-kills", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
+    ],
 )
 def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, settings, kills):
     """Events stream in while a worker process is SIGKILLed (no flush, no
