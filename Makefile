@@ -15,7 +15,7 @@ TORCH := torch==2.13.0
 EXTRAS := cpu,test
 endif
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test soak bench venv clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(ARGS)
+
+# The long versions of the volume, kill -9 and fuzzing suites (tests marked slow: about 15 minutes here).
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m slow tests/integration/test_soak.py tests/integration/test_http_fuzz.py $(ARGS)
 
 # make bench WHAT=index (ingest, train, index, freshness); ARGS go to the benchmark.
 WHAT ?= ingest
