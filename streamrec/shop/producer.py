@@ -155,20 +155,16 @@ class ShopProducer:
     async def _append(self, topic: str, key: str, value: bytes) -> None:
         self._raise_failure()
         partition = partition_for(key, self._partitions[topic])
-        open_batch = self._batches.get((topic, partition))
-        if open_batch is None:
-            open_batch = self._batches[(topic, partition)] = (self._producer.create_batch(), [])
-        batch, records = open_batch
         key_bytes = key.encode()
-        if batch.append(key=key_bytes, value=value, timestamp=None) is None:
-            # Replace the full batch before awaiting, so the linger task cannot send it twice.
-            full = open_batch
-            batch, records = self._batches[(topic, partition)] = (self._producer.create_batch(), [])
-            batch.append(key=key_bytes, value=value, timestamp=None)
-            records.append((key_bytes, value))
-            await self._send(topic, partition, *full)
-        else:
-            records.append((key_bytes, value))
+        while True:
+            open_batch = self._batches.get((topic, partition))
+            if open_batch is None:
+                open_batch = self._batches[(topic, partition)] = (self._producer.create_batch(), [])
+            batch, records = open_batch
+            if batch.append(key=key_bytes, value=value, timestamp=None) is not None:
+                records.append((key_bytes, value))
+                break
+            await self._send(topic, partition)  # full: send it, then append to a new batch
         self.sent += 1
 
     async def _linger(self) -> None:
@@ -178,16 +174,20 @@ class ShopProducer:
             await self._send_open_batches()
 
     async def _send_open_batches(self) -> None:
-        batches, self._batches = self._batches, {}
-        for (topic, partition), (batch, records) in batches.items():
-            await self._send(topic, partition, batch, records)
+        for topic, partition in list(self._batches):
+            await self._send(topic, partition)
 
-    async def _send(self, topic: str, partition: int, batch: Any, records: Records) -> None:
-        """Hand a batch to a delivery task once fewer than `max_in_flight` are unacknowledged."""
-        if not records:
-            return
+    async def _send(self, topic: str, partition: int) -> None:
+        """Send the partition's open batch once fewer than `max_in_flight` are
+        unacknowledged. The batch leaves `_batches` only after the wait, with
+        no await in between: a call cancelled while it waits (the linger task
+        at close) loses nothing."""
         await self._slots.acquire()
-        delivery = asyncio.create_task(self._deliver(topic, partition, batch, records))
+        open_batch = self._batches.pop((topic, partition), None)
+        if open_batch is None or not open_batch[1]:  # sent meanwhile, or empty
+            self._slots.release()
+            return
+        delivery = asyncio.create_task(self._deliver(topic, partition, *open_batch))
         self._in_flight.add(delivery)
         delivery.add_done_callback(self._in_flight.discard)
 

@@ -105,3 +105,34 @@ def test_retries_give_up_and_say_so(kafka, settings, monkeypatch):
             await producer.close()
 
     asyncio.run(scenario())
+
+
+def test_closing_while_batches_wait_for_a_free_slot_loses_none(kafka, settings, monkeypatch):
+    """One batch in flight at a time, each taking 50 ms to be acknowledged, and
+    a 1 ms linger: at close, the linger task is waiting for the slot with open
+    batches of several partitions to send."""
+    real_start = foundation.kafka.start_producer
+
+    async def start(bootstrap: str, **options):
+        producer = await real_start(bootstrap, **options)
+        real_send = producer.send_batch
+
+        async def send_batch(batch, topic: str, *, partition: int):
+            await asyncio.sleep(0.05)
+            return await real_send(batch, topic, partition=partition)
+
+        producer.send_batch = send_batch
+        return producer
+
+    monkeypatch.setattr(producer_module, "start_producer", start)
+
+    async def scenario() -> None:
+        async with ShopProducer(kafka, settings, linger_ms=1, max_in_flight=1) as producer:
+            for n in range(1000):
+                await producer.click(f"u{n % 97}", "i1", event_id=f"e{n}", ts=1000.0 + n)
+                if n % 50 == 49:
+                    await asyncio.sleep(0.003)  # the linger task takes the open batches and waits for the slot
+        ids = await event_ids(kafka, settings)
+        assert len(ids) == len(set(ids)) == 1000
+
+    asyncio.run(scenario())
