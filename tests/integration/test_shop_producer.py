@@ -6,14 +6,13 @@ import asyncio
 
 import msgpack
 import pytest
-from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError, UnknownError
 
 import foundation.kafka
 import streamrec.shop.producer as producer_module
-from foundation.kafka import read_to_end, reader
 from foundation.topics import Topics
 from streamrec.shop import ProduceError, ShopProducer
+from tests.integration.helpers import read_topic
 
 
 def failing_sends(monkeypatch, failures: list[BaseException]) -> list[int]:
@@ -42,20 +41,10 @@ def failing_sends(monkeypatch, failures: list[BaseException]) -> list[int]:
 
 
 async def event_ids(bootstrap: str, settings) -> list[str]:
+    """Every event id on the event topics, from the beginning."""
     topics = Topics.from_settings(settings)
-    consumer = reader(bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for topic in topics.events for p in range(settings.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ids: list[str] = []
-        await read_to_end(
-            consumer, tps, lambda tp, records: ids.extend(msgpack.unpackb(r.value)["event_id"] for r in records)
-        )
-        return ids
-    finally:
-        await consumer.stop()
+    records = [r for topic in topics.events for r in await read_topic(bootstrap, topic, settings.partitions)]
+    return [msgpack.unpackb(r.value)["event_id"] for r in records]
 
 
 async def send_clicks(producer: ShopProducer, count: int, users: int = 97) -> None:
