@@ -52,7 +52,7 @@ class DataWindow:
     items: int
     train_examples: int
     test_examples: int
-    offsets: dict[str, int] = field(default_factory=dict)
+    offsets: dict[str, dict[str, int]] = field(default_factory=dict)  # topic -> partition -> next offset
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,15 @@ class Manifest:
     @classmethod
     def from_json(cls, raw: bytes | str) -> Manifest:
         values = json.loads(raw)
-        known = {f.name for f in fields(cls)}
         window = values.get("data_window")
-        values["data_window"] = DataWindow(**window) if window else None
-        return cls(**{k: v for k, v in values.items() if k in known})
+        values["data_window"] = DataWindow(**_known(DataWindow, window)) if window else None
+        return cls(**_known(cls, values))
+
+
+def _known(record: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The fields `record` has: a manifest written by a newer version still reads."""
+    names = {f.name for f in fields(record)}
+    return {k: v for k, v in values.items() if k in names}
 
 
 @dataclass(frozen=True)
