@@ -87,8 +87,9 @@ def encode_users(
     """The user side: recent items newest first (ids through the item tower's id
     table, type, age), the strongest category affinities, activity counts.
 
-    `now` is one time for all (serving) or one per user (training examples,
-    each seen at its own event time). The recent items of all users are
+    `now` is one time for all or one per user: event time in both training
+    (each example at its event's time) and serving (each user at the time of
+    the newest event). The recent items of all users are
     gathered into flat arrays first: each distinct id is hashed once, and ages
     and types are computed by numpy, not per slot in Python.
     """

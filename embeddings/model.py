@@ -107,8 +107,10 @@ def embed_items(model: TwoTower, items: list[Item]) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def embed_users(model: TwoTower, users: list[UserFeatures], now: float, affinity_half_life_s: float) -> np.ndarray:
-    """The users' vectors now, float32 [users, dim]: the queries of an index."""
+def embed_users(
+    model: TwoTower, users: list[UserFeatures], now: float | list[float], affinity_half_life_s: float
+) -> np.ndarray:
+    """The users' vectors at `now` (one time, or one per user), float32 [users, dim]: the queries of an index."""
     with torch.no_grad():
         encoded = encode_users(users, now, model.config, affinity_half_life_s)
         return model.user_vectors(to_tensors(encoded, _device(model))).cpu().numpy()

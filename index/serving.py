@@ -170,8 +170,13 @@ class ServingIndex:
     def item_vectors(self, items: list[Item]) -> np.ndarray:
         return embed_items(self.model, items)
 
-    def user_vectors(self, users: list[UserFeatures], now: float) -> np.ndarray:
-        return embed_users(self.model, users, now, self.config.affinity_half_life_s)
+    def user_vectors(self, users: list[UserFeatures], now: float | None = None) -> np.ndarray:
+        """Each user's vector at the user's own event time (the newest event's
+        ts), as training encodes each example at its event's time; or all at
+        `now`. Never the wall clock: a replayed old log and a live one alike
+        get the ages and decays the model learned from."""
+        clocks = [user.last_ts for user in users] if now is None else now
+        return embed_users(self.model, users, clocks, self.config.affinity_half_life_s)
 
     def _item(self, item_id: str) -> Item:
         return self.items.get(item_id) or Item(item_id, "", "")  # a log's bare id: how the trainer saw it
@@ -197,7 +202,6 @@ class ServingIndex:
         One search over the allowed rows asks for k plus the most items any of
         the users excludes (purchases are bounded), then each user's own
         exclusions are dropped: k is kept without a per-user bitmap."""
-        now = time.time() if now is None else now
         answers: list[list[ScoredItem]] = [[] for _ in users]
         warm = [n for n, user in enumerate(users) if user is not None and user.recent_items]
         for n in set(range(len(users))) - set(warm):
@@ -219,10 +223,12 @@ class ServingIndex:
             self._popular = np.argsort(-self.popularity, kind="stable")
         return self._popular
 
-    def cold_start(self, user: UserFeatures | None, k: int, now: float) -> list[ScoredItem]:
+    def cold_start(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
         """Popular items in stock; first from the user's strongest categories
         when there is any signal (a new user with no clicks gets the global list)."""
-        affinity = user.category_affinity(now, self.config.affinity_half_life_s) if user is not None else {}
+        affinity = {}
+        if user is not None:
+            affinity = user.category_affinity(user.last_ts if now is None else now, self.config.affinity_half_life_s)
         preferred = set(list(affinity)[:3])
         excluded = set(user.purchased) if user is not None else set()
         top = float(self.popularity.max()) if len(self.popularity) and self.popularity.max() > 0 else 1.0
@@ -255,7 +261,6 @@ class ServingIndex:
         """Semantic candidates for the query, plus every in-stock item whose title
         holds all the query's words; exact matches rank first. With a user, the
         score blends in the user's embedding (`search_blend`)."""
-        now = time.time() if now is None else now
         with torch.no_grad():
             query_vector = self.model.query_vectors(
                 to_tensors({"q": encode_queries([query], self.version.config)})["q"]

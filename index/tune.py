@@ -4,7 +4,6 @@ server's start-up tuning (`STREAMREC_INDEX_TUNE=true`)."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,7 +48,8 @@ def user_queries(
     picked = [u for u in users if u.recent_items][:wanted]
     vectors = np.zeros((0, version.item_vectors.shape[1]), dtype=np.float32)
     if picked:
-        vectors = embed_users(version.model, picked, time.time(), settings.affinity_half_life_s)
+        clocks = [user.last_ts for user in picked]  # each user's event time, as serving encodes them
+        vectors = embed_users(version.model, picked, clocks, settings.affinity_half_life_s)
     if len(picked) < min(wanted, MIN_USER_QUERIES):
         log.warning("only %d users with a history: item vectors stand in for the other queries", len(picked))
         rows = np.random.default_rng(seed).choice(

@@ -7,8 +7,6 @@ map the group assignor hands every member.
 
 from __future__ import annotations
 
-import time
-
 import httpx
 from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -32,7 +30,7 @@ def create_worker_api(worker: StreamWorker) -> FastAPI:
             user = worker.users.get(partition, user_id)
             if user is None:
                 raise HTTPException(404, f"unknown user {user_id!r}: no event of this user has been processed")
-            return JSONResponse(user.to_view(time.time(), half_life))
+            return JSONResponse(user.to_view(user.last_ts, half_life))  # affinities at the user's event time
         owner = worker.assignor.owner_urls.get(partition)
         if owner is None or owner == worker.settings.worker_url or request.headers.get(FORWARDED_HEADER):
             raise HTTPException(503, f"partition {partition} of user {user_id!r} is being reassigned; retry shortly")
