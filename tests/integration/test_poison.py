@@ -1,5 +1,5 @@
-"""Hostile input on every input topic of a real worker (publishing) and a real
-API server: arbitrary bytes, maps with extreme or odd fields, deep nesting,
+"""Hostile input on every input topic of a real worker (publishing), a real
+API server and the trainer's reader: arbitrary bytes, maps with extreme or odd fields, deep nesting,
 huge batches, broken Unicode, forged model announcements. Afterwards both are
 alive, every bad record or element is in the dead-letter topic exactly once,
 and a final batch of good events is counted exactly."""
@@ -29,6 +29,7 @@ from streamrec.shop import ShopProducer
 from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
 from tests.versions import publish_random_version
+from trainer.job import open_cache, refresh_cache
 
 pytestmark = pytest.mark.broker
 
@@ -160,7 +161,8 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
             "worker_port": free_port(),
             "index_kind": "flat",
             "publish_interval_s": 0.05,
-        }  # fmt: skip
+            "data_dir": settings.data_dir / tag,
+        }
     )
     topics = Topics.from_settings(settings)
     by_name = {"clicks": topics.clicks, "purchases": topics.purchases, "catalog": topics.catalog}
@@ -215,6 +217,11 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
                           int(headers["source_offset"]))  # fmt: skip
                 seen[source] += 1
             assert +seen == +expected  # each bad record once per bad element, nothing else
+
+            # The trainer reads the same storm into its cache: it skips what the worker refused.
+            refresh = await refresh_cache(settings, kafka, open_cache(settings))
+            catalog_tombstones = sum(1 for name, value in KNOWN_POISON + values if name == "catalog" and value is None)
+            assert refresh.skipped == total + catalog_tombstones and refresh.events >= 60
         finally:
             await producer.stop()
             stop.set()
