@@ -7,6 +7,8 @@ map the group assignor hands every member.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -36,7 +38,8 @@ def create_worker_api(worker: StreamWorker) -> FastAPI:
             raise HTTPException(503, f"partition {partition} of user {user_id!r} is being reassigned; retry shortly")
         async with httpx.AsyncClient(timeout=5.0) as client:
             try:
-                answer = await client.get(f"{owner}/users/{user_id}", headers={FORWARDED_HEADER: "1"})
+                # Escaped: an id holding '?', '#' or '%' must reach the owner as the same id.
+                answer = await client.get(f"{owner}/users/{quote(user_id, safe='')}", headers={FORWARDED_HEADER: "1"})
             except httpx.HTTPError as exc:
                 raise HTTPException(502, f"worker {owner} owning partition {partition} did not answer: {exc}") from None
         return JSONResponse(answer.json(), status_code=answer.status_code)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -249,5 +251,41 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
         await asyncio.sleep(0.5)
         assert all(v == 6 for v in clicks_held(second).values())
         await second.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka, settings):
+    """GET /users/{id} on a worker that does not own the user is forwarded to
+    the owner; ids with '?', '#', '%' or spaces must reach it as the same id."""
+    second_settings = settings.model_copy(update={"worker_port": free_port()})
+    odd_ids = ["a?b=1", "c#d", "e%2Ff", "g h", "Zoë"]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = [asyncio.create_task(run_worker(s, kafka, stop)) for s in (settings, second_settings)]
+        try:
+            async with ShopProducer(kafka, settings) as producer:
+                for n, user_id in enumerate(odd_ids * 20):
+                    await producer.click(user_id, "i1", event_id=f"o{n}", ts=1000.0 + n)
+            urls = [f"http://127.0.0.1:{s.worker_port}" for s in (settings, second_settings)]
+            async with httpx.AsyncClient(timeout=5) as http:
+
+                async def clicks(url: str, user_id: str) -> int | None:
+                    answer = await http.get(f"{url}/users/{quote(user_id, safe='')}")
+                    return answer.json().get("clicks") if answer.status_code == 200 else None
+
+                ports = (settings.worker_port, second_settings.worker_port)
+                await until(lambda: all(port_open("127.0.0.1", port) for port in ports), 60, "both workers' ports")
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    found = [await clicks(url, user_id) for url in urls for user_id in odd_ids]
+                    if found == [20] * len(found):
+                        break
+                    await asyncio.sleep(0.3)
+                assert found == [20] * len(found), found  # each id, from either worker
+        finally:
+            stop.set()
+            await asyncio.gather(*running, return_exceptions=True)
 
     asyncio.run(scenario())
