@@ -91,6 +91,10 @@ class FollowedTopic:
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         raise NotImplementedError
 
+    def apply_record(self, record: Any) -> None:
+        """One consumer record; override where the partition matters too."""
+        self.apply(record.key, record.value)
+
     async def start(self, bootstrap: str) -> None:
         """Read the topic up to its current end before returning."""
         self._consumer = reader(bootstrap)
@@ -109,7 +113,7 @@ class FollowedTopic:
 
     def _apply_all(self, records: list) -> int:
         for record in records:
-            self.apply(record.key, record.value)
+            self.apply_record(record)
         return len(records)
 
     async def stop(self) -> None:

@@ -20,11 +20,12 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from embeddings.versions import ModelVersion, load_version
 from foundation.catalog import CatalogView
 from foundation.codec import decode
-from foundation.features import UserFeatures
+from foundation.features import FeatureConfig, ItemStats, UserFeatures, popular_items
 from foundation.kafka import FollowedTopic
 from foundation.schema import Limits, show
 from foundation.settings import Settings
@@ -37,6 +38,7 @@ from index.tune import tune
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # catalog, features and announcements are polled this often
+POPULARITY_EVERY_S = 5.0  # live popularity is recomputed for cold-start answers this often
 SWAP_BACKOFF_S = 5.0  # after a failed swap, the same version is tried again this much later, then twice that ...
 MAX_SWAP_BACKOFF_S = 300.0
 
@@ -67,6 +69,35 @@ class FeatureReplica(FollowedTopic):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+class ItemStatsReplica(FollowedTopic):
+    """Every partition's item statistics, from the item-stats changelog: the
+    live popularity that cold-start answers rank by."""
+
+    def __init__(self, topic: str, config: FeatureConfig):
+        super().__init__(topic)
+        self.config = config
+        self._parts: dict[tuple[int, str], ItemStats] = {}  # (partition, item id) -> that partition's counts
+
+    def apply_record(self, record: Any) -> None:
+        if record.key is None:
+            return
+        slot = (record.partition, record.key.decode(errors="replace"))
+        if record.value is None:
+            self._parts.pop(slot, None)
+            return
+        try:
+            self._parts[slot] = ItemStats.from_wire(decode(record.value))
+        except Exception as exc:  # noqa: BLE001 - an unreadable row must not stop serving
+            log.warning("ignoring an unreadable item-stats row %s: %s: %s", slot, type(exc).__name__, exc)
+
+    def popularity(self) -> dict[str, float]:
+        """Each item's interactions in the popularity window before the newest
+        event counted (event time), summed over partitions."""
+        parts = self._parts.values()
+        now = max((part.last_ts for part in parts), default=0.0)
+        return dict(popular_items(parts, len(self._parts), now, self.config))
 
 
 class Announcements(FollowedTopic):
@@ -123,13 +154,15 @@ class LiveModel:
         self.follow_catalog = catalog is None
         self.catalog = catalog or CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
         self.features = FeatureReplica(topics.user_features_changelog)
-        self.follow_features = sample_users is None
+        self.item_stats = ItemStatsReplica(topics.item_stats_changelog, FeatureConfig.from_settings(settings))
+        self.follow_features = sample_users is None  # a server; a worker's publisher has its own tables
         self.sample_users = sample_users or self.features.sample
         self.announcements = Announcements(topics.model_updates)
         self.current: ServingIndex | None = None
         self.swaps = 0
         self._building: str | None = None
         self._pending: list = []  # catalog changes that arrived while an index was building
+        self._popularity_due = 0.0  # when live popularity is next pushed to the served index
         self._failed: dict[str, tuple[float, float]] = {}  # version -> (retry at, backoff) after a failed swap
 
     async def start(self, bootstrap: str) -> None:
@@ -163,6 +196,7 @@ class LiveModel:
             gc.freeze()
             self.swaps += 1
             self._failed.pop(version, None)
+            self._popularity_due = 0.0  # the new index gets live popularity at the next poll
             log.info(
                 "now serving model %s (%d items, swap took %.1f s)",
                 version,
@@ -224,6 +258,10 @@ class LiveModel:
                     self.current.sync(changes)
             if self.follow_features:
                 await self.features.poll()
+                await self.item_stats.poll()
+                if time.monotonic() >= self._popularity_due and self.current is not None:
+                    self.current.set_popularity(self.item_stats.popularity())
+                    self._popularity_due = time.monotonic() + POPULARITY_EVERY_S
             await self.announcements.poll()
             version = self.version_to_serve(time.monotonic())
             if version is not None:
@@ -256,5 +294,5 @@ class LiveModel:
         if self.follow_catalog:
             followed.append(self.catalog)
         if self.follow_features:
-            followed.append(self.features)
+            followed.extend([self.features, self.item_stats])
         return followed

@@ -66,7 +66,10 @@ class ServingIndex:
         self.row_ids: list[str] = list(version.item_ids)
         self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.row_ids)}
         self.row_category: list[str] = [""] * len(self.row_ids)
-        self.popularity = np.asarray(version.item_popularity, dtype=np.float32)
+        # Cold-start ranking per row: the version's training counts until live
+        # popularity arrives (`set_popularity`), which then ranks first.
+        self.trained_popularity = np.asarray(version.item_popularity, dtype=np.float32)
+        self.popularity = self.trained_popularity.copy()
         self.items: dict[str, Item] = {}
         self._words: dict[str, set[int]] = {}
         self._allow = np.zeros(0, dtype=np.uint8)
@@ -148,12 +151,14 @@ class ServingIndex:
         self.index.add(vectors)
         self._grow(first + len(items))
         self.popularity = np.concatenate([self.popularity, np.zeros(len(items), dtype=np.float32)])
+        self.trained_popularity = np.concatenate([self.trained_popularity, np.zeros(len(items), dtype=np.float32)])
         for offset, item in enumerate(items):
             row = first + offset
             old = self.row_of.get(item.item_id)
             if old is not None:
                 self._set_rows(np.array([old]), False)  # the stale vector stays, switched off
                 self.popularity[row] = self.popularity[old]
+                self.trained_popularity[row] = self.trained_popularity[old]
             self.row_ids.append(item.item_id)
             self.row_of[item.item_id] = row
             self.row_category.append(item.category)
@@ -217,6 +222,17 @@ class ServingIndex:
 
     def _excluded(self, user: UserFeatures) -> set[str]:
         return set(user.purchased) | (set(user.recent_items) if self.config.exclude_clicked else set())
+
+    def set_popularity(self, live: dict[str, float]) -> None:
+        """Rank cold-start answers by live popularity (interactions in the
+        recent window, from the workers' item statistics); the version's
+        training counts only break ties. Without live counts nothing changes."""
+        if not live:
+            return
+        trained = self.trained_popularity
+        tie_break = trained / (1.0 + float(trained.max(initial=0.0)))  # below 1: never outranks a live count
+        self.popularity = np.array([live.get(i, 0.0) for i in self.row_ids], dtype=np.float32) + tie_break
+        self._popular = None
 
     def _popular_rows(self) -> np.ndarray:
         if self._popular is None:

@@ -129,3 +129,40 @@ async def _served_personally(http, user_id) -> bool:
     cold = (await http.get("/recommendations/nobody?k=10")).json()["items"]
     mine = (await http.get(f"/recommendations/{user_id}?k=10")).json()["items"]
     return mine != cold
+
+
+def test_cold_start_follows_live_popularity(kafka, settings):
+    """A newcomer's answer ranks by what shoppers clicked in the popularity
+    window, counted by the workers, not by the version's training counts."""
+    settings = settings.model_copy(update={"api_port": free_port(), "index_kind": "flat"})
+    publish_random_version(ModelStore.from_settings(settings), ITEMS)  # trained popularity: i0 first, i199 last
+
+    async def scenario():
+        async with ShopProducer(kafka, settings) as producer:
+            await producer.send_catalog(ITEMS)
+        worker = await RunningWorker(settings, kafka).start()
+        stop = asyncio.Event()
+        live = LiveModel(settings)
+        server = asyncio.create_task(run_server(settings, kafka, stop, live))
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                await until(lambda: live.current is not None, 60, "the first index")
+                await _until_ok(lambda: _status(http, "/healthz", 200), 60, "healthz")
+                first = (await http.get("/recommendations/newcomer?k=3")).json()["items"]
+                assert [i["item_id"] for i in first] == ["i0", "i1", "i2"]
+                async with ShopProducer(kafka, settings) as producer:
+                    for n in range(30):  # the least popular items of the version, clicked now
+                        await producer.click(f"s{n}", "i199" if n % 3 else "i198", ts=time.time())
+
+                async def live_order() -> bool:
+                    answer = (await http.get("/recommendations/newcomer?k=3")).json()["items"]
+                    return [i["item_id"] for i in answer] == ["i199", "i198", "i0"]
+
+                await _until_ok(live_order, 30, "cold start by live popularity")
+        finally:
+            stop.set()
+            await server
+            await worker.stop()
+
+    asyncio.run(scenario())

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from foundation.codec import encode
-from foundation.features import FeatureConfig, UserFeatures, apply_event
+from foundation.features import FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
 from foundation.schema import Event, Item
 from foundation.settings import Settings
 from foundation.store import ModelStore, StoreError
-from index.live import LiveModel
+from index.live import ItemStatsReplica, LiveModel
 from tests.versions import publish_random_version
 
 ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 5}") for n in range(400)]
@@ -86,3 +87,19 @@ def test_the_store_refuses_version_names_that_are_paths(tmp_path):
     for name in ("../x", "/etc/passwd", ".."):
         with pytest.raises(StoreError, match="not a model version name"):
             store.load(name)
+
+
+def test_the_item_stats_replica_sums_partitions_in_event_time():
+    replica = ItemStatsReplica("item-stats", FeatureConfig(popularity_bucket_s=10, popularity_buckets=3))
+
+    def row(partition: int, item_id: str, start: int, clicks: int) -> SimpleNamespace:
+        stats = ItemStats(item_id)
+        apply_item_counts(stats, start, clicks, 0, start + 1.0, replica.config)
+        return SimpleNamespace(partition=partition, key=item_id.encode(), value=encode(stats.to_wire()))
+
+    for record in (row(0, "a", 100, 2), row(1, "a", 100, 3), row(1, "b", 100, 4), row(0, "old", 0, 50)):
+        replica.apply_record(record)
+    replica.apply_record(SimpleNamespace(partition=2, key=b"c", value=b"\xc1 garbage"))  # ignored
+    assert replica.popularity() == {"a": 5.0, "b": 4.0}  # 'old' is outside the 30 s before the newest event
+    replica.apply_record(SimpleNamespace(partition=1, key=b"b", value=None))  # a partition's row deleted
+    assert replica.popularity() == {"a": 5.0}

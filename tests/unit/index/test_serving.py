@@ -131,3 +131,11 @@ def test_a_log_replayed_years_later_gets_the_same_answers(serving):
         old, new = answer(then), answer(now)
         assert [s.item_id for s in old] == [s.item_id for s in new]
         assert [s.score for s in old] == pytest.approx([s.score for s in new], abs=1e-5)
+
+
+def test_live_popularity_ranks_cold_start_and_training_counts_break_ties(serving):
+    trained = [s.item_id for s in serving.cold_start(None, 5)]
+    serving.set_popularity({})  # no live counts yet: nothing changes
+    assert [s.item_id for s in serving.cold_start(None, 5)] == trained
+    serving.set_popularity({"i250": 7.0, "i40": 2.0})
+    assert [s.item_id for s in serving.cold_start(None, 5)] == ["i250", "i40", *trained[:3]]
