@@ -1,13 +1,25 @@
-"""Serving a FastAPI app inside a process that owns its own signal handling."""
+"""Serving a FastAPI app inside a process that owns its own signal handling,
+and who may call it (API keys)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Security
+from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
+
+from foundation.settings import Settings
+
+API_KEY_HEADER = "X-API-Key"
+_API_KEY = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="A key from STREAMREC_API_KEYS.")
+Role = Literal["read", "admin"]
 
 
 class _Server(uvicorn.Server):
@@ -41,3 +53,52 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) ->
         stopping.cancel()
         await serving
         sock.close()
+
+
+class Access:
+    """Who may call what: read keys (answers, metrics) and admin keys (user
+    profiles too). With no key configured every endpoint is open, as on a
+    laptop or a private network; `/healthz` always is."""
+
+    def __init__(self, read_keys: SecretStr, admin_keys: SecretStr):
+        self._admin = _keys(admin_keys)
+        self._read = _keys(read_keys)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Access:
+        return cls(settings.api_keys, settings.admin_api_keys)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._read or self._admin)
+
+    @property
+    def admin_key(self) -> str | None:
+        """A key this process sends when it forwards a request to another (a worker to a user's owner)."""
+        return self._admin[0] if self._admin else None
+
+    def require(self, role: Role) -> Callable[[str | None], Awaitable[None]]:
+        """A FastAPI dependency: 401 without a known key, 403 for a read key where admin is needed."""
+
+        async def check(key: str | None = Security(_API_KEY)) -> None:
+            if not self.enabled:
+                return
+            if key is None:
+                raise HTTPException(401, f"an API key is needed: send it in the {API_KEY_HEADER} header")
+            if _known(key, self._admin):
+                return
+            if not _known(key, self._read):
+                raise HTTPException(401, "unknown API key")
+            if role == "admin":
+                raise HTTPException(403, "this key may not read user profiles: an admin key is needed")
+
+        return check
+
+
+def _keys(secret: SecretStr) -> list[str]:
+    return [key.strip() for key in secret.get_secret_value().split(",") if key.strip()]
+
+
+def _known(key: str, keys: list[str]) -> bool:
+    """Compared in constant time, so a timing does not give a key away."""
+    return any(hmac.compare_digest(key.encode(), known.encode()) for known in keys)

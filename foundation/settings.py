@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 T = TypeVar("T")
@@ -167,6 +167,15 @@ class Settings(BaseSettings):
         0.3, ge=0, le=1, description="Weight of the user's embedding in personalised search (0: plain semantic search)."
     )
     search_candidates: int = Field(100, ge=1, le=10_000, description="Semantic candidates re-ranked per search.")
+
+    # --- access ------------------------------------------------------------
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="Comma-separated API keys that may read answers and metrics (X-API-Key header); unset: open.",
+    )
+    admin_api_keys: SecretStr = Field(
+        SecretStr(""), description="Comma-separated API keys that may also read user profiles (GET /users/{id})."
+    )
 
     # --- local files -------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Models, caches and reports.")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
+from foundation.http import Access
 from foundation.schema import ScoredItem
 from index.live import LiveModel
 from index.serving import ServingIndex
@@ -54,6 +55,7 @@ def create_api(live: LiveModel) -> FastAPI:
     metrics = ApiMetrics(live)
     max_id, max_k = settings.max_id_chars, settings.max_k
     K = Query(10, ge=1, le=max_k, description="How many items.")
+    readers = [Depends(Access.from_settings(settings).require("read"))]
 
     def serving() -> ServingIndex:
         current = live.current
@@ -64,14 +66,18 @@ def create_api(live: LiveModel) -> FastAPI:
     def user(user_id: str):
         return live.features.get(user_id)
 
-    @api.get("/recommendations/{user_id}", summary="Top-k items for a user (cold start for unknown users)")
+    @api.get(
+        "/recommendations/{user_id}",
+        summary="Top-k items for a user (cold start for unknown users)",
+        dependencies=readers,
+    )
     async def recommendations(user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K) -> dict:
         with metrics.latency.labels("recommendations").time():
             current = serving()
             answer = current.recommend(user(user_id), k)
             return {"user_id": user_id, "items": _items(answer), "model_version": current.version.version}
 
-    @api.get("/items/{item_id}/similar", summary="Items near an item")
+    @api.get("/items/{item_id}/similar", summary="Items near an item", dependencies=readers)
     async def similar(item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K) -> dict:
         with metrics.latency.labels("similar").time():
             current = serving()
@@ -80,7 +86,9 @@ def create_api(live: LiveModel) -> FastAPI:
                 raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
             return {"item_id": item_id, "items": _items(answer), "model_version": current.version.version}
 
-    @api.get("/search", summary="Personalised search: semantic candidates, exact title matches first")
+    @api.get(
+        "/search", summary="Personalised search: semantic candidates, exact title matches first", dependencies=readers
+    )
     async def search(
         q: str = Query(..., min_length=1, max_length=settings.max_text_chars, description="Search text."),
         user_id: str | None = Query(None, min_length=1, max_length=max_id, description="Personalise for this user."),
@@ -99,7 +107,7 @@ def create_api(live: LiveModel) -> FastAPI:
         body = {"model_version": live.version, "items": current.index.ntotal if current else 0, "swaps": live.swaps}
         return JSONResponse(body, status_code=200 if current is not None else 503)
 
-    @api.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    @api.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics", dependencies=readers)
     async def prometheus() -> PlainTextResponse:
         metrics.refresh()
         return PlainTextResponse(generate_latest(metrics.registry).decode())

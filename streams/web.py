@@ -10,10 +10,11 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import httpx
-from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
+from foundation.http import API_KEY_HEADER, Access
 from foundation.kafka import partition_for
 from streams.worker import StreamWorker
 
@@ -25,7 +26,16 @@ def create_worker_api(worker: StreamWorker) -> FastAPI:
     max_id = worker.settings.max_id_chars
     half_life = worker.settings.affinity_half_life_s
 
-    @api.get("/users/{user_id}", summary="A user's features as the streams side holds them")
+    access = Access.from_settings(worker.settings)
+    forwarded_headers = {FORWARDED_HEADER: "1"}
+    if access.admin_key is not None:
+        forwarded_headers[API_KEY_HEADER] = access.admin_key
+
+    @api.get(
+        "/users/{user_id}",
+        summary="A user's features as the streams side holds them (an admin key, when keys are set)",
+        dependencies=[Depends(access.require("admin"))],
+    )
     async def get_user(request: Request, user_id: str = Path(..., max_length=max_id)) -> JSONResponse:
         partition = partition_for(user_id, worker.partition_count())
         if partition in worker.users.partitions:
@@ -39,7 +49,7 @@ def create_worker_api(worker: StreamWorker) -> FastAPI:
         async with httpx.AsyncClient(timeout=5.0) as client:
             try:
                 # Escaped: an id holding '?', '#' or '%' must reach the owner as the same id.
-                answer = await client.get(f"{owner}/users/{quote(user_id, safe='')}", headers={FORWARDED_HEADER: "1"})
+                answer = await client.get(f"{owner}/users/{quote(user_id, safe='')}", headers=forwarded_headers)
             except httpx.HTTPError as exc:
                 raise HTTPException(502, f"worker {owner} owning partition {partition} did not answer: {exc}") from None
         return JSONResponse(answer.json(), status_code=answer.status_code)
@@ -52,7 +62,12 @@ def create_worker_api(worker: StreamWorker) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
-    @api.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    @api.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics",
+        dependencies=[Depends(access.require("read"))],
+    )
     async def metrics() -> PlainTextResponse:
         worker.metrics.lag.set(worker.lag())
         return PlainTextResponse(generate_latest(worker.metrics.registry).decode())

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
+from pydantic import SecretStr
 
 import streams.worker
 from foundation.codec import encode
@@ -257,7 +258,9 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
 
 def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka, settings):
     """GET /users/{id} on a worker that does not own the user is forwarded to
-    the owner; ids with '?', '#', '%' or spaces must reach it as the same id."""
+    the owner, with the worker's own admin key; ids with '?', '#', '%' or
+    spaces must reach it as the same id."""
+    settings = settings.model_copy(update={"api_keys": SecretStr("reader"), "admin_api_keys": SecretStr("admin")})
     second_settings = settings.model_copy(update={"worker_port": free_port()})
     odd_ids = ["a?b=1", "c#d", "e%2Ff", "g h", "Zoë"]
 
@@ -272,7 +275,7 @@ def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka
             async with httpx.AsyncClient(timeout=5) as http:
 
                 async def clicks(url: str, user_id: str) -> int | None:
-                    answer = await http.get(f"{url}/users/{quote(user_id, safe='')}")
+                    answer = await http.get(f"{url}/users/{quote(user_id, safe='')}", headers={"X-API-Key": "admin"})
                     return answer.json().get("clicks") if answer.status_code == 200 else None
 
                 ports = (settings.worker_port, second_settings.worker_port)
@@ -284,6 +287,9 @@ def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka
                         break
                     await asyncio.sleep(0.3)
                 assert found == [20] * len(found), found  # each id, from either worker
+                reader = await http.get(f"{urls[0]}/users/c%23d", headers={"X-API-Key": "reader"})
+                assert reader.status_code == 403 and "admin key" in reader.json()["detail"]
+                assert (await http.get(f"{urls[0]}/users/c%23d")).status_code == 401
         finally:
             stop.set()
             await asyncio.gather(*running, return_exceptions=True)

@@ -1,0 +1,41 @@
+"""The API's access control: every endpoint but /healthz needs a key once keys are set."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from foundation.schema import Item
+from foundation.settings import Settings
+from foundation.store import ModelStore
+from index.api import create_api
+from index.live import LiveModel, index_spec, serving_config
+from index.serving import ServingIndex
+from tests.versions import publish_random_version
+
+ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 3}") for n in range(30)]
+
+
+def test_with_keys_set_only_healthz_answers_without_one(tmp_path):
+    settings = Settings(data_dir=tmp_path, index_kind="flat", api_keys="reader-key")
+    live = LiveModel(settings)
+    version = publish_random_version(ModelStore.from_settings(settings), ITEMS)
+    live.current = ServingIndex(version, index_spec(settings), ITEMS, serving_config(settings))
+
+    async def calls() -> dict[str, tuple[int, int, str]]:
+        transport = httpx.ASGITransport(app=create_api(live))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            found = {}
+            for path in ("/recommendations/u1", "/items/i1/similar", "/search?q=item", "/metrics", "/healthz"):
+                without = await http.get(path)
+                keyed = await http.get(path, headers={"X-API-Key": "reader-key"})
+                found[path] = (without.status_code, keyed.status_code, without.text)
+            found["schema"] = (0, 0, (await http.get("/openapi.json")).text)
+            return found
+
+    found = asyncio.run(calls())
+    for path in ("/recommendations/u1", "/items/i1/similar", "/search?q=item", "/metrics"):
+        assert found[path][:2] == (401, 200) and "X-API-Key" in found[path][2], path
+    assert found["/healthz"][:2] == (200, 200)
+    assert "APIKeyHeader" in found["schema"][2]  # the OpenAPI schema tells clients how to authenticate
