@@ -138,3 +138,64 @@ def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, sett
             worker.wait(30)
 
     asyncio.run(scenario())
+
+
+def test_three_workers_on_eight_partitions_one_killed_one_late_every_user_exact_from_any(kafka, settings):
+    """Scale-out as an operator runs it: worker processes in one group on eight
+    partitions. One is SIGKILLed while events stream in, another joins late;
+    afterwards every user's features are exact and every worker answers for
+    every user (forwarding to the owner)."""
+    base = {
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka,
+        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMREC_APP_ID": settings.app_id,
+        "STREAMREC_PARTITIONS": "8",
+        "STREAMREC_COMMIT_INTERVAL_S": "0.2",
+        "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
+        "STREAMREC_DATA_DIR": str(settings.data_dir),
+    }
+    ports = [free_port() for _ in range(3)]
+    settings = settings.model_copy(update={"partitions": 8})
+    users, rate = 120, 1500.0
+
+    def start(port: int) -> subprocess.Popen:
+        return _worker_process({**base, "STREAMREC_WORKER_PORT": str(port)})
+
+    async def scenario() -> None:
+        workers = [start(ports[0]), start(ports[1])]
+        traffic = asyncio.create_task(produce(kafka, settings, int(rate * 12), users, rate))
+        try:
+            await asyncio.sleep(4.0)
+            workers[0].send_signal(signal.SIGKILL)  # no flush, no commit, no goodbye
+            workers[0].wait()
+            await asyncio.sleep(3.0)
+            workers.append(start(ports[2]))  # a late joiner
+            sent = await traffic
+            alive = ports[1:]
+            async with httpx.AsyncClient(timeout=5) as http:
+
+                async def counts(port: int) -> Counter:
+                    found: Counter = Counter()
+                    for user in sent:
+                        answer = await http.get(f"http://127.0.0.1:{port}/users/{user}")
+                        if answer.status_code == 200:
+                            found[user] = answer.json()["clicks"] + answer.json()["purchases"]
+                    return found
+
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    if all(port_open("127.0.0.1", p) for p in alive):
+                        answers = [await counts(p) for p in alive]
+                        if all(a == sent for a in answers):
+                            break
+                    await asyncio.sleep(1.0)
+                for port in alive:
+                    assert await counts(port) == sent, port  # exact, and answered from this worker
+        finally:
+            traffic.cancel()
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+                    worker.wait(30)
+
+    asyncio.run(scenario())
