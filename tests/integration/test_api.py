@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -33,23 +35,34 @@ async def _until_ok(probe, timeout_s: float, what: str) -> float:
         await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def serving(kafka: str, settings) -> AsyncIterator[tuple[httpx.AsyncClient, LiveModel]]:
+    """The catalog sent, a worker and an API server running and healthy: an
+    HTTP client for the API and the server's live model; all stopped after."""
+    async with ShopProducer(kafka, settings) as producer:
+        await producer.send_catalog(ITEMS)
+    worker = await RunningWorker(settings, kafka).start()
+    stop = asyncio.Event()
+    live = LiveModel(settings)
+    server = asyncio.create_task(run_server(settings, kafka, stop, live))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=10) as http:
+            await until(lambda: live.current is not None, 60, "the first index")
+            await _until_ok(lambda: _status(http, "/healthz", 200), 30, "healthz")
+            yield http, live
+    finally:
+        stop.set()
+        await server
+        await worker.stop()
+
+
 def test_api_inputs_freshness_and_hot_swap(kafka, settings):
     settings = settings.model_copy(update={"api_port": free_port(), "index_kind": "hnsw"})
     store = ModelStore.from_settings(settings)
     first = publish_random_version(store, ITEMS, seed=1)
 
     async def scenario():
-        async with ShopProducer(kafka, settings) as producer:
-            await producer.send_catalog(ITEMS)
-        worker = await RunningWorker(settings, kafka).start()
-        stop = asyncio.Event()
-        live = LiveModel(settings)
-        server = asyncio.create_task(run_server(settings, kafka, stop, live))
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            await until(lambda: live.current is not None, 60, "the first index")
-            await _until_ok(lambda: _status(http, "/healthz", 200), 30, "healthz")
-
+        async with serving(kafka, settings) as (http, live):
             # Bad parameters: 4xx with a message, never a 500.
             for path, code in [("/recommendations/u1?k=0", 422), ("/recommendations/u1?k=100000", 422),
                                ("/recommendations/u1?k=ten", 422), ("/items/nope/similar", 404),
@@ -110,9 +123,6 @@ def test_api_inputs_freshness_and_hot_swap(kafka, settings):
             metrics = (await http.get("/metrics")).text
             assert f'streamrec_model_info{{version="{second.version}"}} 1.0' in metrics
             assert "streamrec_api_request_seconds_bucket" in metrics
-        stop.set()
-        await server
-        await worker.stop()
 
     asyncio.run(scenario())
 
@@ -138,31 +148,17 @@ def test_cold_start_follows_live_popularity(kafka, settings):
     publish_random_version(ModelStore.from_settings(settings), ITEMS)  # trained popularity: i0 first, i199 last
 
     async def scenario():
-        async with ShopProducer(kafka, settings) as producer:
-            await producer.send_catalog(ITEMS)
-        worker = await RunningWorker(settings, kafka).start()
-        stop = asyncio.Event()
-        live = LiveModel(settings)
-        server = asyncio.create_task(run_server(settings, kafka, stop, live))
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        try:
-            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-                await until(lambda: live.current is not None, 60, "the first index")
-                await _until_ok(lambda: _status(http, "/healthz", 200), 60, "healthz")
-                first = (await http.get("/recommendations/newcomer?k=3")).json()["items"]
-                assert [i["item_id"] for i in first] == ["i0", "i1", "i2"]
-                async with ShopProducer(kafka, settings) as producer:
-                    for n in range(30):  # the least popular items of the version, clicked now
-                        await producer.click(f"s{n}", "i199" if n % 3 else "i198", ts=time.time())
+        async with serving(kafka, settings) as (http, _):
+            first = (await http.get("/recommendations/newcomer?k=3")).json()["items"]
+            assert [i["item_id"] for i in first] == ["i0", "i1", "i2"]
+            async with ShopProducer(kafka, settings) as producer:
+                for n in range(30):  # the least popular items of the version, clicked now
+                    await producer.click(f"s{n}", "i199" if n % 3 else "i198", ts=time.time())
 
-                async def live_order() -> bool:
-                    answer = (await http.get("/recommendations/newcomer?k=3")).json()["items"]
-                    return [i["item_id"] for i in answer] == ["i199", "i198", "i0"]
+            async def live_order() -> bool:
+                answer = (await http.get("/recommendations/newcomer?k=3")).json()["items"]
+                return [i["item_id"] for i in answer] == ["i199", "i198", "i0"]
 
-                await _until_ok(live_order, 30, "cold start by live popularity")
-        finally:
-            stop.set()
-            await server
-            await worker.stop()
+            await _until_ok(live_order, 30, "cold start by live popularity")
 
     asyncio.run(scenario())
