@@ -173,11 +173,7 @@ class StreamWorker:
         """Leave without flushing tables or committing offsets: what a killed
         process leaves behind (the group redelivers; fault tests use it)."""
         self.stop()
-        if self._consumer is not None:
-            await self._consumer.stop()
-        await self.catalog.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self._leave()
 
     async def close(self) -> None:
         """Flush and commit what was processed, then leave the group."""
@@ -185,11 +181,14 @@ class StreamWorker:
             if self._consumer is not None and self._producer is not None:
                 await self.commit()
         finally:
-            if self._consumer is not None:
-                await self._consumer.stop()
-            await self.catalog.stop()
-            if self._producer is not None:
-                await self._producer.stop()
+            await self._leave()
+
+    async def _leave(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self.catalog.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     # --- the cycle ----------------------------------------------------------
 
