@@ -283,14 +283,20 @@ def merge_item_stats(parts: list[ItemStats]) -> ItemStats:
     return merged
 
 
-def popular_items(stats: Iterable[ItemStats], k: int, now: float, config: FeatureConfig) -> list[tuple[str, float]]:
-    """The `k` items with the most interactions in the popularity window before
-    `now` (a purchase counting `purchase_weight` clicks), summed over the
-    partitions that counted them: live popularity, best first."""
+def window_popularity(stats: Iterable[ItemStats], now: float, config: FeatureConfig) -> dict[str, float]:
+    """Each item's interactions in the popularity window before `now` (a
+    purchase counting `purchase_weight` clicks), summed over the partitions
+    that counted them: live popularity. Items without any are left out."""
     window_s = config.popularity_buckets * config.popularity_bucket_s
     scores: dict[str, float] = {}
     for part in stats:
         clicks, purchases = part.window_counts(now, window_s)
         if clicks or purchases:
             scores[part.item_id] = scores.get(part.item_id, 0.0) + clicks + config.purchase_weight * purchases
+    return scores
+
+
+def popular_items(stats: Iterable[ItemStats], k: int, now: float, config: FeatureConfig) -> list[tuple[str, float]]:
+    """The `k` most popular items of `window_popularity`, best first."""
+    scores = window_popularity(stats, now, config)
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:k]  # ties: by id

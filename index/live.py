@@ -25,7 +25,7 @@ from typing import Any
 from embeddings.versions import ModelVersion, load_version
 from foundation.catalog import CatalogView
 from foundation.codec import decode
-from foundation.features import FeatureConfig, ItemStats, UserFeatures, popular_items
+from foundation.features import FeatureConfig, ItemStats, UserFeatures, window_popularity
 from foundation.kafka import FollowedTopic
 from foundation.schema import Limits, show
 from foundation.settings import Settings
@@ -97,7 +97,7 @@ class ItemStatsReplica(FollowedTopic):
         event counted (event time), summed over partitions."""
         parts = self._parts.values()
         now = max((part.last_ts for part in parts), default=0.0)
-        return dict(popular_items(parts, len(self._parts), now, self.config))
+        return window_popularity(parts, now, self.config)
 
 
 class Announcements(FollowedTopic):
