@@ -310,17 +310,13 @@ def train(
     ] = False,
 ) -> None:
     """Train the two-tower model on the event log and publish a version."""
-    from foundation.store import ModelStore, StoreError
+    from foundation.store import ModelStore
     from trainer.job import announce
     from trainer.schedule import train_every, train_once
 
     settings = Settings()
     if rollback:
-        try:
-            version = ModelStore.from_settings(settings).rollback()
-        except StoreError as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+        version = ModelStore.from_settings(settings).rollback()  # nothing to roll back to: one line, exit 2 (run)
         with kafka_bootstrap(settings) as bootstrap:
             asyncio.run(announce(settings, bootstrap, ModelStore.from_settings(settings), version))
         console.print(f"current version is now [bold]{version}[/] (announced)")
@@ -351,15 +347,12 @@ def train(
 
 
 def _load_version(settings: Settings, version: str | None) -> Any:
-    """A stored version (the current one by default), or a clear error and exit code 2."""
+    """A stored version (the current one by default); a missing or malformed one
+    is a StoreError, which `run` reports in one line with exit code 2."""
     from embeddings.versions import load_version
-    from foundation.store import ModelStore, StoreError
+    from foundation.store import ModelStore
 
-    try:
-        return load_version(ModelStore.from_settings(settings), version)
-    except StoreError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    return load_version(ModelStore.from_settings(settings), version)
 
 
 @app.command()
