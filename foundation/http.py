@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Literal
+from urllib.parse import urlsplit
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Security
+from fastapi import Depends, FastAPI, HTTPException, Security
+from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
 from foundation.settings import Settings
@@ -55,6 +59,21 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) ->
         sock.close()
 
 
+def add_metrics(app: FastAPI, render: Callable[[], bytes], access: Access) -> None:
+    """GET /metrics (Prometheus text) on `app`, for read keys when keys are set."""
+
+    @app.get("/metrics", summary="Prometheus metrics", dependencies=[Depends(access.require("read"))])
+    async def metrics() -> Response:
+        return Response(render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_app(render: Callable[[], bytes], access: Access) -> FastAPI:
+    """An app serving only /metrics, for a port of its own (internal, scraped)."""
+    app = FastAPI(title="streamrec metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    add_metrics(app, render, access)
+    return app
+
+
 class Access:
     """Who may call what: read keys (answers, metrics) and admin keys (user
     profiles too). With no key configured every endpoint is open, as on a
@@ -77,6 +96,27 @@ class Access:
         """A key this process sends when it forwards a request to another (a worker to a user's owner)."""
         return self._admin[0] if self._admin else None
 
+    def sign(self, url: str) -> str:
+        """A worker's proof, sent with its advertised URL, that it holds an admin
+        key; empty when no admin key is set."""
+        return _signature(self._admin[0], url) if self._admin else ""
+
+    def vouches_for(self, url: str, signature: str) -> bool:
+        """Whether a peer's advertised URL may receive a forwarded request (and
+        with it this process's admin key). Any group member can advertise any
+        URL: with admin keys set only URLs signed with one of them pass; in any
+        case only a plain http(s)://host:port URL does."""
+        try:
+            parts = urlsplit(url)
+            plain = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port is not None
+        except ValueError:
+            return False
+        if not plain or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            return False
+        if not self._admin:
+            return True
+        return any(hmac.compare_digest(_signature(key, url), signature) for key in self._admin)
+
     def require(self, role: Role) -> Callable[[str | None], Awaitable[None]]:
         """A FastAPI dependency: 401 without a known key, 403 for a read key where admin is needed."""
 
@@ -90,9 +130,13 @@ class Access:
             if not _known(key, self._read):
                 raise HTTPException(401, "unknown API key")
             if role == "admin":
-                raise HTTPException(403, "this key may not read user profiles: an admin key is needed")
+                raise HTTPException(403, "this key may not read or forget users: an admin key is needed")
 
         return check
+
+
+def _signature(key: str, url: str) -> str:
+    return hmac.new(key.encode(), b"streamrec-worker-url:" + url.encode(), hashlib.sha256).hexdigest()
 
 
 def _keys(secret: SecretStr) -> list[str]:

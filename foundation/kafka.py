@@ -8,10 +8,52 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
+from foundation.settings import Settings
+
 log = logging.getLogger(__name__)
+
+# How this process's clients authenticate and encrypt (`use_security`): one
+# cluster per process, so every client the product creates takes the same.
+_security: dict[str, Any] = {}
+
+
+def security_options(settings: Settings) -> dict[str, Any]:
+    """The aiokafka options for the settings' TLS and SASL (none for PLAINTEXT)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile
+        )
+    if protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
+        )
+    return options
+
+
+def use_security(settings: Settings) -> None:
+    """Make every Kafka client this process creates connect as the settings say."""
+    _security.clear()
+    _security.update(security_options(settings))
+
+
+def client_options() -> dict[str, Any]:
+    """Options every Kafka client of this process takes (its TLS and SASL)."""
+    return dict(_security)
+
+
+def admin_client(bootstrap: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security)
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -28,6 +70,7 @@ async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     The fallback is safe for streamrec's data: a retried event is absorbed by
     its event_id, a retried changelog record rewrites the same key's value.
     """
+    options = {**_security, **options}
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **options)
     try:
         await producer.start()
@@ -50,6 +93,7 @@ def reader(bootstrap: str, group_id: str | None = None) -> AIOKafkaConsumer:
     positions can be committed (the trainer's lag is then visible)."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **_security,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

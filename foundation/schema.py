@@ -117,6 +117,21 @@ class Recommendation:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """A control record: remove `user_id` (as stored: pseudonymised when that
+    is on) from every table, replica, cache and topic key the product keeps."""
+
+    user_id: str
+    ts: float  # when it was asked for (wall clock)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": FORGET, "user_id": self.user_id, "ts": self.ts}
+
+
+FORGET = "forget"
+
+
 def _require(value: Any, name: str) -> Any:
     if value is None:
         raise InvalidRecord(f"missing required field '{name}'")
@@ -242,3 +257,12 @@ def validate_item(value: Any, limits: Limits) -> Item:
         ts=_time(get("ts"), "ts", limits, required=False),
         attributes=dict(attributes),
     )
+
+
+def validate_control(value: Any, limits: Limits) -> Forget:
+    """A decoded map as a control record (only `forget` exists), or InvalidRecord."""
+    value = _mapping(value, "a control record")
+    if value.get("type") != FORGET:
+        raise InvalidRecord(f"field 'type' must be {FORGET!r}, got {show(value.get('type'))}")
+    user_id = _string(value.get("user_id"), "user_id", limits.max_id_chars)
+    return Forget(user_id, _time(value.get("ts"), "ts", limits))

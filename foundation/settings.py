@@ -33,10 +33,34 @@ class Settings(BaseSettings):
     )
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics streamrec creates.")
     app_id: str = Field("streamrec", description="Application id: names the worker group and its internal topics.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (with a SASL_* protocol): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (a secret: set it from a vault).")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signs the brokers' certificates (with SSL/SASL_SSL); unset: system CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate for mutual TLS (PEM).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Private key of the client certificate (PEM).")
+    events_retention_hours: float = Field(
+        168.0,
+        ge=0,
+        description="Retention of the event topics streamrec creates (clicks, purchases); 0: the broker's default.",
+    )
+    deadletter_retention_hours: float = Field(
+        168.0, ge=0, description="Retention of the dead-letter topic streamrec creates; 0: the broker's default."
+    )
 
     # --- worker ------------------------------------------------------------
     worker_host: str = Field("127.0.0.1", description="Worker HTTP address (GET /users/{user_id}).")
     worker_port: int = Field(6066, description="Worker HTTP port.")
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Serve the worker's /metrics on this port only (internal); 0: on worker_port."
+    )
     worker_advertised_url: str | None = Field(
         None,
         description=(
@@ -53,6 +77,10 @@ class Settings(BaseSettings):
         ),
     )
     max_batch_events: int = Field(50_000, ge=1, description="Most Kafka records taken into one processing batch.")
+    deadletter_payload: bool = Field(
+        True,
+        description="Dead letters carry the rejected value (cut to 64 KiB); false: only the reason and the origin.",
+    )
 
     # --- event limits ------------------------------------------------------
     max_value_bytes: int = Field(
@@ -115,11 +143,19 @@ class Settings(BaseSettings):
     train_gate_tolerance: float = Field(
         0.0, ge=0, le=1, description="A new version becomes current if its test recall@20 >= the current's minus this."
     )
+    cache_max_age_days: float = Field(
+        0.0,
+        ge=0,
+        description="Delete cached events older than this (wall clock) from the trainer's cache; 0: keep the window.",
+    )
     models_keep: int = Field(5, ge=1, le=1000, description="Model versions kept on disk (the current one always).")
 
     # --- index and serving -------------------------------------------------
     api_host: str = Field("127.0.0.1", description="HTTP API address (`streamrec serve`).")
     api_port: int = Field(8000, description="HTTP API port.")
+    api_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Serve the API's /metrics on this port only (internal); 0: on api_port."
+    )
     index_kind: Literal["flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16"] = Field(
         "hnsw", description="FAISS index kind: flat, ivf_flat, ivf_pq, opq_ivf_pq, hnsw, sq8, fp16 (README, Serving)."
     )
@@ -174,7 +210,17 @@ class Settings(BaseSettings):
         description="Comma-separated API keys that may read answers and metrics (X-API-Key header); unset: open.",
     )
     admin_api_keys: SecretStr = Field(
-        SecretStr(""), description="Comma-separated API keys that may also read user profiles (GET /users/{id})."
+        SecretStr(""),
+        description="Comma-separated API keys that may also read and forget users (GET, DELETE /users/{id}).",
+    )
+
+    # --- privacy ------------------------------------------------------------
+    pseudonymise_key: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "Key of the keyed hash (HMAC-SHA256) that replaces user ids before anything is stored; "
+            "unset: ids are kept as sent. Changing it starts fresh profiles."
+        ),
     )
 
     # --- local files -------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from foundation.kafka import admin_client
 from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class Topics:
     deadletter: str
     recommendations: str
     model_updates: str
+    control: str
     user_features_changelog: str
     item_stats_changelog: str
 
@@ -36,6 +38,7 @@ class Topics:
             deadletter=t("shop.deadletter"),
             recommendations=t("recs.recommendations"),
             model_updates=t("recs.model-updates"),
+            control=t("recs.control"),
             user_features_changelog=t(f"{settings.app_id}-user-features-changelog"),
             item_stats_changelog=t(f"{settings.app_id}-item-stats-changelog"),
         )
@@ -46,26 +49,34 @@ class Topics:
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """Event topics and their changelogs share a partition count: that is what
-    lets one worker own a user's events and that user's state together."""
+    """Event topics, the control topic and the changelogs share a partition
+    count: that is what lets one worker own a user's events, requests and state
+    together. Topics holding personal data get the configured retention."""
     topics = Topics.from_settings(settings)
     n, rf = settings.partitions, settings.replication_factor
     compacted = {"cleanup.policy": "compact"}
+    events = _retention(settings.events_retention_hours)
     return [
-        NewTopic(topics.clicks, n, rf),
-        NewTopic(topics.purchases, n, rf),
+        NewTopic(topics.clicks, n, rf, topic_configs=events),
+        NewTopic(topics.purchases, n, rf, topic_configs=events),
         NewTopic(topics.catalog, n, rf, topic_configs=compacted),
-        NewTopic(topics.deadletter, n, rf),
-        NewTopic(topics.recommendations, n, rf),
+        NewTopic(topics.deadletter, n, rf, topic_configs=_retention(settings.deadletter_retention_hours)),
+        # Compacted too: a forgotten user's tombstone removes their older answers.
+        NewTopic(topics.recommendations, n, rf, topic_configs={**events, "cleanup.policy": "compact,delete"}),
         NewTopic(topics.model_updates, 1, rf),
+        NewTopic(topics.control, n, rf, topic_configs=events),
         NewTopic(topics.user_features_changelog, n, rf, topic_configs=compacted),
         NewTopic(topics.item_stats_changelog, n, rf, topic_configs=compacted),
     ]
 
 
+def _retention(hours: float) -> dict[str, str]:
+    return {"retention.ms": str(int(hours * 3_600_000))} if hours > 0 else {}
+
+
 async def ensure_topics(settings: Settings, bootstrap: str) -> None:
     """Create missing topics; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -83,11 +94,11 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
 
 async def _check_copartitioned(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     topics = Topics.from_settings(settings)
-    names = [*topics.events, topics.user_features_changelog, topics.item_stats_changelog]
+    names = [*topics.events, topics.control, topics.user_features_changelog, topics.item_stats_changelog]
     described = await admin.describe_topics(names)
     counts = {d["topic"]: len(d["partitions"]) for d in described}
     if len(set(counts.values())) != 1:
         raise RuntimeError(
-            f"event topics and changelogs must have the same partition count, found {counts}; "
+            f"event topics, the control topic and changelogs must have the same partition count, found {counts}; "
             "recreate them or set STREAMREC_PARTITIONS to match"
         )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
-from foundation.http import Access
+from foundation.http import Access, add_metrics
+from foundation.privacy import Pseudonyms
 from foundation.schema import ScoredItem
 from index.live import LiveModel
 from index.serving import ServingIndex
@@ -34,6 +35,10 @@ class ApiMetrics:
         )
         self.live = live
 
+    def render(self) -> bytes:
+        self.refresh()
+        return generate_latest(self.registry)
+
     def refresh(self) -> None:
         current = self.live.current
         if current is None:
@@ -49,13 +54,16 @@ def _items(answer: list[ScoredItem]) -> list[dict]:
     return [{"item_id": s.item_id, "score": round(s.score, 6)} for s in answer]
 
 
-def create_api(live: LiveModel) -> FastAPI:
+def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
+    """The API's endpoints; /metrics too unless it has a port of its own."""
     settings = live.settings
+    metrics = metrics or ApiMetrics(live)
     api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
-    metrics = ApiMetrics(live)
     max_id, max_k = settings.max_id_chars, settings.max_k
     K = Query(10, ge=1, le=max_k, description="How many items.")
-    readers = [Depends(Access.from_settings(settings).require("read"))]
+    access = Access.from_settings(settings)
+    readers = [Depends(access.require("read"))]
+    pseudonym = Pseudonyms.from_settings(settings)
 
     def serving() -> ServingIndex:
         current = live.current
@@ -64,7 +72,8 @@ def create_api(live: LiveModel) -> FastAPI:
         return current
 
     def user(user_id: str):
-        return live.features.get(user_id)
+        """The features of the shop's user `user_id` (the replica holds stored ids)."""
+        return live.features.get(pseudonym(user_id))
 
     @api.get(
         "/recommendations/{user_id}",
@@ -107,9 +116,6 @@ def create_api(live: LiveModel) -> FastAPI:
         body = {"model_version": live.version, "items": current.index.ntotal if current else 0, "swaps": live.swaps}
         return JSONResponse(body, status_code=200 if current is not None else 503)
 
-    @api.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics", dependencies=readers)
-    async def prometheus() -> PlainTextResponse:
-        metrics.refresh()
-        return PlainTextResponse(generate_latest(metrics.registry).decode())
-
+    if not settings.api_metrics_port:
+        add_metrics(api, metrics.render, access)
     return api

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from foundation.kafka import use_security
 from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,11 @@ class EmbeddedBroker:
 @contextlib.contextmanager
 def kafka_bootstrap(settings: Settings) -> Iterator[str]:
     """The cluster to talk to: the configured one, a local broker already
-    running, or an embedded broker started for the duration of the block."""
+    running, or an embedded broker started for the duration of the block.
+    The process's clients use the settings' TLS and SASL with a configured
+    cluster; a local broker is plain."""
     if settings.kafka_bootstrap:
+        use_security(settings)
         yield settings.kafka_bootstrap
         return
     if port_open(settings.broker_host, settings.broker_port):

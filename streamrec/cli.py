@@ -102,6 +102,38 @@ def worker(
         run_until_signal(lambda stop: run_worker(settings, bootstrap, stop))
 
 
+@app.command()
+def forget(user_id: Annotated[str, typer.Argument(help="The shop's id of the user.")]) -> None:
+    """Forget a user everywhere: the workers' features and changelog, the servers' replicas,
+    the published recommendations and the trainer's cache (via the recs.control topic)."""
+    from foundation.control import send_forget
+    from foundation.kafka import start_producer
+    from foundation.privacy import Pseudonyms
+    from foundation.topics import Topics, ensure_topics
+
+    settings = Settings()
+    if not 0 < len(user_id) <= settings.max_id_chars:
+        console.print(f"[red]error:[/] a user id has 1 to {settings.max_id_chars} characters")
+        raise typer.Exit(2)
+
+    async def go(bootstrap: str) -> Any:
+        await ensure_topics(settings, bootstrap)
+        producer = await start_producer(bootstrap)
+        try:
+            return await send_forget(
+                producer, Topics.from_settings(settings), Pseudonyms.from_settings(settings), user_id
+            )
+        finally:
+            await producer.stop()
+
+    with kafka_bootstrap(settings) as bootstrap:
+        sent = asyncio.run(go(bootstrap))
+    console.print(
+        f"forget request for {user_id!r} stored at {sent.topic}[{sent.partition}]@{sent.offset}: "
+        "the owning worker acts within its commit interval, the trainer at its next refresh"
+    )
+
+
 # --- traffic --------------------------------------------------------------------
 
 

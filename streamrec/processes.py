@@ -12,11 +12,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from foundation.catalog import CatalogView
-from foundation.http import serve_http
+from foundation.http import Access, metrics_app, serve_http
 from foundation.schema import Limits
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
-from streams.web import create_worker_api
+from streams.web import create_worker_api, render_metrics
 from streams.worker import StreamWorker
 
 if TYPE_CHECKING:
@@ -54,10 +54,17 @@ class WorkerProcess:
         """Run until `stop` is set, then flush, commit and leave the group cleanly."""
         settings, worker = self.settings, self.worker
         await worker.start()
-        web = asyncio.create_task(
-            serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop)
-        )
-        tasks = {web, asyncio.create_task(worker.run())}
+        tasks = {
+            asyncio.create_task(
+                serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop)
+            ),
+            asyncio.create_task(worker.run()),
+        }
+        if settings.worker_metrics_port:
+            metrics = metrics_app(lambda: render_metrics(worker), Access.from_settings(settings))
+            tasks.add(
+                asyncio.create_task(serve_http(metrics, settings.worker_host, settings.worker_metrics_port, stop))
+            )
         if settings.publish_recommendations:
             self.publisher = await self._start_publisher()
             tasks.add(asyncio.create_task(self.publisher.run(stop)))
@@ -101,7 +108,7 @@ async def run_server(
 ) -> LiveModel:
     """The HTTP API until `stop`: follow the catalog, features and model
     versions and serve; pass a `live` model to watch it (tests, the demo)."""
-    from index.api import create_api
+    from index.api import ApiMetrics, create_api
     from index.live import LiveModel
 
     await ensure_topics(settings, bootstrap)
@@ -109,13 +116,20 @@ async def run_server(
     await live.start(bootstrap)
     follow = asyncio.create_task(live.follow(stop))
     log.info("API on http://%s:%d (OpenAPI at /docs), model %s", settings.api_host, settings.api_port, live.version)
-    web = asyncio.create_task(serve_http(create_api(live), settings.api_host, settings.api_port, stop))
+    metrics = ApiMetrics(live)
+    tasks = {
+        follow,
+        asyncio.create_task(serve_http(create_api(live, metrics), settings.api_host, settings.api_port, stop)),
+    }
+    if settings.api_metrics_port:
+        internal = metrics_app(metrics.render, Access.from_settings(settings))
+        tasks.add(asyncio.create_task(serve_http(internal, settings.api_host, settings.api_metrics_port, stop)))
     try:
-        done, _ = await asyncio.wait({web, follow}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()  # a crashed follower or a port in use ends the server with its error
     finally:
         stop.set()
-        await asyncio.gather(follow, web, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await live.stop()
     return live

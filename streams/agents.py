@@ -15,7 +15,8 @@ from foundation.catalog import CatalogView
 from foundation.codec import Rejected, decode_records, encode
 from foundation.features import PURCHASE, FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
 from foundation.kafka import partition_for
-from foundation.schema import Limits, validate_event, validate_item
+from foundation.privacy import Pseudonyms
+from foundation.schema import Limits, validate_control, validate_event, validate_item
 from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Outcome:
     duplicates: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reroutes: list[Reroute] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)  # users whose published answers get a tombstone
 
     def absorb(self, later: Outcome) -> Outcome:
         """This outcome followed by a later one (a failed commit's outcome is
@@ -83,6 +85,7 @@ class Outcome:
         self.duplicates += later.duplicates
         self.dead_letters += later.dead_letters
         self.reroutes += later.reroutes
+        self.forgotten += later.forgotten
         return self
 
 
@@ -96,12 +99,14 @@ class Agents:
         catalog: CatalogView,
         config: FeatureConfig,
         limits: Limits,
+        pseudonyms: Pseudonyms | None = None,
     ):
         self.users = users
         self.items = items
         self.catalog = catalog
         self.config = config
         self.limits = limits
+        self.pseudonyms = pseudonyms or Pseudonyms.disabled()
         # Partitions of the event topics (set on assignment; 0: not known yet, not checked).
         self.partitions = 0
         # user id -> (partition, event id, event ts) of the user's latest event,
@@ -118,6 +123,7 @@ class Agents:
         users, dirty_users = self.users.for_update(partition)
         touched = self.touched
         category_of = self.catalog.category_of
+        pseudonym = self.pseudonyms if self.pseudonyms.enabled else None
         bucket_s = config.popularity_bucket_s
         tally: dict[tuple[str, int], list] = {}
         accepted = duplicates = 0
@@ -136,6 +142,8 @@ class Agents:
                     ):
                         outcome.reroutes.append(Reroute(topic, user_id.encode(), encode(event.to_wire())))
                         continue
+                    if pseudonym is not None:  # the raw id chose the partition; only the pseudonym is kept
+                        user_id = event.user_id = pseudonym(user_id)
                     user = users.get(user_id)
                     if user is None:
                         user = users[user_id] = UserFeatures(user_id)
@@ -178,6 +186,27 @@ class Agents:
                     outcome.dead_letters.append(_dead(record, topic, partition, item))
                 else:
                     outcome.items += 1
+
+    def on_control(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
+        """Forget requests: the user's row goes (its changelog gets a
+        tombstone at the next flush) and so do their published answers.
+        Idempotent: forgetting an unknown user changes nothing but is still
+        answered with a tombstone."""
+        check_partition = self.partitions and not self.pseudonyms.enabled
+        for record in records:
+            for forget in decode_records(record.value, self.limits, validate_control):
+                if type(forget) is Rejected:
+                    outcome.dead_letters.append(_dead(record, topic, partition, forget))
+                    continue
+                user_id = forget.user_id
+                # A pseudonym's partition came from the raw id, which only the sender knew.
+                if check_partition and partition_for(user_id, self.partitions) != partition:
+                    outcome.reroutes.append(Reroute(topic, user_id.encode(), encode(forget.to_wire())))
+                    continue
+                self.users.delete(partition, user_id)
+                if self.touched is not None:
+                    self.touched.pop(user_id, None)
+                outcome.forgotten.append(user_id)
 
 
 def _dead(record, topic: str, partition: int, rejected: Rejected) -> DeadLetter:

@@ -3,8 +3,9 @@ tells every worker who owns which partition.
 
 Partition number p of every subscribed topic goes to the same worker, so a
 user's clicks, purchases and state (changelog partition p) are never split.
-Each member advertises its HTTP URL and the partitions it holds; the leader
-keeps partitions where they are as far as balance allows (fewer restores on a
+Each member advertises its HTTP URL (with a signature proving it holds an
+admin key, when keys are set) and the partitions it holds; the leader keeps
+partitions where they are as far as balance allows (fewer restores on a
 rebalance) and sends everyone the full owner map, which the worker's HTTP
 endpoint uses to forward a request for a user held elsewhere.
 """
@@ -14,12 +15,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 
 log = logging.getLogger(__name__)
+
+
+class Owner(NamedTuple):
+    """A partition's owner as it advertised itself: its URL and signature."""
+
+    url: str
+    signature: str
 
 
 def balanced_owners(partitions: list[int], members: Mapping[str, list[int]]) -> dict[int, str]:
@@ -52,13 +61,14 @@ class CopartitionedAssignor(AbstractPartitionAssignor):
     name = "streamrec-copartitioned"
     version = 0
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, signature: str = ""):
         self.url = url
+        self.signature = signature
         self.held: list[int] = []
-        self.owner_urls: dict[int, str] = {}
+        self.owners: dict[int, Owner] = {}
 
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
-        user_data = json.dumps({"url": self.url, "held": self.held}).encode()
+        user_data = json.dumps({"url": self.url, "sig": self.signature, "held": self.held}).encode()
         return ConsumerProtocolMemberMetadata(self.version, sorted(topics), user_data)
 
     def assign(  # type: ignore[override]
@@ -68,8 +78,8 @@ class CopartitionedAssignor(AbstractPartitionAssignor):
         topics = sorted({topic for meta in members.values() for topic in meta.subscription})
         numbers = sorted({p for topic in topics for p in (cluster.partitions_for_topic(topic) or ())})
         owners = balanced_owners(numbers, {m: info[m].get("held", []) for m in members})
-        owner_urls = {p: info[owner].get("url", "") for p, owner in owners.items()}
-        user_data = json.dumps({"owners": owner_urls}).encode()
+        advertised = {p: [info[owner].get("url", ""), info[owner].get("sig", "")] for p, owner in owners.items()}
+        user_data = json.dumps({"owners": advertised}).encode()
         assignment = {}
         for member in members:
             mine = {p for p, owner in owners.items() if owner == member}
@@ -87,5 +97,5 @@ class CopartitionedAssignor(AbstractPartitionAssignor):
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
         owners = json.loads(assignment.user_data or b"{}").get("owners", {})
-        self.owner_urls = {int(p): url for p, url in owners.items()}
+        self.owners = {int(p): Owner(str(url), str(sig)) for p, (url, sig) in owners.items()}
         self.held = sorted({p for _, partitions in assignment.assignment for p in partitions})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from streams.agents import Outcome
 
@@ -12,7 +12,7 @@ class WorkerMetrics:
         self.registry = CollectorRegistry()
         self.events = Counter(
             "streamrec_worker_events",
-            "Records by outcome: event, item (catalog), duplicate, deadletter, rerouted.",
+            "Records by outcome: event, item (catalog), duplicate, deadletter, rerouted, forget.",
             ["outcome"],
             registry=self.registry,
         )
@@ -29,9 +29,13 @@ class WorkerMetrics:
             "streamrec_worker_lag_records", "Records not yet processed in owned partitions.", registry=self.registry
         )
 
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
     def count(self, outcome: Outcome) -> None:
         self.events.labels("event").inc(outcome.events)
         self.events.labels("item").inc(outcome.items)
         self.events.labels("duplicate").inc(outcome.duplicates)
         self.events.labels("deadletter").inc(len(outcome.dead_letters))
         self.events.labels("rerouted").inc(len(outcome.reroutes))
+        self.events.labels("forget").inc(len(outcome.forgotten))

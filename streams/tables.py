@@ -57,6 +57,15 @@ class ChangelogTable(Generic[V]):
             dirty = self._dirty[partition] = set()
         return rows, dirty
 
+    def delete(self, partition: int, key: str) -> bool:
+        """Remove a key; the next flush writes its tombstone (so restores and
+        replicas drop it too). False when the partition did not hold it."""
+        rows, dirty = self.for_update(partition)
+        if rows.pop(key, None) is None:
+            return False
+        dirty.add(key)
+        return True
+
     async def flush(self, producer: AIOKafkaProducer) -> int:
         """Write every changed key to the changelog and wait for the acks.
 
@@ -84,7 +93,8 @@ class ChangelogTable(Generic[V]):
             rows = self._rows[partition]
             batch = producer.create_batch()
             for key in keys:
-                raw = encode(to_wire(rows[key]))
+                row = rows.get(key)
+                raw = None if row is None else encode(to_wire(row))  # None: a deleted key's tombstone
                 key_bytes = key.encode()
                 if batch.append(key=key_bytes, value=raw, timestamp=None) is None:
                     sends.append(await producer.send_batch(batch, self.changelog, partition=partition))

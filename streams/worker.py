@@ -35,7 +35,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from foundation.catalog import CatalogView
 from foundation.features import FeatureConfig, ItemStats, UserFeatures, merge_item_stats, popular_items
-from foundation.kafka import start_producer
+from foundation.http import Access
+from foundation.kafka import client_options, start_producer
+from foundation.privacy import Pseudonyms
 from foundation.schema import Limits
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
@@ -56,6 +58,7 @@ class WorkerStatus:
     duplicates: int = 0
     dead_letters: int = 0
     reroutes: int = 0
+    forgotten: int = 0
     commits: int = 0
     ready: bool = False
 
@@ -83,8 +86,12 @@ class StreamWorker:
             "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
         )
         self.catalog = catalog or CatalogView(self.topics.catalog, limits)
-        self.agents = Agents(self.users, self.items, self.catalog, self.config, limits)
-        self.assignor = CopartitionedAssignor(settings.worker_url)
+        self.pseudonyms = Pseudonyms.from_settings(settings)
+        self.agents = Agents(self.users, self.items, self.catalog, self.config, limits, self.pseudonyms)
+        # The topics partitioned by user, whose partitions wait for the state's restore.
+        self.user_topics = (*self.topics.events, self.topics.control)
+        url = settings.worker_url
+        self.assignor = CopartitionedAssignor(url, Access.from_settings(settings).sign(url))
         self.status = WorkerStatus()
         self.metrics = metrics or WorkerMetrics()
         self._consumer: AIOKafkaConsumer | None = None
@@ -107,6 +114,7 @@ class StreamWorker:
         await self.catalog.start(self.bootstrap)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=self.settings.topic(f"{self.settings.app_id}-worker"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -124,7 +132,7 @@ class StreamWorker:
             fetch_max_wait_ms=10,
         )
         await self._consumer.start()
-        self._consumer.subscribe([*self.topics.events, self.topics.catalog], listener=_Rebalance(self))
+        self._consumer.subscribe([*self.user_topics, self.topics.catalog], listener=_Rebalance(self))
 
     async def run(self) -> None:
         """Process until `stop()`; the caller has awaited `start()`.
@@ -200,11 +208,13 @@ class StreamWorker:
                 continue
             if tp.topic == self.topics.catalog:
                 self.agents.on_catalog(tp.topic, tp.partition, records, outcome)
-            elif tp.partition in self._ready:
-                self.agents.on_events(tp.topic, tp.partition, records, outcome)
-            else:  # fetched before its state was restored: fetch it again later
+            elif tp.partition not in self._ready:  # fetched before its state was restored: fetch it again later
                 self._consumer.seek(tp, records[0].offset)
                 continue
+            elif tp.topic == self.topics.control:
+                self.agents.on_control(tp.topic, tp.partition, records, outcome)
+            else:
+                self.agents.on_events(tp.topic, tp.partition, records, outcome)
             self._offsets[tp] = self._positions[tp] = records[-1].offset + 1
         if self.on_touched is not None and self.agents.touched:
             touched, self.agents.touched = self.agents.touched, {}
@@ -212,18 +222,27 @@ class StreamWorker:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def commit(self) -> None:
-        """Write table changes, dead letters and re-routes; then commit offsets."""
+        """Write table changes, dead letters, re-routes and forgotten users'
+        tombstones; then commit offsets."""
         assert self._producer is not None and self._consumer is not None
         async with self._commit_lock:
             # Offsets first: every table write below holds at least these events.
             offsets, self._offsets = self._offsets, {}
             outcome, self._outcome = self._outcome, Outcome()
             try:
+                keep_payload = self.settings.deadletter_payload
                 sends = [
                     await self._producer.send(
-                        self.topics.deadletter, dead.payload(), key=dead.key, headers=dead.headers()
+                        self.topics.deadletter,
+                        dead.payload() if keep_payload else None,
+                        key=dead.key if keep_payload else None,
+                        headers=dead.headers(),
                     )
                     for dead in outcome.dead_letters
+                ]
+                sends += [  # after any answer published before: a forgotten user's answers go too
+                    await self._producer.send(self.topics.recommendations, None, key=user_id.encode())
+                    for user_id in outcome.forgotten
                 ]
                 sends += [
                     await self._producer.send(reroute.topic, reroute.value, key=reroute.key)
@@ -261,6 +280,7 @@ class StreamWorker:
         status.duplicates += outcome.duplicates
         status.dead_letters += len(outcome.dead_letters)
         status.reroutes += len(outcome.reroutes)
+        status.forgotten += len(outcome.forgotten)
         status.commits += 1
         self.metrics.count(outcome)
         for reason in {d.reason for d in outcome.dead_letters}:
@@ -282,7 +302,7 @@ class StreamWorker:
         """Restore the state of new partitions before any of their events is
         processed (aiokafka may fetch before this callback: `_process` skips
         and re-seeks records of partitions not yet in `_ready`)."""
-        numbers = {tp.partition for tp in assigned if tp.topic in self.topics.events}
+        numbers = {tp.partition for tp in assigned if tp.topic in self.user_topics}
         self.agents.partitions = self.partition_count()
         self._positions = {tp: pos for tp, pos in self._positions.items() if tp in assigned}
         held = self.users.partitions
@@ -290,7 +310,7 @@ class StreamWorker:
         self.items.drop(held - numbers)
         new = numbers - held
         self.metrics.partitions.set(len(numbers))
-        restoring = [tp for tp in assigned if tp.partition in new and tp.topic in self.topics.events]
+        restoring = [tp for tp in assigned if tp.partition in new and tp.topic in self.user_topics]
         self._consumer.pause(*restoring)
         try:
             await self.users.restore(self.bootstrap, new)

@@ -6,13 +6,17 @@ appends them as one segment file. A segment carries the offsets it reaches,
 and is made visible by an atomic rename: the events and the point to resume
 from are written together, so a crash can repeat a refresh but never skip or
 double one. When the cache passes `max_events`, the oldest events are dropped
-by rewriting it as one base segment (the trainer's data window).
+by rewriting it as one base segment (the trainer's data window); so are
+events older than `max_age_s`, and every event of a user the control topic
+asks to forget. The rewrite is one atomic rename too: a crash leaves either
+the old segments or the new one, never a cache that half-forgot.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +25,8 @@ from aiokafka import TopicPartition
 
 from foundation.codec import Rejected, decode_records
 from foundation.kafka import read_to_end, reader
-from foundation.schema import Event, Item, Limits, validate_event, validate_item
+from foundation.privacy import Pseudonyms
+from foundation.schema import Event, Item, Limits, validate_control, validate_event, validate_item
 from foundation.store import write_atomically
 from foundation.topics import Topics
 
@@ -37,23 +42,25 @@ class Refresh:
     events: int = 0
     items: int = 0
     skipped: int = 0  # invalid records (the worker dead-letters them)
+    forgotten: int = 0  # users whose events were deleted
 
 
 @dataclass
 class InteractionCache:
     directory: Path
     max_events: int
+    max_age_s: float = 0.0  # 0: no limit but the window
     events: list[Event] = field(default_factory=list)
     items: dict[str, Item] = field(default_factory=dict)
     offsets: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> next offset
     _segments: list[Path] = field(default_factory=list)
 
     @classmethod
-    def open(cls, directory: Path, max_events: int) -> InteractionCache:
+    def open(cls, directory: Path, max_events: int, max_age_s: float = 0.0) -> InteractionCache:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".*.tmp"):
             stale.unlink()  # a refresh that crashed before its rename
-        cache = cls(directory, max_events)
+        cache = cls(directory, max_events, max_age_s)
         for path in sorted(directory.glob("segment-*.msgpack")):
             segment = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
             if segment.get("base"):
@@ -81,19 +88,34 @@ class InteractionCache:
         self._segments.append(path)
         return path
 
-    def append(self, events: list[Event], items: list[Item], offsets: dict[str, dict[int, int]]) -> None:
+    def append(
+        self,
+        events: list[Event],
+        items: list[Item],
+        offsets: dict[str, dict[int, int]],
+        forget: Set[str] = frozenset(),
+    ) -> None:
+        """Add what a refresh read; `forget`: users whose events must all go."""
         for topic, partitions in offsets.items():
             self.offsets.setdefault(topic, {}).update(partitions)
         self.events.extend(events)
         self.items.update((item.item_id, item) for item in items)
-        if len(self.events) > self.max_events or len(self._segments) >= SEGMENTS_BEFORE_COMPACTION:
+        if forget:
+            self.events = [event for event in self.events if event.user_id not in forget]
+        too_old = self.max_age_s > 0 and any(event.ts < self._oldest_kept() for event in self.events)
+        if forget or too_old or len(self.events) > self.max_events or len(self._segments) >= SEGMENTS_BEFORE_COMPACTION:
             self._compact()
         else:
             self._write(events, items, base=False)
 
+    def _oldest_kept(self) -> float:
+        return time.time() - self.max_age_s if self.max_age_s > 0 else float("-inf")
+
     def _compact(self) -> None:
-        """One base segment holding the newest `max_events` events; older files go."""
-        self.events.sort(key=lambda e: e.ts)
+        """One base segment holding the newest `max_events` events not older
+        than `max_age_s`; older files go."""
+        oldest = self._oldest_kept()
+        self.events = sorted((event for event in self.events if event.ts >= oldest), key=lambda e: e.ts)
         del self.events[: max(0, len(self.events) - self.max_events)]
         old = list(self._segments)
         self._write(self.events, list(self.items.values()), base=True)
@@ -102,15 +124,22 @@ class InteractionCache:
         self._segments = self._segments[-1:]
 
     async def refresh(self, bootstrap: str, topics: Topics, group_id: str, limits: Limits,
+                      pseudonyms: Pseudonyms | None = None,
                       on_progress: Callable[[int], None] = lambda n: None) -> Refresh:  # fmt: skip
-        """Read every event and catalog record past the cached offsets."""
+        """Read every event, catalog and control record past the cached offsets.
+
+        Events are kept under their stored user id (`pseudonyms`). A forget
+        request deletes every cached event of its user, including any read in
+        the same refresh: the trainer errs on the side of forgetting.
+        """
+        pseudonym = pseudonyms if pseudonyms is not None and pseudonyms.enabled else None
         consumer = reader(bootstrap, group_id=group_id)
         await consumer.start()
-        refresh, events, items = Refresh(), [], []
+        refresh, events, items, forget = Refresh(), [], [], set()
         try:
             tps = [
                 TopicPartition(topic, p)
-                for topic in (*topics.events, topics.catalog)
+                for topic in (*topics.events, topics.catalog, topics.control)
                 for p in sorted(consumer.partitions_for_topic(topic) or ())
             ]
             if not tps:
@@ -124,12 +153,19 @@ class InteractionCache:
                     consumer.seek(tp, cached)
 
             def take(tp: TopicPartition, records: list) -> None:
+                if tp.topic == topics.control:
+                    for record in records:
+                        forget.update(r.user_id for r in decode_records(record.value, limits, validate_control)
+                                      if type(r) is not Rejected)  # fmt: skip
+                    return
                 into, validate = (items, validate_item) if tp.topic == topics.catalog else (events, validate_event)
                 for record in records:
                     for valid in decode_records(record.value, limits, validate):
                         if type(valid) is Rejected:
                             refresh.skipped += 1
                         else:
+                            if pseudonym is not None and into is events:
+                                valid.user_id = pseudonym(valid.user_id)
                             into.append(valid)
                 on_progress(len(events))
 
@@ -137,17 +173,18 @@ class InteractionCache:
             offsets: dict[str, dict[int, int]] = {}
             for tp in tps:
                 offsets.setdefault(tp.topic, {})[tp.partition] = await consumer.position(tp)
-            refresh.events, refresh.items = len(events), len(items)
-            if events or items or offsets != self.offsets:
-                self.append(events, items, offsets)
+            refresh.events, refresh.items, refresh.forgotten = len(events), len(items), len(forget)
+            if events or items or forget or offsets != self.offsets:
+                self.append(events, items, offsets, forget)
             await consumer.commit({tp: offsets[tp.topic][tp.partition] for tp in tps})
         finally:
             await consumer.stop()
         log.info(
-            "trainer cache: +%d events, +%d items (%d skipped); %d events held",
+            "trainer cache: +%d events, +%d items (%d skipped), %d users forgotten; %d events held",
             refresh.events,
             refresh.items,
             refresh.skipped,
+            refresh.forgotten,
             len(self.events),
         )
         return refresh

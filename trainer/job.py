@@ -22,6 +22,7 @@ from embeddings.versions import ModelVersion, load_version, publish_model
 from foundation.codec import encode
 from foundation.features import FeatureConfig
 from foundation.kafka import start_producer
+from foundation.privacy import Pseudonyms
 from foundation.schema import Event, Item, Limits
 from foundation.settings import Settings
 from foundation.store import MODEL_NAME, DataWindow, Manifest, ModelStore
@@ -45,7 +46,7 @@ def cache_dir(settings: Settings):
 
 
 def open_cache(settings: Settings) -> InteractionCache:
-    return InteractionCache.open(cache_dir(settings), settings.train_max_events)
+    return InteractionCache.open(cache_dir(settings), settings.train_max_events, settings.cache_max_age_days * 86_400)
 
 
 async def refresh_cache(
@@ -54,7 +55,12 @@ async def refresh_cache(
     await ensure_topics(settings, bootstrap)
     group = settings.topic(f"{settings.app_id}-trainer")
     return await cache.refresh(
-        bootstrap, Topics.from_settings(settings), group, Limits.from_settings(settings), on_progress
+        bootstrap,
+        Topics.from_settings(settings),
+        group,
+        Limits.from_settings(settings),
+        Pseudonyms.from_settings(settings),
+        on_progress,
     )
 
 

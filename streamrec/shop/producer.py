@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from foundation.codec import encode
-from foundation.kafka import partition_for, start_producer
+from foundation.kafka import partition_for, start_producer, use_security
 from foundation.schema import Event, Item, Limits, validate_event, validate_item
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
@@ -81,6 +81,8 @@ class ShopProducer:
         self.failed = 0  # records given up on after their retries
 
     async def start(self) -> ShopProducer:
+        if self.settings.kafka_security_protocol != "PLAINTEXT":
+            use_security(self.settings)  # the shop's process talks to one cluster, as the settings say
         await ensure_topics(self.settings, self.bootstrap)
         self._producer = await start_producer(self.bootstrap, linger_ms=self._linger_ms, max_batch_size=512 * 1024)
         for topic in (*self.topics.events, self.topics.catalog):
