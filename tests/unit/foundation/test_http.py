@@ -48,3 +48,22 @@ def test_without_keys_everything_is_open():
     access = Access(SecretStr(""), SecretStr(" , "))
     assert not access.enabled and access.admin_key is None
     assert _statuses(access, None) == (200, 200)
+
+
+def test_a_peer_url_passes_only_with_an_admin_keys_signature():
+    access = Access(SecretStr(""), SecretStr("a1,a2"))
+    url = "http://worker-2.workers:6066"
+    assert access.vouches_for(url, access.sign(url))
+    assert access.vouches_for(url, Access(SecretStr(""), SecretStr("a2")).sign(url))  # any admin key signs
+    assert not access.vouches_for(url, "")
+    assert not access.vouches_for("http://169.254.169.254:80", access.sign(url))  # a signature is per URL
+    assert not access.vouches_for(url, Access(SecretStr(""), SecretStr("stolen?")).sign(url))
+
+
+def test_without_admin_keys_only_a_plain_host_and_port_url_passes():
+    access = Access(SecretStr(""), SecretStr(""))
+    assert access.sign("http://w:6066") == ""
+    assert access.vouches_for("http://w:6066", "") and access.vouches_for("https://w.example:443/", "")
+    for url in ("file:///etc/passwd", "http://w", "http://w:6066/admin", "http://w:6066?x=1", "http://u:p@w:6066",
+                "gopher://w:70", "http://w:99999", "not a url"):  # fmt: skip
+        assert not access.vouches_for(url, ""), url

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from foundation.codec import decode_values
-from foundation.schema import InvalidRecord, Limits, validate_event, validate_item
+from foundation.schema import Forget, InvalidRecord, Limits, validate_control, validate_event, validate_item
 
 LIMITS = Limits(max_id_chars=16, max_text_chars=40, max_value_bytes=1024, max_batch_elements=3)
 
@@ -109,3 +109,17 @@ def test_items_validate_with_defaults_and_bounded_attributes():
         validate_item(
             {"item_id": "i1", "title": "t", "category": "c", "attributes": {str(i): "v" for i in range(65)}}, LIMITS
         )
+
+
+def test_a_control_record_is_a_forget_or_rejected_with_a_reason():
+    limits = Limits()
+    forget = validate_control({"type": "forget", "user_id": "u1", "ts": 5.0}, limits)
+    assert forget == Forget("u1", 5.0) and validate_control(forget.to_wire(), limits) == forget
+    for value, reason in [
+        ({"type": "erase-everything", "user_id": "u1", "ts": 5.0}, "field 'type' must be 'forget'"),
+        ({"type": "forget", "user_id": "u" * 300, "ts": 5.0}, "characters long"),
+        ({"type": "forget", "user_id": "u1", "ts": 1e10}, "in the future"),
+        (["forget"], "a control record must be a map"),
+    ]:
+        with pytest.raises(InvalidRecord, match=reason):
+            validate_control(value, limits)

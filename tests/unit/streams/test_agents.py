@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from foundation.catalog import CatalogView
 from foundation.codec import encode
 from foundation.features import FeatureConfig, ItemStats, UserFeatures
 from foundation.kafka import partition_for
+from foundation.privacy import Pseudonyms
 from foundation.schema import Item, Limits
 from streams.agents import Agents, Outcome
 from streams.tables import ChangelogTable
@@ -126,3 +129,47 @@ def test_a_record_whose_fold_fails_is_dead_lettered_and_the_partition_goes_on(mo
     assert agents.users.get(0, "u1").clicks == 2 and outcome.events == 2
     (dead,) = outcome.dead_letters
     assert dead.offset == 1 and dead.reason == "could not be processed: OverflowError: math range error"
+
+
+def _forget(user_id: str, **change) -> bytes:
+    return encode({"type": "forget", "user_id": user_id, "ts": 1000.0, **change})
+
+
+def test_a_forget_request_deletes_the_row_and_is_idempotent():
+    agents, outcome = _agents(), Outcome()
+    agents.touched = {}
+    agents.on_events("clicks", 0, [Record(b"u1", encode(GOOD), 0)], outcome)
+    _, dirty = agents.users.for_update(0)
+    dirty.clear()  # as after a flush
+    agents.on_control("control", 0, [Record(b"u1", _forget("u1"), 0), Record(b"u1", _forget("u1"), 1)], outcome)
+    assert agents.users.get(0, "u1") is None and agents.touched == {}
+    assert dirty == {"u1"}  # the next flush writes its tombstone
+    assert outcome.forgotten == ["u1", "u1"]  # each answered with a recommendations tombstone
+
+
+def test_a_bad_control_record_is_dead_lettered_and_a_misrouted_one_rerouted():
+    agents, outcome = _agents(), Outcome()
+    agents.partitions = 8
+    wrong = next(p for p in range(8) if p != partition_for("u1", 8))
+    bad = [Record(b"u1", _forget("u1", type="drop-all"), 0), Record(b"u1", encode({"type": "forget"}), 1)]
+    agents.on_control("control", wrong, [*bad, Record(b"u1", _forget("u1"), 2)], outcome)
+    assert [d.reason for d in outcome.dead_letters] == [
+        "field 'type' must be 'forget', got 'drop-all'",
+        "missing required field 'user_id'",
+    ]
+    assert [(r.topic, r.key) for r in outcome.reroutes] == [("control", b"u1")] and not outcome.forgotten
+
+
+def test_with_pseudonymisation_rows_are_kept_under_the_pseudonym_in_the_raw_ids_partition():
+    agents, outcome = _agents(), Outcome()
+    agents.pseudonyms = pseudonyms = Pseudonyms(SecretStr("key"))
+    agents.touched = {}
+    agents.partitions = 8
+    partition = partition_for("u1", 8)  # where the shop's producer put the event
+    agents.on_events("clicks", partition, [Record(b"u1", encode(GOOD), 0)], outcome)
+    stored = pseudonyms("u1")
+    assert agents.users.get(partition, "u1") is None and agents.users.get(partition, stored).user_id == stored
+    assert list(agents.touched) == [stored] and not outcome.reroutes
+    # A forget carries the pseudonym; its partition is trusted (only the sender knew the raw id).
+    agents.on_control("control", partition, [Record(stored.encode(), _forget(stored), 0)], outcome)
+    assert agents.users.get(partition, stored) is None and not outcome.reroutes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from foundation.schema import Event, Item
 from trainer.cache import InteractionCache
 
@@ -38,3 +40,23 @@ def test_a_half_written_segment_is_ignored(tmp_path):
     again = InteractionCache.open(tmp_path, max_events=100)
     assert len(again.events) == 3 and again.offsets == {"clicks": {0: 3}}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_forgetting_a_user_rewrites_the_cache_without_their_events(tmp_path):
+    cache = InteractionCache.open(tmp_path, max_events=100)
+    cache.append(_events(0, 14), [], {"clicks": {0: 14}})
+    cache.append(_events(14, 7), [], {"clicks": {0: 21}, "control": {0: 1}}, forget={"u3"})
+    assert [path.name for path in tmp_path.iterdir()] == ["segment-00000002.msgpack"]  # one atomic base segment
+    again = InteractionCache.open(tmp_path, max_events=100)
+    assert len(again.events) == 18 and "u3" not in {e.user_id for e in again.events}
+    assert again.offsets == {"clicks": {0: 21}, "control": {0: 1}}
+    assert b"u3" not in (tmp_path / "segment-00000002.msgpack").read_bytes()
+
+
+def test_events_older_than_the_maximum_age_are_deleted(tmp_path):
+    now = time.time()
+    old = [Event("old", "click", "u1", "i1", now - 10 * 86_400)]
+    recent = [Event("new", "click", "u1", "i1", now - 3600)]
+    cache = InteractionCache.open(tmp_path, max_events=100, max_age_s=7 * 86_400)
+    cache.append(old + recent, [], {"clicks": {0: 2}})
+    assert [e.event_id for e in InteractionCache.open(tmp_path, max_events=100).events] == ["new"]
