@@ -283,8 +283,11 @@ class StreamWorker:
         status.forgotten += len(outcome.forgotten)
         status.commits += 1
         self.metrics.count(outcome)
-        for reason in {d.reason for d in outcome.dead_letters}:
-            log.info("dead letter: %s", reason)
+        if outcome.dead_letters:
+            # A reason may quote a field of the record: reasons (and so ids) only at DEBUG.
+            log.info("%d records dead-lettered to %s", len(outcome.dead_letters), self.topics.deadletter)
+            for reason in {d.reason for d in outcome.dead_letters}:
+                log.debug("dead letter: %s", reason)
 
     # --- rebalancing ----------------------------------------------------------
 

@@ -7,9 +7,12 @@
 
 Events are keyed and partitioned as the workers expect (murmur2 of the
 user id); `Shop` simulates a shop's traffic and `read_events`/`send_replay`
-turn an interaction log into events.
+turn an interaction log into events. With pseudonymisation on, a consumer
+of `recs.recommendations` finds its users' answers under
+`Pseudonyms(key)(user_id)`.
 """
 
+from foundation.privacy import Pseudonyms
 from streamrec.shop.producer import ProduceError, ShopProducer
 from streamrec.shop.replay import EventColumns, ItemColumns, ReplayError, read_events, read_items, send_replay
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
@@ -18,6 +21,7 @@ __all__ = [
     "EventColumns",
     "ItemColumns",
     "ProduceError",
+    "Pseudonyms",
     "ReplayError",
     "Shop",
     "ShopConfig",
