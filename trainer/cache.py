@@ -153,20 +153,21 @@ class InteractionCache:
                     consumer.seek(tp, cached)
 
             def take(tp: TopicPartition, records: list) -> None:
-                if tp.topic == topics.control:
-                    for record in records:
-                        forget.update(r.user_id for r in decode_records(record.value, limits, validate_control)
-                                      if type(r) is not Rejected)  # fmt: skip
-                    return
-                into, validate = (items, validate_item) if tp.topic == topics.catalog else (events, validate_event)
+                validate = {topics.catalog: validate_item, topics.control: validate_control}.get(
+                    tp.topic, validate_event
+                )
                 for record in records:
                     for valid in decode_records(record.value, limits, validate):
                         if type(valid) is Rejected:
                             refresh.skipped += 1
+                        elif validate is validate_item:
+                            items.append(valid)
+                        elif validate is validate_control:
+                            forget.add(valid.user_id)
                         else:
-                            if pseudonym is not None and into is events:
+                            if pseudonym is not None:
                                 valid.user_id = pseudonym(valid.user_id)
-                            into.append(valid)
+                            events.append(valid)
                 on_progress(len(events))
 
             await read_to_end(consumer, tps, take)

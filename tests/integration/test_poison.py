@@ -1,5 +1,6 @@
-"""Hostile input on every input topic of a real worker (publishing), a real
-API server and the trainer's reader: arbitrary bytes, maps with extreme or odd fields, deep nesting,
+"""Hostile input on every input topic (events, catalog, control, model
+announcements) of a real worker (publishing), a real API server and the
+trainer's reader: arbitrary bytes, maps with extreme or odd fields, deep nesting,
 huge batches, broken Unicode, forged model announcements. Afterwards both are
 alive, every bad record or element is in the dead-letter topic exactly once,
 and a final batch of good events is counted exactly."""
@@ -20,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from foundation.codec import Rejected, decode_records
-from foundation.schema import Item, Limits, validate_event, validate_item
+from foundation.schema import Item, Limits, validate_control, validate_event, validate_item
 from foundation.store import ModelStore
 from foundation.topics import Topics, ensure_topics
 from index.live import LiveModel
@@ -99,6 +100,11 @@ KNOWN_POISON = [
     ("catalog", json.dumps({"item_id": "i1", "title": "bad\ud800", "category": "c1"}).encode()),
     ("catalog", json.dumps({"item_id": "i2", "title": "t", "category": "\ud800"}).encode()),
     ("catalog", _pack({"item_id": "i3", "title": "t", "category": "c", "ts": time.time() + 10 * 86_400})),
+    ("control", _pack({"type": "forget"})),
+    ("control", _pack({"type": "forget-everyone", "user_id": "hand", "ts": 1.0})),
+    ("control", _pack({"type": "forget", "user_id": "x" * 300, "ts": 1.0})),
+    ("control", json.dumps({"type": "forget", "user_id": "u\ud800", "ts": 1.0}).encode()),
+    ("control", _pack([{"type": "forget", "user_id": "hand", "ts": 1e12}])),
 ]
 KNOWN_ANNOUNCEMENTS = [_pack({"version": v}) for v in ("", "../x", "/etc", "..", 7)] + [b"\xc1", b"{"]
 
@@ -114,6 +120,8 @@ def _rejections(topic: str, value: bytes | None, topics: Topics) -> int:
         if value is None:
             return 0  # a catalog tombstone deletes the item
         return sum(type(r) is Rejected for r in decode_records(value, Limits(), validate_item))
+    if topic == topics.control:
+        return sum(type(r) is Rejected for r in decode_records(value, Limits(), validate_control))
     return sum(type(r) is Rejected for r in decode_records(value, Limits(), validate_event))
 
 
@@ -145,7 +153,7 @@ def _alive(tasks: list[asyncio.Task]) -> None:
 )
 @given(
     values=st.lists(
-        st.tuples(st.sampled_from(["clicks", "purchases", "catalog"]), poison),
+        st.tuples(st.sampled_from(["clicks", "purchases", "catalog", "control"]), poison),
         min_size=VALUES_PER_EXAMPLE,
         max_size=VALUES_PER_EXAMPLE,
     ),  # fmt: skip
@@ -165,7 +173,8 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
         }
     )
     topics = Topics.from_settings(settings)
-    by_name = {"clicks": topics.clicks, "purchases": topics.purchases, "catalog": topics.catalog}
+    by_name = {"clicks": topics.clicks, "purchases": topics.purchases, "catalog": topics.catalog,
+               "control": topics.control}  # fmt: skip
 
     async def scenario() -> None:
         stop, process, live, tasks = await _system(settings, kafka)
