@@ -1,0 +1,130 @@
+"""The classical recommenders streamrec is measured against, each tuned.
+
+implicit's ALS, BPR, item-kNN (cosine) and BM25, and popularity, fitted on
+the same training events (every interaction counts one) and tuned by a small
+grid on a validation window carved from the training events by the same
+protocol: the test window is never looked at until the chosen configuration
+is refitted on all training events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from foundation.schema import Event
+from trainer.protocol import WindowSplit, judge, window_split
+
+log = logging.getLogger(__name__)
+
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "als": [
+        {"factors": f, "regularization": r, "alpha": a}
+        for f in (32, 64, 128)
+        for r in (0.1, 1.0, 10.0)
+        for a in (1.0, 10.0)
+    ],
+    "bpr": [{"factors": f, "learning_rate": lr} for f in (32, 64, 128) for lr in (0.01, 0.05)],
+    "item-knn": [{"K": k} for k in (20, 50, 100, 200, 400)],
+    "bm25": [{"K": k, "K1": k1} for k in (50, 100, 200, 400) for k1 in (0.6, 1.2)],
+}
+DEPTH = 50  # the longest list judged
+
+
+@dataclass
+class Peer:
+    name: str
+    params: dict[str, Any]
+    valid_recall_at_20: float
+    rankings: dict[str, list[str]]  # test users' lists, without their past items
+
+
+class Interactions:
+    """A user-by-item matrix of the training events, with the id maps."""
+
+    def __init__(self, events: list[Event], item_ids: list[str]):
+        self.item_ids = item_ids
+        self.item_row = {item: n for n, item in enumerate(item_ids)}
+        self.user_ids = list(dict.fromkeys(e.user_id for e in events))
+        self.user_row = {user: n for n, user in enumerate(self.user_ids)}
+        pairs = Counter(
+            (self.user_row[e.user_id], self.item_row[e.item_id]) for e in events if e.item_id in self.item_row
+        )
+        rows, cols = zip(*pairs, strict=True) if pairs else ((), ())
+        self.matrix = csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(self.user_ids), len(item_ids))
+        )
+
+
+def _make(name: str, params: dict[str, Any]) -> Any:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns and slows down otherwise
+    from implicit.als import AlternatingLeastSquares
+    from implicit.bpr import BayesianPersonalizedRanking
+    from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+
+    if name == "als":
+        return AlternatingLeastSquares(
+            factors=params["factors"], regularization=params["regularization"], alpha=params["alpha"],
+            iterations=15, random_state=0,
+        )  # fmt: skip
+    if name == "bpr":
+        return BayesianPersonalizedRanking(
+            factors=params["factors"], learning_rate=params["learning_rate"], iterations=100, random_state=0
+        )
+    if name == "item-knn":
+        return CosineRecommender(K=params["K"])
+    if name == "bm25":
+        return BM25Recommender(K=params["K"], K1=params["K1"], B=0.75)
+    raise ValueError(f"unknown peer {name!r}")
+
+
+def _rank(name: str, params: dict[str, Any], data: Interactions, users: list[str]) -> dict[str, list[str]]:
+    model = _make(name, params)
+    model.fit(data.matrix, show_progress=False)
+    known = [u for u in users if u in data.user_row]
+    rows = np.array([data.user_row[u] for u in known], dtype=np.int64)
+    if not len(rows):
+        return {}
+    ids, _ = model.recommend(rows, data.matrix[rows], N=DEPTH, filter_already_liked_items=True)
+    return {user: [data.item_ids[i] for i in row if i >= 0] for user, row in zip(known, ids, strict=True)}
+
+
+def popularity(split: WindowSplit, users: list[str]) -> dict[str, list[str]]:
+    """The most interacted-with items of the training events, minus each user's own."""
+    order = [item for item, _ in Counter(e.item_id for e in split.train).most_common()]
+    return {user: [i for i in order if i not in split.seen.get(user, ())][:DEPTH] for user in users}
+
+
+def tuned_peers(
+    split: WindowSplit,
+    item_ids: list[str],
+    category_of: dict[str, str],
+    names: list[str] | None = None,
+    on_status: Callable[[str], None] = lambda line: None,
+) -> list[Peer]:
+    """Each peer at its best grid point on the validation window, refitted on
+    all training events and ranking the test users."""
+    inner = window_split(split.train)
+    inner_data, full_data = Interactions(inner.train, item_ids), Interactions(split.train, item_ids)
+    test_users, valid_users = list(split.targets), list(inner.targets)
+
+    def valid_recall(rankings: dict[str, list[str]]) -> float:
+        return judge(rankings, inner.targets, len(item_ids), category_of).recall[20]
+
+    peers = [Peer("popularity", {}, valid_recall(popularity(inner, valid_users)), popularity(split, test_users))]
+    for name in names or list(GRIDS):
+        best, best_recall = GRIDS[name][0], -1.0
+        for params in GRIDS[name]:
+            recall = valid_recall(_rank(name, params, inner_data, valid_users))
+            if recall > best_recall:
+                best, best_recall = params, recall
+        on_status(f"{name}: best on validation {best} (recall@20 {best_recall:.4f})")
+        peers.append(Peer(name, best, best_recall, _rank(name, best, full_data, test_users)))
+    return peers
