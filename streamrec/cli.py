@@ -187,57 +187,71 @@ def simulate(
         console.print(f"ground truth written to {ground_truth}")
 
 
-@app.command()
-def replay(
-    events_csv: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Interaction log (CSV).")],
-    items: Annotated[
-        Path | None,
-        typer.Option("--items", exists=True, dir_okay=False, help="Item file (CSV): id, title, category or genres."),
-    ] = None,
-    user_col: Annotated[str, typer.Option(help="User id column.")] = "user_id",
-    item_col: Annotated[str, typer.Option(help="Item id column.")] = "item_id",
-    time_col: Annotated[str, typer.Option(help="Time column: Unix seconds/milliseconds or ISO 8601.")] = "timestamp",
-    type_col: Annotated[
-        str | None, typer.Option(help="Event type column (purchase/buy/transaction... else click).")
-    ] = None,
-    rating_col: Annotated[str | None, typer.Option(help="Rating column; with --purchase-threshold.")] = None,
-    purchase_threshold: Annotated[
-        float | None, typer.Option(help="Ratings at or above this are purchases, the rest clicks.")
-    ] = None,
-    items_id_col: Annotated[str, typer.Option(help="Item file: id column.")] = "item_id",
-    items_title_col: Annotated[str, typer.Option(help="Item file: title column.")] = "title",
-    items_category_col: Annotated[str, typer.Option(help="Item file: category (or genre list) column.")] = "category",
-    category_sep: Annotated[
-        str, typer.Option(help="Separator of a genre list; the first genre is the category.")
-    ] = "|",
-) -> None:
-    """Replay an interaction log as events, in time order (the catalog first)."""
-    from foundation.schema import Limits
-    from streamrec.shop.producer import ShopProducer
-    from streamrec.shop.replay import (
-        EventColumns,
-        ItemColumns,
-        ReplayError,
-        bare_catalog,
-        read_events,
-        read_items,
-        send_replay,
-    )
+# The columns of an interaction log: shared by `replay` and `bench quality`.
+EventsCsv = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Interaction log (CSV).")]
+ItemsCsv = Annotated[
+    Path | None,
+    typer.Option("--items", exists=True, dir_okay=False, help="Item file (CSV): id, title, category or genres."),
+]
+UserCol = Annotated[str, typer.Option(help="User id column.")]
+ItemCol = Annotated[str, typer.Option(help="Item id column.")]
+TimeCol = Annotated[str, typer.Option(help="Time column: Unix seconds/milliseconds or ISO 8601.")]
+TypeCol = Annotated[str | None, typer.Option(help="Event type column (purchase/buy/transaction... else click).")]
+RatingCol = Annotated[str | None, typer.Option(help="Rating column; with --purchase-threshold.")]
+PurchaseThreshold = Annotated[
+    float | None, typer.Option(help="Ratings at or above this are purchases, the rest clicks.")
+]
+ItemsIdCol = Annotated[str, typer.Option(help="Item file: id column.")]
+ItemsTitleCol = Annotated[str, typer.Option(help="Item file: title column.")]
+ItemsCategoryCol = Annotated[str, typer.Option(help="Item file: category (or genre list) column.")]
+CategorySep = Annotated[str, typer.Option(help="Separator of a genre list; the first genre is the category.")]
 
-    settings = Settings()
+
+def _read_log(
+    settings: Settings, events_csv: Path, items: Path | None, events: Any, item_columns: Any
+) -> tuple[list, list]:
+    """The log's events and its catalog (the item file's, or a bare one from
+    the events' item ids); a malformed file is one line and exit code 2."""
+    from foundation.schema import Limits
+    from streamrec.shop.replay import ReplayError, bare_catalog, read_events, read_items
+
     limits = Limits.from_settings(settings)
     try:
-        columns = EventColumns(user_col, item_col, time_col, type_col, rating_col, purchase_threshold)
         log.info("reading %s", events_csv)
-        events = read_events(events_csv, columns, limits)
-        catalog = (
-            read_items(items, ItemColumns(items_id_col, items_title_col, items_category_col, category_sep), limits)
-            if items
-            else bare_catalog(events)
-        )
+        read = read_events(events_csv, events, limits)
+        return read, (read_items(items, item_columns, limits) if items else bare_catalog(read))
     except ReplayError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+
+
+@app.command()
+def replay(
+    events_csv: EventsCsv,
+    items: ItemsCsv = None,
+    user_col: UserCol = "user_id",
+    item_col: ItemCol = "item_id",
+    time_col: TimeCol = "timestamp",
+    type_col: TypeCol = None,
+    rating_col: RatingCol = None,
+    purchase_threshold: PurchaseThreshold = None,
+    items_id_col: ItemsIdCol = "item_id",
+    items_title_col: ItemsTitleCol = "title",
+    items_category_col: ItemsCategoryCol = "category",
+    category_sep: CategorySep = "|",
+) -> None:
+    """Replay an interaction log as events, in time order (the catalog first)."""
+    from streamrec.shop.producer import ShopProducer
+    from streamrec.shop.replay import EventColumns, ItemColumns, send_replay
+
+    settings = Settings()
+    events, catalog = _read_log(
+        settings,
+        events_csv,
+        items,
+        EventColumns(user_col, item_col, time_col, type_col, rating_col, purchase_threshold),
+        ItemColumns(items_id_col, items_title_col, items_category_col, category_sep),
+    )
 
     async def go() -> None:
         async with ShopProducer(bootstrap, settings) as producer:
@@ -696,6 +710,74 @@ def bench_http(
     settings = Settings()
     result = run_bench(settings, items, users, requests, on_status=console.print)
     _show_result(result, as_json)
+
+
+@bench_app.command("quality")
+def bench_quality(
+    events_csv: EventsCsv,
+    items: ItemsCsv = None,
+    user_col: UserCol = "user_id",
+    item_col: ItemCol = "item_id",
+    time_col: TimeCol = "timestamp",
+    type_col: TypeCol = None,
+    rating_col: RatingCol = None,
+    purchase_threshold: PurchaseThreshold = None,
+    items_id_col: ItemsIdCol = "item_id",
+    items_title_col: ItemsTitleCol = "title",
+    items_category_col: ItemsCategoryCol = "category",
+    category_sep: CategorySep = "|",
+    seeds: Annotated[int, typer.Option(min=1, max=10, help="Product runs with training seeds 0..N-1.")] = 1,
+    peers: Annotated[bool, typer.Option(help="Also tune and run the classical peers (the `peers` extra).")] = True,
+    out: Annotated[Path, typer.Option(help="Directory of the JSON and the plot.")] = Path("figures"),
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """The product (replay -> worker -> train -> API) against tuned ALS, BPR, item-kNN, BM25 and popularity,
+    on each user's latest 20% of events: recall@K, NDCG@20, coverage, diversity; a table, a plot and JSON."""
+    from streamrec.bench.quality import PRODUCT, write_figures
+    from streamrec.bench.quality import bench_quality as run_bench
+    from streamrec.shop.replay import EventColumns, ItemColumns
+
+    settings = Settings()
+    if peers:
+        try:
+            import implicit  # noqa: F401
+        except ImportError:
+            console.print("[red]error:[/] the peers need the `peers` extra: pip install -e '.[peers]' (or --no-peers)")
+            raise typer.Exit(2) from None
+    events, catalog = _read_log(
+        settings,
+        events_csv,
+        items,
+        EventColumns(user_col, item_col, time_col, type_col, rating_col, purchase_threshold),
+        ItemColumns(items_id_col, items_title_col, items_category_col, category_sep),
+    )
+    ports = (settings.api_port, settings.worker_port)
+    with kafka_bootstrap(settings) as bootstrap:
+        report = asyncio.run(
+            run_bench(
+                settings, bootstrap, events, catalog, seeds=seeds, peers=peers, ports=ports, on_status=console.print
+            )
+        )
+    table = Table("system", "recall@10", "recall@20", "recall@50", "NDCG@20", "coverage@20", "diversity@20")
+    for name, quality in report.systems.items():
+        table.add_row(f"[bold]{name}[/]" if name == PRODUCT else name,
+                      *(f"{quality.recall[k]:.4f}" for k in (10, 20, 50)), f"{quality.ndcg[20]:.4f}",
+                      f"{quality.coverage:.3f}", f"{quality.diversity:.3f}")  # fmt: skip
+    Console().print(table)
+    for name, params in report.params.items():
+        console.print(f"{name}: chosen on the validation window: {params or 'nothing to tune'}")
+    summary = report.to_json()
+    if summary["best_peer"]:
+        console.print(
+            f"{PRODUCT} recall@20 {summary['product_recall@20_mean']:.4f} "
+            f"(spread {summary['product_recall@20_spread']:.4f} over {seeds} seeds) = "
+            f"{summary['ratio_to_best_peer']:.3f} x the best peer ({summary['best_peer']}); "
+            "target >= 1.10"
+        )
+    paths = write_figures(report, out, f"{events_csv.name}: each user's newest 20%, new items")
+    console.print(f"written: {', '.join(str(p) for p in paths)}")
+    if as_json:
+        print(json.dumps(summary))
 
 
 USER_ERRORS = (BrokerError, KafkaError, OSError, StoreError)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
 
 from index.cost import Measurement  # noqa: E402
 from trainer.evaluate import Metrics  # noqa: E402
+from trainer.protocol import Quality  # noqa: E402
 
 
 def recall_curve(path: Path, curves: dict[str, Metrics], title: str) -> Path:
@@ -24,6 +25,27 @@ def recall_curve(path: Path, curves: dict[str, Metrics], title: str) -> Path:
     axis.set_xlabel("K")
     axis.set_ylabel("recall@K")
     axis.set_ylim(0, 1)
+    axis.grid(True, alpha=0.3)
+    axis.set_title(title)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def quality_curves(path: Path, systems: dict[str, Quality], title: str) -> Path:
+    """Recall@K by K, one line per system; the product drawn thickest."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for n, (name, quality) in enumerate(systems.items()):
+        ks = sorted(quality.recall)
+        axis.plot(ks, [quality.recall[k] for k in ks], marker="o", markersize=3, linewidth=3 if n == 0 else 1.3,
+                  label=f"{name} ({quality.recall[20]:.3f} at 20)")  # fmt: skip
+    axis.set_xscale("log")
+    axis.set_xticks(ks, [str(k) for k in ks])
+    axis.set_xlabel("K (list length)")
+    axis.set_ylabel("recall@K (new items of each user's window)")
     axis.grid(True, alpha=0.3)
     axis.set_title(title)
     axis.legend()

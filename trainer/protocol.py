@@ -23,6 +23,7 @@ from foundation.schema import Event
 
 WINDOW_FRACTION = 0.2
 KS = (1, 2, 5, 10, 20, 50)
+DEPTH = max(KS)  # the longest list judged
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ is refitted on all training events.
 from __future__ import annotations
 
 import logging
-import os
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
+from threadpoolctl import threadpool_limits
 
 from foundation.schema import Event
-from trainer.protocol import WindowSplit, judge, window_split
+from trainer.protocol import DEPTH, WindowSplit, judge, window_split
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "item-knn": [{"K": k} for k in (20, 50, 100, 200, 400)],
     "bm25": [{"K": k, "K1": k1} for k in (50, 100, 200, 400) for k1 in (0.6, 1.2)],
 }
-DEPTH = 50  # the longest list judged
 
 
 @dataclass
@@ -64,7 +64,6 @@ class Interactions:
 
 
 def _make(name: str, params: dict[str, Any]) -> Any:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns and slows down otherwise
     from implicit.als import AlternatingLeastSquares
     from implicit.bpr import BayesianPersonalizedRanking
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -87,7 +86,10 @@ def _make(name: str, params: dict[str, Any]) -> Any:
 
 def _rank(name: str, params: dict[str, Any], data: Interactions, users: list[str]) -> dict[str, list[str]]:
     model = _make(name, params)
-    model.fit(data.matrix, show_progress=False)
+    # implicit runs its own threads: a BLAS thread pool under them slows ALS down (and it warns).
+    with threadpool_limits(1, "blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # implicit's notes that it converted a matrix's format
+        model.fit(data.matrix, show_progress=False)
     known = [u for u in users if u in data.user_row]
     rows = np.array([data.user_row[u] for u in known], dtype=np.int64)
     if not len(rows):

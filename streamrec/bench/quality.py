@@ -1,0 +1,194 @@
+"""`streamrec bench quality`: the product against tuned classical peers on a
+real interaction log, judged the way users feel it (`trainer.protocol`).
+
+The product side goes the whole way a shop's data goes: the training events
+are replayed to a broker, folded by a worker, cached and learned by the
+trainer (`streamrec train`'s own function), served by the API server, and
+scored on what `GET /recommendations/{user}` answers. Nothing of the test
+window reaches it. Peers are fitted on the same training events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from foundation.schema import Event, Item
+from foundation.settings import Settings
+from foundation.store import ModelStore
+from index.live import LiveModel
+from streamrec.processes import WorkerProcess, run_server
+from streamrec.shop.producer import ShopProducer
+from streamrec.shop.replay import send_replay
+from trainer.job import open_cache, refresh_cache, train_and_publish
+from trainer.protocol import DEPTH, Quality, WindowSplit, judge, window_split
+
+PRODUCT = "streamrec"
+
+
+@dataclass
+class QualityReport:
+    systems: dict[str, Quality]  # the product's first seed, and every peer
+    params: dict[str, dict] = field(default_factory=dict)  # each peer's chosen grid point
+    product_runs: list[Quality] = field(default_factory=list)  # one per seed
+    manifests: list[dict] = field(default_factory=list)  # the trainer's own test figures, per seed
+
+    def best_peer(self) -> str | None:
+        peers = {name: q for name, q in self.systems.items() if name != PRODUCT}
+        return max(peers, key=lambda name: peers[name].recall[20]) if peers else None
+
+    def to_json(self) -> dict:
+        recalls = [run.recall[20] for run in self.product_runs]
+        best = self.best_peer()
+        product = statistics.mean(recalls)
+        return {
+            "benchmark": "quality",
+            "systems": {name: q.to_json() for name, q in self.systems.items()},
+            "product": PRODUCT,
+            "product_recall@20_per_seed": [round(r, 5) for r in recalls],
+            "product_recall@20_mean": round(product, 5),
+            "product_recall@20_spread": round(max(recalls) - min(recalls), 5),
+            "manifest_test_recall@20_per_seed": [m.get("recall@20") for m in self.manifests],
+            "best_peer": best,
+            "ratio_to_best_peer": round(product / self.systems[best].recall[20], 4) if best else None,
+            "peer_params": self.params,
+        }
+
+
+async def product_rankings(
+    settings: Settings,
+    bootstrap: str,
+    split: WindowSplit,
+    items: list[Item],
+    on_status: Callable[[str], None] = lambda line: None,
+) -> tuple[dict[str, list[str]], dict]:
+    """Each test user's list as the API answers it (without the user's past
+    items), and the trained version's manifest test figures."""
+    on_status(f"replaying {len(split.train):,} training events ...")
+    async with ShopProducer(bootstrap, settings) as producer:
+        await send_replay(producer, split.train, items)
+    await _fold(settings, bootstrap, split.train, on_status)
+    on_status("training (the trainer's own refresh) ...")
+    cache = open_cache(settings)
+    await refresh_cache(settings, bootstrap, cache)
+    store = ModelStore.from_settings(settings)
+    outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=True)
+    on_status(f"serving {outcome.version} and asking the API for {len(split.targets):,} users ...")
+    rankings = await _ask_api(settings, bootstrap, split)
+    return rankings, outcome.manifest.metrics.get("test", {}) if outcome.manifest else {}
+
+
+async def _fold(settings: Settings, bootstrap: str, events: list[Event], on_status: Callable[[str], None]) -> None:
+    """A worker folds every replayed event into the user features (and their changelog)."""
+    stop = asyncio.Event()
+    process = WorkerProcess(settings.model_copy(update={"publish_recommendations": False}), bootstrap)
+    running = asyncio.create_task(process.run(stop))
+    status = process.worker.status
+    try:
+        while status.events + status.duplicates + status.dead_letters < len(events):
+            if running.done():
+                running.result()
+                raise RuntimeError("the worker stopped before folding the log")
+            await asyncio.sleep(0.2)
+        on_status(f"the worker folded {status.events:,} events")
+    finally:
+        stop.set()
+        await running  # a clean stop flushes the changelog the server reads
+
+
+async def _ask_api(settings: Settings, bootstrap: str, split: WindowSplit) -> dict[str, list[str]]:
+    stop = asyncio.Event()
+    live = LiveModel(settings)
+    serving = asyncio.create_task(run_server(settings, bootstrap, stop, live))
+    rankings: dict[str, list[str]] = {}
+    try:
+        while live.current is None or len(live.features) < len(split.seen):
+            if serving.done():
+                serving.result()
+                raise RuntimeError("the server stopped before serving")
+            await asyncio.sleep(0.1)
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            for user in split.targets:
+                past = split.seen[user]
+                k = min(settings.max_k, DEPTH + len(past))  # the past is filtered here, as the protocol asks
+                answer = await http.get(f"/recommendations/{quote(user, safe='')}", params={"k": k})
+                answer.raise_for_status()
+                ranked = [entry["item_id"] for entry in answer.json()["items"]]
+                rankings[user] = [item for item in ranked if item not in past][:DEPTH]
+    finally:
+        stop.set()
+        await serving
+    return rankings
+
+
+def quality_settings(settings: Settings, seed: int, api_port: int, worker_port: int) -> Settings:
+    """One product run's own topics, group, data and seed, so runs never mix;
+    a k large enough to filter each user's past from the API's answer."""
+    tag = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "topic_prefix": f"quality-{tag}.",
+            "app_id": f"quality{tag}",
+            "data_dir": settings.data_dir / "bench" / f"quality-{tag}",
+            "train_seed": seed,
+            "api_port": api_port,
+            "worker_port": worker_port,
+            "max_k": 10_000,
+        }
+    )
+
+
+async def bench_quality(
+    settings: Settings,
+    bootstrap: str,
+    events: list[Event],
+    items: list[Item],
+    *,
+    seeds: int = 1,
+    peers: bool = True,
+    ports: tuple[int, int],
+    on_status: Callable[[str], None] = lambda line: None,
+) -> QualityReport:
+    split = window_split(events)
+    category_of = {item.item_id: item.category for item in items}
+    item_ids = [item.item_id for item in items]
+    on_status(
+        f"{len(events):,} events: {len(split.train):,} to learn from, "
+        f"{len(split.targets):,} users with a window of new items"
+    )
+    report = QualityReport({})
+    for seed in range(seeds):
+        run_settings = quality_settings(settings, seed, *ports)
+        rankings, manifest = await product_rankings(run_settings, bootstrap, split, items, on_status)
+        quality = judge(rankings, split.targets, len(item_ids), category_of)
+        on_status(f"seed {seed}: recall@20 {quality.recall[20]:.4f} (the manifest said {manifest.get('recall@20')})")
+        report.product_runs.append(quality)
+        report.manifests.append(manifest)
+    report.systems[PRODUCT] = report.product_runs[0]
+    if peers:
+        from streamrec.bench.peers import tuned_peers
+
+        for peer in await asyncio.to_thread(tuned_peers, split, item_ids, category_of, None, on_status):
+            report.systems[peer.name] = judge(peer.rankings, split.targets, len(item_ids), category_of)
+            report.params[peer.name] = peer.params
+    return report
+
+
+def write_figures(report: QualityReport, directory: Path, title: str) -> list[Path]:
+    """The JSON and the recall@K plot of every system."""
+    import json
+
+    from streamrec.plots import quality_curves
+
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "bench-quality.json"
+    data.write_text(json.dumps(report.to_json(), indent=1))
+    return [data, quality_curves(directory / "bench-quality.png", report.systems, title)]
