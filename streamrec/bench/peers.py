@@ -85,10 +85,10 @@ def _make(name: str, params: dict[str, Any]) -> Any:
 
 
 def _rank(name: str, params: dict[str, Any], data: Interactions, users: list[str]) -> dict[str, list[str]]:
-    model = _make(name, params)
     # implicit runs its own threads: a BLAS thread pool under them slows ALS down (and it warns).
     with threadpool_limits(1, "blas"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # implicit's notes that it converted a matrix's format
+        warnings.simplefilter("ignore")  # and implicit's notes that it converted a matrix's format
+        model = _make(name, params)
         model.fit(data.matrix, show_progress=False)
     known = [u for u in users if u in data.user_row]
     rows = np.array([data.user_row[u] for u in known], dtype=np.int64)

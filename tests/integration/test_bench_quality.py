@@ -1,0 +1,68 @@
+"""`streamrec bench quality` end to end on a small simulated log written as
+CSV files: the product through a broker, a worker, the trainer and the API,
+beside every peer. It asserts the shape of what is reported, never a figure."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from foundation.schema import Event
+from streamrec.cli import app
+from streamrec.shop.simulate import Shop, ShopConfig
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.broker
+
+SYSTEMS = {"streamrec", "popularity", "als", "bpr", "item-knn", "bm25"}
+
+
+def _write_log(directory, events: int = 3000) -> tuple:
+    shop = Shop(ShopConfig(users=150, items=300, categories=6, seed=4, new_item_every=0))
+    ratings, items = directory / "log.csv", directory / "items.csv"
+    with ratings.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user", "item", "kind", "when"])
+        for record in shop.stream(events):
+            if isinstance(record, Event):
+                writer.writerow([record.user_id, record.item_id, record.type, int(record.ts)])
+    with items.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_id", "title", "genres"])
+        for item in shop.catalog():
+            writer.writerow([item.item_id, item.title, f"{item.category}|extra"])
+    return ratings, items
+
+
+def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, tmp_path, monkeypatch):
+    ratings, items = _write_log(tmp_path)
+    for name, value in {
+        "KAFKA_BOOTSTRAP": kafka, "DATA_DIR": str(settings.data_dir), "TRAIN_EPOCHS": "1",
+        "API_PORT": str(free_port()), "WORKER_PORT": str(free_port()), "PARTITIONS": "2",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(f"STREAMREC_{name}", value)
+    args = ["bench", "quality", str(ratings), "--items", str(items), "--items-category-col", "genres",
+            "--user-col", "user", "--item-col", "item", "--type-col", "kind", "--time-col", "when",
+            "--out", str(tmp_path / "figures"), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report["systems"]) == SYSTEMS and report["product"] == "streamrec"
+    for name, measures in report["systems"].items():
+        for measure in ("recall@10", "recall@20", "recall@50", "ndcg@20", "coverage@20", "diversity@20"):
+            assert 0.0 <= measures[measure] <= 1.0, (name, measure)
+        assert measures["users"] == report["systems"]["streamrec"]["users"] > 50
+    assert report["best_peer"] in SYSTEMS - {"streamrec"} and report["ratio_to_best_peer"] is not None
+    assert len(report["product_recall@20_per_seed"]) == 1 and report["manifest_test_recall@20_per_seed"][0] is not None
+    assert (tmp_path / "figures" / "bench-quality.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "figures" / "bench-quality.json").read_text())["systems"] == report["systems"]
+
+
+def test_a_log_without_the_named_columns_is_one_line_and_exit_code_2(tmp_path):
+    ratings = tmp_path / "log.csv"
+    ratings.write_text("a,b\n1,2\n")
+    result = CliRunner().invoke(app, ["bench", "quality", str(ratings), "--no-peers"])
+    assert result.exit_code == 2 and "user_id" in result.output
