@@ -94,6 +94,13 @@ def _present_fields(record: Any) -> dict[str, Any]:
 class ScoredItem:
     item_id: str
     score: float
+    because: str | None = None  # the recent item it is most like, when explanations are asked for
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {"item_id": self.item_id, "score": round(self.score, 6)}
+        if self.because is not None:
+            wire["because"] = self.because
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +116,7 @@ class Recommendation:
         # Written out, not dataclasses.asdict: its deep copy was most of a publish's cost.
         return {
             "user_id": self.user_id,
-            "items": [{"item_id": i.item_id, "score": round(i.score, 6)} for i in self.items],
+            "items": [item.to_wire() for item in self.items],
             "model_version": self.model_version,
             "trigger_event_id": self.trigger_event_id,
             "ts": self.ts,

@@ -195,6 +195,18 @@ class Settings(BaseSettings):
         le=3600,
         description="At most one publish per user per interval; a burst ends with a publish of the newest state.",
     )
+    diversity: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Default diversity of recommendations (API and publisher): at most ceil(k * (1 - diversity)) items "
+            "per category; 0: by score alone."
+        ),
+    )
+    publish_explanations: bool = Field(
+        False, description="Published recommendations carry `because` (the recent item each is most like)."
+    )
     max_k: int = Field(200, ge=1, le=10_000, description="Largest k a request may ask for.")
     exclude_clicked: bool = Field(
         False, description="Also leave out items the user recently clicked (purchased ones always are)."

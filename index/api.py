@@ -51,7 +51,7 @@ class ApiMetrics:
 
 
 def _items(answer: list[ScoredItem]) -> list[dict]:
-    return [{"item_id": s.item_id, "score": round(s.score, 6)} for s in answer]
+    return [scored.to_wire() for scored in answer]
 
 
 def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
@@ -80,10 +80,17 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
         summary="Top-k items for a user (cold start for unknown users)",
         dependencies=readers,
     )
-    async def recommendations(user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K) -> dict:
+    async def recommendations(
+        user_id: str = Path(..., min_length=1, max_length=max_id),
+        k: int = K,
+        diversity: float = Query(
+            settings.diversity, ge=0, le=1, description="0: by score; up to 1: at most ceil(k (1 - d)) per category."
+        ),
+        explain: bool = Query(False, description="Each item carries `because`: the recent item it is most like."),
+    ) -> dict:
         with metrics.latency.labels("recommendations").time():
             current = serving()
-            answer = current.recommend(user(user_id), k)
+            answer = current.recommend(user(user_id), k, diversity=diversity, explain=explain)
             return {"user_id": user_id, "items": _items(answer), "model_version": current.version.version}
 
     @api.get("/items/{item_id}/similar", summary="Items near an item", dependencies=readers)

@@ -66,6 +66,7 @@ class RecommendationPublisher:
         k: int = 10,
         interval_s: float = 0.5,
         batch_size: int = 64,
+        explain: bool = False,
     ):
         self.live = live
         self.features = features  # (partition, user id) -> the worker's live row
@@ -74,6 +75,7 @@ class RecommendationPublisher:
         self.k = k
         self.interval_s = interval_s
         self.batch_size = batch_size
+        self.explain = explain
         self.status = PublisherStatus()
         self._waiting: dict[str, tuple[int, str, float]] = {}  # user -> newest note not yet published
         self._last_publish: dict[str, float] = {}  # user -> monotonic time, within the interval only
@@ -134,7 +136,7 @@ class RecommendationPublisher:
         # A user whose partition just moved to another worker is that worker's to answer.
         users = {user_id: self.features(partition, user_id) for user_id, (partition, _, _) in notes.items()}
         held = [user_id for user_id, user in users.items() if user is not None]
-        answers = current.recommend_many([users[user_id] for user_id in held], self.k)
+        answers = current.recommend_many([users[user_id] for user_id in held], self.k, explain=self.explain)
         sent_at, wall = time.monotonic(), time.time()
         version = current.version.version
         for user_id, answer in zip(held, answers, strict=True):

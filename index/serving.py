@@ -14,7 +14,9 @@ similar items) is bounded and dropped from a search asked for that many more.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,6 +36,7 @@ from index.kinds import BuiltIndex, IndexSpec, build
 log = logging.getLogger(__name__)
 
 MAX_EXACT_MATCHES = 1000  # title-word matches considered per search
+DIVERSE_CANDIDATES = 4  # with diversity on, k times this many candidates are searched to choose from
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class ServingConfig:
     exclude_clicked: bool = Settings.default("exclude_clicked")
     search_blend: float = Settings.default("search_blend")  # weight of the user's embedding in personalised search
     search_candidates: int = Settings.default("search_candidates")  # semantic candidates re-ranked per search
+    diversity: float = Settings.default("diversity")  # the per-category cap's default
 
 
 def _content(item: Item) -> tuple:
@@ -195,18 +199,35 @@ class ServingIndex:
             ScoredItem(ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0 and ids[r] not in skip
         ][:k]
 
-    def recommend(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
+    def recommend(
+        self,
+        user: UserFeatures | None,
+        k: int,
+        now: float | None = None,
+        *,
+        diversity: float | None = None,
+        explain: bool = False,
+    ) -> list[ScoredItem]:
         """Top-k for a user; without any history, the cold-start answer."""
-        return self.recommend_many([user], k, now)[0]
+        return self.recommend_many([user], k, now, diversity=diversity, explain=explain)[0]
 
     def recommend_many(
-        self, users: list[UserFeatures | None], k: int, now: float | None = None
+        self,
+        users: list[UserFeatures | None],
+        k: int,
+        now: float | None = None,
+        *,
+        diversity: float | None = None,
+        explain: bool = False,
     ) -> list[list[ScoredItem]]:
         """Top-k for each user, searched together (the publisher's batches).
 
         One search over the allowed rows asks for k plus the most items any of
         the users excludes (purchases are bounded), then each user's own
-        exclusions are dropped: k is kept without a per-user bitmap."""
+        exclusions are dropped: k is kept without a per-user bitmap. With
+        `diversity` (default: the configured one) more candidates are searched
+        and each category is capped (`diversify`); `explain` adds `because`."""
+        diversity = self.config.diversity if diversity is None else diversity
         answers: list[list[ScoredItem]] = [[] for _ in users]
         warm = [n for n, user in enumerate(users) if user is not None and user.recent_items]
         for n in set(range(len(users))) - set(warm):
@@ -214,11 +235,51 @@ class ServingIndex:
         if not warm:
             return answers
         excluded = [self._excluded(users[n]) for n in warm]
-        wanted = k + max(len(e) for e in excluded)
+        depth = k * DIVERSE_CANDIDATES if diversity > 0 else k
+        wanted = depth + max(len(e) for e in excluded)
         scores, rows = self.index.search(self.user_vectors([users[n] for n in warm], now), wanted, self._allow)
         for n, skip, user_scores, user_rows in zip(warm, excluded, scores, rows, strict=True):
-            answers[n] = self._answer(user_scores, user_rows, k, skip)
+            answer = self.diversify(self._answer(user_scores, user_rows, depth, skip), k, diversity)
+            answers[n] = self.explain(users[n], answer) if explain else answer
         return answers
+
+    def diversify(self, ranked: list[ScoredItem], k: int, diversity: float) -> list[ScoredItem]:
+        """The first k of `ranked` with at most ceil(k * (1 - diversity)) items
+        (at least one) per category, in score order; capped items fill what is
+        left when too few categories compete. Diversity 0 changes nothing."""
+        if diversity <= 0:
+            return ranked[:k]
+        cap = max(1, math.ceil(k * (1 - diversity)))
+        per_category: Counter[str] = Counter()
+        kept, capped = [], []
+        for scored in ranked:
+            category = self._item(scored.item_id).category
+            if per_category[category] < cap:
+                per_category[category] += 1
+                kept.append(scored)
+                if len(kept) == k:
+                    break
+            else:
+                capped.append(scored)
+        return (kept + capped)[:k]
+
+    def explain(self, user: UserFeatures | None, answer: list[ScoredItem]) -> list[ScoredItem]:
+        """Each item with `because`: the user's recent item whose vector is
+        nearest to it (what contributed most), or its category when the user
+        has no recent item the model knows."""
+        recent = list(dict.fromkeys(reversed(user.recent_items))) if user is not None else []
+        if not answer:
+            return answer
+        if not recent:
+            return [ScoredItem(s.item_id, s.score, self._item(s.item_id).category or None) for s in answer]
+        answered = self.item_vectors([self._item(s.item_id) for s in answer])
+        likeness = answered @ self.item_vectors([self._item(i) for i in recent]).T
+        itself = np.array([[s.item_id == i for i in recent] for s in answer])
+        nearest = np.where(itself, -np.inf, likeness).argmax(axis=1)  # an item is never its own reason
+        return [
+            ScoredItem(s.item_id, s.score, recent[int(j)] if not itself[n, j] else None)
+            for n, (s, j) in enumerate(zip(answer, nearest, strict=True))
+        ]
 
     def _excluded(self, user: UserFeatures) -> set[str]:
         return set(user.purchased) | (set(user.recent_items) if self.config.exclude_clicked else set())

@@ -34,21 +34,36 @@ def recall_curve(path: Path, curves: dict[str, Metrics], title: str) -> Path:
     return path
 
 
-def quality_curves(path: Path, systems: dict[str, Quality], title: str) -> Path:
-    """Recall@K by K, one line per system; the product drawn thickest."""
+def quality_curves(
+    path: Path, systems: dict[str, Quality], title: str, tradeoff: dict[float, tuple[float, float]] | None = None
+) -> Path:
+    """Recall@K by K, one line per system (the first drawn thickest); beside
+    it, when given, recall against diversity at each setting of the knob."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plt.subplots(1, 2 if tradeoff else 1, figsize=(12 if tradeoff else 7, 4.5), squeeze=False)
+    axis = axes[0][0]
     for n, (name, quality) in enumerate(systems.items()):
         ks = sorted(quality.recall)
         axis.plot(ks, [quality.recall[k] for k in ks], marker="o", markersize=3, linewidth=3 if n == 0 else 1.3,
                   label=f"{name} ({quality.recall[20]:.3f} at 20)")  # fmt: skip
+        axis.set_xticks(ks, [str(k) for k in ks])
     axis.set_xscale("log")
-    axis.set_xticks(ks, [str(k) for k in ks])
     axis.set_xlabel("K (list length)")
     axis.set_ylabel("recall@K (new items of each user's window)")
     axis.grid(True, alpha=0.3)
     axis.set_title(title)
     axis.legend()
+    if tradeoff:
+        axis = axes[0][1]
+        settings = sorted(tradeoff)
+        axis.plot([tradeoff[d][1] for d in settings], [tradeoff[d][0] for d in settings], marker="o")
+        for d in settings:
+            axis.annotate(f"diversity={d:g}", (tradeoff[d][1], tradeoff[d][0]), textcoords="offset points",
+                          xytext=(6, 6))  # fmt: skip
+        axis.set_xlabel("intra-list diversity@20 (pairs from different categories)")
+        axis.set_ylabel("recall@20")
+        axis.grid(True, alpha=0.3)
+        axis.set_title("the diversity knob: what it costs")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -91,6 +91,7 @@ class WorkerProcess:
         publisher = RecommendationPublisher(
             live, worker.users.get, worker.producer, worker.topics.recommendations,
             k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
+            explain=settings.publish_explanations,
         )  # fmt: skip
         worker.watch_users(publisher.note)
         return publisher

@@ -31,6 +31,8 @@ from trainer.job import open_cache, refresh_cache, train_and_publish
 from trainer.protocol import DEPTH, Quality, WindowSplit, judge, window_split
 
 PRODUCT = "streamrec"
+DIVERSITIES = (0.0, 0.5, 0.8)  # the knob's settings the trade-off is measured at
+SHOWN = 20  # the list length of the diversity trade-off: what a user is shown
 
 
 @dataclass
@@ -39,6 +41,7 @@ class QualityReport:
     params: dict[str, dict] = field(default_factory=dict)  # each peer's chosen grid point
     product_runs: list[Quality] = field(default_factory=list)  # one per seed
     manifests: list[dict] = field(default_factory=list)  # the trainer's own test figures, per seed
+    diversity: dict[float, Quality] = field(default_factory=dict)  # the first seed's lists of 20 per knob setting
 
     def best_peer(self) -> str | None:
         peers = {name: q for name, q in self.systems.items() if name != PRODUCT}
@@ -56,10 +59,21 @@ class QualityReport:
             "product_recall@20_mean": round(product, 5),
             "product_recall@20_spread": round(max(recalls) - min(recalls), 5),
             "manifest_test_recall@20_per_seed": [m.get("recall@20") for m in self.manifests],
+            "diversity_tradeoff": [
+                {"diversity": d, "recall@20": round(q.recall[20], 5), "diversity@20": round(q.diversity, 5)}
+                for d, q in self.diversity.items()
+            ],
             "best_peer": best,
             "ratio_to_best_peer": round(product / self.systems[best].recall[20], 4) if best else None,
             "peer_params": self.params,
         }
+
+
+@dataclass
+class ProductRun:
+    rankings: dict[str, list[str]]  # each test user's list, without the user's past items
+    manifest_test: dict  # the trained version's own test figures
+    by_diversity: dict[float, dict[str, list[str]]]  # lists of SHOWN items per knob setting
 
 
 async def product_rankings(
@@ -68,9 +82,9 @@ async def product_rankings(
     split: WindowSplit,
     items: list[Item],
     on_status: Callable[[str], None] = lambda line: None,
-) -> tuple[dict[str, list[str]], dict]:
-    """Each test user's list as the API answers it (without the user's past
-    items), and the trained version's manifest test figures."""
+    diversities: tuple[float, ...] = (),
+) -> ProductRun:
+    """What the API answers each test user, after the whole way of the data."""
     on_status(f"replaying {len(split.train):,} training events ...")
     async with ShopProducer(bootstrap, settings) as producer:
         await send_replay(producer, split.train, items)
@@ -81,8 +95,8 @@ async def product_rankings(
     store = ModelStore.from_settings(settings)
     outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=True)
     on_status(f"serving {outcome.version} and asking the API for {len(split.targets):,} users ...")
-    rankings = await _ask_api(settings, bootstrap, split)
-    return rankings, outcome.manifest.metrics.get("test", {}) if outcome.manifest else {}
+    rankings, by_diversity = await _ask_api(settings, bootstrap, split, diversities)
+    return ProductRun(rankings, outcome.manifest.metrics.get("test", {}) if outcome.manifest else {}, by_diversity)
 
 
 async def _fold(settings: Settings, bootstrap: str, events: list[Event], on_status: Callable[[str], None]) -> None:
@@ -103,11 +117,17 @@ async def _fold(settings: Settings, bootstrap: str, events: list[Event], on_stat
         await running  # a clean stop flushes the changelog the server reads
 
 
-async def _ask_api(settings: Settings, bootstrap: str, split: WindowSplit) -> dict[str, list[str]]:
+async def _ask_api(
+    settings: Settings, bootstrap: str, split: WindowSplit, diversities: tuple[float, ...]
+) -> tuple[dict[str, list[str]], dict[float, dict[str, list[str]]]]:
+    """The judged lists: long enough to filter each user's whole past out; and
+    per diversity setting, the SHOWN items the API answers (it leaves out the
+    items it knows the user had; the rest of the past is filtered here)."""
     stop = asyncio.Event()
     live = LiveModel(settings)
     serving = asyncio.create_task(run_server(settings, bootstrap, stop, live))
     rankings: dict[str, list[str]] = {}
+    by_diversity: dict[float, dict[str, list[str]]] = {d: {} for d in diversities}
     try:
         while live.current is None or len(live.features) < len(split.seen):
             if serving.done():
@@ -119,19 +139,25 @@ async def _ask_api(settings: Settings, bootstrap: str, split: WindowSplit) -> di
             for user in split.targets:
                 past = split.seen[user]
                 k = min(settings.max_k, DEPTH + len(past))  # the past is filtered here, as the protocol asks
-                answer = await http.get(f"/recommendations/{quote(user, safe='')}", params={"k": k})
+                path = f"/recommendations/{quote(user, safe='')}"
+                answer = await http.get(path, params={"k": k})
                 answer.raise_for_status()
                 ranked = [entry["item_id"] for entry in answer.json()["items"]]
                 rankings[user] = [item for item in ranked if item not in past][:DEPTH]
+                for diversity, lists in by_diversity.items():
+                    answer = await http.get(path, params={"k": SHOWN, "diversity": diversity})
+                    answer.raise_for_status()
+                    lists[user] = [e["item_id"] for e in answer.json()["items"] if e["item_id"] not in past]
     finally:
         stop.set()
         await serving
-    return rankings
+    return rankings, by_diversity
 
 
 def quality_settings(settings: Settings, seed: int, api_port: int, worker_port: int) -> Settings:
     """One product run's own topics, group, data and seed, so runs never mix;
-    a k large enough to filter each user's past from the API's answer."""
+    a k large enough to filter each user's past from the API's answer, which
+    leaves out the clicked items it knows (as the protocol does)."""
     tag = uuid.uuid4().hex[:8]
     return settings.model_copy(
         update={
@@ -142,6 +168,7 @@ def quality_settings(settings: Settings, seed: int, api_port: int, worker_port: 
             "api_port": api_port,
             "worker_port": worker_port,
             "max_k": 10_000,
+            "exclude_clicked": True,
         }
     )
 
@@ -167,11 +194,17 @@ async def bench_quality(
     report = QualityReport({})
     for seed in range(seeds):
         run_settings = quality_settings(settings, seed, *ports)
-        rankings, manifest = await product_rankings(run_settings, bootstrap, split, items, on_status)
-        quality = judge(rankings, split.targets, len(item_ids), category_of)
-        on_status(f"seed {seed}: recall@20 {quality.recall[20]:.4f} (the manifest said {manifest.get('recall@20')})")
+        run = await product_rankings(
+            run_settings, bootstrap, split, items, on_status, diversities=DIVERSITIES if seed == 0 else ()
+        )
+        quality = judge(run.rankings, split.targets, len(item_ids), category_of)
+        on_status(
+            f"seed {seed}: recall@20 {quality.recall[20]:.4f} (its manifest: {run.manifest_test.get('recall@20')})"
+        )
         report.product_runs.append(quality)
-        report.manifests.append(manifest)
+        report.manifests.append(run.manifest_test)
+        for diversity, lists in run.by_diversity.items():
+            report.diversity[diversity] = judge(lists, split.targets, len(item_ids), category_of, ks=(SHOWN,))
     report.systems[PRODUCT] = report.product_runs[0]
     if peers:
         from streamrec.bench.peers import tuned_peers
@@ -191,4 +224,5 @@ def write_figures(report: QualityReport, directory: Path, title: str) -> list[Pa
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "bench-quality.json"
     data.write_text(json.dumps(report.to_json(), indent=1))
-    return [data, quality_curves(directory / "bench-quality.png", report.systems, title)]
+    tradeoff = {d: (q.recall[SHOWN], q.diversity) for d, q in report.diversity.items()}
+    return [data, quality_curves(directory / "bench-quality.png", report.systems, title, tradeoff)]

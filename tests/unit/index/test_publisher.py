@@ -19,7 +19,7 @@ class FakeIndex:
     version: object = field(default_factory=lambda: type("V", (), {"version": "v1"})())
     searches: list[list[str]] = field(default_factory=list)
 
-    def recommend_many(self, users: list[UserFeatures], k: int) -> list[list[ScoredItem]]:
+    def recommend_many(self, users: list[UserFeatures], k: int, *, explain: bool = False) -> list[list[ScoredItem]]:
         self.searches.append([u.user_id for u in users])
         return [[ScoredItem(f"for-{u.user_id}", 1.0)] for u in users]
 

@@ -4,6 +4,7 @@ cold start, similar items and search."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 
@@ -139,3 +140,32 @@ def test_live_popularity_ranks_cold_start_and_training_counts_break_ties(serving
     assert [s.item_id for s in serving.cold_start(None, 5)] == trained
     serving.set_popularity({"i250": 7.0, "i40": 2.0})
     assert [s.item_id for s in serving.cold_start(None, 5)] == ["i250", "i40", *trained[:3]]
+
+
+def test_diversity_caps_each_category_and_zero_changes_nothing(serving):
+    user = _user(["i0", "i3", "i6", "i9"])  # all of category c0
+
+    def categories(answer) -> list[str]:
+        return [ITEMS[int(s.item_id[1:])].category for s in answer]
+
+    assert serving.recommend(user, 12, diversity=0.0) == serving.recommend(user, 12)  # the default is 0
+    half = serving.recommend(user, 12, diversity=0.5)  # at most 6 of a category
+    assert len({s.item_id for s in half}) == 12 and max(Counter(categories(half)).values()) <= 6
+    assert max(Counter(categories(serving.recommend(user, 12, diversity=2 / 3))).values()) == 4
+    # At most one per category: the three categories lead, capped items fill the rest in score order.
+    full = serving.recommend(user, 12, diversity=1.0)
+    assert len(full) == 12 and len(set(categories(full)[:3])) == 3
+
+
+def test_explanations_name_a_recent_item_never_the_item_itself(serving):
+    user = _user(["i0", "i1", "i2"])
+    answer = serving.recommend(user, 10, explain=True)
+    assert [s.item_id for s in answer] == [s.item_id for s in serving.recommend(user, 10)]
+    assert all(s.because in {"i0", "i1", "i2", None} and s.because != s.item_id for s in answer)
+    assert any(s.because for s in answer)
+    assert (
+        all("because" in s.to_wire() for s in answer if s.because)
+        and "because" not in answer[0].__class__("x", 1.0).to_wire()
+    )
+    cold = serving.recommend(None, 5, explain=True)  # no history: no reason to give
+    assert all(s.because is None for s in cold)
