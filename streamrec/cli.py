@@ -408,9 +408,8 @@ def evaluate(
         Path | None, typer.Option(help="PNG of recall@K by K (default: DATA_DIR/reports/evaluate-VERSION.png).")
     ] = None,
 ) -> None:
-    """Recall, NDCG and coverage of a version against popularity, on the newest held-out events."""
+    """Recall, NDCG, coverage and diversity of a version against popularity, on the held-out users' newest events."""
     from streamrec.plots import recall_curve
-    from trainer.evaluate import KS
     from trainer.job import catalog_of, evaluate_version, open_cache, refresh_cache, split_of
 
     settings = Settings()
@@ -421,19 +420,23 @@ def evaluate(
     items = catalog_of(cache)
     # One evaluation at every K of the plot (the table's K are among them).
     curve_ks = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
+    table_ks = (5, 10, 20, 50)
     result = evaluate_version(loaded, split_of(cache.events, items, settings), items, settings, curve_ks)
     table = Table("metric", f"model {loaded.version}", "popularity", "ratio")
-    for name in ("recall", "ndcg", "coverage"):
-        for k in KS:
-            ours, theirs = getattr(result.model, name)[k], getattr(result.popularity, name)[k]
-            table.add_row(f"{name}@{k}", f"{ours:.4f}", f"{theirs:.4f}", f"{ours / theirs:.2f}x" if theirs else "-")
+    rows = [(f"{name}@{k}", getattr(result.model, name)[k], getattr(result.popularity, name)[k])
+            for name in ("recall", "ndcg") for k in table_ks]  # fmt: skip
+    rows += [(f"{name}@20", getattr(result.model, name), getattr(result.popularity, name))
+             for name in ("coverage", "diversity")]  # fmt: skip
+    for label, ours, theirs in rows:
+        table.add_row(label, f"{ours:.4f}", f"{theirs:.4f}", f"{ours / theirs:.2f}x" if theirs else "-")
     Console().print(table)
     console.print(
-        f"{result.model.examples} held-out events (each user's last), {len(items)} items, {len(cache.events)} events"
+        f"{result.model.users} held-out users (each one's newest events, new items as targets), "
+        f"{len(items)} items, {len(cache.events)} events"
     )
     curves = {f"two-tower {loaded.version}": result.model, "popularity": result.popularity}
     path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
-    recall_curve(path, curves, f"recall@K on {result.model.examples} held-out events")
+    recall_curve(path, curves, f"recall@K of {result.model.users} held-out users' newest events")
     console.print(f"plot written to {path}")
 
 

@@ -10,11 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
 
 from index.cost import Measurement  # noqa: E402
-from trainer.evaluate import Metrics  # noqa: E402
 from trainer.protocol import Quality  # noqa: E402
 
 
-def recall_curve(path: Path, curves: dict[str, Metrics], title: str) -> Path:
+def recall_curve(path: Path, curves: dict[str, Quality], title: str) -> Path:
     """Recall@K by K, one line per ranker."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(7, 4.5))

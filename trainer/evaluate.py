@@ -1,5 +1,7 @@
-"""Recall@K, NDCG@K and catalogue coverage with full ranking over the catalog,
-for the model and for the popularity baseline on the same held-out events."""
+"""A model (or popularity) judged on held-out users by `trainer.protocol`:
+full ranking over the catalog, each user's past left out, the new items of
+their window as targets. What `train`'s early stopping, the gate, the
+manifest and `evaluate` report is what `streamrec bench quality` measures."""
 
 from __future__ import annotations
 
@@ -11,32 +13,10 @@ import torch
 from embeddings.encoding import ModelConfig, encode_items, encode_users
 from embeddings.model import TwoTower, to_tensors
 from foundation.schema import Item
-from trainer.examples import Examples
+from trainer.examples import Examples, Holdout
+from trainer.protocol import KS, Quality, judge
 
-KS = (5, 10, 20, 50)
-
-
-@dataclass
-class Metrics:
-    recall: dict[int, float]
-    ndcg: dict[int, float]
-    coverage: dict[int, float]
-    examples: int
-
-
-def metrics_from_ranks(ranks: np.ndarray, top: np.ndarray, catalog_size: int, ks: tuple[int, ...]) -> Metrics:
-    """`ranks`: 0-based rank of each example's target (a large number when absent);
-    `top`: [examples, max(ks)] the recommended rows, for coverage."""
-    recall = {k: float(np.mean(ranks < k)) if len(ranks) else 0.0 for k in ks}
-    gains = np.where(ranks < max(ks), 1.0 / np.log2(ranks + 2.0), 0.0)
-    ndcg = {k: float(np.mean(np.where(ranks < k, gains, 0.0))) if len(ranks) else 0.0 for k in ks}
-    coverage = {k: len(np.unique(top[:, :k])) / catalog_size if len(top) else 0.0 for k in ks}
-    return Metrics(recall, ndcg, coverage, len(ranks))
-
-
-def _ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    target_scores = scores[np.arange(len(targets)), targets]
-    return (scores > target_scores[:, None]).sum(axis=1)
+BATCH = 1024  # held-out users scored at once
 
 
 @dataclass
@@ -65,54 +45,83 @@ def encode_examples(
     return EncodedExamples(users, targets, weights)
 
 
-def rank_metrics(
+@dataclass
+class EncodedHoldout:
+    """Held-out users encoded once (each at their own last event's time), with
+    the catalog rows of their past; the trainer judges it every epoch."""
+
+    holdout: Holdout
+    users: dict[str, np.ndarray]
+    past_rows: list[np.ndarray]
+
+
+def encode_holdout(
+    holdout: Holdout, items: list[Item], config: ModelConfig, affinity_half_life_s: float
+) -> EncodedHoldout:
+    index = {item.item_id: row for row, item in enumerate(items)}
+    users = encode_users(holdout.states, [s.last_ts for s in holdout.states], config, affinity_half_life_s)
+    past = [np.array([index[i] for i in seen if i in index], dtype=np.int64) for seen in holdout.seen]
+    return EncodedHoldout(holdout, users, past)
+
+
+def _judge_rankings(holdout: Holdout, rankings: dict[str, list[str]], items: list[Item], ks) -> Quality:
+    targets = {str(n): wanted for n, wanted in enumerate(holdout.targets)}
+    return judge(rankings, targets, len(items), {item.item_id: item.category for item in items}, ks)
+
+
+def judge_encoded(
     model: TwoTower,
-    examples: EncodedExamples,
+    encoded: EncodedHoldout,
     catalog: dict[str, torch.Tensor],
+    items: list[Item],
     device: torch.device,
     ks: tuple[int, ...] = KS,
-    batch: int = 1024,
-) -> Metrics:
-    """Metrics of already encoded examples against the encoded catalog (the
-    trainer encodes both once and calls this every epoch)."""
-    size = len(catalog["price"])
-    if not len(examples):
-        return metrics_from_ranks(np.zeros(0), np.zeros((0, max(ks)), dtype=np.int64), size, ks)
+) -> Quality:
+    """The model's top items for each held-out user, judged."""
     model.eval()
-    ranks, tops = [], []
+    rankings: dict[str, list[str]] = {}
+    depth = min(max(ks), len(items))
     with torch.no_grad():
         vectors = model.item_vectors(catalog)
-        for start in range(0, len(examples), batch):
-            users = {name: array[start : start + batch] for name, array in examples.users.items()}
+        for start in range(0, len(encoded.holdout), BATCH):
+            users = {name: array[start : start + BATCH] for name, array in encoded.users.items()}
             scores = (model.user_vectors(to_tensors(users, device)) @ vectors.T).cpu().numpy()
-            ranks.append(_ranks(scores, examples.targets[start : start + batch]))
-            tops.append(np.argsort(-scores, axis=1)[:, : max(ks)])
-    return metrics_from_ranks(np.concatenate(ranks), np.concatenate(tops), size, ks)
+            for offset, row_scores in enumerate(scores):
+                row_scores[encoded.past_rows[start + offset]] = -np.inf
+                top = np.argpartition(-row_scores, depth - 1)[:depth]
+                top = top[np.argsort(-row_scores[top])]
+                rankings[str(start + offset)] = [items[r].item_id for r in top]
+    return _judge_rankings(encoded.holdout, rankings, items, ks)
 
 
-def evaluate_model(
+def judge_model(
     model: TwoTower,
-    examples: Examples,
+    holdout: Holdout,
     items: list[Item],
     config: ModelConfig,
     device: torch.device,
     affinity_half_life_s: float,
     ks: tuple[int, ...] = KS,
-) -> Metrics:
+) -> Quality:
     catalog = to_tensors(encode_items(items, config), device)
-    return rank_metrics(model, encode_examples(examples, items, config, affinity_half_life_s), catalog, device, ks)
+    return judge_encoded(
+        model, encode_holdout(holdout, items, config, affinity_half_life_s), catalog, items, device, ks
+    )
 
 
-def evaluate_popularity(
-    examples: Examples, items: list[Item], item_counts: dict[str, float], ks: tuple[int, ...] = KS
-) -> Metrics:
-    """The same examples ranked by training popularity (the same list for everyone)."""
-    index = {item.item_id: row for row, item in enumerate(items)}
-    popularity = np.array([item_counts.get(item.item_id, 0.0) for item in items])
-    order = np.argsort(-popularity, kind="stable")
-    rank_of = np.empty(len(items), dtype=np.int64)
-    rank_of[order] = np.arange(len(items))
-    targets = [index[item_id] for item_id in examples.items if item_id in index]
-    ranks = rank_of[targets] if targets else np.zeros(0, dtype=np.int64)
-    top = np.tile(order[: max(ks)], (len(targets), 1))
-    return metrics_from_ranks(ranks, top, len(items), ks)
+def judge_popularity(
+    holdout: Holdout, items: list[Item], item_counts: dict[str, float], ks: tuple[int, ...] = KS
+) -> Quality:
+    """The same users ranked by training popularity, each without their past."""
+    order = [item.item_id for item in sorted(items, key=lambda i: -item_counts.get(i.item_id, 0.0))]
+    depth = max(ks)
+    rankings = {}
+    for n, seen in enumerate(holdout.seen):
+        ranked = []
+        for item_id in order:
+            if item_id not in seen:
+                ranked.append(item_id)
+                if len(ranked) == depth:
+                    break
+        rankings[str(n)] = ranked
+    return _judge_rankings(holdout, rankings, items, ks)

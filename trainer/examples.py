@@ -1,20 +1,32 @@
-"""Training examples: "the user's state just before event t -> the item of event t".
+"""Training examples and the held-out users, by the judging protocol.
 
+An example is "the user's state just before event t -> the item of event t".
 User states are rebuilt by folding the events, in time order, with the very
 `apply_event` the stream worker runs, so a training example sees exactly what
-serving would have seen at that moment. The last `holdout` events of each user
-are kept apart: the last for testing, the one before for validation (early
-stopping), for users with at least three events (a per-user temporal split).
+serving would have seen at that moment.
+
+What is held out follows `trainer.protocol`, the way `streamrec bench
+quality` judges the product: for a share of the users (picked by a stable
+hash of their id, so a user stays on the same side from refresh to refresh)
+the newest `WINDOW_FRACTION` of their events is a window; the model learns
+nothing from it and is judged on ranking its new items from the state before
+it. Half of those users validate (early stopping), half test (the gate and
+the manifest). Every other user's events all teach.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from foundation.codec import decode, encode
 from foundation.features import FeatureConfig, UserFeatures, apply_event
 from foundation.schema import Event, Item
+from trainer.protocol import WINDOW_FRACTION
+
+HOLDOUT_SHARE = 0.2  # of the users, for each of validation and test
+MAX_HOLDOUT_USERS = 20_000  # for each: enough to be stable, bounded in evaluation time
 
 
 @dataclass
@@ -37,10 +49,23 @@ class Examples:
 
 
 @dataclass
+class Holdout:
+    """Held-out users: the state before each one's window, the new items in
+    it (targets) and the items before it (excluded from the ranking)."""
+
+    states: list[UserFeatures] = field(default_factory=list)
+    targets: list[set[str]] = field(default_factory=list)
+    seen: list[set[str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+
+@dataclass
 class Split:
     train: Examples
-    valid: Examples
-    test: Examples
+    valid: Holdout
+    test: Holdout
     item_counts: dict[str, float]  # training interactions per item (popularity, log-Q)
 
 
@@ -49,29 +74,64 @@ def _snapshot(user: UserFeatures) -> UserFeatures:
     return UserFeatures.from_wire(decode(encode(user.to_wire())))
 
 
+def holdout_role(user_id: str, share: float = HOLDOUT_SHARE) -> str:
+    """'test', 'valid' or 'train' for a user, the same at every refresh."""
+    draw = int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") / 2**64
+    return "test" if draw < share else "valid" if draw < 2 * share else "train"
+
+
 def build_examples(
-    events: list[Event], catalog: dict[str, Item], config: FeatureConfig, *, purchase_weight: float = 3.0
+    events: list[Event],
+    catalog: dict[str, Item],
+    config: FeatureConfig,
+    *,
+    purchase_weight: float = 3.0,
+    holdout_share: float = HOLDOUT_SHARE,
 ) -> Split:
     """Events in any order; duplicates (by event id) are dropped as the worker drops them."""
-    events = sorted(events, key=lambda e: e.ts)
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    events = sorted(unique.values(), key=lambda e: e.ts)
     per_user: dict[str, int] = defaultdict(int)
     for event in events:
         per_user[event.user_id] += 1
-    seen: dict[str, int] = defaultdict(int)
+    window_start: dict[str, int] = {}  # held-out user -> index of the first event of their window
+    role_of: dict[str, str] = {}
+    held_users = {"test": 0, "valid": 0}
+    for user_id, count in per_user.items():
+        role = holdout_role(user_id, holdout_share) if count > 1 else "train"
+        if role != "train" and held_users[role] < MAX_HOLDOUT_USERS:
+            held_users[role] += 1
+            role_of[user_id] = role
+            window_start[user_id] = count - max(1, round(WINDOW_FRACTION * count))
+    position: dict[str, int] = defaultdict(int)
     users: dict[str, UserFeatures] = {}
-    split = Split(Examples(), Examples(), Examples(), defaultdict(float))
+    past: dict[str, set[str]] = defaultdict(set)  # held-out user -> items before the window
+    windows: dict[str, tuple[UserFeatures, set[str]]] = {}  # held-out user -> (state before, items in it)
+    split = Split(Examples(), Holdout(), Holdout(), defaultdict(float))
     for event in events:
-        user = users.setdefault(event.user_id, UserFeatures(event.user_id))
-        before = _snapshot(user) if user.recent_items else UserFeatures(event.user_id)
+        user_id = event.user_id
+        user = users.setdefault(user_id, UserFeatures(user_id))
+        in_window = user_id in window_start and position[user_id] >= window_start[user_id]
+        position[user_id] += 1
+        if in_window:
+            windows.setdefault(user_id, (_snapshot(user), set()))[1].add(event.item_id)
+            continue
+        if user_id in window_start:
+            past[user_id].add(event.item_id)
+        before = _snapshot(user) if user.recent_items else None
         item = catalog.get(event.item_id)
         if not apply_event(user, event, item.category if item else None, config):
             continue
-        seen[event.user_id] += 1
-        weight = purchase_weight if event.type == "purchase" else 1.0
-        from_end = per_user[event.user_id] - seen[event.user_id]  # 0: the user's last event
-        if per_user[event.user_id] >= 3 and from_end < 2:
-            (split.test if from_end == 0 else split.valid).add(before, event.item_id, weight, event.ts)
-        elif before.recent_items:  # a first event has no state to learn from
-            split.train.add(before, event.item_id, weight, event.ts)
+        if before is not None:  # a first event has no state to learn from
+            split.train.add(before, event.item_id, purchase_weight if event.type == "purchase" else 1.0, event.ts)
             split.item_counts[event.item_id] += 1.0
+    for user_id, (state, window) in windows.items():
+        targets = window - past[user_id]
+        if targets and state.recent_items:
+            holdout = split.test if role_of[user_id] == "test" else split.valid
+            holdout.states.append(state)
+            holdout.targets.append(targets)
+            holdout.seen.append(past[user_id])
     return split

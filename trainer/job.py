@@ -1,7 +1,8 @@
 """One trainer run: refresh the data, train, evaluate, publish behind the gate.
 
 The gate compares the new model and the current one on the *same* held-out
-events (the newest split), so "not worse" means the same thing for both. A
+users' windows (the newest split, by `trainer.protocol`), so "not worse"
+means the same thing for both, and what users of the served API would feel. A
 run that fails anywhere leaves the current version untouched: a version is
 only made current after it is completely written.
 """
@@ -28,8 +29,9 @@ from foundation.settings import Settings
 from foundation.store import MODEL_NAME, DataWindow, Manifest, ModelStore
 from foundation.topics import Topics, ensure_topics
 from trainer.cache import InteractionCache
-from trainer.evaluate import KS, Metrics, evaluate_model, evaluate_popularity
+from trainer.evaluate import judge_model, judge_popularity
 from trainer.examples import Split, build_examples
+from trainer.protocol import KS, Quality
 from trainer.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -74,21 +76,12 @@ def catalog_of(cache: InteractionCache) -> list[Item]:
     return list(items.values())
 
 
-def metrics_json(metrics: Metrics) -> dict:
-    return {
-        "examples": metrics.examples,
-        **{f"recall@{k}": round(v, 5) for k, v in metrics.recall.items()},
-        **{f"ndcg@{k}": round(v, 5) for k, v in metrics.ndcg.items()},
-        **{f"coverage@{k}": round(v, 5) for k, v in metrics.coverage.items()},
-    }
-
-
 @dataclass
 class Evaluation:
-    """Model and popularity on the same held-out events."""
+    """Model and popularity on the same held-out users."""
 
-    model: Metrics
-    popularity: Metrics
+    model: Quality
+    popularity: Quality
 
 
 def split_of(events: list[Event], items: list[Item], settings: Settings) -> Split:
@@ -105,8 +98,8 @@ def evaluate_version(
     version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS
 ) -> Evaluation:
     device = next(version.model.parameters()).device
-    model = evaluate_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks)
-    return Evaluation(model, evaluate_popularity(split.test, items, split.item_counts, ks))
+    model = judge_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks)
+    return Evaluation(model, judge_popularity(split.test, items, split.item_counts, ks))
 
 
 @dataclass
@@ -145,12 +138,12 @@ def train_and_publish(
     phases = {"examples_s": time.time() - started}
     if not len(split.train) or not len(split.test):
         raise RuntimeError(
-            f"too little data: {len(split.train)} training and {len(split.test)} test examples "
-            "(users need at least 3 events)"
+            f"too little data: {len(split.train)} training examples and {len(split.test)} test users "
+            "(a test user needs two events and a new item among their newest)"
         )
     mconfig, tconfig = ModelConfig.from_settings(settings), train_config(settings)
     log.info(
-        "training on %d examples (%d valid, %d test), %d items, device %s",
+        "training on %d examples (%d validation and %d test users held out), %d items, device %s",
         len(split.train),
         len(split.valid),
         len(split.test),
@@ -159,8 +152,8 @@ def train_and_publish(
     )
     result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress)
     phases["train_s"] = time.time() - started - phases["examples_s"]
-    test = evaluate_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
-    popularity = evaluate_popularity(split.test, items, split.item_counts)
+    test = judge_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
+    popularity = judge_popularity(split.test, items, split.item_counts)
 
     current_name, current_recall = store.current(), None
     if current_name is not None:
@@ -173,9 +166,9 @@ def train_and_publish(
         created=time.time(),
         device=device.type,
         metrics={
-            "test": metrics_json(test),
-            "popularity": metrics_json(popularity),
-            "valid": metrics_json(result.valid),
+            "test": test.to_json(),
+            "popularity": popularity.to_json(),
+            "valid": result.valid.to_json(),
         },
         data_window=DataWindow(
             events=len(cache.events),

@@ -4,7 +4,7 @@ In-batch negatives are the other positives of the batch, so popular items are
 over-sampled as negatives: their logits are corrected by the log of their
 sampling probability (log-Q), estimated from the training counts. Random
 negatives drawn uniformly from the catalog cover the long tail. Early stopping
-watches recall@K on the validation events.
+watches recall@K on the validation users' windows (`trainer.protocol`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from embeddings.encoding import ModelConfig, encode_items
 from embeddings.model import TwoTower, to_tensors
 from foundation.schema import Item
 from foundation.settings import Settings
-from trainer.evaluate import Metrics, encode_examples, rank_metrics
+from trainer.evaluate import encode_examples, encode_holdout, judge_encoded
 from trainer.examples import Split
+from trainer.protocol import Quality
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     model: TwoTower
-    valid: Metrics
+    valid: Quality
     history: list[dict] = field(default_factory=list)
     examples_per_s: float = 0.0
 
@@ -96,7 +97,7 @@ def train(
     users = to_tensors(encoded.users, device)
     targets = torch.as_tensor(encoded.targets, device=device)
     weights = torch.as_tensor(encoded.weights, device=device)
-    valid_examples = encode_examples(split.valid, items, model_config, affinity_half_life_s)
+    valid_users = encode_holdout(split.valid, items, model_config, affinity_half_life_s)
     catalog = to_tensors(encode_items(items, model_config), device)
     counts = torch.ones(len(items), device=device)  # add-one: unseen items are possible too
     for item_id, count in split.item_counts.items():
@@ -159,7 +160,7 @@ def train(
                     "examples_per_s": seen / (time.perf_counter() - started),
                 }
             )
-        valid = rank_metrics(model, valid_examples, catalog, device, ks=(config.eval_k,))
+        valid = judge_encoded(model, valid_users, catalog, items, device, ks=(config.eval_k,))
         recall = valid.recall[config.eval_k]
         history.append({"epoch": epoch, "loss": total_loss / max(n, 1), f"valid_recall@{config.eval_k}": recall})
         log.info("epoch %d: loss %.4f, valid recall@%d %.4f", epoch, total_loss / max(n, 1), config.eval_k, recall)

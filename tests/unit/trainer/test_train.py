@@ -1,4 +1,4 @@
-"""The training loop learns: a short run beats popularity on held-out events."""
+"""The training loop learns: a short run beats popularity on held-out users."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from embeddings.encoding import ModelConfig
 from foundation.features import FeatureConfig
 from foundation.schema import Event
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.evaluate import evaluate_model, evaluate_popularity
+from trainer.evaluate import judge_model, judge_popularity
 from trainer.examples import build_examples
 from trainer.train import TrainConfig, train
 
@@ -24,8 +24,9 @@ def test_short_training_beats_popularity_twice():
     result = train(
         split, items, config, TrainConfig(epochs=5, batch_size=256, random_negatives=128), torch.device("cpu"), 86_400.0
     )
-    model = evaluate_model(result.model, split.test, items, config, torch.device("cpu"), 86_400.0)
-    popularity = evaluate_popularity(split.test, items, split.item_counts)
+    model = judge_model(result.model, split.test, items, config, torch.device("cpu"), 86_400.0)
+    popularity = judge_popularity(split.test, items, split.item_counts)
     assert model.recall[20] >= 2 * popularity.recall[20], (model.recall, popularity.recall)
     assert model.ndcg[20] > popularity.ndcg[20]
-    assert model.coverage[20] > popularity.coverage[20]
+    assert model.coverage > popularity.coverage
+    assert result.valid.users == len(split.valid) > 30 and model.users == len(split.test) > 30
