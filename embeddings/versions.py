@@ -15,6 +15,7 @@ import torch
 
 from embeddings.encoding import ModelConfig
 from embeddings.model import TwoTower, embed_items
+from embeddings.neighbours import Neighbours
 from foundation.schema import Item
 from foundation.store import Manifest, ModelStore
 
@@ -33,6 +34,12 @@ class ModelVersion:
     item_vectors: np.ndarray  # float32 [items, dim], L2-normalised
     item_popularity: np.ndarray  # float32 [items]
     manifest: Manifest
+    neighbours: Neighbours | None = None  # the second source, over the version's item rows
+
+    @property
+    def blend_weight(self) -> float:
+        """The neighbours' weight the trainer chose on its validation users (0: towers only)."""
+        return float(self.manifest.params.get("blend", {}).get("weight", 0.0)) if self.neighbours else 0.0
 
 
 def publish_model(
@@ -42,16 +49,19 @@ def publish_model(
     popularity: np.ndarray | None,
     manifest: Manifest,
     *,
+    neighbours: Neighbours | None = None,
     promote: bool = True,
 ) -> str:
     """Embed the catalog with `model` and publish both as a new version; returns its name.
-    `popularity` (training interactions per item, in `items`' order) defaults to zeros."""
+    `popularity` (training interactions per item, in `items`' order) defaults to zeros;
+    `neighbours` are over the rows of `items`."""
     weights = {name: tensor.detach().cpu().contiguous().numpy() for name, tensor in model.state_dict().items()}
     popularity = np.zeros(len(items), dtype=np.float32) if popularity is None else popularity
     manifest = replace(manifest, model_config=model.config.to_dict())
     return store.publish(
-        weights, [i.item_id for i in items], embed_items(model, items), popularity, manifest, promote=promote
-    )
+        weights, [i.item_id for i in items], embed_items(model, items), popularity, manifest,
+        extras=neighbours.to_arrays() if neighbours else None, promote=promote,
+    )  # fmt: skip
 
 
 def load_version(store: ModelStore, version: str | None = None, device: torch.device | str = "cpu") -> ModelVersion:
@@ -70,4 +80,5 @@ def load_version(store: ModelStore, version: str | None = None, device: torch.de
         stored.item_vectors,
         stored.item_popularity,
         stored.manifest,
+        Neighbours.from_arrays(stored.extras),
     )

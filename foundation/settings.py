@@ -121,6 +121,15 @@ class Settings(BaseSettings):
         1 << 16, ge=16, le=1 << 24, description="Hash buckets for title/query words and trigrams."
     )
     model_max_recent: int = Field(30, ge=1, le=1000, description="Recent interactions the user tower reads.")
+    model_neighbours: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description=(
+            "Item neighbours (co-occurrence) kept per item: a second source blended with the towers by the weight "
+            "the trainer picks on validation users; 0: towers only."
+        ),
+    )
     model_pooling: Literal["attention", "decay"] = Field(
         "attention", description="How the user tower pools recent items: attention or recency-decayed mean."
     )

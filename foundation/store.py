@@ -29,6 +29,7 @@ from foundation.settings import Settings
 
 WEIGHTS, VECTORS, IDS, MANIFEST = "model.safetensors", "item_vectors.npy", "item_ids.json", "manifest.json"
 POPULARITY = "item_popularity.npy"  # training interactions per item: cold-start answers
+EXTRAS = "extras.safetensors"  # further arrays a model family keeps (the two-tower: item neighbours)
 MODEL_NAME = "two-tower"  # the model family: the key of `recs.model-updates`
 VERSION_NAME = re.compile(r"\d{8}T\d{6}Z(-\d{1,6})?")  # what new_version_name makes: never a path
 
@@ -107,6 +108,7 @@ class StoredVersion:
     item_vectors: np.ndarray  # float32 [items, dim], L2-normalised
     item_popularity: np.ndarray  # float32 [items]
     manifest: Manifest
+    extras: dict[str, np.ndarray]
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -170,6 +172,7 @@ class ModelStore:
         item_popularity: np.ndarray,
         manifest: Manifest,
         *,
+        extras: dict[str, np.ndarray] | None = None,
         promote: bool = True,
     ) -> str:
         """Write a complete new version and, with `promote`, make it current; returns its name."""
@@ -182,6 +185,8 @@ class ModelStore:
         for name, array in ((VECTORS, item_vectors), (POPULARITY, item_popularity)):
             with (tmp / name).open("wb") as handle:
                 np.save(handle, np.ascontiguousarray(array, dtype=np.float32))
+        if extras:
+            save_file({name: np.ascontiguousarray(array) for name, array in extras.items()}, str(tmp / EXTRAS))
         _fsync_write(tmp / IDS, json.dumps(item_ids).encode())
         _fsync_write(tmp / MANIFEST, replace(manifest, version=version).to_json())
         os.replace(tmp, self.root / version)
@@ -250,4 +255,5 @@ class ModelStore:
             np.load(path / VECTORS, allow_pickle=False),
             np.load(path / POPULARITY, allow_pickle=False),
             manifest,
+            load_file(str(path / EXTRAS)) if (path / EXTRAS).exists() else {},
         )

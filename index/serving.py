@@ -25,6 +25,7 @@ import torch
 
 from embeddings.encoding import encode_queries
 from embeddings.model import embed_items, embed_users, to_tensors
+from embeddings.neighbours import TowerMoments, blended, vote_moments
 from embeddings.text import words
 from embeddings.versions import ModelVersion
 from foundation.catalog import CatalogChange, Removed
@@ -80,6 +81,10 @@ class ServingIndex:
         self._grow(len(self.row_ids))  # every row off until the catalog switches it on
         self.sync(catalog, trained_content=True)
         self._popular: np.ndarray | None = None
+        # The second source: neighbours over the version's rows, at the weight the trainer chose.
+        self.blend_weight = version.blend_weight
+        self._trained_rows = len(version.item_ids)
+        self._moments = TowerMoments.of(version.item_vectors) if self.blend_weight > 0 else None
         log.info(
             "index %s for model %s: %d rows, %.1f s",
             spec.label(),
@@ -237,11 +242,39 @@ class ServingIndex:
         excluded = [self._excluded(users[n]) for n in warm]
         depth = k * DIVERSE_CANDIDATES if diversity > 0 else k
         wanted = depth + max(len(e) for e in excluded)
-        scores, rows = self.index.search(self.user_vectors([users[n] for n in warm], now), wanted, self._allow)
+        vectors = self.user_vectors([users[n] for n in warm], now)
+        scores, rows = self.index.search(vectors, wanted, self._allow)
+        if self._moments is not None:
+            scores, rows = self._blend(warm, users, vectors, scores, rows)
         for n, skip, user_scores, user_rows in zip(warm, excluded, scores, rows, strict=True):
             answer = self.diversify(self._answer(user_scores, user_rows, depth, skip), k, diversity)
             answers[n] = self.explain(users[n], answer) if explain else answer
         return answers
+
+    def _blend(self, warm: list[int], users: list, vectors: np.ndarray, scores: np.ndarray, rows: np.ndarray):
+        """Each user's candidates from both sources, ranked by the blended score:
+        the index's rows and the rows the user's recent items vote for."""
+        neighbours, trained = self.version.neighbours, self._trained_rows
+        tower_means, tower_stds = self._moments.standardise(vectors)
+        merged = []
+        for i, n in enumerate(warm):
+            found = rows[i] >= 0
+            history = np.array([self.row_of.get(item, trained) for item in dict.fromkeys(users[n].recent_items)])
+            voted, votes = neighbours.votes(history[history < trained])
+            allowed = (self._allow[voted >> 3] >> (voted & 7) & 1).astype(bool)
+            vote_mean, vote_std = vote_moments(votes, trained)
+            extra = np.setdiff1d(voted[allowed], rows[i][found])
+            candidates = np.concatenate([rows[i][found], extra])
+            tower = np.concatenate([scores[i][found], self.version.item_vectors[extra] @ vectors[i]])
+            all_votes = np.zeros(len(candidates))
+            by_row = np.argsort(candidates)
+            at = np.minimum(np.searchsorted(candidates[by_row], voted), len(candidates) - 1)
+            hit = candidates[by_row][at] == voted
+            all_votes[by_row[at[hit]]] = votes[hit]
+            score = blended(tower, tower_means[i], tower_stds[i], all_votes, vote_mean, vote_std, self.blend_weight)
+            order = np.argsort(-score, kind="stable")
+            merged.append((score[order], candidates[order]))
+        return [m[0] for m in merged], [m[1] for m in merged]
 
     def diversify(self, ranked: list[ScoredItem], k: int, diversity: float) -> list[ScoredItem]:
         """The first k of `ranked` with at most ceil(k * (1 - diversity)) items

@@ -12,6 +12,7 @@ import torch
 
 from embeddings.encoding import ModelConfig, encode_items, encode_users
 from embeddings.model import TwoTower, to_tensors
+from embeddings.neighbours import Neighbours, blended, vote_moments
 from foundation.schema import Item
 from trainer.examples import Examples, Holdout
 from trainer.protocol import KS, Quality, judge
@@ -53,6 +54,7 @@ class EncodedHoldout:
     holdout: Holdout
     users: dict[str, np.ndarray]
     past_rows: list[np.ndarray]
+    recent_rows: list[np.ndarray]  # what votes for neighbours, as at serving time
 
 
 def encode_holdout(
@@ -61,12 +63,55 @@ def encode_holdout(
     index = {item.item_id: row for row, item in enumerate(items)}
     users = encode_users(holdout.states, [s.last_ts for s in holdout.states], config, affinity_half_life_s)
     past = [np.array([index[i] for i in seen if i in index], dtype=np.int64) for seen in holdout.seen]
-    return EncodedHoldout(holdout, users, past)
+    recent = [
+        np.array([index[i] for i in dict.fromkeys(state.recent_items) if i in index], dtype=np.int64)
+        for state in holdout.states
+    ]
+    return EncodedHoldout(holdout, users, past, recent)
 
 
 def _judge_rankings(holdout: Holdout, rankings: dict[str, list[str]], items: list[Item], ks) -> Quality:
     targets = {str(n): wanted for n, wanted in enumerate(holdout.targets)}
     return judge(rankings, targets, len(items), {item.item_id: item.category for item in items}, ks)
+
+
+def scores_of(
+    model: TwoTower, encoded: EncodedHoldout, catalog: dict[str, torch.Tensor], device: torch.device
+) -> np.ndarray:
+    """The towers' score of every catalog item for every held-out user [users, items]."""
+    model.eval()
+    with torch.no_grad():
+        vectors = model.item_vectors(catalog)
+        parts = [np.zeros((0, len(catalog["price"])), dtype=np.float32)]
+        for start in range(0, len(encoded.holdout), BATCH):
+            users = {name: array[start : start + BATCH] for name, array in encoded.users.items()}
+            parts.append((model.user_vectors(to_tensors(users, device)) @ vectors.T).cpu().numpy())
+    return np.concatenate(parts)
+
+
+def judge_scores(
+    scores: np.ndarray,
+    encoded: EncodedHoldout,
+    items: list[Item],
+    ks: tuple[int, ...] = KS,
+    neighbours: Neighbours | None = None,
+    weight: float = 0.0,
+) -> Quality:
+    """Each held-out user's top items by the towers' scores, blended with the
+    neighbours' votes (standardised as serving does) when a weight is given."""
+    rankings: dict[str, list[str]] = {}
+    depth = min(max(ks), len(items))
+    for n, row in enumerate(scores):
+        row = row.astype(np.float64)
+        if neighbours is not None and weight > 0:
+            candidates, votes = neighbours.votes(encoded.recent_rows[n])
+            all_votes = np.zeros(len(row))
+            all_votes[candidates] = votes
+            row = blended(row, row.mean(), row.std() + 1e-9, all_votes, *vote_moments(votes, len(row)), weight)
+        row[encoded.past_rows[n]] = -np.inf
+        top = np.argpartition(-row, depth - 1)[:depth]
+        rankings[str(n)] = [items[r].item_id for r in top[np.argsort(-row[top])]]
+    return _judge_rankings(encoded.holdout, rankings, items, ks)
 
 
 def judge_encoded(
@@ -77,21 +122,8 @@ def judge_encoded(
     device: torch.device,
     ks: tuple[int, ...] = KS,
 ) -> Quality:
-    """The model's top items for each held-out user, judged."""
-    model.eval()
-    rankings: dict[str, list[str]] = {}
-    depth = min(max(ks), len(items))
-    with torch.no_grad():
-        vectors = model.item_vectors(catalog)
-        for start in range(0, len(encoded.holdout), BATCH):
-            users = {name: array[start : start + BATCH] for name, array in encoded.users.items()}
-            scores = (model.user_vectors(to_tensors(users, device)) @ vectors.T).cpu().numpy()
-            for offset, row_scores in enumerate(scores):
-                row_scores[encoded.past_rows[start + offset]] = -np.inf
-                top = np.argpartition(-row_scores, depth - 1)[:depth]
-                top = top[np.argsort(-row_scores[top])]
-                rankings[str(start + offset)] = [items[r].item_id for r in top]
-    return _judge_rankings(encoded.holdout, rankings, items, ks)
+    """The model's top items for each held-out user, judged (the towers alone: early stopping)."""
+    return judge_scores(scores_of(model, encoded, catalog, device), encoded, items, ks)
 
 
 def judge_model(
@@ -102,11 +134,35 @@ def judge_model(
     device: torch.device,
     affinity_half_life_s: float,
     ks: tuple[int, ...] = KS,
+    neighbours: Neighbours | None = None,
+    weight: float = 0.0,
 ) -> Quality:
+    """A model (with its neighbours at `weight`, as it is served) on held-out users."""
     catalog = to_tensors(encode_items(items, config), device)
-    return judge_encoded(
-        model, encode_holdout(holdout, items, config, affinity_half_life_s), catalog, items, device, ks
-    )
+    encoded = encode_holdout(holdout, items, config, affinity_half_life_s)
+    return judge_scores(scores_of(model, encoded, catalog, device), encoded, items, ks, neighbours, weight)
+
+
+BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+
+
+def choose_blend(
+    model: TwoTower,
+    neighbours: Neighbours,
+    holdout: Holdout,
+    items: list[Item],
+    config: ModelConfig,
+    device: torch.device,
+    affinity_half_life_s: float,
+    k: int = 20,
+) -> tuple[float, dict[float, float]]:
+    """The neighbours' weight with the best recall@k on `holdout` (the
+    validation users; never the test ones), and recall@k at every weight tried."""
+    catalog = to_tensors(encode_items(items, config), device)
+    encoded = encode_holdout(holdout, items, config, affinity_half_life_s)
+    scores = scores_of(model, encoded, catalog, device)
+    recalls = {w: judge_scores(scores, encoded, items, (k,), neighbours, w).recall[k] for w in BLEND_WEIGHTS}
+    return max(recalls, key=lambda w: (recalls[w], -w)), recalls
 
 
 def judge_popularity(

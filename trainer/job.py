@@ -19,6 +19,7 @@ import torch
 
 from embeddings.device import pick_device
 from embeddings.encoding import ModelConfig
+from embeddings.neighbours import Neighbours
 from embeddings.versions import ModelVersion, load_version, publish_model
 from foundation.codec import encode
 from foundation.features import FeatureConfig
@@ -29,7 +30,7 @@ from foundation.settings import Settings
 from foundation.store import MODEL_NAME, DataWindow, Manifest, ModelStore
 from foundation.topics import Topics, ensure_topics
 from trainer.cache import InteractionCache
-from trainer.evaluate import judge_model, judge_popularity
+from trainer.evaluate import choose_blend, judge_model, judge_popularity
 from trainer.examples import Split, build_examples
 from trainer.protocol import KS, Quality
 from trainer.train import TrainConfig, train
@@ -97,9 +98,26 @@ def split_of(events: list[Event], items: list[Item], settings: Settings) -> Spli
 def evaluate_version(
     version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS
 ) -> Evaluation:
+    """A version as it is served (with its neighbours at its weight) on the split's test users."""
     device = next(version.model.parameters()).device
-    model = judge_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks)
+    neighbours = (
+        version.neighbours.remapped(version.item_ids, [i.item_id for i in items]) if version.neighbours else None
+    )
+    model = judge_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks,
+                        neighbours, version.blend_weight)  # fmt: skip
     return Evaluation(model, judge_popularity(split.test, items, split.item_counts, ks))
+
+
+def neighbours_of(split: Split, items: list[Item], k: int) -> Neighbours | None:
+    """Item neighbours from the training examples alone (no held-out window leaks in)."""
+    if k <= 0:
+        return None
+    row = {item.item_id: n for n, item in enumerate(items)}
+    histories: dict[str, list[int]] = {}
+    for state, item_id in zip(split.train.states, split.train.items, strict=True):
+        if item_id in row:
+            histories.setdefault(state.user_id, []).append(row[item_id])
+    return Neighbours.from_histories(list(histories.values()), len(items), k)
 
 
 @dataclass
@@ -152,7 +170,15 @@ def train_and_publish(
     )
     result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress)
     phases["train_s"] = time.time() - started - phases["examples_s"]
-    test = judge_model(result.model, split.test, items, mconfig, device, settings.affinity_half_life_s)
+    half_life = settings.affinity_half_life_s
+    neighbours = neighbours_of(split, items, settings.model_neighbours)
+    weight, by_weight = 0.0, {}
+    if neighbours is not None:
+        weight, by_weight = choose_blend(result.model, neighbours, split.valid, items, mconfig, device, half_life)
+        log.info("neighbours' weight %.2g (validation recall@20 by weight: %s)", weight, by_weight)
+    test = judge_model(
+        result.model, split.test, items, mconfig, device, half_life, neighbours=neighbours, weight=weight
+    )
     popularity = judge_popularity(split.test, items, split.item_counts)
 
     current_name, current_recall = store.current(), None
@@ -179,7 +205,15 @@ def train_and_publish(
             test_examples=len(split.test),
             offsets=cache.offsets,
         ),
-        params={"train": asdict(tconfig), "model": mconfig.to_dict()},
+        params={
+            "train": asdict(tconfig),
+            "model": mconfig.to_dict(),
+            "blend": {
+                "neighbours": settings.model_neighbours,
+                "weight": weight,
+                "valid_recall@20_by_weight": {str(w): round(r, 5) for w, r in by_weight.items()},
+            },
+        },
         training={
             "seconds": round(time.time() - started, 2),
             **{name: round(seconds, 2) for name, seconds in phases.items()},
@@ -197,7 +231,9 @@ def train_and_publish(
         },
     )
     item_popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
-    version = publish_model(store, result.model, items, item_popularity, manifest, promote=passes or force)
+    version = publish_model(
+        store, result.model, items, item_popularity, manifest, neighbours=neighbours, promote=passes or force
+    )
     outcome = RunOutcome(version, False, "", store.load_manifest(version))
     if passes or force:
         outcome.promoted = True

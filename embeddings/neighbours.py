@@ -1,0 +1,119 @@
+"""Item neighbours: the second source of recommendations beside the towers.
+
+Cosine similarity of co-occurrence (how many users had both items, over the
+root of how many had each) over the training window, the top `k` per item.
+A user's recent items vote for their neighbours. The votes and the towers'
+scores are each standardised over the whole catalog and added, the votes
+weighted by what the trainer chose on its validation users (0 turns them
+off). The strongest open recommenders serve this way, several sources merged
+and re-ranked: the towers generalise through content and sequence, the
+neighbours remember exactly what went together.
+
+Both standardisations are exact without scoring the whole catalog: a tower
+score's mean and variance over the catalog follow from the user vector and
+the items' first and second moments; votes are zero outside a few rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """`rows[i]`: the catalog rows most like item row i (-1 pads); `weights[i]`: their similarity."""
+
+    rows: np.ndarray  # int32 [items, k]
+    weights: np.ndarray  # float32 [items, k]
+
+    @classmethod
+    def from_histories(cls, histories: Sequence[Sequence[int]], items: int, k: int) -> Neighbours:
+        """From each user's item rows (the training window)."""
+        users = [sorted(set(history)) for history in histories if history]
+        indptr = np.cumsum([0] + [len(h) for h in users])
+        indices = np.fromiter((row for h in users for row in h), dtype=np.int64, count=int(indptr[-1]))
+        had = csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(users), items))
+        together = (had.T @ had).tocsr()
+        norms = np.sqrt(np.maximum(together.diagonal(), EPSILON))
+        rows = np.full((items, k), -1, dtype=np.int32)
+        weights = np.zeros((items, k), dtype=np.float32)
+        for item in range(items):
+            start, end = together.indptr[item], together.indptr[item + 1]
+            others, counts = together.indices[start:end], together.data[start:end]
+            similarity = counts / (norms[item] * norms[others])
+            similarity[others == item] = 0.0
+            top = np.argsort(-similarity, kind="stable")[:k]
+            top = top[similarity[top] > 0]
+            rows[item, : len(top)] = others[top]
+            weights[item, : len(top)] = similarity[top]
+        return cls(rows, weights)
+
+    def votes(self, history_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate rows, votes): each history item's neighbours, their similarities summed."""
+        history_rows = history_rows[(history_rows >= 0) & (history_rows < len(self.rows))]
+        rows, weights = self.rows[history_rows].ravel(), self.weights[history_rows].ravel()
+        voted = rows >= 0
+        candidates, which = np.unique(rows[voted], return_inverse=True)
+        return candidates, np.bincount(which, weights=weights[voted], minlength=len(candidates))
+
+    def remapped(self, ids: Sequence[str], onto: Sequence[str]) -> Neighbours:
+        """The same neighbours over another item list (`ids` name this one's rows, `onto` the new rows)."""
+        new_row = {item_id: row for row, item_id in enumerate(onto)}
+        old_to_new = np.array([new_row.get(item_id, -1) for item_id in ids] + [-1], dtype=np.int32)  # -1 maps to -1
+        rows = np.full((len(onto), self.rows.shape[1]), -1, dtype=np.int32)
+        weights = np.zeros((len(onto), self.rows.shape[1]), dtype=np.float32)
+        for old, item_id in enumerate(ids):
+            if item_id in new_row:
+                rows[new_row[item_id]] = old_to_new[self.rows[old]]
+                weights[new_row[item_id]] = np.where(rows[new_row[item_id]] >= 0, self.weights[old], 0.0)
+        return Neighbours(rows, weights)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"neighbour_rows": self.rows, "neighbour_weights": self.weights}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Neighbours | None:
+        if "neighbour_rows" not in arrays:
+            return None
+        return cls(arrays["neighbour_rows"].astype(np.int32), arrays["neighbour_weights"].astype(np.float32))
+
+
+def vote_moments(votes: np.ndarray, catalog_size: int) -> tuple[float, float]:
+    """Mean and standard deviation of a user's votes over the whole catalog (zero elsewhere)."""
+    mean = float(votes.sum()) / catalog_size
+    variance = float((votes**2).sum()) / catalog_size - mean**2
+    return mean, float(np.sqrt(max(variance, 0.0))) + EPSILON
+
+
+@dataclass(frozen=True)
+class TowerMoments:
+    """The catalog's item vectors summarised: any user's score mean and spread follow."""
+
+    mean: np.ndarray  # [dim]
+    second: np.ndarray  # [dim, dim]: the mean of v v^T
+
+    @classmethod
+    def of(cls, item_vectors: np.ndarray) -> TowerMoments:
+        vectors = item_vectors.astype(np.float64)
+        return cls(vectors.mean(axis=0), vectors.T @ vectors / max(1, len(vectors)))
+
+    def standardise(self, user_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per user: the mean and standard deviation of u . v over the catalog."""
+        users = user_vectors.astype(np.float64)
+        mean = users @ self.mean
+        variance = np.einsum("ud,de,ue->u", users, self.second, users) - mean**2
+        return mean, np.sqrt(np.maximum(variance, 0.0)) + EPSILON
+
+
+def blended(
+    tower: np.ndarray, tower_mean: float, tower_std: float, votes: np.ndarray, vote_mean: float, vote_std: float,
+    weight: float,
+) -> np.ndarray:  # fmt: skip
+    """The merged score of candidates: both sources standardised, the votes weighted."""
+    return (tower - tower_mean) / tower_std + weight * (votes - vote_mean) / vote_std
