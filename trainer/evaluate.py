@@ -89,18 +89,19 @@ def scores_of(
     return np.concatenate(parts)
 
 
-def judge_scores(
+def ranked_lists(
     scores: np.ndarray,
     encoded: EncodedHoldout,
     items: list[Item],
-    ks: tuple[int, ...] = KS,
+    depth: int,
     neighbours: Neighbours | None = None,
     weight: float = 0.0,
-) -> Quality:
-    """Each held-out user's top items by the towers' scores, blended with the
-    neighbours' votes (standardised as serving does) when a weight is given."""
+) -> dict[str, list[str]]:
+    """Each held-out user's top `depth` items (by position in the holdout) by
+    the towers' scores, blended with the neighbours' votes when a weight is
+    given: standardised exactly as serving does, the user's past left out."""
     rankings: dict[str, list[str]] = {}
-    depth = min(max(ks), len(items))
+    depth = min(depth, len(items))
     for n, row in enumerate(scores):
         row = row.astype(np.float64)
         if neighbours is not None and weight > 0:
@@ -111,6 +112,18 @@ def judge_scores(
         row[encoded.past_rows[n]] = -np.inf
         top = np.argpartition(-row, depth - 1)[:depth]
         rankings[str(n)] = [items[r].item_id for r in top[np.argsort(-row[top])]]
+    return rankings
+
+
+def judge_scores(
+    scores: np.ndarray,
+    encoded: EncodedHoldout,
+    items: list[Item],
+    ks: tuple[int, ...] = KS,
+    neighbours: Neighbours | None = None,
+    weight: float = 0.0,
+) -> Quality:
+    rankings = ranked_lists(scores, encoded, items, max(ks), neighbours, weight)
     return _judge_rankings(encoded.holdout, rankings, items, ks)
 
 

@@ -6,15 +6,23 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
+import torch
 
+from embeddings.encoding import encode_items
+from embeddings.model import TwoTower, to_tensors
+from embeddings.neighbours import Neighbours
+from embeddings.versions import load_version, publish_model
 from foundation.catalog import Removed
 from foundation.features import FeatureConfig, UserFeatures, apply_event
 from foundation.schema import Event, Item
-from foundation.store import ModelStore
+from foundation.store import Manifest, ModelStore
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
-from tests.versions import publish_random_version
+from tests.versions import SMALL, publish_random_version
+from trainer.evaluate import encode_holdout, ranked_lists, scores_of
+from trainer.examples import Holdout
 
 ITEMS = [
     Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp model {n}", f"c{n % 3}", price=10.0 + n) for n in range(300)
@@ -169,3 +177,27 @@ def test_explanations_name_a_recent_item_never_the_item_itself(serving):
     )
     cold = serving.recommend(None, 5, explain=True)  # no history: no reason to give
     assert all(s.because is None for s in cold)
+
+
+def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
+    """What the gate and the manifest measure is what the API answers: the
+    trainer's ranking of a held-out user and the index's answer agree."""
+    torch.manual_seed(0)
+    model = TwoTower(SMALL).eval()
+    rng = np.random.default_rng(0)
+    histories = [list(rng.choice(len(ITEMS), size=8, replace=False)) for _ in range(200)]
+    neighbours = Neighbours.from_histories(histories, len(ITEMS), k=20)
+    manifest = Manifest(created=0.0, params={"blend": {"weight": 0.5}})
+    store = ModelStore(tmp_path)
+    version = load_version(store, publish_model(store, model, ITEMS, None, manifest, neighbours=neighbours))
+    assert version.blend_weight == 0.5 and version.neighbours is not None
+    serving = ServingIndex(version, IndexSpec("flat"), ITEMS, ServingConfig())
+    user = _user(["i3", "i10", "i11", "i200"])
+    served = [s.item_id for s in serving.recommend(user, 10)]
+
+    holdout = Holdout([user], [{"i1"}], [set()])
+    encoded = encode_holdout(holdout, ITEMS, SMALL, ServingConfig().affinity_half_life_s)
+    catalog = to_tensors(encode_items(ITEMS, SMALL))
+    judged = ranked_lists(scores_of(model, encoded, catalog, torch.device("cpu")), encoded, ITEMS, 10, neighbours, 0.5)
+    towers_only = ranked_lists(scores_of(model, encoded, catalog, torch.device("cpu")), encoded, ITEMS, 10)
+    assert served == judged["0"] and served != towers_only["0"]

@@ -1,0 +1,45 @@
+"""Item neighbours and the exact standardisation of both sources."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embeddings.neighbours import Neighbours, TowerMoments, blended, vote_moments
+
+
+def test_neighbours_are_the_cosine_of_co_occurrence_best_first():
+    # Items 0 and 1 always together; 2 with 0 once; 3 alone.
+    histories = [[0, 1], [0, 1], [0, 2], [3], [1, 1, 0]]
+    neighbours = Neighbours.from_histories(histories, items=4, k=2)
+    assert list(neighbours.rows[0]) == [1, 2] and list(neighbours.rows[3]) == [-1, -1]
+    assert np.isclose(neighbours.weights[0, 0], 3 / np.sqrt(4 * 3))  # 3 users had both; 4 had 0, 3 had 1
+    assert np.isclose(neighbours.weights[0, 1], 1 / np.sqrt(4 * 1))
+    candidates, votes = neighbours.votes(np.array([0, 1]))
+    assert dict(zip(candidates.tolist(), votes.round(4).tolist(), strict=True)) == {
+        0: round(3 / np.sqrt(12), 4),
+        1: round(3 / np.sqrt(12), 4),
+        2: 0.5,
+    }
+    again = Neighbours.from_arrays(neighbours.to_arrays())
+    assert np.array_equal(again.rows, neighbours.rows) and Neighbours.from_arrays({}) is None
+
+
+def test_remapping_follows_the_ids_onto_new_rows():
+    neighbours = Neighbours.from_histories([[0, 1], [0, 1], [1, 2]], items=3, k=2)
+    moved = neighbours.remapped(["a", "b", "c"], ["c", "x", "a", "b"])
+    assert list(moved.rows[2]) == [3, -1]  # a's neighbour b is now row 3
+    assert list(moved.rows[1]) == [-1, -1]  # x is new: no neighbours
+    assert {int(r) for r in moved.rows[3] if r >= 0} == {2, 0}  # b's neighbours a and c
+
+
+def test_the_moments_give_each_users_exact_score_mean_and_spread():
+    rng = np.random.default_rng(0)
+    items, users = rng.normal(size=(500, 8)).astype(np.float32), rng.normal(size=(3, 8)).astype(np.float32)
+    means, stds = TowerMoments.of(items).standardise(users)
+    full = users @ items.T
+    assert np.allclose(means, full.mean(axis=1), atol=1e-4) and np.allclose(stds, full.std(axis=1), atol=1e-4)
+    votes = np.array([0.5, 2.0])
+    mean, std = vote_moments(votes, 10)
+    dense = np.r_[votes, np.zeros(8)]
+    assert np.isclose(mean, dense.mean()) and np.isclose(std, dense.std(), atol=1e-6)
+    assert np.allclose(blended(np.array([1.0]), 0.0, 2.0, np.array([3.0]), 1.0, 1.0, 0.5), [1.5])
