@@ -40,10 +40,10 @@ test: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m slow tests/integration/test_soak.py tests/integration/test_http_fuzz.py $(ARGS)
 
-# make bench WHAT=index (ingest, train, index, freshness); ARGS go to the benchmark.
+# make bench WHAT=index (ingest, train, index, http, freshness, quality); ARGS go to the benchmark.
 WHAT ?= ingest
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[$(EXTRAS),bench]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS),bench,peers]"
 	$(BIN)/streamrec bench $(WHAT) $(ARGS)
 
 clean:

@@ -45,8 +45,8 @@ def quality_curves(
         ks = sorted(quality.recall)
         axis.plot(ks, [quality.recall[k] for k in ks], marker="o", markersize=3, linewidth=3 if n == 0 else 1.3,
                   label=f"{name} ({quality.recall[20]:.3f} at 20)")  # fmt: skip
-        axis.set_xticks(ks, [str(k) for k in ks])
     axis.set_xscale("log")
+    axis.set_xticks(ks, [str(k) for k in ks])
     axis.set_xlabel("K (list length)")
     axis.set_ylabel("recall@K (new items of each user's window)")
     axis.grid(True, alpha=0.3)
