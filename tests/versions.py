@@ -31,7 +31,7 @@ def publish_random_version(
 
 
 def publish_trained_version(
-    store: ModelStore, shop_config: ShopConfig, events: int = 12_000, epochs: int = 5
+    store: ModelStore, shop_config: ShopConfig, events: int = 12_000, epochs: int = 8
 ) -> tuple[ModelVersion, list[Item]]:
     """A small two-tower really trained on simulated traffic, published and
     current: for tests that need recommendations to follow a user's taste."""
