@@ -182,7 +182,11 @@ class Settings(BaseSettings):
         description="Queries searched together by the real-time publisher (and timed so by the tuner).",
     )
     index_tune: bool = Field(
-        False, description="Tune the index for each model version before serving it (`streamrec tune`'s choice)."
+        False,
+        description=(
+            "The trainer tunes each new version's index once (its users' queries, the tune_* target) and keeps the "
+            "choice in the manifest, which servers and workers build; a version without one is tuned where served."
+        ),
     )
     tune_recall: float = Field(
         0.95, ge=0, le=1, description="Tuner target: recall@tune_k floor against exact search (0: none)."

@@ -62,7 +62,8 @@ class Manifest:
 
     `metrics` maps a split ("test", "popularity", "valid") to named figures
     ("recall@20", ...); `params`, `training` and `gate` are the trainer's
-    record, kept as written.
+    record, kept as written. `index`, when the trainer tuned the version, is
+    the index configuration every server and worker builds for it.
     """
 
     created: float
@@ -75,6 +76,7 @@ class Manifest:
     params: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, split: str, name: str) -> float | None:
         """One figure, or None where the version has none (a random or benchmark version)."""
@@ -193,6 +195,11 @@ class ModelStore:
         if promote:
             self.promote(version)
         return version
+
+    def record_index(self, version: str, index: dict[str, Any]) -> None:
+        """Keep the index chosen for a version in its manifest (atomically; before it is promoted)."""
+        manifest = self.load_manifest(version)
+        write_atomically(self._directory(version) / MANIFEST, replace(manifest, index=index).to_json())
 
     def promote(self, version: str) -> None:
         """Make `version` current by an atomic rename of a fresh link."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import faiss
 import numpy as np
@@ -46,6 +46,16 @@ class IndexSpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown index kind {self.kind!r}; one of {', '.join(KINDS)}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> IndexSpec:
+        """A spec from a manifest: known fields only, each a small positive int (or the kind)."""
+        knobs = {f.name for f in fields(cls)} - {"kind"}
+        checked = {name: int(v) for name, v in values.items() if name in knobs and 0 <= int(v) <= 1 << 20}
+        return cls(kind=str(values.get("kind")), **checked)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def params(self) -> dict:
         """The knobs this kind actually uses (for tables and JSON)."""

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from embeddings.versions import ModelVersion, load_version
+from embeddings.versions import load_version
 from foundation.catalog import CatalogView
 from foundation.codec import decode
 from foundation.features import FeatureConfig, ItemStats, UserFeatures, window_popularity
@@ -33,7 +33,7 @@ from foundation.store import ModelStore, is_version_name
 from foundation.topics import Topics
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
-from index.tune import tune
+from index.tune import best_spec
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,9 @@ class LiveModel:
         self._building = version
         try:
             snapshot = list(self.catalog.items.values())
-            users = self.sample_users(2 * self.settings.tune_queries) if self.settings.index_tune else []
+            chosen = self.store.load_manifest(version).index  # the trainer's choice: nothing to measure here
+            tuning = self.settings.index_tune and not chosen
+            users = self.sample_users(2 * self.settings.tune_queries) if tuning else []
             self._pending = []
             started = time.perf_counter()
             built = await asyncio.to_thread(self._build, version, snapshot, users)
@@ -215,31 +217,18 @@ class LiveModel:
             self._building = None
 
     def _build(self, version: str, catalog: list, users: list[UserFeatures]) -> ServingIndex:
+        """The version's index: as its manifest says (tuned by the trainer), or
+        tuned here when asked and the trainer did not, or as configured."""
         loaded = load_version(self.store, version)
-        spec = self._tuned_spec(loaded, users) if self.settings.index_tune else self.spec
+        if loaded.manifest.index:
+            spec = IndexSpec.from_dict(loaded.manifest.index)
+        elif self.settings.index_tune:
+            spec = best_spec(loaded, users, self.settings) or self.spec
+        else:
+            spec = self.spec
         return ServingIndex(
             loaded, spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None
         )
-
-    def _tuned_spec(self, loaded: ModelVersion, users: list[UserFeatures]) -> IndexSpec:
-        tuning = tune(loaded, users, self.settings)
-        if tuning.chosen is None:
-            log.warning(
-                "no index configuration meets %s for model %s; using the configured %s",
-                tuning.target,
-                loaded.version,
-                self.spec.label(),
-            )
-            return self.spec
-        log.info(
-            "tuned for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)",
-            loaded.version,
-            tuning.chosen.spec.label(),
-            tuning.chosen.recall_at_k,
-            tuning.chosen.p99_ms,
-            tuning.chosen.bytes_per_item,
-        )
-        return tuning.chosen.spec
 
     @property
     def version(self) -> str | None:

@@ -1,5 +1,6 @@
-"""Tuning a model version's index on its own users: `streamrec tune` and the
-server's start-up tuning (`STREAMREC_INDEX_TUNE=true`)."""
+"""Tuning a model version's index on its own users: `streamrec tune`, the
+trainer's choice kept in each version's manifest (`STREAMREC_INDEX_TUNE=true`),
+and a server's own tuning of a version that has none."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from embeddings.model import embed_users
-from embeddings.versions import ModelVersion
+from embeddings.versions import ModelVersion, load_version
 from foundation.features import UserFeatures
 from foundation.settings import Settings
-from index.cost import BUILDS, Measurement, Target, choose, exact_neighbours, measure
+from foundation.store import ModelStore
+from index.cost import BUILDS, Measurement, Target, candidates_for, choose, exact_neighbours, measure
 from index.kinds import IndexSpec
 
 log = logging.getLogger(__name__)
@@ -81,3 +83,24 @@ def tune(
         on_measured,
     )
     return Tuning(measured, choose(measured, target), target, from_users)
+
+
+def best_spec(version: ModelVersion, users: list[UserFeatures], settings: Settings) -> IndexSpec | None:
+    """The cheapest configuration meeting the settings' target among the
+    catalog size's candidates, measured on the version's users; None if none meets it."""
+    tuning = tune(version, users, settings, builds=candidates_for(len(version.item_ids)))
+    if tuning.chosen is None:
+        log.warning("no index configuration meets %s for model %s", tuning.target, version.version)
+        return None
+    log.info(
+        "index for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)", version.version, tuning.chosen.spec.label(),
+        tuning.chosen.recall_at_k, tuning.chosen.p99_ms, tuning.chosen.bytes_per_item,
+    )  # fmt: skip
+    return tuning.chosen.spec
+
+
+def choose_for_version(store: ModelStore, settings: Settings, version: str, users: list[UserFeatures]) -> dict | None:
+    """The trainer's hook: the configuration for a just-written version's
+    manifest (None: servers build the configured one)."""
+    spec = best_spec(load_version(store, version), users, settings)
+    return spec.to_dict() if spec is not None else None

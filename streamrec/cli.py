@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -361,6 +362,11 @@ def train(
     from trainer.schedule import train_every, train_once
 
     settings = Settings()
+    choose_index = None
+    if settings.index_tune:  # once here, for every server and worker (composed at the top: trainer and index)
+        from index.tune import choose_for_version
+
+        choose_index = functools.partial(choose_for_version, ModelStore.from_settings(settings), settings)
     if rollback:
         version = ModelStore.from_settings(settings).rollback()  # nothing to roll back to: one line, exit 2 (run)
         with kafka_bootstrap(settings) as bootstrap:
@@ -374,7 +380,14 @@ def train(
             try:
                 with progress:
                     outcome = asyncio.run(
-                        train_once(settings, bootstrap, force=force, min_new_events=min_new_events, on_progress=update)
+                        train_once(
+                            settings,
+                            bootstrap,
+                            force=force,
+                            min_new_events=min_new_events,
+                            on_progress=update,
+                            choose_index=choose_index,
+                        )  # fmt: skip
                     )
             except (RuntimeError, StoreError) as exc:
                 console.print(
@@ -387,8 +400,14 @@ def train(
         console.print(f"training every {every} (at least {min_new_events} new events); Ctrl-C stops")
         run_until_signal(
             lambda stop: train_every(
-                settings, bootstrap, stop, interval, min_new_events=min_new_events, on_outcome=_say_outcome
-            )
+                settings,
+                bootstrap,
+                stop,
+                interval,
+                min_new_events=min_new_events,
+                on_outcome=_say_outcome,
+                choose_index=choose_index,
+            )  # fmt: skip
         )
 
 

@@ -22,7 +22,7 @@ from embeddings.encoding import ModelConfig
 from embeddings.neighbours import Neighbours
 from embeddings.versions import ModelVersion, load_version, publish_model
 from foundation.codec import encode
-from foundation.features import FeatureConfig
+from foundation.features import FeatureConfig, UserFeatures
 from foundation.kafka import start_producer
 from foundation.privacy import Pseudonyms
 from foundation.schema import Event, Item, Limits
@@ -120,6 +120,19 @@ def neighbours_of(split: Split, items: list[Item], k: int) -> Neighbours | None:
     return Neighbours.from_histories(list(histories.values()), len(items), k)
 
 
+IndexChooser = Callable[[str, list[UserFeatures]], dict | None]  # (version, users) -> the manifest's `index`
+
+
+def latest_states(split: Split, n: int) -> list[UserFeatures]:
+    """Up to `n` users' newest states known to the trainer: the queries a version's index is tuned with."""
+    newest: dict[str, UserFeatures] = {}
+    for state in reversed([*split.train.states, *split.valid.states, *split.test.states]):
+        newest.setdefault(state.user_id, state)
+        if len(newest) >= n:
+            break
+    return list(newest.values())
+
+
 @dataclass
 class RunOutcome:
     version: str | None = None
@@ -145,8 +158,13 @@ def train_and_publish(
     force: bool = False,
     device: torch.device | None = None,
     on_progress: Callable[[dict], None] = lambda s: None,
+    choose_index: IndexChooser | None = None,
 ) -> RunOutcome:
-    """Train on the cache, write a version, make it current if the gate passes."""
+    """Train on the cache, write a version, make it current if the gate passes.
+
+    `choose_index(version, users)`, given, tunes the written version's index
+    before it is promoted; its answer goes into the manifest, and every server
+    and worker builds that instead of tuning on its own."""
     started = time.time()
     device = device or pick_device()
     items = catalog_of(cache)
@@ -231,11 +249,14 @@ def train_and_publish(
         },
     )
     item_popularity = np.array([split.item_counts.get(i.item_id, 0.0) for i in items], dtype=np.float32)
-    version = publish_model(
-        store, result.model, items, item_popularity, manifest, neighbours=neighbours, promote=passes or force
-    )
+    version = publish_model(store, result.model, items, item_popularity, manifest, neighbours=neighbours, promote=False)
+    if choose_index is not None:
+        index = choose_index(version, latest_states(split, settings.tune_queries * 2))
+        if index:
+            store.record_index(version, index)
     outcome = RunOutcome(version, False, "", store.load_manifest(version))
     if passes or force:
+        store.promote(version)
         outcome.promoted = True
         outcome.reason = (
             "forced past the gate"

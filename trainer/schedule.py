@@ -9,13 +9,22 @@ from collections.abc import Callable
 
 from foundation.settings import Settings
 from foundation.store import ModelStore
-from trainer.job import RunOutcome, announce, new_events_since_current, open_cache, refresh_cache, train_and_publish
+from trainer.job import (
+    IndexChooser,
+    RunOutcome,
+    announce,
+    new_events_since_current,
+    open_cache,
+    refresh_cache,
+    train_and_publish,
+)
 
 log = logging.getLogger(__name__)
 
 
 async def train_once(settings: Settings, bootstrap: str, *, force: bool = False, min_new_events: int = 0,
-                     on_progress: Callable[[dict], None] = lambda s: None) -> RunOutcome:  # fmt: skip
+                     on_progress: Callable[[dict], None] = lambda s: None,
+                     choose_index: IndexChooser | None = None) -> RunOutcome:  # fmt: skip
     """Read new events, train unless too few arrived, publish, announce."""
     store, cache = ModelStore.from_settings(settings), open_cache(settings)
     await refresh_cache(settings, bootstrap, cache)
@@ -24,7 +33,9 @@ async def train_once(settings: Settings, bootstrap: str, *, force: bool = False,
         since = store.current() or "the start"
         return RunOutcome(reason=f"skipped: {pending} new events since {since}, fewer than {min_new_events}")
     # Training is CPU (or GPU) bound for minutes: off the event loop, so Ctrl-C is still heard.
-    outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=force, on_progress=on_progress)
+    outcome = await asyncio.to_thread(
+        train_and_publish, settings, cache, store, force=force, on_progress=on_progress, choose_index=choose_index
+    )
     if outcome.promoted:
         await announce(settings, bootstrap, store, outcome.version)
     return outcome
@@ -39,12 +50,16 @@ async def train_every(
     min_new_events: int = 0,
     on_outcome: Callable[[RunOutcome], None] = lambda o: None,
     on_progress: Callable[[dict], None] = lambda s: None,
+    choose_index: IndexChooser | None = None,
 ) -> None:
     """Run `train_once` every `every_s` seconds until `stop`; a failed run is
     logged with its reason and leaves the current version in place."""
     while not stop.is_set():
         try:
-            on_outcome(await train_once(settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress))
+            outcome = await train_once(
+                settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress, choose_index=choose_index
+            )
+            on_outcome(outcome)
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
             log.error(
                 "training run failed; current version %s kept: %s: %s",

@@ -50,3 +50,11 @@ def test_printed_settings_give_back_the_chosen_spec(monkeypatch):
     for name, value in settings_for(chosen).items():
         monkeypatch.setenv(name, value)
     assert index_spec(Settings()) == chosen
+
+
+def test_big_catalogs_skip_the_builds_that_take_minutes_to_train():
+    from index.cost import BUILDS, QUICK_ABOVE_ITEMS, candidates_for
+
+    assert candidates_for(10_000) == BUILDS
+    quick = candidates_for(QUICK_ABOVE_ITEMS + 1)
+    assert "opq_ivf_pq" not in {b.kind for b in quick} and {"hnsw", "ivf_pq", "flat"} <= {b.kind for b in quick}

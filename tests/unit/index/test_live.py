@@ -103,3 +103,32 @@ def test_the_item_stats_replica_sums_partitions_in_event_time():
     assert replica.popularity() == {"a": 5.0, "b": 4.0}  # 'old' is outside the 30 s before the newest event
     replica.apply_record(SimpleNamespace(partition=1, key=b"b", value=None))  # a partition's row deleted
     assert replica.popularity() == {"a": 5.0}
+
+
+def test_a_version_whose_manifest_holds_an_index_is_built_so_without_measuring(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path, index_kind="flat", index_tune=True)
+    store = ModelStore(tmp_path / "models")
+    version = publish_random_version(store, ITEMS).version
+    store.record_index(version, {"kind": "ivf_flat", "nlist": 8, "nprobe": 4})
+
+    def measured(*args, **kwargs):
+        raise AssertionError("a version with the trainer's choice must not be tuned again")
+
+    monkeypatch.setattr("index.live.best_spec", measured)
+    live = LiveModel(settings, sample_users=lambda n: measured())
+    live.catalog.items.update({item.item_id: item for item in ITEMS})
+    assert asyncio.run(live.swap_to(version))
+    spec = live.current.index.spec
+    assert (spec.kind, spec.nlist, spec.nprobe) == ("ivf_flat", 8, 4) and live.current.index.ntotal == len(ITEMS)
+
+
+def test_the_trainers_hook_tunes_a_version_into_its_manifest(tmp_path):
+    from index.tune import choose_for_version
+
+    settings = Settings(data_dir=tmp_path, tune_recall=0.99, tune_queries=60, tune_prefer="memory")
+    store = ModelStore(tmp_path / "models")
+    version = publish_random_version(store, ITEMS).version
+    chosen = choose_for_version(store, settings, version, _users(80))
+    assert chosen is not None and chosen["kind"] != "flat"  # smaller than flat at recall 0.99
+    store.record_index(version, chosen)
+    assert store.load_manifest(version).index == chosen and store.current() == version

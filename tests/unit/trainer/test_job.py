@@ -1,0 +1,40 @@
+"""One trainer run without a broker: the version carries its neighbours and
+blend weight, and the index the hook chose, before it is made current."""
+
+from __future__ import annotations
+
+import torch
+
+from foundation.schema import Event
+from foundation.settings import Settings
+from foundation.store import ModelStore
+from streamrec.shop.simulate import Shop, ShopConfig
+from trainer.cache import InteractionCache
+from trainer.job import train_and_publish
+
+
+def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
+    shop = Shop(ShopConfig(users=150, items=100, categories=4, seed=5, new_item_every=0))
+    cache = InteractionCache.open(tmp_path / "cache", max_events=10_000)
+    cache.append([r for r in shop.stream(4000) if isinstance(r, Event)], shop.catalog(), {})
+    settings = Settings(
+        data_dir=tmp_path, model_dim=16, model_hidden=32, model_id_buckets=4096, model_text_buckets=4096,
+        train_epochs=2, train_batch_size=256, train_random_negatives=64, model_neighbours=20, tune_queries=20,
+    )  # fmt: skip
+    store = ModelStore.from_settings(settings)
+    asked = []
+
+    def choose_index(version: str, users: list) -> dict:
+        asked.append((version, len(users), store.current()))
+        return {"kind": "hnsw", "hnsw_m": 16, "ef_search": 32}
+
+    outcome = train_and_publish(settings, cache, store, device=torch.device("cpu"), choose_index=choose_index)
+    assert outcome.promoted and store.current() == outcome.version
+    version, users, current_then = asked[0]
+    assert version == outcome.version and 0 < users <= 40 and current_then is None  # chosen before promotion
+    manifest = store.load_manifest(outcome.version)
+    assert manifest.index == {"kind": "hnsw", "hnsw_m": 16, "ef_search": 32}
+    blend = manifest.params["blend"]
+    assert blend["neighbours"] == 20 and blend["weight"] in (0.0, 0.1, 0.25, 0.5, 1.0)
+    assert set(blend["valid_recall@20_by_weight"]) == {"0.0", "0.1", "0.25", "0.5", "1.0"}
+    assert {"recall@20", "ndcg@20", "coverage@20", "diversity@20", "users"} <= set(manifest.metrics["test"])
