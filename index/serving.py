@@ -265,6 +265,9 @@ class ServingIndex:
             vote_mean, vote_std = vote_moments(votes, trained)
             extra = np.setdiff1d(voted[allowed], rows[i][found])
             candidates = np.concatenate([rows[i][found], extra])
+            if not len(candidates):  # nothing allowed at all (every item out of stock)
+                merged.append((np.zeros(0), candidates))
+                continue
             tower = np.concatenate([scores[i][found], self.version.item_vectors[extra] @ vectors[i]])
             all_votes = np.zeros(len(candidates))
             by_row = np.argsort(candidates)

@@ -201,3 +201,5 @@ def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
     judged = ranked_lists(scores_of(model, encoded, catalog, torch.device("cpu")), encoded, ITEMS, 10, neighbours, 0.5)
     towers_only = ranked_lists(scores_of(model, encoded, catalog, torch.device("cpu")), encoded, ITEMS, 10)
     assert served == judged["0"] and served != towers_only["0"]
+    serving.sync([Item(i.item_id, i.title, i.category, price=i.price, in_stock=False) for i in ITEMS])
+    assert serving.recommend(user, 10) == []  # nothing in stock: an empty answer, not an error
