@@ -734,6 +734,45 @@ def bench_http(
     _show_result(result, as_json)
 
 
+@bench_app.command("scale")
+def bench_scale(
+    workers: Annotated[str, typer.Option(help="Worker process counts to run, comma-separated.")] = "1,2",
+    users: Annotated[int, typer.Option(help="Distinct users.")] = 100_000,
+    items: Annotated[int, typer.Option(help="Catalog items.")] = 10_000,
+    rate: Annotated[float, typer.Option(help="Steady events/s of the freshness phase.")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the freshness phase.")] = 20.0,
+    burst: Annotated[int, typer.Option(help="Events of the throughput burst.")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """1, 2 (...) worker processes against one broker: the group's events/s and publishes/s, and freshness p50/p99."""
+    from streamrec.bench.scale import bench_scale as run_bench
+
+    settings = Settings()
+    counts = tuple(int(n) for n in workers.split(",") if n.strip())
+    with kafka_bootstrap(settings) as bootstrap:
+        result = asyncio.run(
+            run_bench(
+                settings,
+                bootstrap,
+                counts=counts,
+                users=users,
+                items=items,
+                rate=rate,
+                seconds=seconds,
+                burst=burst,
+                on_status=console.print,
+            )  # fmt: skip
+        )
+    table = Table("workers", "events/s", "x one", "publishes/s", "freshness p50 ms", "p99 ms")
+    for n in result["events_per_s"]:
+        table.add_row(n, f"{result['events_per_s'][n]:,}", f"{result['events_per_s_ratio'][n]:.2f}",
+                      f"{result['publishes_per_s'][n]:,.0f}", f"{result['freshness_p50_ms'][n]:.0f}",
+                      f"{result['freshness_p99_ms'][n]:.0f}")  # fmt: skip
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result))
+
+
 @bench_app.command("quality")
 def bench_quality(
     events_csv: EventsCsv,

@@ -34,20 +34,20 @@ def publish_untrained_version(settings: Settings, items: list[Item]) -> str:
     return publish_model(ModelStore.from_settings(settings), model, items, None, Manifest(created=time.time()))
 
 
-async def _send_paced(
+async def send_paced(
     producer: ShopProducer, users: int, items: int, rate: float, seconds: float, rng: np.random.Generator
 ) -> int:
     """Clicks from random users at `rate` per second, stamped when sent."""
     tick, sent, started = 0.01, 0, time.monotonic()
     while (elapsed := time.monotonic() - started) < seconds:
         for _ in range(int(elapsed * rate) - sent):
-            await producer.send_event(_click(rng, users, items, sent))
+            await producer.send_event(random_click(rng, users, items, sent))
             sent += 1
         await asyncio.sleep(tick)
     return sent
 
 
-def _click(rng: np.random.Generator, users: int, items: int, n: int) -> Event:
+def random_click(rng: np.random.Generator, users: int, items: int, n: int) -> Event:
     return Event(
         f"f{n}-{uuid.uuid4().hex[:8]}", "click", f"u{rng.integers(users)}", f"i{rng.integers(items)}", time.time()
     )
@@ -81,12 +81,12 @@ async def bench_freshness(
             publisher = process.publisher
             status = publisher.status
             on_status("warming up ...")
-            await _send_paced(producer, users, items, rate, 3.0, rng)
+            await send_paced(producer, users, items, rate, 3.0, rng)
             await asyncio.sleep(1.0)
             status.latencies_ms.clear()
             on_status(f"{rate:,.0f} events/s for {seconds:.0f} s ...")
             published_before = status.published
-            sent = await _send_paced(producer, users, items, rate, seconds, rng)
+            sent = await send_paced(producer, users, items, rate, seconds, rng)
             await asyncio.sleep(1.0)
             p50, p99 = status.percentiles()
             paced_published = status.published - published_before
@@ -95,7 +95,7 @@ async def bench_freshness(
             published_before, coalesced_before = status.published, status.coalesced
             started = time.monotonic()
             for n in range(burst):
-                await producer.send_event(_click(rng, users, items, sent + n))
+                await producer.send_event(random_click(rng, users, items, sent + n))
             await producer.flush()
             # Done when publishing started, then nothing is left to read or publish and it went quiet.
             while (
