@@ -5,6 +5,7 @@ manifest and `evaluate` report is what `streamrec bench quality` measures."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,56 +76,54 @@ def _judge_rankings(holdout: Holdout, rankings: dict[str, list[str]], items: lis
     return judge(rankings, targets, len(items), {item.item_id: item.category for item in items}, ks)
 
 
-def scores_of(
+SCORES_PER_BATCH = 50_000_000  # users x items scored at once: bounds the memory a big catalog takes
+
+
+def _score_batches(
     model: TwoTower, encoded: EncodedHoldout, catalog: dict[str, torch.Tensor], device: torch.device
-) -> np.ndarray:
-    """The towers' score of every catalog item for every held-out user [users, items]."""
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first user, the towers' scores [users, items]) for the held-out users, a batch at a time."""
     model.eval()
+    items = len(catalog["price"])
+    batch = max(1, min(BATCH, SCORES_PER_BATCH // max(1, items)))
     with torch.no_grad():
         vectors = model.item_vectors(catalog)
-        parts = [np.zeros((0, len(catalog["price"])), dtype=np.float32)]
-        for start in range(0, len(encoded.holdout), BATCH):
-            users = {name: array[start : start + BATCH] for name, array in encoded.users.items()}
-            parts.append((model.user_vectors(to_tensors(users, device)) @ vectors.T).cpu().numpy())
-    return np.concatenate(parts)
+        for start in range(0, len(encoded.holdout), batch):
+            users = {name: array[start : start + batch] for name, array in encoded.users.items()}
+            yield start, (model.user_vectors(to_tensors(users, device)) @ vectors.T).cpu().numpy()
 
 
 def ranked_lists(
-    scores: np.ndarray,
+    model: TwoTower,
     encoded: EncodedHoldout,
+    catalog: dict[str, torch.Tensor],
     items: list[Item],
+    device: torch.device,
     depth: int,
     neighbours: Neighbours | None = None,
-    weight: float = 0.0,
-) -> dict[str, list[str]]:
-    """Each held-out user's top `depth` items (by position in the holdout) by
-    the towers' scores, blended with the neighbours' votes when a weight is
-    given: standardised exactly as serving does, the user's past left out."""
-    rankings: dict[str, list[str]] = {}
+    weights: tuple[float, ...] = (0.0,),
+) -> dict[float, dict[str, list[str]]]:
+    """Per blend weight, each held-out user's top `depth` items (keyed by
+    position in the holdout): the towers' scores, blended with the
+    neighbours' votes standardised exactly as serving does, the past left out."""
+    rankings: dict[float, dict[str, list[str]]] = {weight: {} for weight in weights}
     depth = min(depth, len(items))
-    for n, row in enumerate(scores):
-        row = row.astype(np.float64)
-        if neighbours is not None and weight > 0:
-            candidates, votes = neighbours.votes(encoded.recent_rows[n])
-            all_votes = np.zeros(len(row))
-            all_votes[candidates] = votes
-            row = blended(row, row.mean(), row.std() + 1e-9, all_votes, *vote_moments(votes, len(row)), weight)
-        row[encoded.past_rows[n]] = -np.inf
-        top = np.argpartition(-row, depth - 1)[:depth]
-        rankings[str(n)] = [items[r].item_id for r in top[np.argsort(-row[top])]]
+    for start, scores in _score_batches(model, encoded, catalog, device):
+        for offset, tower in enumerate(scores):
+            n = start + offset
+            votes = np.zeros(len(tower))
+            if neighbours is not None and any(weights):
+                candidates, voted = neighbours.votes(encoded.recent_rows[n])
+                votes[candidates] = voted
+                vote_mean, vote_std = vote_moments(voted, len(tower))
+            for weight in weights:
+                row = tower.astype(np.float64)
+                if weight > 0 and neighbours is not None:
+                    row = blended(row, row.mean(), row.std() + 1e-9, votes, vote_mean, vote_std, weight)
+                row[encoded.past_rows[n]] = -np.inf
+                top = np.argpartition(-row, depth - 1)[:depth]
+                rankings[weight][str(n)] = [items[r].item_id for r in top[np.argsort(-row[top])]]
     return rankings
-
-
-def judge_scores(
-    scores: np.ndarray,
-    encoded: EncodedHoldout,
-    items: list[Item],
-    ks: tuple[int, ...] = KS,
-    neighbours: Neighbours | None = None,
-    weight: float = 0.0,
-) -> Quality:
-    rankings = ranked_lists(scores, encoded, items, max(ks), neighbours, weight)
-    return _judge_rankings(encoded.holdout, rankings, items, ks)
 
 
 def judge_encoded(
@@ -134,9 +133,12 @@ def judge_encoded(
     items: list[Item],
     device: torch.device,
     ks: tuple[int, ...] = KS,
+    neighbours: Neighbours | None = None,
+    weight: float = 0.0,
 ) -> Quality:
-    """The model's top items for each held-out user, judged (the towers alone: early stopping)."""
-    return judge_scores(scores_of(model, encoded, catalog, device), encoded, items, ks)
+    """The model's top items for each held-out user (with its neighbours at `weight`), judged."""
+    lists = ranked_lists(model, encoded, catalog, items, device, max(ks), neighbours, (weight,))[weight]
+    return _judge_rankings(encoded.holdout, lists, items, ks)
 
 
 def judge_model(
@@ -153,7 +155,7 @@ def judge_model(
     """A model (with its neighbours at `weight`, as it is served) on held-out users."""
     catalog = to_tensors(encode_items(items, config), device)
     encoded = encode_holdout(holdout, items, config, affinity_half_life_s)
-    return judge_scores(scores_of(model, encoded, catalog, device), encoded, items, ks, neighbours, weight)
+    return judge_encoded(model, encoded, catalog, items, device, ks, neighbours, weight)
 
 
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
@@ -173,8 +175,8 @@ def choose_blend(
     validation users; never the test ones), and recall@k at every weight tried."""
     catalog = to_tensors(encode_items(items, config), device)
     encoded = encode_holdout(holdout, items, config, affinity_half_life_s)
-    scores = scores_of(model, encoded, catalog, device)
-    recalls = {w: judge_scores(scores, encoded, items, (k,), neighbours, w).recall[k] for w in BLEND_WEIGHTS}
+    lists = ranked_lists(model, encoded, catalog, items, device, k, neighbours, BLEND_WEIGHTS)
+    recalls = {w: _judge_rankings(holdout, lists[w], items, (k,)).recall[k] for w in BLEND_WEIGHTS}
     return max(recalls, key=lambda w: (recalls[w], -w)), recalls
 
 

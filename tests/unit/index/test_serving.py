@@ -21,7 +21,7 @@ from foundation.store import Manifest, ModelStore
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
 from tests.versions import SMALL, publish_random_version
-from trainer.evaluate import encode_holdout, ranked_lists, scores_of
+from trainer.evaluate import encode_holdout, ranked_lists
 from trainer.examples import Holdout
 
 ITEMS = [
@@ -198,8 +198,7 @@ def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
     holdout = Holdout([user], [{"i1"}], [set()])
     encoded = encode_holdout(holdout, ITEMS, SMALL, ServingConfig().affinity_half_life_s)
     catalog = to_tensors(encode_items(ITEMS, SMALL))
-    judged = ranked_lists(scores_of(model, encoded, catalog, torch.device("cpu")), encoded, ITEMS, 10, neighbours, 0.5)
-    towers_only = ranked_lists(scores_of(model, encoded, catalog, torch.device("cpu")), encoded, ITEMS, 10)
-    assert served == judged["0"] and served != towers_only["0"]
+    judged = ranked_lists(model, encoded, catalog, ITEMS, torch.device("cpu"), 10, neighbours, (0.0, 0.5))
+    assert served == judged[0.5]["0"] and served != judged[0.0]["0"]
     serving.sync([Item(i.item_id, i.title, i.category, price=i.price, in_stock=False) for i in ITEMS])
     assert serving.recommend(user, 10) == []  # nothing in stock: an empty answer, not an error
