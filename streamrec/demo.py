@@ -60,6 +60,7 @@ class Milestones:
     api_serving: float | None = None
     recommendation_published: float | None = None
     samples: list[Sample] = field(default_factory=list)
+    served_at: dict[str, float] = field(default_factory=dict)  # version -> wall time the publisher first served it
 
     def all_within(self, seconds: float) -> bool:
         reached = (self.trained_model, self.api_serving, self.recommendation_published)
@@ -230,6 +231,30 @@ def _note_milestones(milestones: Milestones, sample: Sample, api_state: str, pro
     publisher = process.publisher
     if milestones.recommendation_published is None and publisher is not None and publisher.status.published:
         milestones.recommendation_published = sample.t
+    served = publisher.live.version if publisher is not None else None
+    if served is not None and served not in milestones.served_at:
+        milestones.served_at[served] = time.time()
+
+
+def freshness_of_models(milestones: Milestones, settings: Settings) -> list[dict]:
+    """For each version served: how long after its events it was serving. The
+    demo's events carry the wall clock, so a version's data window says when
+    its newest event happened; the events since the previous version's newest
+    waited from then until this version was served."""
+    store = ModelStore.from_settings(settings)
+    rows, previous = [], None
+    for version, served in sorted(milestones.served_at.items(), key=lambda vs: vs[1]):
+        window = store.load_manifest(version).data_window
+        if window is None:
+            continue
+        oldest = window.first_ts if previous is None else max(previous, window.first_ts)
+        rows.append({
+            "version": version, "served_at": round(served, 1),
+            "newest_event_s": round(served - window.last_ts, 1), "oldest_new_event_s": round(served - oldest, 1),
+            "mean_s": round(served - (window.last_ts + oldest) / 2, 1),
+        })  # fmt: skip
+        previous = window.last_ts
+    return rows
 
 
 def write_report(milestones: Milestones, settings: Settings, rate: float) -> Path:
@@ -252,6 +277,7 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         "median_publishes_per_s": _median([s.publishes_per_s for s in samples if s.publishes_per_s > 0]),
         "median_p50_ms": _median([s.p50_ms for s in steady]),
         "median_p99_ms": _median([s.p99_ms for s in steady]),
+        "event_to_served_model": freshness_of_models(milestones, settings),
     }
     (reports / "demo.json").write_text(json.dumps({**summary, "samples": [asdict(s) for s in samples]}, indent=1))
     plot = demo_timeline(reports / "demo.png", samples, milestones)
@@ -268,6 +294,9 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         f"recommendations published/s {summary['median_publishes_per_s']:,.0f}",
         "- event → recommendation latency (median of per-second p50 / p99): "
         f"{summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms",
+        *(f"- model {row['version']} served {row['newest_event_s']:,.0f} s after the newest event it learned, "
+          f"{row['oldest_new_event_s']:,.0f} s after the oldest it was the first to learn "
+          f"(mean over those events {row['mean_s']:,.0f} s)" for row in summary["event_to_served_model"]),
         "", f"![timeline]({plot.name})", "",
     ]  # fmt: skip
     path = reports / "demo.md"

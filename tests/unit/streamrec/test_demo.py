@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+from foundation.schema import Item
 from foundation.settings import Settings
-from streamrec.demo import Milestones, Sample, write_report
+from foundation.store import DataWindow, ModelStore
+from streamrec.demo import Milestones, Sample, freshness_of_models, write_report
+from tests.versions import publish_random_version
 
 
 def test_the_demo_report_says_what_was_reached_and_when(tmp_path):
@@ -22,3 +26,21 @@ def test_the_demo_report_says_what_was_reached_and_when(tmp_path):
         "all three within five minutes: **no**"
         in write_report(late, Settings(data_dir=tmp_path), rate=500.0).read_text()
     )
+
+
+def test_each_served_model_says_how_long_after_its_events_it_served(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    store = ModelStore.from_settings(settings)
+    items = [Item(f"i{n}", f"item {n}", "c") for n in range(20)]
+    served = {}
+    for first, last, at in ((1000.0, 1100.0, 1160.0), (1000.0, 1250.0, 1290.0)):
+        version = publish_random_version(store, items).version
+        window = DataWindow(events=10, first_ts=first, last_ts=last, items=20, train_examples=5, test_examples=1)
+        manifest = dataclasses.replace(store.load_manifest(version), data_window=window)
+        (store.root / version / "manifest.json").write_bytes(manifest.to_json())
+        served[version] = at
+    rows = freshness_of_models(Milestones(served_at=served), settings)
+    assert [(r["newest_event_s"], r["oldest_new_event_s"], r["mean_s"]) for r in rows] == [
+        (60.0, 160.0, 110.0),  # the first version: every event of its window was new
+        (40.0, 190.0, 115.0),  # the second: the events after the first version's newest
+    ]
