@@ -192,20 +192,8 @@ async def bench_scale(
     settings: Settings, bootstrap: str, *, counts: tuple[int, ...], users: int, items: int, rate: float,
     seconds: float, burst: int, on_status: Callable[[str], None] = lambda line: None,
 ) -> dict:  # fmt: skip
-    runs = [
-        await run_group(
-            settings,
-            bootstrap,
-            n,
-            users=users,
-            items=items,
-            rate=rate,
-            seconds=seconds,
-            burst=burst,
-            on_status=on_status,
-        )  # fmt: skip
-        for n in counts
-    ]
+    options = {"users": users, "items": items, "rate": rate, "seconds": seconds, "burst": burst}
+    runs = [await run_group(settings, bootstrap, n, **options, on_status=on_status) for n in counts]
     one = runs[0]
     return {
         "benchmark": "scale",
