@@ -11,6 +11,7 @@ window reaches it. Peers are fitted on the same training events.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import uuid
 from collections.abc import Callable
@@ -216,9 +217,7 @@ async def bench_quality(
 
 
 def write_figures(report: QualityReport, directory: Path, title: str) -> list[Path]:
-    """The JSON and the recall@K plot of every system."""
-    import json
-
+    """The JSON and the plot: recall@K of every system, and the diversity trade-off."""
     from streamrec.plots import quality_curves
 
     directory.mkdir(parents=True, exist_ok=True)
