@@ -9,20 +9,15 @@ never see each other's records.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from foundation.settings import Settings
-from streamrec.broker import EmbeddedBroker
+from streamrec.broker import EmbeddedBroker, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port"]  # the tests' import of it
 
 
 def _docker_answers() -> bool:

@@ -33,6 +33,7 @@ from foundation.schema import Item
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
 from streamrec.bench.freshness import publish_untrained_version, random_click, send_paced
+from streamrec.broker import free_port
 from streamrec.shop.producer import ShopProducer
 
 
@@ -47,16 +48,8 @@ class GroupRun:
     published: int
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_workers(settings: Settings, bootstrap: str, count: int) -> tuple[list[subprocess.Popen], list[int]]:
-    ports = [_free_port() for _ in range(count)]
+    ports = [free_port() for _ in range(count)]
     env = {
         **os.environ,
         "STREAMREC_KAFKA_BOOTSTRAP": bootstrap,
