@@ -428,7 +428,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Recall, NDCG, coverage and diversity of a version against popularity, on the held-out users' newest events."""
-    from streamrec.plots import recall_curve
+    from streamrec.plots import recall_curves
     from trainer.job import catalog_of, evaluate_version, open_cache, refresh_cache, split_of
 
     settings = Settings()
@@ -455,7 +455,7 @@ def evaluate(
     )
     curves = {f"two-tower {loaded.version}": result.model, "popularity": result.popularity}
     path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
-    recall_curve(path, curves, f"recall@K of {result.model.users} held-out users' newest events")
+    recall_curves(path, curves, f"recall@K of {result.model.users} held-out users' newest events")
     console.print(f"plot written to {path}")
 
 

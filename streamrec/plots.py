@@ -13,38 +13,19 @@ from index.cost import Measurement  # noqa: E402
 from trainer.protocol import Quality  # noqa: E402
 
 
-def recall_curve(path: Path, curves: dict[str, Quality], title: str) -> Path:
-    """Recall@K by K, one line per ranker."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for name, metrics in curves.items():
-        ks = sorted(metrics.recall)
-        axis.plot(ks, [metrics.recall[k] for k in ks], marker="o", markersize=3, label=name)
-    axis.set_xscale("log")
-    axis.set_xlabel("K")
-    axis.set_ylabel("recall@K")
-    axis.set_ylim(0, 1)
-    axis.grid(True, alpha=0.3)
-    axis.set_title(title)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
-def quality_curves(
+def recall_curves(
     path: Path, systems: dict[str, Quality], title: str, tradeoff: dict[float, tuple[float, float]] | None = None
 ) -> Path:
-    """Recall@K by K, one line per system (the first drawn thickest); beside
-    it, when given, recall against diversity at each setting of the knob."""
+    """Recall@K by K, one line per system (the first drawn thickest): `streamrec
+    evaluate` and `bench quality`; beside it, when given, recall against
+    diversity at each setting of the knob."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(1, 2 if tradeoff else 1, figsize=(12 if tradeoff else 7, 4.5), squeeze=False)
     axis = axes[0][0]
     for n, (name, quality) in enumerate(systems.items()):
         ks = sorted(quality.recall)
         axis.plot(ks, [quality.recall[k] for k in ks], marker="o", markersize=3, linewidth=3 if n == 0 else 1.3,
-                  label=f"{name} ({quality.recall[20]:.3f} at 20)")  # fmt: skip
+                  label=f"{name} ({quality.recall[20]:.3f} at 20)" if 20 in quality.recall else name)  # fmt: skip
     axis.set_xscale("log")
     axis.set_xticks(ks, [str(k) for k in ks])
     axis.set_xlabel("K (list length)")

@@ -218,10 +218,10 @@ async def bench_quality(
 
 def write_figures(report: QualityReport, directory: Path, title: str) -> list[Path]:
     """The JSON and the plot: recall@K of every system, and the diversity trade-off."""
-    from streamrec.plots import quality_curves
+    from streamrec.plots import recall_curves
 
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "bench-quality.json"
     data.write_text(json.dumps(report.to_json(), indent=1))
     tradeoff = {d: (q.recall[SHOWN], q.diversity) for d, q in report.diversity.items()}
-    return [data, quality_curves(directory / "bench-quality.png", report.systems, title, tradeoff)]
+    return [data, recall_curves(directory / "bench-quality.png", report.systems, title, tradeoff)]
