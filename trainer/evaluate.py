@@ -16,7 +16,7 @@ from embeddings.model import TwoTower, to_tensors
 from embeddings.neighbours import Neighbours, blended, vote_moments
 from foundation.schema import Item
 from trainer.examples import Examples, Holdout
-from trainer.protocol import KS, Quality, judge
+from trainer.protocol import KS, Quality, judge, without_past
 
 BATCH = 1024  # held-out users scored at once
 
@@ -185,14 +185,5 @@ def judge_popularity(
 ) -> Quality:
     """The same users ranked by training popularity, each without their past."""
     order = [item.item_id for item in sorted(items, key=lambda i: -item_counts.get(i.item_id, 0.0))]
-    depth = max(ks)
-    rankings = {}
-    for n, seen in enumerate(holdout.seen):
-        ranked = []
-        for item_id in order:
-            if item_id not in seen:
-                ranked.append(item_id)
-                if len(ranked) == depth:
-                    break
-        rankings[str(n)] = ranked
+    rankings = without_past(order, {str(n): seen for n, seen in enumerate(holdout.seen)}, max(ks))
     return _judge_rankings(holdout, rankings, items, ks)

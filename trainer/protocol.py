@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +55,19 @@ def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> 
             targets[user] = new
     train.sort(key=lambda e: e.ts)
     return WindowSplit(train, targets, seen)
+
+
+def without_past(order: Sequence[str], seen: Mapping[str, Set[str]], depth: int) -> dict[str, list[str]]:
+    """Per user, the first `depth` items of one ranking (popularity) the user has not had."""
+    lists: dict[str, list[str]] = {}
+    for user, past in seen.items():
+        ranked = lists[user] = []
+        for item_id in order:
+            if item_id not in past:
+                ranked.append(item_id)
+                if len(ranked) == depth:
+                    break
+    return lists
 
 
 @dataclass

@@ -21,7 +21,7 @@ from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
 from foundation.schema import Event
-from trainer.protocol import DEPTH, WindowSplit, judge, window_split
+from trainer.protocol import DEPTH, WindowSplit, judge, window_split, without_past
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _rank(name: str, params: dict[str, Any], data: Interactions, users: list[str
 def popularity(split: WindowSplit, users: list[str]) -> dict[str, list[str]]:
     """The most interacted-with items of the training events, minus each user's own."""
     order = [item for item, _ in Counter(e.item_id for e in split.train).most_common()]
-    return {user: [i for i in order if i not in split.seen.get(user, ())][:DEPTH] for user in users}
+    return without_past(order, {user: split.seen.get(user, set()) for user in users}, DEPTH)
 
 
 def tuned_peers(
