@@ -102,7 +102,8 @@ class InteractionCache:
         self.items.update((item.item_id, item) for item in items)
         if forget:
             self.events = [event for event in self.events if event.user_id not in forget]
-        too_old = self.max_age_s > 0 and any(event.ts < self._oldest_kept() for event in self.events)
+        oldest = self._oldest_kept()  # once: the wall clock, not per event
+        too_old = any(event.ts < oldest for event in self.events) if self.max_age_s > 0 else False
         if forget or too_old or len(self.events) > self.max_events or len(self._segments) >= SEGMENTS_BEFORE_COMPACTION:
             self._compact()
         else:
