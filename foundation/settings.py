@@ -149,6 +149,19 @@ class Settings(BaseSettings):
     train_max_events: int = Field(
         2_000_000, ge=100, description="Newest events the trainer keeps and learns from (its data window)."
     )
+    train_full_every: int = Field(
+        6,
+        ge=1,
+        le=1000,
+        description=(
+            "Every Nth refresh retrains from scratch; the others continue from the current version's weights on "
+            "the new events (a warm refresh). 1: always from scratch. A changed model shape forces a full one."
+        ),
+    )
+    train_warm_replay: float = Field(
+        1.0, ge=0, le=100, description="Older events a warm refresh learns from per new event (against forgetting)."
+    )
+    train_warm_epochs: int = Field(2, ge=1, le=1000, description="Most passes of a warm refresh over its examples.")
     train_gate_tolerance: float = Field(
         0.0, ge=0, le=1, description="A new version becomes current if its test recall@20 >= the current's minus this."
     )

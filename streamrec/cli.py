@@ -328,9 +328,10 @@ def _say_outcome(outcome: Any) -> None:
     if outcome.version is None:
         console.print(outcome.reason)
         return
-    figure = outcome.manifest.metric
+    figure, training = outcome.manifest.metric, outcome.manifest.training
     console.print(
-        f"version [bold]{outcome.version}[/]: test recall@20 {figure('test', 'recall@20'):.4f} "
+        f"version [bold]{outcome.version}[/] ({training['kind']} refresh, {training['why']}, "
+        f"{training['seconds']:.0f} s): test recall@20 {figure('test', 'recall@20'):.4f} "
         f"(popularity {figure('popularity', 'recall@20'):.4f}), ndcg@20 {figure('test', 'ndcg@20'):.4f}, "
         f"coverage@20 {figure('test', 'coverage@20'):.3f}"
     )
@@ -354,6 +355,10 @@ def train(
     ] = False,
     rollback: Annotated[
         bool, typer.Option(help="Make the previous version current again (and announce it); no training.")
+    ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(help="Retrain from scratch now, even where a warm refresh is due (STREAMREC_TRAIN_FULL_EVERY)."),
     ] = False,
 ) -> None:
     """Train the two-tower model on the event log and publish a version."""
@@ -384,6 +389,7 @@ def train(
                             settings,
                             bootstrap,
                             force=force,
+                            full=full,
                             min_new_events=min_new_events,
                             on_progress=update,
                             choose_index=choose_index,
@@ -581,11 +587,15 @@ def show_settings(markdown: Annotated[bool, typer.Option(help="As the README's M
     Console().print(table)
 
 
+def _figure(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int | float) else str(value)
+
+
 def _show_result(result: dict, as_json: bool) -> None:
     """A benchmark's figures as a table; with --json also as the last line."""
     table = Table("measure", "value")
     for name, value in result.items():
-        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
+        table.add_row(name, _figure(value))
     Console().print(table)
     if as_json:
         print(json.dumps(result))
@@ -617,25 +627,41 @@ def bench_ingest(
 
 @bench_app.command("train")
 def bench_train(
-    events: Annotated[int, typer.Option(help="Simulated events in the log.")] = 1_000_000,
+    events: Annotated[int, typer.Option(help="Simulated events in the log (the data window).")] = 1_000_000,
+    new_events: Annotated[
+        int, typer.Option(min=1, help="Of them, the newest: what the warm refresh is about.")
+    ] = 50_000,
     users: Annotated[int, typer.Option(help="Simulated users.")] = 20_000,
     items: Annotated[int, typer.Option(help="Catalog items.")] = 10_000,
     epochs: Annotated[
-        int | None, typer.Option(help="Cap the epochs (default: STREAMREC_TRAIN_EPOCHS with early stopping).")
+        int | None,
+        typer.Option(help="Cap a full refresh's epochs (default: STREAMREC_TRAIN_EPOCHS with early stopping)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
-    """Training examples/s and the wall time of a full refresh (read log, examples, train, evaluate, publish)."""
+    """A full refresh against a warm one on the same log: wall time, examples/s, test recall@20."""
     from streamrec.bench.train import bench_train as run_bench
 
+    if not 0 < new_events < events:
+        raise typer.BadParameter(f"--new-events must be between 1 and --events - 1 ({events - 1})")
     settings = Settings()
     if epochs is not None:
         settings = settings.model_copy(update={"train_epochs": epochs})
-    console.print(f"simulating and producing {events} events ({users} users, {items} items), then one full refresh ...")
+    console.print(f"simulating and producing {events} events ({users} users, {items} items) ...")
     progress, update = _training_progress()
     with kafka_bootstrap(settings) as bootstrap, progress:
-        result = asyncio.run(run_bench(settings, bootstrap, events, users, items, update))
-    _show_result(result, as_json)
+        result = asyncio.run(run_bench(settings, bootstrap, events, users, items, new_events, update,
+                                       lambda phase: progress.console.print(phase)))  # fmt: skip
+    table = Table("measure", "full refresh", "warm refresh")
+    for name in result["full"]:
+        table.add_row(name, *(_figure(result[kind][name]) for kind in ("full", "warm")))
+    Console().print(table)
+    console.print(
+        f"warm / full: time {result['warm_to_full_time']:.3f}, recall@20 {result['warm_to_full_recall']:.3f} "
+        f"(base version on the older events: {result['base_refresh_s']:,} s)"
+    )
+    if as_json:
+        print(json.dumps(result))
 
 
 @bench_app.command("index")

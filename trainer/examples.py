@@ -12,12 +12,19 @@ the newest `WINDOW_FRACTION` of their events is a window; the model learns
 nothing from it and is judged on ranking its new items from the state before
 it. Half of those users validate (early stopping), half test (the gate and
 the manifest). Every other user's events all teach.
+
+A warm refresh (`trainer.job`) learns from the new events and a sample of
+the older ones only: `teaches` picks them. Every event is still folded
+(cheap), and counted in the item popularity and the users' histories that
+the item neighbours come from; only the picked ones are copied into examples.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from foundation.codec import decode, encode
@@ -67,6 +74,7 @@ class Split:
     valid: Holdout
     test: Holdout
     item_counts: dict[str, float]  # training interactions per item (popularity, log-Q)
+    histories: dict[str, list[str]]  # user -> items of their training events, taught or not (neighbours)
 
 
 def _snapshot(user: UserFeatures) -> UserFeatures:
@@ -80,6 +88,16 @@ def holdout_role(user_id: str, share: float = HOLDOUT_SHARE) -> str:
     return "test" if draw < share else "valid" if draw < 2 * share else "train"
 
 
+EventFilter = Callable[[Event], bool]
+
+
+def newer_and_sampled(since_ts: float, replay: float, new: int, old: int, seed: int = 0) -> EventFilter:
+    """Events after `since_ts`, and about `replay` older ones for each of the
+    `new` (of `old`), drawn uniformly: the warm refresh's teaching events."""
+    share, draw = min(1.0, replay * new / max(old, 1)), random.Random(seed).random
+    return lambda event: event.ts > since_ts or draw() < share
+
+
 def build_examples(
     events: list[Event],
     catalog: dict[str, Item],
@@ -87,6 +105,7 @@ def build_examples(
     *,
     purchase_weight: float = 3.0,
     holdout_share: float = HOLDOUT_SHARE,
+    teaches: EventFilter = lambda event: True,
 ) -> Split:
     """Events in any order; duplicates (by event id) are dropped as the worker drops them."""
     unique: dict[str, Event] = {}
@@ -109,7 +128,7 @@ def build_examples(
     users: dict[str, UserFeatures] = {}
     past: dict[str, set[str]] = defaultdict(set)  # held-out user -> items before the window
     windows: dict[str, tuple[UserFeatures, set[str]]] = {}  # held-out user -> (state before, items in it)
-    split = Split(Examples(), Holdout(), Holdout(), defaultdict(float))
+    split = Split(Examples(), Holdout(), Holdout(), defaultdict(float), defaultdict(list))
     for event in events:
         user_id = event.user_id
         user = users.setdefault(user_id, UserFeatures(user_id))
@@ -120,13 +139,15 @@ def build_examples(
             continue
         if user_id in window_start:
             past[user_id].add(event.item_id)
-        before = _snapshot(user) if user.recent_items else None
+        has_state = bool(user.recent_items)  # a first event has no state to learn from
+        before = _snapshot(user) if has_state and teaches(event) else None
         item = catalog.get(event.item_id)
-        if not apply_event(user, event, item.category if item else None, config):
+        if not apply_event(user, event, item.category if item else None, config) or not has_state:
             continue
-        if before is not None:  # a first event has no state to learn from
+        split.item_counts[event.item_id] += 1.0
+        split.histories[user_id].append(event.item_id)
+        if before is not None:
             split.train.add(before, event.item_id, purchase_weight if event.type == "purchase" else 1.0, event.ts)
-            split.item_counts[event.item_id] += 1.0
     for user_id, (state, window) in windows.items():
         targets = window - past[user_id]
         if targets and state.recent_items:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from foundation.store import MODEL_NAME, DataWindow, Manifest, ModelStore
 from foundation.topics import Topics, ensure_topics
 from trainer.cache import InteractionCache
 from trainer.evaluate import choose_blend, judge_model, judge_popularity
-from trainer.examples import Split, build_examples
+from trainer.examples import EventFilter, Split, build_examples, newer_and_sampled
 from trainer.protocol import KS, Quality
 from trainer.train import TrainConfig, train
 
@@ -85,14 +85,56 @@ class Evaluation:
     popularity: Quality
 
 
-def split_of(events: list[Event], items: list[Item], settings: Settings) -> Split:
+def split_of(
+    events: list[Event], items: list[Item], settings: Settings, teaches: EventFilter = lambda event: True
+) -> Split:
     """Training, validation and test examples of the log, as the worker folds it."""
     return build_examples(
         events,
         {i.item_id: i for i in items},
         FeatureConfig.from_settings(settings),
         purchase_weight=settings.purchase_weight,
+        teaches=teaches,
     )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A refresh from scratch ("full") or from the current version's weights
+    ("warm": on the events after its data window, and a sample of the older
+    ones). Ids and text are hashed into fixed buckets, so a new item or word
+    has its rows already and no learned row moves: only a changed model shape
+    (the manifest's `model_config`) forbids continuing."""
+
+    kind: str
+    reason: str
+    base: str | None = None
+    since_ts: float = float("-inf")
+    warm_in_a_row: int = 0  # warm refreshes since the last full one, this one included
+
+    def teaches(self, events: list[Event], settings: Settings) -> EventFilter:
+        if self.kind == "full":
+            return lambda event: True
+        new = sum(1 for e in events if e.ts > self.since_ts)
+        return newer_and_sampled(self.since_ts, settings.train_warm_replay, new, len(events) - new, settings.train_seed)
+
+
+def plan_refresh(settings: Settings, store: ModelStore, cache: InteractionCache, *, full: bool = False) -> Plan:
+    current = store.current()
+    if current is None:
+        return Plan("full", "first version")
+    if full:
+        return Plan("full", "asked for")
+    manifest = store.load_manifest(current)
+    in_a_row = int(manifest.training.get("warm_in_a_row", 0)) + 1
+    if in_a_row >= settings.train_full_every:
+        return Plan("full", f"every {settings.train_full_every}th refresh (STREAMREC_TRAIN_FULL_EVERY)")
+    if ModelConfig.from_dict(manifest.model_config) != ModelConfig.from_settings(settings):
+        return Plan("full", f"the model's shape differs from {current}'s")
+    since = manifest.data_window.last_ts if manifest.data_window else float("inf")
+    if not any(e.ts > since for e in cache.events):
+        return Plan("full", f"no events after {current}'s data window")
+    return Plan("warm", f"from {current}", current, since, in_a_row)
 
 
 def evaluate_version(
@@ -113,11 +155,8 @@ def neighbours_of(split: Split, items: list[Item], k: int) -> Neighbours | None:
     if k <= 0:
         return None
     row = {item.item_id: n for n, item in enumerate(items)}
-    histories: dict[str, list[int]] = {}
-    for state, item_id in zip(split.train.states, split.train.items, strict=True):
-        if item_id in row:
-            histories.setdefault(state.user_id, []).append(row[item_id])
-    return Neighbours.from_histories(list(histories.values()), len(items), k)
+    histories = [[row[i] for i in history if i in row] for history in split.histories.values()]
+    return Neighbours.from_histories(histories, len(items), k)
 
 
 IndexChooser = Callable[[str, list[UserFeatures]], dict | None]  # (version, users) -> the manifest's `index`
@@ -156,11 +195,14 @@ def train_and_publish(
     store: ModelStore,
     *,
     force: bool = False,
+    full: bool = False,
     device: torch.device | None = None,
     on_progress: Callable[[dict], None] = lambda s: None,
     choose_index: IndexChooser | None = None,
 ) -> RunOutcome:
     """Train on the cache, write a version, make it current if the gate passes.
+
+    The refresh is warm or full by `plan_refresh` (`full` insists on full).
 
     `choose_index(version, users)`, given, tunes the written version's index
     before it is promoted; its answer goes into the manifest, and every server
@@ -170,7 +212,8 @@ def train_and_publish(
     items = catalog_of(cache)
     if not cache.events:
         raise RuntimeError("no events to learn from: the event topics are empty")
-    split = split_of(cache.events, items, settings)
+    plan = plan_refresh(settings, store, cache, full=full)
+    split = split_of(cache.events, items, settings, plan.teaches(cache.events, settings))
     phases = {"examples_s": time.time() - started}
     if not len(split.train) or not len(split.test):
         raise RuntimeError(
@@ -178,15 +221,22 @@ def train_and_publish(
             "(a test user needs two events and a new item among their newest)"
         )
     mconfig, tconfig = ModelConfig.from_settings(settings), train_config(settings)
+    current_name = store.current()
+    current = load_version(store, current_name, device) if current_name is not None else None
+    if plan.kind == "warm":
+        tconfig = replace(tconfig, epochs=min(tconfig.epochs, settings.train_warm_epochs))
     log.info(
-        "training on %d examples (%d validation and %d test users held out), %d items, device %s",
+        "%s refresh (%s) on %d examples (%d validation and %d test users held out), %d items, device %s",
+        plan.kind,
+        plan.reason,
         len(split.train),
         len(split.valid),
         len(split.test),
         len(items),
         device,
     )
-    result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress)
+    start = current.model if plan.kind == "warm" else None
+    result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress, start)
     phases["train_s"] = time.time() - started - phases["examples_s"]
     half_life = settings.affinity_half_life_s
     neighbours = neighbours_of(split, items, settings.model_neighbours)
@@ -199,10 +249,9 @@ def train_and_publish(
     )
     popularity = judge_popularity(split.test, items, split.item_counts)
 
-    current_name, current_recall = store.current(), None
-    if current_name is not None:
-        current = evaluate_version(load_version(store, current_name, device), split, items, settings)
-        current_recall = current.model.recall[GATE_K]
+    current_recall = None
+    if current is not None:
+        current_recall = evaluate_version(current, split, items, settings).model.recall[GATE_K]
     new_recall = test.recall[GATE_K]
     passes = current_recall is None or new_recall >= current_recall - settings.train_gate_tolerance
     times = [e.ts for e in cache.events]
@@ -233,6 +282,10 @@ def train_and_publish(
             },
         },
         training={
+            "kind": plan.kind,
+            "why": plan.reason,
+            "base": plan.base,
+            "warm_in_a_row": plan.warm_in_a_row,
             "seconds": round(time.time() - started, 2),
             **{name: round(seconds, 2) for name, seconds in phases.items()},
             "epochs": len(result.history),

@@ -22,7 +22,8 @@ from trainer.job import (
 log = logging.getLogger(__name__)
 
 
-async def train_once(settings: Settings, bootstrap: str, *, force: bool = False, min_new_events: int = 0,
+async def train_once(settings: Settings, bootstrap: str, *, force: bool = False, full: bool = False,
+                     min_new_events: int = 0,
                      on_progress: Callable[[dict], None] = lambda s: None,
                      choose_index: IndexChooser | None = None) -> RunOutcome:  # fmt: skip
     """Read new events, train unless too few arrived, publish, announce."""
@@ -34,8 +35,9 @@ async def train_once(settings: Settings, bootstrap: str, *, force: bool = False,
         return RunOutcome(reason=f"skipped: {pending} new events since {since}, fewer than {min_new_events}")
     # Training is CPU (or GPU) bound for minutes: off the event loop, so Ctrl-C is still heard.
     outcome = await asyncio.to_thread(
-        train_and_publish, settings, cache, store, force=force, on_progress=on_progress, choose_index=choose_index
-    )
+        train_and_publish, settings, cache, store, force=force, full=full, on_progress=on_progress,
+        choose_index=choose_index,
+    )  # fmt: skip
     if outcome.promoted:
         await announce(settings, bootstrap, store, outcome.version)
     return outcome

@@ -89,7 +89,10 @@ def train(
     device: torch.device,
     affinity_half_life_s: float,
     on_progress: Callable[[dict], None] = lambda status: None,
+    start: TwoTower | None = None,
 ) -> TrainResult:
+    """From fresh weights, or from `start`'s (a warm refresh: then the starting
+    point is judged first, and kept unless an epoch beats it)."""
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
     index = {item.item_id: row for row, item in enumerate(items)}
@@ -106,10 +109,18 @@ def train(
     log_q = torch.log(counts / counts.sum())
 
     model = TwoTower(model_config).to(device)
+    best, best_state, stale, history = None, None, 0, []
+
+    def validate() -> Quality:
+        return judge_encoded(model, valid_users, catalog, items, device, ks=(config.eval_k,))
+
+    if start is not None:
+        model.load_state_dict(start.state_dict())
+        best, best_state = validate(), copy.deepcopy(model.state_dict())
+        log.info("warm start: valid recall@%d %.4f", config.eval_k, best.recall[config.eval_k])
     optimisers = _optimisers(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    best, best_state, stale, history = None, None, 0, []
     n, b = len(encoded), config.batch_size
     started, seen = time.perf_counter(), 0
     for epoch in range(config.epochs):
@@ -160,7 +171,7 @@ def train(
                     "examples_per_s": seen / (time.perf_counter() - started),
                 }
             )
-        valid = judge_encoded(model, valid_users, catalog, items, device, ks=(config.eval_k,))
+        valid = validate()
         recall = valid.recall[config.eval_k]
         history.append({"epoch": epoch, "loss": total_loss / max(n, 1), f"valid_recall@{config.eval_k}": recall})
         log.info("epoch %d: loss %.4f, valid recall@%d %.4f", epoch, total_loss / max(n, 1), config.eval_k, recall)

@@ -1,14 +1,17 @@
-"""`streamrec bench train`: training examples/s and the time of a full refresh.
+"""`streamrec bench train`: a full refresh against a warm one, on the same data.
 
-A full refresh is what `streamrec train` does on a fresh data directory: read
-the whole log from Kafka into the cache, rebuild the examples, train (early
-stopping decides the epochs unless capped), evaluate, publish. The events come
-from the simulator (planted tastes, so the model has something to learn) and
-go through a real broker first.
+The log comes from the simulator (planted tastes, so the model has something
+to learn) through a real broker. The trainer first learns all but the newest
+`new_events` (the base version). Then the newest events arrive, and the same
+trainer state (its cache and model store, copied) refreshes twice: warm, from
+the base's weights, and full, from scratch. Both read the new events from
+Kafka, build their examples, train, judge on the same test users and publish;
+their wall times and test recall are the comparison.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 
@@ -16,41 +19,69 @@ from foundation.schema import Event
 from foundation.settings import Settings
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
+from trainer.job import RunOutcome
 from trainer.schedule import train_once
 
 
-async def bench_train(settings: Settings, bootstrap: str, events: int, users: int, items: int,
-                      on_progress=lambda status: None) -> dict:  # fmt: skip
+def _figures(outcome: RunOutcome, seconds: float) -> dict:
+    training = outcome.manifest.training
+    return {
+        "kind": training["kind"],
+        "refresh_s": round(seconds, 1),
+        "train_examples": outcome.manifest.data_window.train_examples,
+        "epochs": training["epochs"],
+        "examples_per_s": training["examples_per_s"],
+        "build_examples_s": training["examples_s"],
+        "train_s": training["train_s"],
+        "recall_at_20": outcome.manifest.metric("test", "recall@20"),
+        "popularity_recall_at_20": outcome.manifest.metric("popularity", "recall@20"),
+    }
+
+
+async def _timed_refresh(settings: Settings, bootstrap: str, on_progress, **how) -> dict:
+    started = time.perf_counter()
+    outcome = await train_once(settings, bootstrap, on_progress=on_progress, **how)
+    return _figures(outcome, time.perf_counter() - started)
+
+
+async def bench_train(settings: Settings, bootstrap: str, events: int, users: int, items: int, new_events: int,
+                      on_progress=lambda status: None, on_phase=lambda phase: None) -> dict:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
     settings = settings.model_copy(update={"topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}",
-                                           "data_dir": settings.data_dir / "bench" / tag})  # fmt: skip
+                                           "data_dir": settings.data_dir / "bench" / tag / "warm"})  # fmt: skip
     shop = Shop(ShopConfig(users=users, items=items, categories=20, seed=11, new_item_every=0))
+    log = (record for record in shop.stream(events) if isinstance(record, Event))
     started = time.perf_counter()
     async with ShopProducer(bootstrap, settings) as producer:
         await producer.send_catalog(shop.catalog())
-        for record in shop.stream(events):
-            if isinstance(record, Event):
-                await producer.send_event(record)
-    produced_s = time.perf_counter() - started
-    started = time.perf_counter()
-    outcome = await train_once(settings, bootstrap, on_progress=on_progress)
-    refresh_s = time.perf_counter() - started
-    manifest = outcome.manifest
-    training = manifest.training
+        for _, event in zip(range(events - new_events), log, strict=False):
+            await producer.send_event(event)
+        produced_s = time.perf_counter() - started
+        on_phase(f"base version on {events - new_events} events")
+        base = await _timed_refresh(settings, bootstrap, on_progress, full=True)
+        for event in log:
+            await producer.send_event(event)
+    full_settings = settings.model_copy(update={"data_dir": settings.data_dir.parent / "full"})
+    shutil.copytree(settings.data_dir, full_settings.data_dir, symlinks=True)  # the same trainer state, twice
+    on_phase(f"warm refresh after {new_events} new events")
+    warm = await _timed_refresh(settings, bootstrap, on_progress)
+    on_phase("full refresh on the same data")
+    full = await _timed_refresh(full_settings, bootstrap, on_progress, full=True)
     return {
         "benchmark": "train",
         "events": events,
+        "new_events": new_events,
         "users": users,
         "items": items,
-        "device": manifest.device,
-        "train_examples": manifest.data_window.train_examples,
-        "epochs": training["epochs"],
-        "examples_per_s": training["examples_per_s"],
         "simulate_and_produce_s": round(produced_s, 1),
-        "full_refresh_s": round(refresh_s, 1),
-        "read_log_s": round(refresh_s - training["seconds"], 1),
-        "build_examples_s": training["examples_s"],
-        "train_s": training["train_s"],
-        "recall_at_20": manifest.metric("test", "recall@20"),
-        "popularity_recall_at_20": manifest.metric("popularity", "recall@20"),
+        "base_refresh_s": base["refresh_s"],
+        "full_refresh_s": full["refresh_s"],
+        "warm_refresh_s": warm["refresh_s"],
+        "warm_to_full_time": round(warm["refresh_s"] / full["refresh_s"], 4),
+        "full_recall_at_20": full["recall_at_20"],
+        "warm_recall_at_20": warm["recall_at_20"],
+        "warm_to_full_recall": round(warm["recall_at_20"] / full["recall_at_20"], 4),
+        "examples_per_s": full["examples_per_s"],
+        "full": full,
+        "warm": warm,
     }

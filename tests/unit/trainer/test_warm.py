@@ -1,0 +1,78 @@
+"""Warm refreshes: which runs continue from the current version, what they
+learn from, and that continuing keeps what the base had learned."""
+
+from __future__ import annotations
+
+import torch
+
+from foundation.features import FeatureConfig
+from foundation.schema import Event
+from foundation.settings import Settings
+from foundation.store import ModelStore
+from streamrec.shop.simulate import Shop, ShopConfig
+from trainer.cache import InteractionCache
+from trainer.examples import build_examples, newer_and_sampled
+from trainer.job import train_and_publish
+
+CPU = torch.device("cpu")
+
+
+def small_settings(tmp_path, **changes) -> Settings:
+    values = dict(
+        data_dir=tmp_path, model_dim=16, model_hidden=32, model_id_buckets=4096, model_text_buckets=4096,
+        train_epochs=3, train_batch_size=256, train_random_negatives=64, model_neighbours=10,
+        train_full_every=3, train_warm_epochs=1,
+    )  # fmt: skip
+    return Settings(**values | changes)
+
+
+def test_warm_examples_are_the_new_events_and_a_sample_of_the_old():
+    shop = Shop(ShopConfig(users=200, items=100, categories=4, seed=3, new_item_every=0))
+    events, catalog = [r for r in shop.stream(6000) if isinstance(r, Event)], {i.item_id: i for i in shop.catalog()}
+    since = sorted(e.ts for e in events)[-1000]
+    full = build_examples(events, catalog, FeatureConfig())
+    warm = build_examples(events, catalog, FeatureConfig(), teaches=newer_and_sampled(since, 1.0, 1000, 5000))
+    new = sum(1 for t in full.train.times if t > since)
+    assert sum(1 for t in warm.train.times if t > since) == new  # every new event teaches
+    old = sum(1 for t in warm.train.times if t <= since)
+    assert 0.7 * new < old < 1.3 * new  # about as many older ones, drawn
+    # What is not taught still counts: popularity and the neighbours' histories are the full run's.
+    assert warm.item_counts == full.item_counts and warm.histories == full.histories
+    assert [s.to_wire() for s in warm.test.states] == [s.to_wire() for s in full.test.states]
+
+
+def test_refreshes_alternate_warm_and_full_and_warm_keeps_what_was_learned(tmp_path):
+    shop = Shop(ShopConfig(users=150, items=100, categories=4, seed=5, new_item_every=0))
+    stream = [r for r in shop.stream(6000) if isinstance(r, Event)]
+    cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
+    settings, store = small_settings(tmp_path), ModelStore.from_settings(small_settings(tmp_path))
+    kinds = []
+    for part in range(4):
+        cache.append(
+            stream[:3000] if part == 0 else stream[2000 + 1000 * part : 3000 + 1000 * part], shop.catalog(), {}
+        )
+        outcome = train_and_publish(settings, cache, store, device=CPU, force=True)
+        training = outcome.manifest.training
+        kinds.append((training["kind"], training["warm_in_a_row"]))
+        if training["kind"] == "warm":
+            window = outcome.manifest.data_window  # taught: the 1,000 new events and about as many older ones
+            assert window.train_examples < 0.6 * window.events
+            # Continued, not restarted: one short pass from the base is about as good as the base on the same users.
+            assert outcome.manifest.metric("test", "recall@20") > 0.8 * outcome.manifest.gate["current_recall"]
+            assert outcome.manifest.metric("test", "recall@20") > outcome.manifest.metric("popularity", "recall@20")
+    assert kinds == [("full", 0), ("warm", 1), ("warm", 2), ("full", 0)]  # every 3rd refresh is full
+
+
+def test_a_changed_model_shape_or_asking_forces_a_full_refresh(tmp_path):
+    shop = Shop(ShopConfig(users=100, items=80, categories=4, seed=7, new_item_every=0))
+    stream = [r for r in shop.stream(3000) if isinstance(r, Event)]
+    cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
+    cache.append(stream[:2000], shop.catalog(), {})
+    store = ModelStore.from_settings(small_settings(tmp_path))
+    train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True)
+    cache.append(stream[2000:], [], {})
+    asked = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True, full=True)
+    assert asked.manifest.training["kind"] == "full" and asked.manifest.training["why"] == "asked for"
+    reshaped = train_and_publish(small_settings(tmp_path, model_dim=8), cache, store, device=CPU, force=True)
+    assert reshaped.manifest.training["kind"] == "full" and "shape" in reshaped.manifest.training["why"]
+    assert reshaped.manifest.model_config["dim"] == 8
