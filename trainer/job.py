@@ -172,6 +172,18 @@ def latest_states(split: Split, n: int) -> list[UserFeatures]:
     return list(newest.values())
 
 
+class Phases:
+    """Seconds between successive `end`s: where a run's time went."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._since = time.time()
+
+    def end(self, name: str) -> None:
+        now = time.time()
+        self.seconds[name], self._since = round(now - self._since, 2), now
+
+
 @dataclass
 class RunOutcome:
     version: str | None = None
@@ -207,14 +219,14 @@ def train_and_publish(
     `choose_index(version, users)`, given, tunes the written version's index
     before it is promoted; its answer goes into the manifest, and every server
     and worker builds that instead of tuning on its own."""
-    started = time.time()
+    started, phases = time.time(), Phases()
     device = device or pick_device()
     items = catalog_of(cache)
     if not cache.events:
         raise RuntimeError("no events to learn from: the event topics are empty")
     plan = plan_refresh(settings, store, cache, full=full)
     split = split_of(cache.events, items, settings, plan.teaches(cache.events, settings))
-    phases = {"examples_s": time.time() - started}
+    phases.end("examples_s")
     if not len(split.train) or not len(split.test):
         raise RuntimeError(
             f"too little data: {len(split.train)} training examples and {len(split.test)} test users "
@@ -237,13 +249,14 @@ def train_and_publish(
     )
     start = current.model if plan.kind == "warm" else None
     result = train(split, items, mconfig, tconfig, device, settings.affinity_half_life_s, on_progress, start)
-    phases["train_s"] = time.time() - started - phases["examples_s"]
+    phases.end("train_s")
     half_life = settings.affinity_half_life_s
     neighbours = neighbours_of(split, items, settings.model_neighbours)
     weight, by_weight = 0.0, {}
     if neighbours is not None:
         weight, by_weight = choose_blend(result.model, neighbours, split.valid, items, mconfig, device, half_life)
         log.info("neighbours' weight %.2g (validation recall@20 by weight: %s)", weight, by_weight)
+    phases.end("neighbours_s")
     test = judge_model(
         result.model, split.test, items, mconfig, device, half_life, neighbours=neighbours, weight=weight
     )
@@ -254,6 +267,7 @@ def train_and_publish(
         current_recall = evaluate_version(current, split, items, settings).model.recall[GATE_K]
     new_recall = test.recall[GATE_K]
     passes = current_recall is None or new_recall >= current_recall - settings.train_gate_tolerance
+    phases.end("judge_s")
     times = [e.ts for e in cache.events]
     manifest = Manifest(
         created=time.time(),
@@ -287,7 +301,7 @@ def train_and_publish(
             "base": plan.base,
             "warm_in_a_row": plan.warm_in_a_row,
             "seconds": round(time.time() - started, 2),
-            **{name: round(seconds, 2) for name, seconds in phases.items()},
+            **phases.seconds,
             "epochs": len(result.history),
             "examples_per_s": round(result.examples_per_s, 1),
             "history": result.history,

@@ -33,6 +33,8 @@ def _figures(outcome: RunOutcome, seconds: float) -> dict:
         "examples_per_s": training["examples_per_s"],
         "build_examples_s": training["examples_s"],
         "train_s": training["train_s"],
+        "neighbours_s": training["neighbours_s"],
+        "judge_s": training["judge_s"],  # the new version, the current one, popularity, on the test users
         "recall_at_20": outcome.manifest.metric("test", "recall@20"),
         "popularity_recall_at_20": outcome.manifest.metric("popularity", "recall@20"),
     }
