@@ -178,15 +178,23 @@ class Settings(BaseSettings):
     api_metrics_port: int = Field(
         0, ge=0, le=65535, description="Serve the API's /metrics on this port only (internal); 0: on api_port."
     )
-    index_kind: Literal["flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16"] = Field(
-        "hnsw", description="FAISS index kind: flat, ivf_flat, ivf_pq, opq_ivf_pq, hnsw, sq8, fp16 (README, Serving)."
+    index_kind: Literal["flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16", "cagra"] = Field(
+        "hnsw",
+        description=(
+            "FAISS index kind: flat, ivf_flat, ivf_pq, opq_ivf_pq, hnsw, sq8, fp16, cagra (GPU; HNSW where "
+            "there is none) (README, Serving)."
+        ),
     )
     index_nlist: int = Field(0, ge=0, description="IVF lists; 0: about 4 sqrt(items).")
     index_nprobe: int = Field(16, ge=1, description="IVF lists searched per query (recall up, latency up).")
     index_pq_m: int = Field(0, ge=0, description="PQ sub-quantizers; 0: dim/2. A code is pq_m * pq_bits / 8 bytes.")
     index_pq_bits: int = Field(8, ge=1, le=16, description="Bits per PQ sub-quantizer (recall and training time up).")
-    index_hnsw_m: int = Field(32, ge=4, le=256, description="HNSW links per node (recall and memory up).")
-    index_ef_search: int = Field(64, ge=1, description="HNSW candidate list per query (recall up, latency up).")
+    index_hnsw_m: int = Field(
+        32, ge=4, le=256, description="HNSW links per node, CAGRA's graph degree (recall and memory up)."
+    )
+    index_ef_search: int = Field(
+        64, ge=1, description="HNSW candidate list (CAGRA's itopk) per query (recall up, latency up)."
+    )
     index_threads: int = Field(0, ge=0, description="FAISS threads; 0: FAISS's default (all cores).")
     index_batch_size: int = Field(
         64,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from index.kinds import BuiltIndex, IndexSpec, build
+from index.kinds import BuiltIndex, IndexSpec, build, cagra_available
 
 SINGLE_QUERIES = 300  # timed one at a time: enough for a p99 that means something
 
@@ -91,10 +91,15 @@ BUILDS: tuple[IndexSpec, ...] = (
 QUICK_ABOVE_ITEMS = 200_000  # above this, start-up tuning skips the builds that take minutes to train
 
 
+GPU_BUILDS: tuple[IndexSpec, ...] = (IndexSpec("cagra", hnsw_m=32, ef_search=64),)  # where `cagra_available`
+
+
 def candidates_for(items: int) -> tuple[IndexSpec, ...]:
     """The builds worth measuring for a catalog of `items` when a version is
-    about to be served: OPQ's rotation took 8 minutes at 1M items here."""
-    return BUILDS if items <= QUICK_ABOVE_ITEMS else tuple(b for b in BUILDS if b.kind != "opq_ivf_pq")
+    about to be served: OPQ's rotation took 8 minutes at 1M items here; CAGRA
+    where the GPU and the faiss build have it."""
+    builds = BUILDS if items <= QUICK_ABOVE_ITEMS else tuple(b for b in BUILDS if b.kind != "opq_ivf_pq")
+    return builds + GPU_BUILDS if cagra_available() else builds
 
 
 EF_SEARCH = (16, 32, 64, 128)
@@ -103,7 +108,7 @@ NPROBE = (4, 8, 16, 32, 64)
 
 def sweep(spec: IndexSpec) -> list[IndexSpec]:
     """The search-time variants of one build."""
-    if spec.kind == "hnsw":
+    if spec.kind in ("hnsw", "cagra"):
         return [replace(spec, ef_search=ef) for ef in EF_SEARCH]
     if spec.kind.startswith(("ivf", "opq")):
         return [replace(spec, nprobe=p) for p in NPROBE if p <= spec.nlist]

@@ -21,7 +21,7 @@ from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 
-KINDS = ("flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16")
+KINDS = ("flat", "ivf_flat", "ivf_pq", "opq_ivf_pq", "hnsw", "sq8", "fp16", "cagra")
 MIN_POINTS_PER_CENTROID = 39  # faiss warns (and clusters badly) below this
 GPU_MAX_K = 2048  # faiss-gpu searches for at most this many neighbours
 OPQ_ITERATIONS = 12  # faiss's 50 cost 4x the build time for a recall gain under 1% here
@@ -65,6 +65,8 @@ class IndexSpec:
             return {"nlist": self.nlist, "nprobe": self.nprobe, "pq_m": self.pq_m, "pq_bits": self.pq_bits}
         if self.kind == "hnsw":
             return {"M": self.hnsw_m, "efSearch": self.ef_search, "efConstruction": self.ef_construction}
+        if self.kind == "cagra":
+            return {"graph_degree": self.hnsw_m, "itopk_size": self.ef_search}
         return {}
 
     def label(self) -> str:
@@ -72,6 +74,7 @@ class IndexSpec:
         short = {
             "hnsw": f" M={self.hnsw_m} ef={self.ef_search}",
             "ivf_flat": f" {self.nlist} lists, probe {self.nprobe}",
+            "cagra": f" degree={self.hnsw_m} itopk={self.ef_search}",
         }
         if self.kind in ("ivf_pq", "opq_ivf_pq"):
             return f"{self.kind} PQ{self.pq_m}x{self.pq_bits} {self.nlist} lists, probe {self.nprobe}"
@@ -109,6 +112,22 @@ def gpu_count() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
+def cagra_available() -> bool:
+    """cuVS CAGRA is in some GPU builds of faiss only (not the `faiss-gpu-cu12`
+    wheel): asked of the installed build at run time, never assumed."""
+    return gpu_count() > 0 and hasattr(faiss, "GpuIndexCagra")
+
+
+def _cagra(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index:
+    """A CAGRA graph over `vectors`, built on the GPU (its build *is* the add)."""
+    config = faiss.GpuIndexCagraConfig()
+    config.graph_degree = spec.hnsw_m
+    config.intermediate_graph_degree = 2 * spec.hnsw_m
+    index = faiss.GpuIndexCagra(faiss.StandardGpuResources(), vectors.shape[1], faiss.METRIC_INNER_PRODUCT, config)
+    index.train(vectors)
+    return index
+
+
 @dataclass
 class BuiltIndex:
     """A searchable index with its spec; `on_gpu` says where it ended up."""
@@ -119,6 +138,7 @@ class BuiltIndex:
     on_gpu: bool = False
     build_s: float = 0.0
     _cpu_copy: faiss.Index | None = field(default=None, repr=False)  # for filtered searches a GPU cannot fill
+    _vectors: np.ndarray | None = field(default=None, repr=False)  # CAGRA's rows: it takes no adds, it rebuilds
 
     @property
     def ntotal(self) -> int:
@@ -126,6 +146,10 @@ class BuiltIndex:
 
     def add(self, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self._vectors is not None:  # CAGRA: new items are rare; a GPU rebuilds a graph in seconds
+            self._vectors = np.concatenate([self._vectors, vectors])
+            self.index, self._cpu_copy = _cagra(self.spec, self._vectors), None
+            return
         self.index.add(vectors)
         if self._cpu_copy is not None and self._cpu_copy is not self.index:
             self._cpu_copy.add(vectors)
@@ -145,10 +169,10 @@ class BuiltIndex:
         # The selector points into `allow`, and params point to the selector:
         # both stay referenced here until the search returns.
         selector = None if allow is None else faiss.IDSelectorBitmap(len(allow) * 8, faiss.swig_ptr(allow))
-        params = self._search_params(selector)
+        params = self._search_params(selector, k)
         return index.search(queries, k, params=params)
 
-    def _search_params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters:
+    def _search_params(self, selector: faiss.IDSelector | None, k: int) -> faiss.SearchParameters:
         spec, kind = self.spec, self.spec.kind
         if kind in ("ivf_flat", "ivf_pq"):
             params = faiss.SearchParametersIVF(nprobe=spec.nprobe)
@@ -156,6 +180,9 @@ class BuiltIndex:
             params = faiss.SearchParametersPreTransform(index_params=faiss.SearchParametersIVF(nprobe=spec.nprobe))
         elif kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=spec.ef_search)
+        elif kind == "cagra":
+            params = faiss.SearchParametersCagra()
+            params.itopk_size = max(spec.ef_search, k)  # CAGRA's working list holds at least the k answers
         else:
             params = faiss.SearchParameters()
         target = params.index_params if kind == "opq_ivf_pq" else params
@@ -215,6 +242,11 @@ def build(
     n, dim = vectors.shape
     spec = resolved(spec, max(n, 1), dim)
     started = time.perf_counter()
+    if spec.kind == "cagra":
+        if cagra_available() and use_gpu is not False:
+            return BuiltIndex(spec, _cagra(spec, vectors), dim, True, time.perf_counter() - started, _vectors=vectors)
+        log.warning("this machine or faiss build has no CAGRA; using HNSW (M=%d), its CPU counterpart", spec.hnsw_m)
+        spec = replace(spec, kind="hnsw")
     index = faiss.index_factory(dim, _factory(spec), faiss.METRIC_INNER_PRODUCT)
     if spec.kind == "hnsw":
         index.hnsw.efConstruction = spec.ef_construction

@@ -20,7 +20,8 @@ def _clustered(n: int, dim: int = 32, clusters: int = 50, seed: int = 0) -> np.n
 VECTORS = _clustered(6000)
 QUERIES = _clustered(100, seed=1)
 TRUTH = build(IndexSpec("flat"), VECTORS).search(QUERIES, 10)[1]
-FLOORS = {"flat": 1.0, "fp16": 0.99, "sq8": 0.9, "hnsw": 0.9, "ivf_flat": 0.9, "ivf_pq": 0.6, "opq_ivf_pq": 0.6}
+FLOORS = {"flat": 1.0, "fp16": 0.99, "sq8": 0.9, "hnsw": 0.9, "ivf_flat": 0.9, "ivf_pq": 0.6, "opq_ivf_pq": 0.6,
+          "cagra": 0.9}  # fmt: skip
 
 
 _BUILT: dict[str, object] = {}
@@ -52,6 +53,33 @@ def test_excluded_rows_never_come_back_and_k_is_kept(kind):
     allowed[np.unique(TRUTH[:, :5])] = False  # the best answers are all forbidden
     scores, rows = index.search(QUERIES, 10, np.packbits(allowed, bitorder="little"))
     assert (rows >= 0).all() and allowed[rows].all()
+
+
+def test_cagra_without_a_gpu_is_built_as_hnsw_and_still_takes_new_rows():
+    index = build(IndexSpec("cagra", hnsw_m=16, ef_search=128), VECTORS)
+    assert index.spec.kind == "hnsw" and index.spec.hnsw_m == 16 and not index.on_gpu
+    assert _recall(index.search(QUERIES, 10)[1]) >= 0.9
+    index.add(QUERIES[:1])
+    assert index.search(QUERIES[:1], 1)[1][0, 0] == len(VECTORS)
+
+
+def test_cagra_is_a_candidate_only_where_a_gpu_and_the_faiss_build_both_have_it(monkeypatch):
+    import faiss
+
+    from index.cost import candidates_for
+
+    def kinds() -> set[str]:
+        return {spec.kind for spec in candidates_for(10_000)}
+
+    assert "cagra" not in kinds()  # this machine: no GPU, faiss-cpu
+    monkeypatch.setattr(index.kinds, "gpu_count", lambda: 1)
+    if hasattr(faiss, "GpuIndexCagra"):
+        monkeypatch.delattr(faiss, "GpuIndexCagra")
+    assert "cagra" not in kinds()  # a GPU, but a build without cuVS (the faiss-gpu-cu12 wheel)
+    monkeypatch.setattr(faiss, "GpuIndexCagra", object, raising=False)
+    assert "cagra" in kinds()
+    monkeypatch.setattr(index.kinds, "gpu_count", lambda: 0)
+    assert "cagra" not in kinds()  # a cuVS build on a machine without a GPU
 
 
 def test_new_rows_are_searchable_without_retraining():
