@@ -53,16 +53,23 @@ class TwoTower(nn.Module):
         return self.text(tokens) / lengths
 
     def item_vectors(self, batch: dict[str, Tensor]) -> Tensor:
-        parts = [
-            self.item_ids(batch["item_ids"]).sum(dim=1),
-            self.categories(batch["category"]),
-            self._text(batch["title"]),
-            self.prices(batch["price"]),
-        ]
-        return F.normalize(self.item_mlp(torch.cat(parts, dim=-1)), dim=-1)
+        return self.item_vectors_and_titles(batch)[0]
+
+    def item_vectors_and_titles(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The item vectors, and their titles' token means: training asks the
+        query tower to find items by title, and reuses these instead of
+        looking the same tokens up twice."""
+        titles = self._text(batch["title"])
+        parts = [self.item_ids(batch["item_ids"]).sum(dim=1), self.categories(batch["category"]), titles,
+                 self.prices(batch["price"])]  # fmt: skip
+        return F.normalize(self.item_mlp(torch.cat(parts, dim=-1)), dim=-1), titles
 
     def query_vectors(self, tokens: Tensor) -> Tensor:
-        return F.normalize(self.query_mlp(self._text(tokens)), dim=-1)
+        return self.query_vectors_of_text(self._text(tokens))
+
+    def query_vectors_of_text(self, text: Tensor) -> Tensor:
+        """From token means (`_text`)."""
+        return F.normalize(self.query_mlp(text), dim=-1)
 
     # --- users -----------------------------------------------------------------
 

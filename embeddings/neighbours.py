@@ -48,7 +48,11 @@ class Neighbours:
             others, counts = together.indices[start:end], together.data[start:end]
             similarity = counts / (norms[item] * norms[others])
             similarity[others == item] = 0.0
-            top = np.argsort(-similarity, kind="stable")[:k]
+            if len(similarity) > k:  # the k best first (cheap), then only they are sorted
+                best = np.argpartition(-similarity, k - 1)[:k]
+                top = best[np.argsort(-similarity[best], kind="stable")]
+            else:
+                top = np.argsort(-similarity, kind="stable")
             top = top[similarity[top] > 0]
             rows[item, : len(top)] = others[top]
             weights[item, : len(top)] = similarity[top]

@@ -161,7 +161,10 @@ class Settings(BaseSettings):
     train_warm_replay: float = Field(
         1.0, ge=0, le=100, description="Older events a warm refresh learns from per new event (against forgetting)."
     )
-    train_warm_epochs: int = Field(2, ge=1, le=1000, description="Most passes of a warm refresh over its examples.")
+    train_warm_epochs: int = Field(1, ge=1, le=1000, description="Most passes of a warm refresh over its examples.")
+    train_warm_lr: float = Field(
+        3e-4, gt=0, description="Learning rate of a warm refresh: small steps from trained weights."
+    )
     train_gate_tolerance: float = Field(
         0.0, ge=0, le=1, description="A new version becomes current if its test recall@20 >= the current's minus this."
     )

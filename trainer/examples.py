@@ -135,7 +135,9 @@ def build_examples(
         in_window = user_id in window_start and position[user_id] >= window_start[user_id]
         position[user_id] += 1
         if in_window:
-            windows.setdefault(user_id, (_snapshot(user), set()))[1].add(event.item_id)
+            if user_id not in windows:  # the state before the window, once
+                windows[user_id] = (_snapshot(user), set())
+            windows[user_id][1].add(event.item_id)
             continue
         if user_id in window_start:
             past[user_id].add(event.item_id)

@@ -236,7 +236,7 @@ def train_and_publish(
     current_name = store.current()
     current = load_version(store, current_name, device) if current_name is not None else None
     if plan.kind == "warm":
-        tconfig = replace(tconfig, epochs=min(tconfig.epochs, settings.train_warm_epochs))
+        tconfig = replace(tconfig, epochs=min(tconfig.epochs, settings.train_warm_epochs), lr=settings.train_warm_lr)
     log.info(
         "%s refresh (%s) on %d examples (%d validation and %d test users held out), %d items, device %s",
         plan.kind,

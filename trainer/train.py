@@ -57,16 +57,16 @@ def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch
     return {name: tensor[rows] for name, tensor in batch.items()}
 
 
-def _title_query_loss(model: TwoTower, titles: torch.Tensor, item_vectors: torch.Tensor, shape: torch.Size,
+def _title_query_loss(model: TwoTower, titled: torch.Tensor, titles: torch.Tensor, item_vectors: torch.Tensor,
                       correction: torch.Tensor, masked: torch.Tensor, config: TrainConfig) -> torch.Tensor:  # fmt: skip
-    """The query tower learns search: an item's own title, as a query, should
-    find that item among the step's candidates (items without a title are skipped)."""
-    titled = (titles > 0).any(dim=1)
+    """The query tower learns search: an item's own title (its token mean), as
+    a query, should find that item among the step's candidates (items without
+    a title are skipped)."""
     if not titled.any():
         return titles.new_zeros((), dtype=torch.float32)
-    logits = (model.query_vectors(titles) @ item_vectors.T).float() / config.temperature - correction
+    logits = (model.query_vectors_of_text(titles) @ item_vectors.T).float() / config.temperature - correction
     logits = logits.masked_fill(masked, -1e4)
-    target = torch.arange(shape[0], device=titles.device)
+    target = torch.arange(len(titles), device=titles.device)
     return F.cross_entropy(logits[titled], target[titled])
 
 
@@ -134,7 +134,7 @@ def train(
             with torch.autocast(device.type, enabled=use_amp):
                 u = model.user_vectors(_take(users, rows))
                 candidates = torch.cat([positives, negatives])
-                v = model.item_vectors(_take(catalog, candidates))
+                v, titles = model.item_vectors_and_titles(_take(catalog, candidates))
                 logits = (u @ v.T).float() / config.temperature
                 correction = torch.cat(
                     [
@@ -150,8 +150,9 @@ def train(
                 logits = logits.masked_fill(same & ~diagonal, -1e4)
                 target = torch.arange(len(rows), device=device)
                 loss = (F.cross_entropy(logits, target, reduction="none") * weights[rows]).sum() / weights[rows].sum()
+                titled = (catalog["title"][positives] > 0).any(dim=1)
                 loss = loss + config.query_weight * _title_query_loss(
-                    model, catalog["title"][positives], v, logits.shape, correction, same & ~diagonal, config
+                    model, titled, titles[: len(rows)], v, correction, same & ~diagonal, config
                 )
             for optimiser in optimisers:
                 optimiser.zero_grad(set_to_none=True)
