@@ -131,7 +131,9 @@ def build_examples(
     split = Split(Examples(), Holdout(), Holdout(), defaultdict(float), defaultdict(list))
     for event in events:
         user_id = event.user_id
-        user = users.setdefault(user_id, UserFeatures(user_id))
+        user = users.get(user_id)
+        if user is None:  # not setdefault: that would build a UserFeatures for every event
+            user = users[user_id] = UserFeatures(user_id)
         in_window = user_id in window_start and position[user_id] >= window_start[user_id]
         position[user_id] += 1
         if in_window:

@@ -252,8 +252,11 @@ def train_and_publish(
     phases.end("train_s")
     half_life = settings.affinity_half_life_s
     neighbours = neighbours_of(split, items, settings.model_neighbours)
-    weight, by_weight = 0.0, {}
-    if neighbours is not None:
+    weight, by_weight, weight_from = 0.0, {}, None
+    if neighbours is not None and plan.kind == "warm" and current.neighbours is not None:
+        # Small steps from the base's towers: the weight its validation users chose stands (saves 5 judgings).
+        weight, weight_from = current.blend_weight, current.version
+    elif neighbours is not None:
         weight, by_weight = choose_blend(result.model, neighbours, split.valid, items, mconfig, device, half_life)
         log.info("neighbours' weight %.2g (validation recall@20 by weight: %s)", weight, by_weight)
     phases.end("neighbours_s")
@@ -293,6 +296,7 @@ def train_and_publish(
                 "neighbours": settings.model_neighbours,
                 "weight": weight,
                 "valid_recall@20_by_weight": {str(w): round(r, 5) for w, r in by_weight.items()},
+                "weight_from": weight_from,  # a warm refresh keeps its base's weight
             },
         },
         training={

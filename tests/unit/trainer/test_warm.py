@@ -64,6 +64,8 @@ def test_refreshes_alternate_warm_and_full_and_a_warm_one_continues_from_its_bas
             moved = (warm.model.user_mlp[0].weight - base.model.user_mlp[0].weight).abs().mean()
             fresh = (TwoTower(warm.config).user_mlp[0].weight - base.model.user_mlp[0].weight).abs().mean()
             assert moved < 0.2 * fresh
+            blend = outcome.manifest.params["blend"]  # the base's choice stands: no new judging of weights
+            assert blend["weight_from"] == base.version and blend["weight"] == base.blend_weight
     assert kinds == [("full", 0), ("warm", 1), ("warm", 2), ("full", 0)]  # every 3rd refresh is full
 
 
