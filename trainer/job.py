@@ -98,6 +98,9 @@ def split_of(
     )
 
 
+WARM_MAX_NEW_SHARE = 0.5  # above it a warm refresh saves little and learns less than a full one (the demo's case)
+
+
 @dataclass(frozen=True)
 class Plan:
     """A refresh from scratch ("full") or from the current version's weights
@@ -132,8 +135,11 @@ def plan_refresh(settings: Settings, store: ModelStore, cache: InteractionCache,
     if ModelConfig.from_dict(manifest.model_config) != ModelConfig.from_settings(settings):
         return Plan("full", f"the model's shape differs from {current}'s")
     since = manifest.data_window.last_ts if manifest.data_window else float("inf")
-    if not any(e.ts > since for e in cache.events):
+    new = sum(1 for e in cache.events if e.ts > since)
+    if not new:
         return Plan("full", f"no events after {current}'s data window")
+    if new > WARM_MAX_NEW_SHARE * len(cache.events):
+        return Plan("full", f"{new / len(cache.events):.0%} of the window is new: small steps would under-learn it")
     return Plan("warm", f"from {current}", current, since, in_a_row)
 
 

@@ -82,3 +82,17 @@ def test_a_changed_model_shape_or_asking_forces_a_full_refresh(tmp_path):
     reshaped = train_and_publish(small_settings(tmp_path, model_dim=8), cache, store, device=CPU, force=True)
     assert reshaped.manifest.training["kind"] == "full" and "shape" in reshaped.manifest.training["why"]
     assert reshaped.manifest.model_config["dim"] == 8
+
+
+def test_a_window_mostly_new_is_learned_by_a_full_refresh(tmp_path):
+    shop = Shop(ShopConfig(users=100, items=80, categories=4, seed=9, new_item_every=0))
+    stream = [r for r in shop.stream(3000) if isinstance(r, Event)]
+    cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
+    cache.append(stream[:1000], shop.catalog(), {})
+    store = ModelStore.from_settings(small_settings(tmp_path))
+    train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True)
+    cache.append(stream[1000:], [], {})  # two thirds of the window arrived since
+    outcome = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True)
+    assert (
+        outcome.manifest.training["kind"] == "full" and "67% of the window is new" in outcome.manifest.training["why"]
+    )
