@@ -75,6 +75,15 @@ class UserFeatures:
             "s": self.seen,
         }  # fmt: skip
 
+    def copy(self) -> UserFeatures:
+        """An independent copy, equal to what a changelog round trip restores
+        (`to_wire`, msgpack, `from_wire`: tested) at a fraction of its cost."""
+        return UserFeatures(
+            self.user_id, self.clicks, self.purchases, self.first_ts, self.last_ts, list(self.recent_items),
+            list(self.recent_ts), self.recent_types, list(self.purchased), dict(self.affinity), self.affinity_ts,
+            self.seen,
+        )  # fmt: skip
+
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> UserFeatures:
         return cls(

@@ -27,7 +27,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from foundation.codec import decode, encode
 from foundation.features import FeatureConfig, UserFeatures, apply_event
 from foundation.schema import Event, Item
 from trainer.protocol import WINDOW_FRACTION
@@ -75,11 +74,6 @@ class Split:
     test: Holdout
     item_counts: dict[str, float]  # training interactions per item (popularity, log-Q)
     histories: dict[str, list[str]]  # user -> items of their training events, taught or not (neighbours)
-
-
-def _snapshot(user: UserFeatures) -> UserFeatures:
-    """A frozen copy, through the changelog's encoding (as a worker restores it)."""
-    return UserFeatures.from_wire(decode(encode(user.to_wire())))
 
 
 def holdout_role(user_id: str, share: float = HOLDOUT_SHARE) -> str:
@@ -138,13 +132,13 @@ def build_examples(
         position[user_id] += 1
         if in_window:
             if user_id not in windows:  # the state before the window, once
-                windows[user_id] = (_snapshot(user), set())
+                windows[user_id] = (user.copy(), set())
             windows[user_id][1].add(event.item_id)
             continue
         if user_id in window_start:
             past[user_id].add(event.item_id)
         has_state = bool(user.recent_items)  # a first event has no state to learn from
-        before = _snapshot(user) if has_state and teaches(event) else None
+        before = user.copy() if has_state and teaches(event) else None
         item = catalog.get(event.item_id)
         if not apply_event(user, event, item.category if item else None, config) or not has_state:
             continue

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from foundation.settings import Settings
 from foundation.store import ModelStore
+from trainer.cache import InteractionCache
 from trainer.job import (
     IndexChooser,
     RunOutcome,
@@ -25,9 +26,11 @@ log = logging.getLogger(__name__)
 async def train_once(settings: Settings, bootstrap: str, *, force: bool = False, full: bool = False,
                      min_new_events: int = 0,
                      on_progress: Callable[[dict], None] = lambda s: None,
-                     choose_index: IndexChooser | None = None) -> RunOutcome:  # fmt: skip
-    """Read new events, train unless too few arrived, publish, announce."""
-    store, cache = ModelStore.from_settings(settings), open_cache(settings)
+                     choose_index: IndexChooser | None = None,
+                     cache: InteractionCache | None = None) -> RunOutcome:  # fmt: skip
+    """Read new events, train unless too few arrived, publish, announce.
+    `cache`: the trainer's cache already in memory (else read from disk)."""
+    store, cache = ModelStore.from_settings(settings), cache or open_cache(settings)
     await refresh_cache(settings, bootstrap, cache)
     pending = new_events_since_current(store, cache)
     if pending < min_new_events:
@@ -55,14 +58,18 @@ async def train_every(
     choose_index: IndexChooser | None = None,
 ) -> None:
     """Run `train_once` every `every_s` seconds until `stop`; a failed run is
-    logged with its reason and leaves the current version in place."""
+    logged with its reason and leaves the current version in place. The cache
+    stays in memory between runs (a refresh then reads only what is new from
+    Kafka, not the whole window from disk); after a failure it is read again."""
+    cache = None
     while not stop.is_set():
         try:
-            outcome = await train_once(
-                settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress, choose_index=choose_index
-            )
+            cache = cache or open_cache(settings)
+            outcome = await train_once(settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress,
+                                       choose_index=choose_index, cache=cache)  # fmt: skip
             on_outcome(outcome)
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
+            cache = None  # memory may be ahead of or behind the disk: start again from what was written
             log.error(
                 "training run failed; current version %s kept: %s: %s",
                 ModelStore.from_settings(settings).current(),

@@ -14,7 +14,7 @@ from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.integration.helpers import read_topic
 from trainer.job import open_cache
-from trainer.schedule import train_once
+from trainer.schedule import train_every, train_once
 
 pytestmark = pytest.mark.broker
 
@@ -62,3 +62,29 @@ def test_train_publishes_announces_and_reads_only_new_events(kafka, settings):
         assert announcements[0].key == b"two-tower"
 
     asyncio.run(scenario())
+
+
+def test_a_scheduled_trainer_refreshes_warm_from_its_cache_in_memory(kafka, settings):
+    settings = _small(settings)
+    shop = Shop(ShopConfig(users=150, items=120, categories=6, seed=4, new_item_every=0))
+    records = [*shop.catalog(), *shop.stream(5000)]
+    total = sum(isinstance(r, Event) for r in records)
+
+    async def scenario():
+        first_batch = await _send(kafka, settings, records[:4000])
+        stop, outcomes = asyncio.Event(), []
+        schedule = asyncio.create_task(
+            train_every(settings, kafka, stop, 0.2, min_new_events=total - first_batch, on_outcome=outcomes.append)
+        )
+        while not any(o.version for o in outcomes):
+            await asyncio.sleep(0.1)
+        await _send(kafka, settings, records[4000:])  # skipped until all of them are there
+        while not any(o.version and o.manifest.data_window.events == total for o in outcomes):
+            await asyncio.sleep(0.1)
+        stop.set()
+        await schedule
+        trained = [o.manifest.training for o in outcomes if o.version]
+        assert [(t["kind"], t["base"]) for t in trained] == [("full", None), ("warm", outcomes[0].version)]
+        assert len(open_cache(settings).events) == total  # on disk too, each event once
+
+    asyncio.run(asyncio.wait_for(scenario(), 180))

@@ -7,6 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foundation.codec import decode, encode
 from foundation.features import (
     FeatureConfig,
     ItemStats,
@@ -91,6 +92,11 @@ def test_every_list_is_bounded_and_wire_round_trips(events):
     assert len(user.affinity) <= CONFIG.categories_max
     assert len(user.seen) <= 8 * CONFIG.dedup_window
     assert UserFeatures.from_wire(user.to_wire()) == user
+    restored = UserFeatures.from_wire(decode(encode(user.to_wire())))  # what a worker restores from the changelog
+    copied = user.copy()  # what the trainer's examples hold: the same, and independent of later events
+    assert copied == restored == user
+    apply_event(user, Event("later", "purchase", "u1", "i-later", 2e4), "z", CONFIG)
+    assert copied == restored != user
 
 
 def test_item_window_and_merge_over_partitions():
