@@ -6,7 +6,8 @@ to learn) through a real broker. The trainer first learns all but the newest
 trainer state (its cache and model store, copied) refreshes twice: warm, from
 the base's weights, and full, from scratch. Both read the new events from
 Kafka, build their examples, train, judge on the same test users and publish;
-their wall times and test recall are the comparison.
+their wall times and test recall are the comparison. Both start with the
+cache in memory, as `streamrec train --every` keeps it between refreshes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from foundation.schema import Event
 from foundation.settings import Settings
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.job import RunOutcome
+from trainer.cache import InteractionCache
+from trainer.job import RunOutcome, open_cache
 from trainer.schedule import train_once
 
 
@@ -40,9 +42,9 @@ def _figures(outcome: RunOutcome, seconds: float) -> dict:
     }
 
 
-async def _timed_refresh(settings: Settings, bootstrap: str, on_progress, **how) -> dict:
+async def _timed_refresh(settings: Settings, bootstrap: str, cache: InteractionCache, on_progress, **how) -> dict:
     started = time.perf_counter()
-    outcome = await train_once(settings, bootstrap, on_progress=on_progress, **how)
+    outcome = await train_once(settings, bootstrap, cache=cache, on_progress=on_progress, **how)
     return _figures(outcome, time.perf_counter() - started)
 
 
@@ -60,15 +62,17 @@ async def bench_train(settings: Settings, bootstrap: str, events: int, users: in
             await producer.send_event(event)
         produced_s = time.perf_counter() - started
         on_phase(f"base version on {events - new_events} events")
-        base = await _timed_refresh(settings, bootstrap, on_progress, full=True)
+        warm_cache = open_cache(settings)
+        base = await _timed_refresh(settings, bootstrap, warm_cache, on_progress, full=True)
         for event in log:
             await producer.send_event(event)
     full_settings = settings.model_copy(update={"data_dir": settings.data_dir.parent / "full"})
     shutil.copytree(settings.data_dir, full_settings.data_dir, symlinks=True)  # the same trainer state, twice
+    full_cache = open_cache(full_settings)
     on_phase(f"warm refresh after {new_events} new events")
-    warm = await _timed_refresh(settings, bootstrap, on_progress)
+    warm = await _timed_refresh(settings, bootstrap, warm_cache, on_progress)
     on_phase("full refresh on the same data")
-    full = await _timed_refresh(full_settings, bootstrap, on_progress, full=True)
+    full = await _timed_refresh(full_settings, bootstrap, full_cache, on_progress, full=True)
     return {
         "benchmark": "train",
         "events": events,
