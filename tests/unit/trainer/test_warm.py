@@ -69,14 +69,20 @@ def test_refreshes_alternate_warm_and_full_and_a_warm_one_continues_from_its_bas
     assert kinds == [("full", 0), ("warm", 1), ("warm", 2), ("full", 0)]  # every 3rd refresh is full
 
 
-def test_a_changed_model_shape_or_asking_forces_a_full_refresh(tmp_path):
+def _trained_then_more(tmp_path, trained: int) -> tuple[InteractionCache, ModelStore]:
+    """A version on the first `trained` of 3,000 events; the rest arrived since."""
     shop = Shop(ShopConfig(users=100, items=80, categories=4, seed=7, new_item_every=0))
     stream = [r for r in shop.stream(3000) if isinstance(r, Event)]
     cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
-    cache.append(stream[:2000], shop.catalog(), {})
+    cache.append(stream[:trained], shop.catalog(), {})
     store = ModelStore.from_settings(small_settings(tmp_path))
     train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True)
-    cache.append(stream[2000:], [], {})
+    cache.append(stream[trained:], [], {})
+    return cache, store
+
+
+def test_a_changed_model_shape_or_asking_forces_a_full_refresh(tmp_path):
+    cache, store = _trained_then_more(tmp_path, 2000)
     asked = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True, full=True)
     assert asked.manifest.training["kind"] == "full" and asked.manifest.training["why"] == "asked for"
     reshaped = train_and_publish(small_settings(tmp_path, model_dim=8), cache, store, device=CPU, force=True)
@@ -85,14 +91,6 @@ def test_a_changed_model_shape_or_asking_forces_a_full_refresh(tmp_path):
 
 
 def test_a_window_mostly_new_is_learned_by_a_full_refresh(tmp_path):
-    shop = Shop(ShopConfig(users=100, items=80, categories=4, seed=9, new_item_every=0))
-    stream = [r for r in shop.stream(3000) if isinstance(r, Event)]
-    cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
-    cache.append(stream[:1000], shop.catalog(), {})
-    store = ModelStore.from_settings(small_settings(tmp_path))
-    train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True)
-    cache.append(stream[1000:], [], {})  # two thirds of the window arrived since
-    outcome = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True)
-    assert (
-        outcome.manifest.training["kind"] == "full" and "67% of the window is new" in outcome.manifest.training["why"]
-    )
+    cache, store = _trained_then_more(tmp_path, 1000)  # two thirds of the window arrived since
+    training = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True).manifest.training
+    assert training["kind"] == "full" and "67% of the window is new" in training["why"]
