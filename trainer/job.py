@@ -114,12 +114,22 @@ class Plan:
     base: str | None = None
     since_ts: float = float("-inf")
     warm_in_a_row: int = 0  # warm refreshes since the last full one, this one included
+    new_events: int = 0  # of the window, after `since_ts`
 
     def teaches(self, events: list[Event], settings: Settings) -> EventFilter:
         if self.kind == "full":
             return lambda event: True
-        new = sum(1 for e in events if e.ts > self.since_ts)
-        return newer_and_sampled(self.since_ts, settings.train_warm_replay, new, len(events) - new, settings.train_seed)
+        old = len(events) - self.new_events
+        return newer_and_sampled(self.since_ts, settings.train_warm_replay, self.new_events, old, settings.train_seed)
+
+
+def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
+    """Events newer than the current version's data window (all, before the first)."""
+    if store.current() is None:
+        return len(cache.events)
+    window = store.load_manifest(store.current()).data_window
+    last_ts = window.last_ts if window is not None else float("-inf")
+    return sum(1 for e in cache.events if e.ts > last_ts)
 
 
 def plan_refresh(settings: Settings, store: ModelStore, cache: InteractionCache, *, full: bool = False) -> Plan:
@@ -134,13 +144,12 @@ def plan_refresh(settings: Settings, store: ModelStore, cache: InteractionCache,
         return Plan("full", f"every {settings.train_full_every}th refresh (STREAMREC_TRAIN_FULL_EVERY)")
     if ModelConfig.from_dict(manifest.model_config) != ModelConfig.from_settings(settings):
         return Plan("full", f"the model's shape differs from {current}'s")
-    since = manifest.data_window.last_ts if manifest.data_window else float("inf")
-    new = sum(1 for e in cache.events if e.ts > since)
+    new = new_events_since_current(store, cache)  # all of them, for a version without a data window
     if not new:
         return Plan("full", f"no events after {current}'s data window")
     if new > WARM_MAX_NEW_SHARE * len(cache.events):
         return Plan("full", f"{new / len(cache.events):.0%} of the window is new: small steps would under-learn it")
-    return Plan("warm", f"from {current}", current, since, in_a_row)
+    return Plan("warm", f"from {current}", current, manifest.data_window.last_ts, in_a_row, new)
 
 
 def evaluate_version(
@@ -196,15 +205,6 @@ class RunOutcome:
     promoted: bool = False
     reason: str = ""
     manifest: Manifest | None = None
-
-
-def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
-    """Events newer than the current version's data window (all, before the first)."""
-    if store.current() is None:
-        return len(cache.events)
-    window = store.load_manifest(store.current()).data_window
-    last_ts = window.last_ts if window is not None else float("-inf")
-    return sum(1 for e in cache.events if e.ts > last_ts)
 
 
 def train_and_publish(
