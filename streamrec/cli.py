@@ -587,6 +587,9 @@ def show_settings(markdown: Annotated[bool, typer.Option(help="As the README's M
     Console().print(table)
 
 
+JsonLine = Annotated[bool, typer.Option("--json", help="End with one JSON line.")]  # every benchmark's flag
+
+
 def _figure(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int | float) else str(value)
 
@@ -606,7 +609,7 @@ def bench_ingest(
     events: Annotated[int, typer.Option(help="Events to push through.")] = 500_000,
     users: Annotated[int, typer.Option(help="Distinct users.")] = 100_000,
     items: Annotated[int, typer.Option(help="Distinct items.")] = 10_000,
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """Events/s through one worker (durable state) beside raw aiokafka consume-and-decode."""
     from streamrec.bench.ingest import bench_ingest as run_bench
@@ -637,7 +640,7 @@ def bench_train(
         int | None,
         typer.Option(help="Cap a full refresh's epochs (default: STREAMREC_TRAIN_EPOCHS with early stopping)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """A full refresh against a warm one on the same log: wall time, examples/s, test recall@20."""
     from streamrec.bench.train import bench_train as run_bench
@@ -723,7 +726,7 @@ def bench_freshness(
     rate: Annotated[float, typer.Option(help="Events per second in the paced phase.")] = 1000.0,
     seconds: Annotated[float, typer.Option(help="Length of the paced phase.")] = 30.0,
     burst: Annotated[int, typer.Option(help="Events sent at once to measure publishes/s.")] = 50_000,
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """Event-to-published-recommendation latency at a steady rate, and publishes/s under a burst."""
     from streamrec.bench.freshness import bench_freshness as run_bench
@@ -750,7 +753,7 @@ def bench_http(
     items: Annotated[int, typer.Option(help="Items in the served index.")] = 1_000_000,
     users: Annotated[int, typer.Option(help="Users with features in the server.")] = 10_000,
     requests: Annotated[int, typer.Option(help="Requests timed (after 100 to warm up).")] = 5000,
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """p50/p99 of GET /recommendations over HTTP against a server holding N items (STREAMREC_INDEX_* knobs apply)."""
     from streamrec.bench.http import bench_http as run_bench
@@ -768,7 +771,7 @@ def bench_scale(
     rate: Annotated[float, typer.Option(help="Steady events/s of the freshness phase.")] = 1000.0,
     seconds: Annotated[float, typer.Option(help="Length of the freshness phase.")] = 20.0,
     burst: Annotated[int, typer.Option(help="Events of the throughput burst.")] = 100_000,
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """1, 2 (...) worker processes against one broker: the group's events/s and publishes/s, and freshness p50/p99."""
     from streamrec.bench.scale import bench_scale as run_bench
@@ -816,7 +819,7 @@ def bench_quality(
     seeds: Annotated[int, typer.Option(min=1, max=10, help="Product runs with training seeds 0..N-1.")] = 1,
     peers: Annotated[bool, typer.Option(help="Also tune and run the classical peers (the `peers` extra).")] = True,
     out: Annotated[Path, typer.Option(help="Directory of the JSON and the plot.")] = Path("figures"),
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """The product (replay -> worker -> train -> API) against tuned ALS, BPR, item-kNN, BM25 and popularity,
     on each user's latest 20% of events: recall@K, NDCG@20, coverage, diversity; a table, a plot and JSON."""
