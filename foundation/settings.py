@@ -68,6 +68,13 @@ class Settings(BaseSettings):
             "default http://worker_host:worker_port (hostname when listening on 0.0.0.0)."
         ),
     )
+    engine: Literal["batch", "faust"] = Field(
+        "batch",
+        description=(
+            "Stream engine of `streamrec worker`: batch (aiokafka batches, the fastest) or faust "
+            "(the same agents and tables on a faust-streaming app; pip install streamrec[faust])."
+        ),
+    )
     commit_interval_s: float = Field(
         1.0,
         gt=0,

@@ -18,17 +18,17 @@ from fastapi.responses import JSONResponse
 from foundation.control import send_forget
 from foundation.http import API_KEY_HEADER, Access, add_metrics
 from foundation.kafka import partition_for
-from streams.worker import StreamWorker
+from streams.state import WorkerState
 
 FORWARDED_HEADER = "x-streamrec-forwarded"
 
 
-def render_metrics(worker: StreamWorker) -> bytes:
+def render_metrics(worker: WorkerState) -> bytes:
     worker.metrics.lag.set(worker.lag())
     return worker.metrics.render()
 
 
-def create_worker_api(worker: StreamWorker) -> FastAPI:
+def create_worker_api(worker: WorkerState) -> FastAPI:
     """The worker's endpoints; /metrics too unless it has a port of its own."""
     settings = worker.settings
     api = FastAPI(title="streamrec worker", description="Live user features held by the stream workers.")
@@ -55,7 +55,7 @@ def create_worker_api(worker: StreamWorker) -> FastAPI:
                 raise HTTPException(404, f"unknown user {user_id!r}: no event of this user has been processed")
             view = user.to_view(user.last_ts, half_life)  # affinities at the user's event time
             return JSONResponse({**view, "user_id": user_id})
-        owner = worker.assignor.owners.get(partition)
+        owner = worker.owners.get(partition)
         if owner is None or owner.url == settings.worker_url or request.headers.get(FORWARDED_HEADER):
             raise HTTPException(503, f"partition {partition} of user {user_id!r} is being reassigned; retry shortly")
         if not access.vouches_for(owner.url, owner.signature):

@@ -25,45 +25,33 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from foundation.catalog import CatalogView
-from foundation.features import FeatureConfig, ItemStats, UserFeatures, merge_item_stats, popular_items
 from foundation.http import Access
 from foundation.kafka import client_options, start_producer
-from foundation.privacy import Pseudonyms
-from foundation.schema import Limits
 from foundation.settings import Settings
-from foundation.topics import Topics, ensure_topics
-from streams.agents import Agents, Outcome
-from streams.assignor import CopartitionedAssignor
+from foundation.topics import ensure_topics
+from streams.agents import Outcome
+from streams.assignor import CopartitionedAssignor, Owner
 from streams.metrics import WorkerMetrics
+from streams.state import WorkerState
 from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class WorkerStatus:
-    """Counters for the dashboard, the benchmark and /metrics."""
+class StreamWorker(WorkerState):
+    """The batch engine (the default)."""
 
-    events: int = 0
-    items: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    reroutes: int = 0
-    forgotten: int = 0
-    commits: int = 0
-    ready: bool = False
+    table_class = ChangelogTable
+    users: ChangelogTable
+    items: ChangelogTable
 
-
-class StreamWorker:
     def __init__(
         self,
         settings: Settings,
@@ -72,39 +60,18 @@ class StreamWorker:
         catalog: CatalogView | None = None,
         metrics: WorkerMetrics | None = None,
     ):
-        """`catalog`: a view to share with other parts of the process (it must
-        not be started yet: the worker starts, polls and stops it)."""
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self.topics = Topics.from_settings(settings)
-        limits = Limits.from_settings(settings)
-        self.config = FeatureConfig.from_settings(settings)
-        self.users: ChangelogTable[UserFeatures] = ChangelogTable(
-            "user-features", self.topics.user_features_changelog, UserFeatures.from_wire, UserFeatures.to_wire
-        )
-        self.items: ChangelogTable[ItemStats] = ChangelogTable(
-            "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
-        )
-        self.catalog = catalog or CatalogView(self.topics.catalog, limits)
-        self.pseudonyms = Pseudonyms.from_settings(settings)
-        self.agents = Agents(self.users, self.items, self.catalog, self.config, limits, self.pseudonyms)
+        super().__init__(settings, bootstrap, catalog=catalog, metrics=metrics)
         # The topics partitioned by user, whose partitions wait for the state's restore.
         self.user_topics = (*self.topics.events, self.topics.control)
         url = settings.worker_url
         self.assignor = CopartitionedAssignor(url, Access.from_settings(settings).sign(url))
-        self.status = WorkerStatus()
-        self.metrics = metrics or WorkerMetrics()
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
         self._offsets: dict[TopicPartition, int] = {}  # to commit at the next flush
         self._positions: dict[TopicPartition, int] = {}  # next offset to process
         self._outcome = Outcome()
-        self._ready: set[int] = set()  # event partitions whose state is restored
         self._fatal: BaseException | None = None  # raised by run(): a failed restore
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        # Called after each batch with the users it changed (the real-time publisher).
-        self.on_touched: Callable[[dict[str, tuple[int, str, float]]], None] | None = None
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -167,16 +134,6 @@ class StreamWorker:
     def stop(self) -> None:
         self._stopping.set()
 
-    def watch_users(self, on_touched: Callable[[dict[str, tuple[int, str, float]]], None]) -> None:
-        """After each batch, `on_touched({user id: (partition, event id, event ts)})`."""
-        self.agents.touched = {}
-        self.on_touched = on_touched
-
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        assert self._producer is not None, "start() the worker first"
-        return self._producer
-
     async def abort(self) -> None:
         """Leave without flushing tables or committing offsets: what a killed
         process leaves behind (the group redelivers; fault tests use it)."""
@@ -216,9 +173,7 @@ class StreamWorker:
             else:
                 self.agents.on_events(tp.topic, tp.partition, records, outcome)
             self._offsets[tp] = self._positions[tp] = records[-1].offset + 1
-        if self.on_touched is not None and self.agents.touched:
-            touched, self.agents.touched = self.agents.touched, {}
-            self.on_touched(touched)
+        self._hand_over_touched()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def commit(self) -> None:
@@ -273,22 +228,6 @@ class StreamWorker:
             # Refcounting still frees every replaced row.
             gc.freeze()
 
-    def _count(self, outcome: Outcome) -> None:
-        status = self.status
-        status.events += outcome.events
-        status.items += outcome.items
-        status.duplicates += outcome.duplicates
-        status.dead_letters += len(outcome.dead_letters)
-        status.reroutes += len(outcome.reroutes)
-        status.forgotten += len(outcome.forgotten)
-        status.commits += 1
-        self.metrics.count(outcome)
-        if outcome.dead_letters:
-            # A reason may quote a field of the record: reasons (and so ids) only at DEBUG.
-            log.info("%d records dead-lettered to %s", len(outcome.dead_letters), self.topics.deadletter)
-            for reason in {d.reason for d in outcome.dead_letters}:
-                log.debug("dead letter: %s", reason)
-
     # --- rebalancing ----------------------------------------------------------
 
     async def on_revoked(self) -> None:
@@ -327,30 +266,9 @@ class StreamWorker:
 
     # --- queries --------------------------------------------------------------
 
-    def sample_users(self, n: int) -> list[UserFeatures]:
-        """Up to `n` of this worker's users, copied: the tuner reads them in a
-        thread while the worker goes on changing its own rows."""
-        rows = [user for _, _, user in self.users.items()]
-        return [UserFeatures.from_wire(user.to_wire()) for user in random.sample(rows, min(n, len(rows)))]
-
-    def item_stats(self, item_id: str) -> ItemStats | None:
-        """One item's statistics over the partitions this worker owns."""
-        parts = [stats for _, key, stats in self.items.items() if key == item_id]
-        return merge_item_stats(parts) if parts else None
-
-    def popular_items(self, k: int, now: float | None = None) -> list[tuple[str, float]]:
-        """The `k` items most interacted with in the popularity window, as this
-        worker counted them. `now` defaults to the newest event counted (event
-        time: a replayed log keeps its own clock)."""
-        stats = [stats for _, _, stats in self.items.items()]
-        if now is None:
-            now = max((s.last_ts for s in stats), default=0.0)
-        return popular_items(stats, k, now, self.config)
-
     @property
-    def ready_partitions(self) -> frozenset[int]:
-        """Event partitions whose state is restored and which are being processed."""
-        return frozenset(self._ready)
+    def owners(self) -> Mapping[int, Owner]:
+        return self.assignor.owners
 
     def partition_count(self) -> int:
         assert self._consumer is not None
