@@ -123,6 +123,28 @@ async def read_to_end(
                 remaining.discard(tp)
 
 
+async def end_offsets(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Each partition's end (the offset its next record will take), from a
+    fetch response's high watermark rather than ListOffsets (see `read_to_end`)."""
+    consumer = reader(bootstrap)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        listed = await consumer.end_offsets(tps)
+        for tp in tps:  # at most one batch before the true end
+            consumer.seek(tp, listed[tp])
+        ends: dict[TopicPartition, int] = {}
+        while len(ends) < len(tps):
+            await consumer.getmany(*tps, timeout_ms=100, max_records=1)
+            for tp in tps:
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[tp] = highwater
+        return ends
+    finally:
+        await consumer.stop()
+
+
 class FollowedTopic:
     """Every partition of one topic, read from the beginning and then followed
     (no consumer group: each process keeps its own whole copy, the way a Faust

@@ -100,6 +100,13 @@ class PartitionedRows(Generic[V]):
         else:
             rows[key.decode()] = self._from_wire(decode(raw))
 
+    def hold(self, partitions: set[int]) -> None:
+        """Hold exactly these partitions (after a rebalance): others are
+        dropped, a new one with nothing restored starts empty."""
+        self.drop(self.partitions - partitions)
+        for partition in partitions:
+            self._rows.setdefault(partition, {})
+
     def discard_pending(self) -> None:
         """Forget the partitions holding unflushed changes: their input will be
         redelivered, so they must be restored from the changelog, not kept half-done."""

@@ -1,0 +1,320 @@
+"""The faust engine (`STREAMREC_ENGINE=faust`): the agents and tables on a
+faust-streaming app.
+
+Faust runs the consumer group, one agent per input topic, the tables'
+changelogs and their recovery after a rebalance; each agent takes a batch of
+events (`take_events`) and folds it with the batch engine's `Agents`. The
+tables' store keeps the batch engine's rows (a row per key and partition: an
+item's statistics from two event partitions stay two rows), and a row changed
+in a batch is sent once, key and value encoded as the batch engine writes
+them, so that the trainer, the servers and the publisher read either engine's
+changelogs alike.
+
+Teams with a Faust app of their own call `mount(app, settings)`. What this
+engine cannot guarantee that the batch engine does: README, "Engines".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+import faust
+from aiokafka import TopicPartition
+from faust.types import TP
+from faust.stores.memory import Store
+
+from foundation.catalog import CatalogView
+from foundation.http import Access
+from foundation.kafka import client_options, end_offsets, start_producer
+from foundation.settings import Settings
+from foundation.topics import ensure_topics
+from streams.agents import Outcome
+from streams.assignor import Owner
+from streams.metrics import WorkerMetrics
+from streams.state import WorkerState
+from streams.tables import PartitionedRows
+
+log = logging.getLogger(__name__)
+
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+class RowsStore(Store):
+    """A Faust table store over `PartitionedRows`: restores fill the rows by partition."""
+
+    def __init__(self, *args, rows: PartitionedRows, **kwargs):
+        self.rows = rows
+        super().__init__(*args, **kwargs)
+
+    def apply_changelog_batch(self, batch: Iterable, to_key: Callable, to_value: Callable) -> None:
+        load = self.rows.load
+        for event in batch:
+            message = event.message
+            if message.key is not None:
+                load(message.partition, message.key, message.value)
+
+    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:
+        self.rows.hold({tp.partition for tp in active_tps})
+
+
+class RowsTable(faust.Table):
+    """A Faust table whose rows are a `PartitionedRows` and whose changelog
+    records are the batch engine's (key: the id's UTF-8; value: msgpack)."""
+
+    def __init__(self, app: faust.App, *, rows: PartitionedRows, on_ready: Callable[[set[int]], None], **kwargs):
+        self.rows = rows
+        self.on_ready = on_ready
+        super().__init__(
+            app,
+            name=rows.name,
+            changelog_topic=app.topic(rows.changelog, **RAW),
+            schema=faust.Schema(**RAW),
+            recovery_buffer_size=10_000,
+            **kwargs,
+        )
+
+    def _new_store(self) -> RowsStore:
+        return RowsStore("memory://", self.app, self, table_name=self.name, rows=self.rows)
+
+    async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        self.on_ready({tp.partition for tp in active_tps})
+
+    def send_changes(self) -> None:
+        """Send each changed row once. Faust's producer flushes them before
+        the consumer commits the offsets of the events that changed them."""
+        send = self.send_changelog
+        for partition, records in self.rows.changes():
+            for key, raw in records:
+                send(partition, key, raw, **RAW)
+
+
+class FaustAgents(WorkerState):
+    """streamrec's agents and tables on a Faust app (see `mount`)."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        *,
+        catalog: CatalogView | None = None,
+        metrics: WorkerMetrics | None = None,
+    ):
+        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker)
+        super().__init__(settings, bootstrap, catalog=catalog, metrics=metrics)
+        self.app = app
+        topics = self.topics
+        self.users_table = RowsTable(app, rows=self.users, on_ready=self._on_ready, partitions=settings.partitions)
+        self.items_table = RowsTable(app, rows=self.items, on_ready=lambda _: None, partitions=settings.partitions)
+        app.tables.add(self.users_table)
+        app.tables.add(self.items_table)
+        self._out = {name: app.topic(name, **RAW) for name in (topics.deadletter, topics.recommendations)}
+        self._catalog_started: asyncio.Future | None = None
+        for topic in topics.events:
+            self._agent(topic, self.agents.on_events)
+        self._agent(topics.control, self.agents.on_control)
+        self._agent(topics.catalog, self.agents.on_catalog)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    def _agent(self, topic: str, fold: Callable[[str, int, list, Outcome], None]) -> None:
+        batch, within = self.settings.max_batch_events, min(self.settings.commit_interval_s, 0.05)
+
+        async def agent(stream: faust.Stream) -> None:
+            async for events in stream.take_events(batch, within):
+                await self._follow_catalog()
+                self._fold(events, fold)
+
+        self.app.agent(self.app.topic(topic, **RAW), name=f"streamrec.{topic}")(agent)
+
+    async def _follow_catalog(self) -> None:
+        """The catalog view is read to its end before the first batch, and
+        polled before every other (the batch engine does both in its loop)."""
+        if self._catalog_started is None:
+            self._catalog_started = asyncio.ensure_future(self.catalog.start(self.bootstrap))
+        await asyncio.shield(self._catalog_started)
+        await self.catalog.poll()
+
+    def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
+        by_partition: dict[tuple[str, int], list] = {}
+        for event in events:
+            message = event.message
+            by_partition.setdefault((message.topic, message.partition), []).append(message)
+        outcome = Outcome()
+        for (topic, partition), messages in by_partition.items():
+            fold(topic, partition, messages, outcome)
+        self._send(outcome)
+        self._count(outcome)
+        self._hand_over_touched()
+
+    def _send(self, outcome: Outcome) -> None:
+        """Everything a batch produced besides its rows, then its rows: all sent
+        before Faust acks the batch's events (and flushed before their commit)."""
+        deadletter, recommendations = self._out[self.topics.deadletter], self._out[self.topics.recommendations]
+        keep_payload = self.settings.deadletter_payload
+        for dead in outcome.dead_letters:
+            deadletter.send_soon(
+                key=dead.key if keep_payload else None,
+                value=dead.payload() if keep_payload else None,
+                headers=dead.headers(),
+            )
+        for user_id in outcome.forgotten:
+            recommendations.send_soon(key=user_id.encode(), value=None)
+        for reroute in outcome.reroutes:
+            self._out.setdefault(reroute.topic, self.app.topic(reroute.topic, **RAW))
+            self._out[reroute.topic].send_soon(key=reroute.key, value=reroute.value)
+        self.users_table.send_changes()
+        self.items_table.send_changes()
+
+    def _on_ready(self, partitions: set[int]) -> None:
+        self.agents.partitions = self.partition_count()
+        self._ready = set(partitions)
+        self.metrics.partitions.set(len(partitions))
+        self.status.ready = True
+
+    async def _on_revoked(self, app: faust.App, revoked: set, **_) -> None:
+        self._ready -= {tp.partition for tp in revoked}
+
+    # --- what the HTTP port asks ------------------------------------------------
+
+    @property
+    def owners(self) -> Mapping[int, Owner]:
+        """From Faust's assignor: the owner of each partition of the features
+        table. A member's canonical URL carries its signature as its path."""
+        owners: dict[int, Owner] = {}
+        for url, topics in self.app.assignor.table_metadata(self.topics.user_features_changelog).items():
+            parts = urlsplit(url)
+            owner = Owner(f"{parts.scheme}://{parts.netloc}", parts.path.strip("/"))
+            for partition in topics.get(self.topics.user_features_changelog, ()):
+                owners[partition] = owner
+        return owners
+
+    def partition_count(self) -> int:
+        return self.app.consumer.topic_partitions(self.topics.clicks) or self.settings.partitions
+
+    def lag(self) -> int:
+        consumer = self.app.consumer
+        inputs = {*self.topics.events, self.topics.control}
+        total = 0
+        for tp in consumer.assignment():
+            highwater, read = consumer.highwater(tp), consumer._read_offset.get(tp)
+            if tp.topic in inputs and highwater is not None and read is not None:
+                total += max(0, highwater - read - 1)
+        return total
+
+
+def mount(
+    app: faust.App, settings: Settings, *, catalog: CatalogView | None = None, metrics: WorkerMetrics | None = None
+) -> FaustAgents:
+    """Add streamrec's agents and tables to a Faust app of your own.
+
+    `app` must consume with `table_standby_replicas=0` ... see `faust_app` for
+    the options this engine relies on. Returns the agents' state: `users` and
+    `items` (rows by partition), `status`, `metrics`, the queries of the
+    worker's HTTP port. Its changelogs, dead letters and re-routed events are
+    the batch engine's, so streamrec's trainer, servers and publisher work on them.
+    """
+    return FaustAgents(app, settings, catalog=catalog, metrics=metrics)
+
+
+def faust_app(settings: Settings, bootstrap: str) -> faust.App:
+    """The app `streamrec worker` runs with `STREAMREC_ENGINE=faust`.
+
+    The group is the batch engine's, so switching engines resumes from the
+    committed offsets. No standby replicas: a worker holds only the
+    partitions it owns (as the batch engine). Faust's own web server is off:
+    the worker's HTTP port is streamrec's.
+    """
+    if client_options():
+        raise ValueError(
+            "the faust engine does not take STREAMREC_KAFKA_SECURITY_* settings; mount the agents "
+            "in a faust.App configured with its broker_credentials (streams.faust_engine.mount)"
+        )
+    url = settings.worker_url
+    signature = Access.from_settings(settings).sign(url)
+    return faust.App(
+        settings.topic(f"{settings.app_id}-worker"),
+        broker=[f"kafka://{address}" for address in bootstrap.split(",")],
+        store="memory://",
+        web_enabled=False,
+        canonical_url=f"{url}/{signature}" if signature else url,
+        table_standby_replicas=0,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        broker_commit_interval=settings.commit_interval_s,
+        # Join within seconds, as the batch engine (brokers wait up to half
+        # the session timeout for members before the first assignment).
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=30.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        autodiscover=False,
+        stream_wait_empty=False,
+    )
+
+
+class FaustWorker(FaustAgents):
+    """`streamrec worker` on the faust engine: the StreamWorker's lifecycle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        catalog: CatalogView | None = None,
+        metrics: WorkerMetrics | None = None,
+    ):
+        super().__init__(faust_app(settings, bootstrap), settings, catalog=catalog, metrics=metrics)
+        self.bootstrap = bootstrap
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings, self.bootstrap)
+        self._producer = await start_producer(self.bootstrap, linger_ms=5)
+        bootstrap = self.bootstrap
+
+        async def highwaters(*tps: TP) -> dict[TP, int]:
+            """A restore reads each changelog to its true end (tansu's ListOffsets is a batch short)."""
+            ends = await end_offsets(bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in tps])
+            return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+        self.app.consumer.highwaters = highwaters
+        await self.app.start()
+
+    async def run(self) -> None:
+        """Until `stop()`; a crashed app raises its reason."""
+        while not self._stopping.is_set():
+            if self.app.crashed:
+                raise self.app.crash_reason or RuntimeError("the Faust app crashed")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), 0.1)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Faust flushes its producer and commits on stop; then leave."""
+        try:
+            await self.app.stop()
+        finally:
+            await self._leave()
+
+    async def abort(self) -> None:
+        """Leave without committing: what a killed process leaves behind."""
+
+        async def no_commit(offsets) -> bool:
+            return False
+
+        self.stop()
+        self.app.consumer._commit = no_commit
+        await self.close()
+
+    async def _leave(self) -> None:
+        await self.catalog.stop()
+        if self._producer is not None:
+            await self._producer.stop()
