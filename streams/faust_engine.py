@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import faust
 from aiokafka import TopicPartition
-from faust.types import TP
 from faust.stores.memory import Store
+from faust.types import TP
 
 from foundation.catalog import CatalogView
 from foundation.http import Access
