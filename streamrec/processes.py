@@ -16,8 +16,8 @@ from foundation.http import Access, metrics_app, serve_http
 from foundation.schema import Limits
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
+from streams.engines import stream_worker
 from streams.web import create_worker_api, render_metrics
-from streams.worker import StreamWorker
 
 if TYPE_CHECKING:
     from index.live import LiveModel
@@ -42,7 +42,7 @@ class WorkerProcess:
         publishing = settings.publish_recommendations
         topics = Topics.from_settings(settings)
         self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=publishing)
-        self.worker = StreamWorker(settings, bootstrap, catalog=self.catalog)
+        self.worker = stream_worker(settings, bootstrap, catalog=self.catalog)
         self.publisher: RecommendationPublisher | None = None  # set once its index is loaded
 
     @property

@@ -85,6 +85,26 @@ class WorkerState:
 
     # --- what an engine provides ----------------------------------------------
 
+    async def start(self) -> None:
+        """Join the group (topics are created first where missing)."""
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Process until `stop()`; raises what stopped it otherwise."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Write and commit what was processed, then leave the group."""
+        raise NotImplementedError
+
+    async def abort(self) -> None:
+        """Leave without committing: what a killed process leaves behind
+        (the group redelivers; fault tests use it)."""
+        raise NotImplementedError
+
     @property
     def owners(self) -> Mapping[int, Owner]:
         """Each event partition's owner in the group, as the last assignment said."""

@@ -9,6 +9,8 @@ never see each other's records.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -57,3 +59,14 @@ def settings(tmp_path) -> Settings:
         commit_interval_s=0.2,
         data_dir=tmp_path / "data",
     )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A Faust app left running by a failed test keeps a non-daemon consumer
+    thread whose own loop never ends: the process would then never exit (CI
+    would wait out its whole budget). End it with the session's status."""
+    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if lingering:
+        print(f"\nthreads left running ({', '.join(t.name for t in lingering)}): exiting with status {exitstatus}")
+        sys.stdout.flush()
+        os._exit(int(exitstatus))

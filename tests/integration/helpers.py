@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
 
 from foundation.kafka import read_to_end, reader
 from foundation.settings import Settings
-from streams.worker import StreamWorker
+from streams.engines import stream_worker
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
@@ -22,28 +22,60 @@ async def until(condition: Callable[[], bool], timeout_s: float = 60.0, what: st
 
 
 class RunningWorker:
-    """A StreamWorker running in this event loop until `stop()` or `crash()`."""
+    """A worker of `settings.engine` running in this event loop until `stop()` or `crash()`."""
+
+    unfinished: list[RunningWorker] = []  # started, neither stopped nor crashed
 
     def __init__(self, settings: Settings, bootstrap: str):
-        self.worker = StreamWorker(settings, bootstrap)
+        self.worker = stream_worker(settings, bootstrap)
         self.task: asyncio.Task | None = None
 
     async def start(self) -> RunningWorker:
         await self.worker.start()
         self.task = asyncio.create_task(self.worker.run())
+        self.unfinished.append(self)
         return self
 
     async def stop(self) -> None:
         """A clean shutdown: flush, commit, leave the group."""
+        self.unfinished.remove(self)
         self.worker.stop()
         await self.task
         await self.worker.close()
 
+    def hold_commits(self) -> None:
+        """From now on commit no offsets (and, on the batch engine, write no
+        changelog): a crash then leaves everything since to be redelivered."""
+        worker = self.worker
+        if worker.settings.engine == "faust":
+
+            async def no_commit(offsets) -> bool:
+                return False
+
+            worker.app.consumer._commit = no_commit
+        else:
+            worker.settings = worker.settings.model_copy(update={"commit_interval_s": 3600})
+
     async def crash(self) -> None:
         """Stop without flushing tables or committing offsets, as a killed process would."""
+        self.unfinished.remove(self)
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         await self.worker.abort()
+
+
+def run_scenario(scenario: Callable[[], Awaitable[None]]) -> None:
+    """asyncio.run(scenario()), then crash what a failed assertion left
+    running (a Faust app's consumer thread outlives its event loop)."""
+
+    async def guarded() -> None:
+        try:
+            await scenario()
+        finally:
+            for running in list(RunningWorker.unfinished):
+                await running.crash()
+
+    asyncio.run(guarded())
 
 
 async def read_topic(bootstrap: str, topic: str, partitions: int) -> list:

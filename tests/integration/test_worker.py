@@ -22,9 +22,16 @@ from streamrec.broker import port_open
 from streamrec.processes import run_worker
 from streamrec.shop.producer import ShopProducer
 from tests.conftest import free_port
-from tests.integration.helpers import RunningWorker, read_topic, until
+from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
 
 pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(params=["batch", "faust"])
+def settings(request, settings: Settings) -> Settings:
+    """Every test here runs on both engines."""
+    return settings.model_copy(update={"engine": request.param})
+
 
 GOOD = {"type": "click", "user_id": "u1", "item_id": "i1", "ts": 100.0}
 MALFORMED = [  # (key, value, the reason's telling part)
@@ -131,7 +138,7 @@ def test_features_dead_letters_and_http(kafka, settings):
         merged = merge_item_stats(stats)
         assert (merged.clicks, merged.purchases) == (12, 1)  # u1's ten, u3's and u4's one; u1's purchase
 
-    asyncio.run(scenario())
+    run_scenario(scenario)
 
 
 async def produce_round(bootstrap: str, settings: Settings, round_no: int, users: int = 40) -> None:
@@ -171,7 +178,7 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
                     and len(clicks_held(first, second)) == users, what="round 2")  # fmt: skip
 
         # A crash: first's unflushed work is lost and its partitions are redelivered.
-        first.worker.settings = first.worker.settings.model_copy(update={"commit_interval_s": 3600})
+        first.hold_commits()
         await produce_round(kafka, settings, 3, users)
         await asyncio.sleep(1.0)
         await first.crash()
@@ -185,10 +192,34 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
         await produce_round(kafka, settings, 4, users)
         await until(lambda: all(v == 12 for v in clicks_held(third).values())
                     and len(clicks_held(third)) == users, timeout_s=60, what="round 4")  # fmt: skip
-        assert third.worker.status.duplicates == 0
+        if settings.engine == "batch":  # its changelog is written with the commit, never ahead of it
+            assert third.worker.status.duplicates == 0
+        # (Faust sends changelog records as it folds: the crashed worker's last
+        # events may be redelivered to a later owner, absorbed as duplicates.)
         await third.stop()
 
-    asyncio.run(scenario())
+    run_scenario(scenario)
+
+
+def test_a_clean_stop_commits_everything_processed(kafka, settings):
+    """Commits only at close (the timed ones an hour apart): a restarted
+    worker must meet none of the events again."""
+    settings = settings.model_copy(update={"commit_interval_s": 3600})
+
+    async def scenario() -> None:
+        first = await RunningWorker(settings, kafka).start()
+        await produce_round(kafka, settings, 1)
+        await until(lambda: sorted(clicks_held(first).values()) == [3] * 40, what="round 1")
+        await first.stop()
+        second = await RunningWorker(settings, kafka).start()
+        await until(lambda: len(second.worker.ready_partitions) == 4, what="the restart's restore")
+        await produce_round(kafka, settings, 2)
+        await until(lambda: sorted(clicks_held(second).values()) == [6] * 40, what="round 2")
+        await asyncio.sleep(1.0)  # time for any redelivered event to show
+        await second.stop()  # (the batch engine counts at its commit)
+        assert (second.worker.status.events, second.worker.status.duplicates) == (120, 0)
+
+    run_scenario(scenario)
 
 
 def clicks_held(*workers: RunningWorker) -> dict[str, int]:
@@ -204,6 +235,8 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
     out would) while the worker goes on folding newer events; the worker is then
     closed cleanly. A fresh worker restoring from the changelog and resuming
     from the committed offsets must hold every event exactly once."""
+    if settings.engine == "faust":
+        pytest.skip("the batch engine's own producer fails here; Faust's producer crashes its app on a failed send")
     changelog = Topics.from_settings(settings).user_features_changelog
     failing = {"on": True, "tried": False}
     real_start = streams.worker.start_producer
@@ -253,7 +286,7 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
         assert all(v == 6 for v in clicks_held(second).values())
         await second.stop()
 
-    asyncio.run(scenario())
+    run_scenario(scenario)
 
 
 def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka, settings):
@@ -294,4 +327,4 @@ def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka
             stop.set()
             await asyncio.gather(*running, return_exceptions=True)
 
-    asyncio.run(scenario())
+    run_scenario(scenario)
