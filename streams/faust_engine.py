@@ -35,7 +35,7 @@ from streams.agents import Outcome
 from streams.assignor import Owner
 from streams.metrics import WorkerMetrics
 from streams.state import WorkerState
-from streams.tables import PartitionedRows
+from streams.tables import PartitionedRows, send_changes
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +84,11 @@ class RowsTable(faust.Table):
         await super().on_recovery_completed(active_tps, standby_tps)
         self.on_ready({tp.partition for tp in active_tps})
 
-    def send_changes(self) -> None:
-        """Send each changed row once. Faust's producer flushes them before
-        the consumer commits the offsets of the events that changed them."""
-        send = self.send_changelog
-        for partition, records in self.rows.changes():
-            for key, raw in records:
-                send(partition, key, raw, **RAW)
+    async def send_changes(self) -> list[asyncio.Future]:
+        """Send each changed row once, in record batches, by the app's own
+        producer; returns the acks' futures (awaited before the next commit)."""
+        producer = self.app.producer._ensure_producer()  # the aiokafka producer under Faust's
+        return await send_changes(producer, self.rows.changelog, list(self.rows.changes()))
 
 
 class FaustAgents(WorkerState):
@@ -113,7 +111,8 @@ class FaustAgents(WorkerState):
         app.tables.add(self.users_table)
         app.tables.add(self.items_table)
         self._out = {name: app.topic(name, **RAW) for name in (topics.deadletter, topics.recommendations)}
-        self._catalog_started: asyncio.Future | None = None
+        self._started: asyncio.Future | None = None  # the first batch's setup
+        self._writes: list[asyncio.Future] = []  # changelog sends since the last commit
         for topic in topics.events:
             self._agent(topic, self.agents.on_events)
         self._agent(topics.control, self.agents.on_control)
@@ -121,24 +120,40 @@ class FaustAgents(WorkerState):
         app.on_partitions_revoked.connect(self._on_revoked)
 
     def _agent(self, topic: str, fold: Callable[[str, int, list, Outcome], None]) -> None:
-        batch, within = self.settings.max_batch_events, min(self.settings.commit_interval_s, 0.05)
+        batch, within = self.settings.max_batch_events, min(self.settings.commit_interval_s, 0.5)
 
         async def agent(stream: faust.Stream) -> None:
             async for events in stream.take_events(batch, within):
-                await self._follow_catalog()
-                self._fold(events, fold)
+                await self._before_batch()
+                await self._fold(events, fold)
 
         self.app.agent(self.app.topic(topic, **RAW), name=f"streamrec.{topic}")(agent)
 
-    async def _follow_catalog(self) -> None:
-        """The catalog view is read to its end before the first batch, and
-        polled before every other (the batch engine does both in its loop)."""
-        if self._catalog_started is None:
-            self._catalog_started = asyncio.ensure_future(self.catalog.start(self.bootstrap))
-        await asyncio.shield(self._catalog_started)
+    async def _before_batch(self) -> None:
+        """The first batch reads the catalog view to its end and guards the
+        commits; every batch polls the catalog (the batch engine does both in its loop)."""
+        if self._started is None:
+            self._guard_commits()
+            self._started = asyncio.ensure_future(self.catalog.start(self.bootstrap))
+        await asyncio.shield(self._started)
         await self.catalog.poll()
 
-    def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
+    def _guard_commits(self) -> None:
+        """Faust commits offsets after flushing its producer, which does not
+        say whether a send failed. Every commit first awaits the acks of the
+        changelog batches sent so far: a failed write fails the commit and
+        crashes the app, so the group redelivers its events (as the batch engine)."""
+        consumer = self.app.consumer
+        commit = consumer._commit
+
+        async def commit_after_writes(offsets) -> bool:
+            writes, self._writes = self._writes, []
+            await asyncio.gather(*writes)
+            return await commit(offsets)
+
+        consumer._commit = commit_after_writes
+
+    async def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
         by_partition: dict[tuple[str, int], list] = {}
         for event in events:
             message = event.message
@@ -146,11 +161,11 @@ class FaustAgents(WorkerState):
         outcome = Outcome()
         for (topic, partition), messages in by_partition.items():
             fold(topic, partition, messages, outcome)
-        self._send(outcome)
+        await self._send(outcome)
         self._count(outcome)
         self._hand_over_touched()
 
-    def _send(self, outcome: Outcome) -> None:
+    async def _send(self, outcome: Outcome) -> None:
         """Everything a batch produced besides its rows, then its rows: all sent
         before Faust acks the batch's events (and flushed before their commit)."""
         deadletter, recommendations = self._out[self.topics.deadletter], self._out[self.topics.recommendations]
@@ -166,8 +181,8 @@ class FaustAgents(WorkerState):
         for reroute in outcome.reroutes:
             self._out.setdefault(reroute.topic, self.app.topic(reroute.topic, **RAW))
             self._out[reroute.topic].send_soon(key=reroute.key, value=reroute.value)
-        self.users_table.send_changes()
-        self.items_table.send_changes()
+        self._writes += await self.users_table.send_changes()
+        self._writes += await self.items_table.send_changes()
 
     def _on_ready(self, partitions: set[int]) -> None:
         self.agents.partitions = self.partition_count()
@@ -228,6 +243,8 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
     partitions it owns (as the batch engine). Faust's own web server is off:
     the worker's HTTP port is streamrec's.
     """
+    for name in ("faust", "mode"):  # their INFO is a line per service started or stopped
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
     if client_options():
         raise ValueError(
             "the faust engine does not take STREAMREC_KAFKA_SECURITY_* settings; mount the agents "

@@ -136,16 +136,7 @@ class ChangelogTable(PartitionedRows[V]):
         """
         changes = list(self.changes())
         try:
-            sends = []
-            for partition, records in changes:
-                batch = producer.create_batch()
-                for key, raw in records:
-                    if batch.append(key=key, value=raw, timestamp=None) is None:
-                        sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
-                        batch = producer.create_batch()
-                        batch.append(key=key, value=raw, timestamp=None)
-                if batch.record_count():
-                    sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
+            sends = await send_changes(producer, self.changelog, changes)
             if sends:
                 await asyncio.gather(*sends)
         except BaseException:
@@ -166,6 +157,24 @@ class ChangelogTable(PartitionedRows[V]):
         rows = sum(len(restored.get(p, {})) for p in partitions)
         log.info("table %s: restored %d rows of partitions %s", self.name, rows, partitions)
         return rows
+
+
+async def send_changes(
+    producer: AIOKafkaProducer, changelog: str, changes: Iterable[tuple[int, list[tuple[bytes, bytes | None]]]]
+) -> list[asyncio.Future]:
+    """Send `PartitionedRows.changes()` as record batches, one per partition
+    (more when one overflows); returns the futures of the broker's acks."""
+    sends = []
+    for partition, records in changes:
+        batch = producer.create_batch()
+        for key, raw in records:
+            if batch.append(key=key, value=raw, timestamp=None) is None:
+                sends.append(await producer.send_batch(batch, changelog, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=raw, timestamp=None)
+        if batch.record_count():
+            sends.append(await producer.send_batch(batch, changelog, partition=partition))
+    return sends
 
 
 async def read_changelog(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:
