@@ -5,10 +5,10 @@ Faust runs the consumer group, one agent per input topic, the tables'
 changelogs and their recovery after a rebalance; each agent takes a batch of
 events (`take_events`) and folds it with the batch engine's `Agents`. The
 tables' store keeps the batch engine's rows (a row per key and partition: an
-item's statistics from two event partitions stay two rows), and a row changed
-in a batch is sent once, key and value encoded as the batch engine writes
-them, so that the trainer, the servers and the publisher read either engine's
-changelogs alike.
+item's statistics from two event partitions stay two rows), and before each
+of Faust's commits a row changed since the last is written once, key and
+value encoded as the batch engine writes them, so that the trainer, the
+servers and the publisher read either engine's changelogs alike.
 
 Teams with a Faust app of their own call `mount(app, settings)`. What this
 engine cannot guarantee that the batch engine does: README, "Engines".
@@ -35,7 +35,7 @@ from streams.agents import Outcome
 from streams.assignor import Owner
 from streams.metrics import WorkerMetrics
 from streams.state import WorkerState
-from streams.tables import PartitionedRows, send_changes
+from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ CLOSE_TIMEOUT_S = 30.0  # for the agents to finish the events they hold
 
 
 class RowsStore(Store):
-    """A Faust table store over `PartitionedRows`: restores fill the rows by partition."""
+    """A Faust table store over `ChangelogTable`: restores fill the rows by partition."""
 
-    def __init__(self, *args, rows: PartitionedRows, **kwargs):
+    def __init__(self, *args, rows: ChangelogTable, **kwargs):
         self.rows = rows
         super().__init__(*args, **kwargs)
 
@@ -62,10 +62,10 @@ class RowsStore(Store):
 
 
 class RowsTable(faust.Table):
-    """A Faust table whose rows are a `PartitionedRows` and whose changelog
+    """A Faust table whose rows are a `ChangelogTable` and whose changelog
     records are the batch engine's (key: the id's UTF-8; value: msgpack)."""
 
-    def __init__(self, app: faust.App, *, rows: PartitionedRows, on_ready: Callable[[set[int]], None], **kwargs):
+    def __init__(self, app: faust.App, *, rows: ChangelogTable, on_ready: Callable[[set[int]], None], **kwargs):
         self.rows = rows
         self.on_ready = on_ready
         super().__init__(
@@ -83,12 +83,6 @@ class RowsTable(faust.Table):
     async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         self.on_ready({tp.partition for tp in active_tps})
-
-    async def send_changes(self) -> list[asyncio.Future]:
-        """Send each changed row once, in record batches, by the app's own
-        producer; returns the acks' futures (awaited before the next commit)."""
-        producer = self.app.producer._ensure_producer()  # the aiokafka producer under Faust's
-        return await send_changes(producer, self.rows.changelog, list(self.rows.changes()))
 
 
 class FaustAgents(WorkerState):
@@ -112,7 +106,6 @@ class FaustAgents(WorkerState):
         app.tables.add(self.items_table)
         self._out = {name: app.topic(name, **RAW) for name in (topics.deadletter, topics.recommendations)}
         self._started: asyncio.Future | None = None  # the first batch's setup
-        self._writes: list[asyncio.Future] = []  # changelog sends since the last commit
         for topic in topics.events:
             self._agent(topic, self.agents.on_events)
         self._agent(topics.control, self.agents.on_control)
@@ -125,7 +118,7 @@ class FaustAgents(WorkerState):
         async def agent(stream: faust.Stream) -> None:
             async for events in stream.take_events(batch, within):
                 await self._before_batch()
-                await self._fold(events, fold)
+                self._fold(events, fold)
 
         self.app.agent(self.app.topic(topic, **RAW), name=f"streamrec.{topic}")(agent)
 
@@ -139,21 +132,22 @@ class FaustAgents(WorkerState):
         await self.catalog.poll()
 
     def _guard_commits(self) -> None:
-        """Faust commits offsets after flushing its producer, which does not
-        say whether a send failed. Every commit first awaits the acks of the
-        changelog batches sent so far: a failed write fails the commit and
-        crashes the app, so the group redelivers its events (as the batch engine)."""
-        consumer = self.app.consumer
+        """Flush, then commit, as the batch engine: before Faust commits
+        offsets, every row changed since the last commit is written once to
+        its changelog and acknowledged. A failed write fails the commit and
+        crashes the app, so the group redelivers those events."""
+        consumer, producer = self.app.consumer, self.app.producer
         commit = consumer._commit
 
-        async def commit_after_writes(offsets) -> bool:
-            writes, self._writes = self._writes, []
-            await asyncio.gather(*writes)
+        async def flush_then_commit(offsets) -> bool:
+            writer = producer._ensure_producer()  # the aiokafka producer under Faust's
+            await self.users.flush(writer)
+            await self.items.flush(writer)
             return await commit(offsets)
 
-        consumer._commit = commit_after_writes
+        consumer._commit = flush_then_commit
 
-    async def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
+    def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
         by_partition: dict[tuple[str, int], list] = {}
         for event in events:
             message = event.message
@@ -161,13 +155,13 @@ class FaustAgents(WorkerState):
         outcome = Outcome()
         for (topic, partition), messages in by_partition.items():
             fold(topic, partition, messages, outcome)
-        await self._send(outcome)
+        self._send(outcome)
         self._count(outcome)
         self._hand_over_touched()
 
-    async def _send(self, outcome: Outcome) -> None:
-        """Everything a batch produced besides its rows, then its rows: all sent
-        before Faust acks the batch's events (and flushed before their commit)."""
+    def _send(self, outcome: Outcome) -> None:
+        """What a batch produced besides its rows, sent before Faust acks the
+        batch's events (its producer is flushed before their commit)."""
         deadletter, recommendations = self._out[self.topics.deadletter], self._out[self.topics.recommendations]
         keep_payload = self.settings.deadletter_payload
         for dead in outcome.dead_letters:
@@ -181,8 +175,6 @@ class FaustAgents(WorkerState):
         for reroute in outcome.reroutes:
             self._out.setdefault(reroute.topic, self.app.topic(reroute.topic, **RAW))
             self._out[reroute.topic].send_soon(key=reroute.key, value=reroute.value)
-        self._writes += await self.users_table.send_changes()
-        self._writes += await self.items_table.send_changes()
 
     def _on_ready(self, partitions: set[int]) -> None:
         self.agents.partitions = self.partition_count()

@@ -23,7 +23,7 @@ from foundation.topics import Topics
 from streams.agents import Agents, Outcome
 from streams.assignor import Owner
 from streams.metrics import WorkerMetrics
-from streams.tables import PartitionedRows
+from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ class WorkerState:
     and `_ready` (event partitions restored and being processed).
     """
 
-    table_class: type[PartitionedRows] = PartitionedRows
-
     def __init__(
         self,
         settings: Settings,
@@ -67,10 +65,10 @@ class WorkerState:
         self.topics = Topics.from_settings(settings)
         limits = Limits.from_settings(settings)
         self.config = FeatureConfig.from_settings(settings)
-        self.users: PartitionedRows[UserFeatures] = self.table_class(
+        self.users: ChangelogTable[UserFeatures] = ChangelogTable(
             "user-features", self.topics.user_features_changelog, UserFeatures.from_wire, UserFeatures.to_wire
         )
-        self.items: PartitionedRows[ItemStats] = self.table_class(
+        self.items: ChangelogTable[ItemStats] = ChangelogTable(
             "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
         )
         self.catalog = catalog or CatalogView(self.topics.catalog, limits)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -24,9 +24,8 @@ log = logging.getLogger(__name__)
 V = TypeVar("V")
 
 
-class PartitionedRows(Generic[V]):
-    """Values of type V by (partition, key), and the keys changed since the
-    last write: what either engine's table holds in memory."""
+class ChangelogTable(Generic[V]):
+    """Values of type V by (partition, key); `from_wire`/`to_wire` map V to msgpack."""
 
     def __init__(self, name: str, changelog: str, from_wire: Callable[[Any], V], to_wire: Callable[[V], Any]):
         self.name = name
@@ -67,45 +66,62 @@ class PartitionedRows(Generic[V]):
         dirty.add(key)
         return True
 
-    def changes(self) -> Iterator[tuple[int, list[tuple[bytes, bytes | None]]]]:
-        """Take the changed keys: per partition, each key's changelog record
-        (a deleted key's value is None, its tombstone). Keys changed from now
-        on wait for the next call."""
+    async def flush(self, producer: AIOKafkaProducer) -> int:
+        """Write every changed key to the changelog and wait for the acks.
+
+        The changed set is taken first: rows changed while this awaits the
+        broker are marked for the next flush, never forgotten. If any write
+        fails, every taken key is marked again, so the next flush writes it
+        before its worker commits offsets past it.
+        """
         dirty, self._dirty = self._dirty, {}
+        try:
+            return await self._write(producer, dirty)
+        except BaseException:
+            for partition, keys in dirty.items():
+                if partition in self._rows:
+                    self._dirty.setdefault(partition, set()).update(keys)
+            raise
+
+    async def _write(self, producer: AIOKafkaProducer, dirty: dict[int, set[str]]) -> int:
+        sends = []
+        written = 0
         to_wire = self._to_wire
         for partition, keys in dirty.items():
-            rows = self._rows.get(partition)
-            if rows is None:  # dropped in a rebalance meanwhile
+            if partition not in self._rows:  # dropped in a rebalance meanwhile
                 continue
-            records = []
+            rows = self._rows[partition]
+            batch = producer.create_batch()
             for key in keys:
                 row = rows.get(key)
-                records.append((key.encode(), None if row is None else encode(to_wire(row))))
-            self.writes += len(records)
-            yield partition, records
-
-    def remark(self, changes: Iterable[tuple[int, list[tuple[bytes, bytes | None]]]]) -> None:
-        """Mark taken changes again (their write failed): the next flush writes them."""
-        for partition, records in changes:
-            if partition in self._rows:
-                self._dirty.setdefault(partition, set()).update(key.decode() for key, _ in records)
-
-    def load(self, partition: int, key: bytes, raw: bytes | None) -> None:
-        """Apply one changelog record (a restore)."""
-        rows = self._rows.get(partition)
-        if rows is None:
-            rows = self._rows[partition] = {}
-        if raw is None:
-            rows.pop(key.decode(), None)
-        else:
-            rows[key.decode()] = self._from_wire(decode(raw))
+                raw = None if row is None else encode(to_wire(row))  # None: a deleted key's tombstone
+                key_bytes = key.encode()
+                if batch.append(key=key_bytes, value=raw, timestamp=None) is None:
+                    sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key_bytes, value=raw, timestamp=None)
+                written += 1
+            if batch.record_count():
+                sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
+        self.writes += written
+        if sends:
+            await asyncio.gather(*sends)
+        return written
 
     def hold(self, partitions: set[int]) -> None:
-        """Hold exactly these partitions (after a rebalance): others are
+        """Hold exactly these partitions (after Faust's restore): others are
         dropped, a new one with nothing restored starts empty."""
         self.drop(self.partitions - partitions)
         for partition in partitions:
             self._rows.setdefault(partition, {})
+
+    def load(self, partition: int, key: bytes, raw: bytes | None) -> None:
+        """Apply one changelog record (Faust's restore hands them one by one)."""
+        rows = self._rows.setdefault(partition, {})
+        if raw is None:
+            rows.pop(key.decode(), None)
+        else:
+            rows[key.decode()] = self._from_wire(decode(raw))
 
     def discard_pending(self) -> None:
         """Forget the partitions holding unflushed changes: their input will be
@@ -116,33 +132,6 @@ class PartitionedRows(Generic[V]):
         for partition in partitions:
             self._rows.pop(partition, None)
             self._dirty.pop(partition, None)
-
-    def items(self) -> Iterable[tuple[int, str, V]]:
-        for partition, rows in self._rows.items():
-            for key, value in rows.items():
-                yield partition, key, value
-
-
-class ChangelogTable(PartitionedRows[V]):
-    """Partitioned rows written to their changelog by an aiokafka producer."""
-
-    async def flush(self, producer: AIOKafkaProducer) -> int:
-        """Write every changed key to the changelog and wait for the acks.
-
-        The changed set is taken first: rows changed while this awaits the
-        broker are marked for the next flush, never forgotten. If any write
-        fails, every taken key is marked again, so the next flush writes it
-        before its worker commits offsets past it.
-        """
-        changes = list(self.changes())
-        try:
-            sends = await send_changes(producer, self.changelog, changes)
-            if sends:
-                await asyncio.gather(*sends)
-        except BaseException:
-            self.remark(changes)
-            raise
-        return sum(len(records) for _, records in changes)
 
     async def restore(self, bootstrap: str, partitions: Iterable[int]) -> int:
         """Rebuild the given partitions from the changelog; returns the rows read."""
@@ -158,23 +147,10 @@ class ChangelogTable(PartitionedRows[V]):
         log.info("table %s: restored %d rows of partitions %s", self.name, rows, partitions)
         return rows
 
-
-async def send_changes(
-    producer: AIOKafkaProducer, changelog: str, changes: Iterable[tuple[int, list[tuple[bytes, bytes | None]]]]
-) -> list[asyncio.Future]:
-    """Send `PartitionedRows.changes()` as record batches, one per partition
-    (more when one overflows); returns the futures of the broker's acks."""
-    sends = []
-    for partition, records in changes:
-        batch = producer.create_batch()
-        for key, raw in records:
-            if batch.append(key=key, value=raw, timestamp=None) is None:
-                sends.append(await producer.send_batch(batch, changelog, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=raw, timestamp=None)
-        if batch.record_count():
-            sends.append(await producer.send_batch(batch, changelog, partition=partition))
-    return sends
+    def items(self) -> Iterable[tuple[int, str, V]]:
+        for partition, rows in self._rows.items():
+            for key, value in rows.items():
+                yield partition, key, value
 
 
 async def read_changelog(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:

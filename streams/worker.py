@@ -40,17 +40,12 @@ from streams.agents import Outcome
 from streams.assignor import CopartitionedAssignor, Owner
 from streams.metrics import WorkerMetrics
 from streams.state import WorkerState
-from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
 
 
 class StreamWorker(WorkerState):
     """The batch engine (the default)."""
-
-    table_class = ChangelogTable
-    users: ChangelogTable
-    items: ChangelogTable
 
     def __init__(
         self,
