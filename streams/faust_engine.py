@@ -46,6 +46,8 @@ CLOSE_TIMEOUT_S = 30.0  # for the agents to finish the events they hold
 class RowsStore(Store):
     """A Faust table store over `ChangelogTable`: restores fill the rows by partition."""
 
+    logger = logging.getLogger("faust.stores")
+
     def __init__(self, *args, rows: ChangelogTable, **kwargs):
         self.rows = rows
         super().__init__(*args, **kwargs)
@@ -64,6 +66,8 @@ class RowsStore(Store):
 class RowsTable(faust.Table):
     """A Faust table whose rows are a `ChangelogTable` and whose changelog
     records are the batch engine's (key: the id's UTF-8; value: msgpack)."""
+
+    logger = logging.getLogger("faust.tables")
 
     def __init__(self, app: faust.App, *, rows: ChangelogTable, on_ready: Callable[[set[int]], None], **kwargs):
         self.rows = rows
@@ -218,12 +222,16 @@ def mount(
 ) -> FaustAgents:
     """Add streamrec's agents and tables to a Faust app of your own.
 
-    `app` must consume with `table_standby_replicas=0` ... see `faust_app` for
-    the options this engine relies on. Returns the agents' state: `users` and
-    `items` (rows by partition), `status`, `metrics`, the queries of the
-    worker's HTTP port. Its changelogs, dead letters and re-routed events are
-    the batch engine's, so streamrec's trainer, servers and publisher work on them.
+    Call it before the app starts. The app must have no standby replicas
+    (`table_standby_replicas=0`): the tables' rows are the partitions this
+    member owns, as the HTTP port and the publisher expect. Returns the
+    agents' state: `users` and `items` (rows by partition), `status`,
+    `metrics` and the worker's queries. Its changelogs, dead letters and
+    re-routed events are the batch engine's, so streamrec's trainer, servers
+    and publisher work on them.
     """
+    if app.conf.table_standby_replicas:
+        raise ValueError("mount streamrec's agents into an app with table_standby_replicas=0")
     return FaustAgents(app, settings, catalog=catalog, metrics=metrics)
 
 
