@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}
 CLOSE_TIMEOUT_S = 30.0  # for the agents to finish the events they hold
+# An agent's batch is what arrived within this time: an event waits at most
+# this long to be folded (0.5 s made the demo's event-to-recommendation p50
+# 0.7 s; events/s were the same at 0.05 s and 0.5 s).
+TAKE_WITHIN_S = 0.05
 
 
 class RowsStore(Store):
@@ -117,7 +121,7 @@ class FaustAgents(WorkerState):
         app.on_partitions_revoked.connect(self._on_revoked)
 
     def _agent(self, topic: str, fold: Callable[[str, int, list, Outcome], None]) -> None:
-        batch, within = self.settings.max_batch_events, min(self.settings.commit_interval_s, 0.5)
+        batch, within = self.settings.max_batch_events, TAKE_WITHIN_S
 
         async def agent(stream: faust.Stream) -> None:
             async for events in stream.take_events(batch, within):
