@@ -112,7 +112,9 @@ class FaustAgents(WorkerState):
         self.items_table = RowsTable(app, rows=self.items, on_ready=lambda _: None, partitions=settings.partitions)
         app.tables.add(self.users_table)
         app.tables.add(self.items_table)
-        self._out = {name: app.topic(name, **RAW) for name in (topics.deadletter, topics.recommendations)}
+        # Where a batch's outcome goes: dead letters, forget tombstones, re-routed events and control records.
+        outputs = (topics.deadletter, topics.recommendations, *topics.events, topics.control)
+        self._out = {name: app.topic(name, **RAW) for name in outputs}
         self._started: asyncio.Future | None = None  # the first batch's setup
         for topic in topics.events:
             self._agent(topic, self.agents.on_events)
@@ -181,7 +183,6 @@ class FaustAgents(WorkerState):
         for user_id in outcome.forgotten:
             recommendations.send_soon(key=user_id.encode(), value=None)
         for reroute in outcome.reroutes:
-            self._out.setdefault(reroute.topic, self.app.topic(reroute.topic, **RAW))
             self._out[reroute.topic].send_soon(key=reroute.key, value=reroute.value)
 
     def _on_ready(self, partitions: set[int]) -> None:
@@ -290,7 +291,6 @@ class FaustWorker(FaustAgents):
         metrics: WorkerMetrics | None = None,
     ):
         super().__init__(faust_app(settings, bootstrap), settings, catalog=catalog, metrics=metrics)
-        self.bootstrap = bootstrap
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -336,14 +336,18 @@ class FaustWorker(FaustAgents):
         finally:
             await self._leave()
 
-    async def abort(self) -> None:
-        """Leave without committing: what a killed process leaves behind."""
+    def hold_commits(self) -> None:
+        """From now on write no changelog and commit no offsets (`abort`, fault tests)."""
 
         async def no_commit(offsets) -> bool:
             return False
 
-        self.stop()
         self.app.consumer._commit = no_commit
+
+    async def abort(self) -> None:
+        """Leave without committing: what a killed process leaves behind."""
+        self.stop()
+        self.hold_commits()
         await self.close()
 
     async def _leave(self) -> None:

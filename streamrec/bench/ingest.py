@@ -92,7 +92,7 @@ async def raw_consume(settings: Settings, bootstrap: str, events: int) -> float:
 async def worker_consume(settings: Settings, bootstrap: str, events: int) -> tuple[float, int]:
     """Events/s through a worker of `settings.engine`, from its partitions'
     restore to the last event counted (the batch engine counts at commit,
-    the faust engine when the batch's writes are sent)."""
+    the faust engine as it folds)."""
     worker = stream_worker(settings, bootstrap)
     await worker.start()
     running = asyncio.create_task(worker.run())

@@ -44,15 +44,11 @@ class RunningWorker:
         await self.worker.close()
 
     def hold_commits(self) -> None:
-        """From now on commit no offsets (and, on the batch engine, write no
-        changelog): a crash then leaves everything since to be redelivered."""
+        """From now on write no changelog and commit no offsets: a crash then
+        leaves everything since to be redelivered."""
         worker = self.worker
         if worker.settings.engine == "faust":
-
-            async def no_commit(offsets) -> bool:
-                return False
-
-            worker.app.consumer._commit = no_commit
+            worker.hold_commits()
         else:
             worker.settings = worker.settings.model_copy(update={"commit_interval_s": 3600})
 
