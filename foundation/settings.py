@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     """Every knob of streamrec, with a default that works on a laptop.
 
     Each field's description is its one-line documentation: it appears in the
-    README's settings table (`streamrec settings`) and in `--help`.
+    settings table of docs/configuration.md (`streamrec settings`) and in `--help`.
     """
 
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
         "hnsw",
         description=(
             "FAISS index kind: flat, ivf_flat, ivf_pq, opq_ivf_pq, hnsw, sq8, fp16, cagra (GPU; HNSW where "
-            "there is none) (README, Serving)."
+            "there is none) (docs/serving.md)."
         ),
     )
     index_nlist: int = Field(0, ge=0, description="IVF lists; 0: about 4 sqrt(items).")

@@ -569,7 +569,7 @@ def tune(
 
 
 @app.command("settings")
-def show_settings(markdown: Annotated[bool, typer.Option(help="As the README's Markdown table.")] = False) -> None:
+def show_settings(markdown: Annotated[bool, typer.Option(help="As the Markdown table of docs/configuration.md.")] = False) -> None:
     """Every setting: environment variable, current value, meaning."""
     current = Settings()
     rows = [

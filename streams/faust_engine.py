@@ -11,7 +11,7 @@ value encoded as the batch engine writes them, so that the trainer, the
 servers and the publisher read either engine's changelogs alike.
 
 Teams with a Faust app of their own call `mount(app, settings)`. What this
-engine cannot guarantee that the batch engine does: README, "Engines".
+engine cannot guarantee that the batch engine does: docs/engines.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 It keeps Faust's model (agents, changelog-backed tables partitioned like
 their input, state rebuilt from the changelog on assignment) and runs it on
 aiokafka's batch API: about seven times the events/s of the same agents on a
-faust-streaming app (`streams/faust_engine.py`, README "Engines").
+faust-streaming app (`streams/faust_engine.py`, docs/engines.md).
 
 The cycle, and why nothing is lost or counted twice:
 
