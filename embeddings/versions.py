@@ -39,7 +39,7 @@ class ModelVersion:
     @property
     def blend_weight(self) -> float:
         """The neighbours' weight the trainer chose on its validation users (0: towers only)."""
-        return float(self.manifest.params.get("blend", {}).get("weight", 0.0)) if self.neighbours else 0.0
+        return self.manifest.params.blend.weight if self.neighbours else 0.0
 
 
 def publish_model(

@@ -6,10 +6,14 @@ import socket
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting given a value outside its bounds; the message names each one."""
 
 
 class Settings(BaseSettings):
@@ -288,6 +292,15 @@ class Settings(BaseSettings):
         built by `section`, so a component made without settings (a test, a
         benchmark) gets what the product runs with."""
         return cls.model_fields[name].default
+
+    def derive(self, **updates: Any) -> Settings:
+        """These settings with some values replaced, validated like the
+        environment's (`model_copy` would let `train_epochs=0` through)."""
+        try:
+            return type(self).model_validate({**dict(self), **updates})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}" for e in exc.errors())
+            raise SettingsError(f"invalid setting: {problems}") from None
 
     def section(self, config: type[T], prefix: str = "", **overrides: Any) -> T:
         """A component's frozen config from the settings named `prefix + field`;

@@ -57,12 +57,79 @@ class DataWindow:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """How the item neighbours are blended with the towers, as the trainer chose it."""
+
+    neighbours: int = 0  # neighbours kept per item; 0: the towers alone
+    weight: float = 0.0
+    valid_recall_by_weight: dict[str, float] = field(default_factory=dict)  # the choice's evidence
+    weight_from: str | None = None  # a warm refresh keeps its base version's weight
+
+    def to_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["valid_recall@20_by_weight"] = values.pop("valid_recall_by_weight")
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Blend:
+        values = dict(values)
+        values["valid_recall_by_weight"] = values.pop("valid_recall@20_by_weight", {})
+        return cls(**_known(cls, values))
+
+
+@dataclass(frozen=True)
+class Params:
+    """What a version was trained with: the training loop's and the towers' configs, and the blend."""
+
+    train: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    blend: Blend = field(default_factory=Blend)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"train": self.train, "model": self.model, "blend": self.blend.to_json()}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Params:
+        return cls(values.get("train", {}), values.get("model", {}), Blend.from_json(values.get("blend", {})))
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a version was trained: a full or warm refresh, why, and where the time went."""
+
+    kind: str = "full"
+    why: str = ""
+    base: str | None = None  # the version a warm refresh continued from
+    warm_in_a_row: int = 0
+    seconds: float = 0.0
+    examples_s: float = 0.0
+    train_s: float = 0.0
+    neighbours_s: float = 0.0
+    judge_s: float = 0.0
+    epochs: int = 0
+    examples_per_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: loss, validation figures
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The quality gate's decision: the new version against the current one on the same test users."""
+
+    k: int = 20
+    against: str | None = None  # the current version, None for the first
+    current_recall: float | None = None
+    new_recall: float | None = None
+    passed: bool = True
+    forced: bool = False  # made current although it did not pass
+
+
+@dataclass(frozen=True)
 class Manifest:
     """`manifest.json`: what a version is, what it learned from, how good it is.
 
     `metrics` maps a split ("test", "popularity", "valid") to named figures
     ("recall@20", ...); `params`, `training` and `gate` are the trainer's
-    record, kept as written. `index`, when the trainer tuned the version, is
+    typed record. `index`, when the trainer tuned the version, is
     the index configuration every server and worker builds for it.
     """
 
@@ -73,9 +140,9 @@ class Manifest:
     device: str = "cpu"
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     data_window: DataWindow | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
+    params: Params = field(default_factory=Params)
+    training: Training = field(default_factory=Training)
+    gate: Gate = field(default_factory=Gate)
     index: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, split: str, name: str) -> float | None:
@@ -83,13 +150,17 @@ class Manifest:
         return self.metrics.get(split, {}).get(name)
 
     def to_json(self) -> bytes:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, indent=2).encode()
+        values = {**asdict(self), "params": self.params.to_json()}
+        return json.dumps({k: v for k, v in values.items() if v is not None}, indent=2).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Manifest:
         values = json.loads(raw)
         window = values.get("data_window")
         values["data_window"] = DataWindow(**_known(DataWindow, window)) if window else None
+        values["params"] = Params.from_json(values.get("params") or {})
+        values["training"] = Training(**_known(Training, values.get("training") or {}))
+        values["gate"] = Gate(**_known(Gate, values.get("gate") or {}))
         return cls(**_known(cls, values))
 
 

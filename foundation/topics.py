@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Topics:
-    """Every topic streamrec reads or writes, with the prefix applied."""
+    """Every topic streamrec reads or writes, and its consumer groups, with the prefix applied."""
 
     clicks: str
     purchases: str
@@ -27,6 +27,8 @@ class Topics:
     control: str
     user_features_changelog: str
     item_stats_changelog: str
+    worker_group: str  # the stream workers: one group, co-partitioned assignment
+    trainer_group: str  # the trainer's committed positions (its lag is visible)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -41,6 +43,8 @@ class Topics:
             control=t("recs.control"),
             user_features_changelog=t(f"{settings.app_id}-user-features-changelog"),
             item_stats_changelog=t(f"{settings.app_id}-item-stats-changelog"),
+            worker_group=t(f"{settings.app_id}-worker"),
+            trainer_group=t(f"{settings.app_id}-trainer"),
         )
 
     @property

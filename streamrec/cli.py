@@ -98,7 +98,7 @@ def worker(
 
     settings = Settings()
     if port is not None:
-        settings = settings.model_copy(update={"worker_port": port})
+        settings = settings.derive(worker_port=port)
     with kafka_bootstrap(settings) as bootstrap:
         run_until_signal(lambda stop: run_worker(settings, bootstrap, stop))
 
@@ -330,8 +330,8 @@ def _say_outcome(outcome: Any) -> None:
         return
     figure, training = outcome.manifest.metric, outcome.manifest.training
     console.print(
-        f"version [bold]{outcome.version}[/] ({training['kind']} refresh, {training['why']}, "
-        f"{training['seconds']:.0f} s): test recall@20 {figure('test', 'recall@20'):.4f} "
+        f"version [bold]{outcome.version}[/] ({training.kind} refresh, {training.why}, "
+        f"{training.seconds:.0f} s): test recall@20 {figure('test', 'recall@20'):.4f} "
         f"(popularity {figure('popularity', 'recall@20'):.4f}), ndcg@20 {figure('test', 'ndcg@20'):.4f}, "
         f"coverage@20 {figure('test', 'coverage@20'):.3f}"
     )
@@ -363,7 +363,7 @@ def train(
 ) -> None:
     """Train the two-tower model on the event log and publish a version."""
     from foundation.store import ModelStore
-    from trainer.job import announce
+    from trainer.announce import announce
     from trainer.schedule import train_every, train_once
 
     settings = Settings()
@@ -435,18 +435,16 @@ def evaluate(
 ) -> None:
     """Recall, NDCG, coverage and diversity of a version against popularity, on the held-out users' newest events."""
     from streamrec.plots import recall_curves
-    from trainer.job import catalog_of, evaluate_version, open_cache, refresh_cache, split_of
+    from trainer.schedule import evaluate_on_log
 
     settings = Settings()
     loaded = _load_version(settings, version)
-    cache = open_cache(settings)
-    with kafka_bootstrap(settings) as bootstrap:
-        asyncio.run(refresh_cache(settings, bootstrap, cache))
-    items = catalog_of(cache)
     # One evaluation at every K of the plot (the table's K are among them).
     curve_ks = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
     table_ks = (5, 10, 20, 50)
-    result = evaluate_version(loaded, split_of(cache.events, items, settings), items, settings, curve_ks)
+    with kafka_bootstrap(settings) as bootstrap:
+        judged = asyncio.run(evaluate_on_log(settings, bootstrap, loaded, curve_ks))
+    result = judged.evaluation
     table = Table("metric", f"model {loaded.version}", "popularity", "ratio")
     rows = [(f"{name}@{k}", getattr(result.model, name)[k], getattr(result.popularity, name)[k])
             for name in ("recall", "ndcg") for k in table_ks]  # fmt: skip
@@ -457,7 +455,7 @@ def evaluate(
     Console().print(table)
     console.print(
         f"{result.model.users} held-out users (each one's newest events, new items as targets), "
-        f"{len(items)} items, {len(cache.events)} events"
+        f"{judged.items} items, {judged.events} events"
     )
     curves = {f"two-tower {loaded.version}": result.model, "popularity": result.popularity}
     path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
@@ -477,7 +475,7 @@ def serve(
 
     settings = Settings()
     if port is not None:
-        settings = settings.model_copy(update={"api_port": port})
+        settings = settings.derive(api_port=port)
     with kafka_bootstrap(settings) as bootstrap:
         run_until_signal(lambda stop: run_server(settings, bootstrap, stop))
 
@@ -569,7 +567,9 @@ def tune(
 
 
 @app.command("settings")
-def show_settings(markdown: Annotated[bool, typer.Option(help="As the Markdown table of docs/configuration.md.")] = False) -> None:
+def show_settings(
+    markdown: Annotated[bool, typer.Option(help="As the Markdown table of docs/configuration.md.")] = False,
+) -> None:
     """Every setting: environment variable, current value, meaning."""
     current = Settings()
     rows = [
@@ -662,7 +662,7 @@ def bench_train(
         raise typer.BadParameter(f"--new-events must be between 1 and --events - 1 ({events - 1})")
     settings = Settings()
     if epochs is not None:
-        settings = settings.model_copy(update={"train_epochs": epochs})
+        settings = settings.derive(train_epochs=epochs)
     console.print(f"simulating and producing {events} events ({users} users, {items} items) ...")
     progress, update = _training_progress()
     with kafka_bootstrap(settings) as bootstrap, progress:

@@ -30,7 +30,7 @@ from foundation.catalog import CatalogView
 from foundation.http import Access
 from foundation.kafka import client_options, end_offsets, start_producer
 from foundation.settings import Settings
-from foundation.topics import ensure_topics
+from foundation.topics import Topics, ensure_topics
 from streams.agents import Outcome
 from streams.assignor import Owner
 from streams.metrics import WorkerMetrics
@@ -258,7 +258,7 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
     url = settings.worker_url
     signature = Access.from_settings(settings).sign(url)
     return faust.App(
-        settings.topic(f"{settings.app_id}-worker"),
+        Topics.from_settings(settings).worker_group,
         broker=[f"kafka://{address}" for address in bootstrap.split(",")],
         store="memory://",
         web_enabled=False,

@@ -75,7 +75,7 @@ class StreamWorker(WorkerState):
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             **client_options(),
-            group_id=self.settings.topic(f"{self.settings.app_id}-worker"),
+            group_id=self.topics.worker_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(self.assignor,),

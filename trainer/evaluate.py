@@ -14,8 +14,10 @@ import torch
 from embeddings.encoding import ModelConfig, encode_items, encode_users
 from embeddings.model import TwoTower, to_tensors
 from embeddings.neighbours import Neighbours, blended, vote_moments
+from embeddings.versions import ModelVersion
 from foundation.schema import Item
-from trainer.examples import Examples, Holdout
+from foundation.settings import Settings
+from trainer.examples import Examples, Holdout, Split
 from trainer.protocol import KS, Quality, judge, without_past
 
 BATCH = 1024  # held-out users scored at once
@@ -187,3 +189,24 @@ def judge_popularity(
     order = [item.item_id for item in sorted(items, key=lambda i: -item_counts.get(i.item_id, 0.0))]
     rankings = without_past(order, {str(n): seen for n, seen in enumerate(holdout.seen)}, max(ks))
     return _judge_rankings(holdout, rankings, items, ks)
+
+
+@dataclass
+class Evaluation:
+    """Model and popularity on the same held-out users."""
+
+    model: Quality
+    popularity: Quality
+
+
+def evaluate_version(
+    version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS
+) -> Evaluation:
+    """A version as it is served (with its neighbours at its weight) on the split's test users."""
+    device = next(version.model.parameters()).device
+    neighbours = (
+        version.neighbours.remapped(version.item_ids, [i.item_id for i in items]) if version.neighbours else None
+    )
+    model = judge_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks,
+                        neighbours, version.blend_weight)  # fmt: skip
+    return Evaluation(model, judge_popularity(split.test, items, split.item_counts, ks))

@@ -6,19 +6,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from embeddings.versions import ModelVersion
 from foundation.settings import Settings
 from foundation.store import ModelStore
+from trainer.announce import announce
 from trainer.cache import InteractionCache
-from trainer.job import (
-    IndexChooser,
-    RunOutcome,
-    announce,
-    new_events_since_current,
-    open_cache,
-    refresh_cache,
-    train_and_publish,
-)
+from trainer.data import catalog_of, open_cache, refresh_cache, split_of
+from trainer.evaluate import Evaluation, evaluate_version
+from trainer.job import IndexChooser, RunOutcome, train_and_publish
+from trainer.plan import new_events_since_current
+from trainer.protocol import KS
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +78,24 @@ async def train_every(
             on_outcome(RunOutcome(reason=f"failed: {type(exc).__name__}: {exc}"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
+
+
+@dataclass(frozen=True)
+class LogEvaluation:
+    """A version judged on the held-out users of the trainer's whole log."""
+
+    evaluation: Evaluation
+    items: int
+    events: int
+
+
+async def evaluate_on_log(
+    settings: Settings, bootstrap: str, version: ModelVersion, ks: tuple[int, ...] = KS
+) -> LogEvaluation:
+    """Bring the trainer's cache up to date and judge `version` (and popularity)
+    on its held-out users' newest events, as the gate would."""
+    cache = open_cache(settings)
+    await refresh_cache(settings, bootstrap, cache)
+    items = catalog_of(cache)
+    evaluation = evaluate_version(version, split_of(cache.events, items, settings), items, settings, ks)
+    return LogEvaluation(evaluation, len(items), len(cache.events))

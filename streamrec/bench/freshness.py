@@ -58,7 +58,7 @@ async def bench_freshness(
     on_status: Callable[[str], None] = lambda text: None,
 ) -> dict:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
-    settings = settings.model_copy(update={
+    settings = settings.derive(**{
         "topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}", "data_dir": settings.data_dir / "bench" / tag,
         "publish_recommendations": True,
     })  # fmt: skip

@@ -115,11 +115,11 @@ async def bench_ingest(
     settings: Settings, bootstrap: str, events: int, users: int, items: int, engines: tuple[str, ...] = ("batch",)
 ) -> IngestResult:
     """Fresh topics (a unique prefix) so that every run measures the same work."""
-    run = settings.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}."})
+    run = settings.derive(topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
     produced = await produce(run, bootstrap, events, users, items)
     raw = await raw_consume(run, bootstrap, events)
     per_s, writes = {}, {}
     for engine in engines:
-        app = run.model_copy(update={"engine": engine, "app_id": f"{run.app_id}-{engine}"})
+        app = run.derive(engine=engine, app_id=f"{run.app_id}-{engine}")
         per_s[engine], writes[engine] = await worker_consume(app, bootstrap, events)
     return IngestResult(events, users, produced, raw, per_s, writes)

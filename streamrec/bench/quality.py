@@ -28,7 +28,8 @@ from index.live import LiveModel
 from streamrec.processes import WorkerProcess, run_server
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.replay import send_replay
-from trainer.job import open_cache, refresh_cache, train_and_publish
+from trainer.data import open_cache, refresh_cache
+from trainer.job import train_and_publish
 from trainer.protocol import DEPTH, Quality, WindowSplit, judge, window_split
 
 PRODUCT = "streamrec"
@@ -103,7 +104,7 @@ async def product_rankings(
 async def _fold(settings: Settings, bootstrap: str, events: list[Event], on_status: Callable[[str], None]) -> None:
     """A worker folds every replayed event into the user features (and their changelog)."""
     stop = asyncio.Event()
-    process = WorkerProcess(settings.model_copy(update={"publish_recommendations": False}), bootstrap)
+    process = WorkerProcess(settings.derive(publish_recommendations=False), bootstrap)
     running = asyncio.create_task(process.run(stop))
     status = process.worker.status
     try:
@@ -160,8 +161,8 @@ def quality_settings(settings: Settings, seed: int, api_port: int, worker_port: 
     a k large enough to filter each user's past from the API's answer, which
     leaves out the clicked items it knows (as the protocol does)."""
     tag = uuid.uuid4().hex[:8]
-    return settings.model_copy(
-        update={
+    return settings.derive(
+        **{
             "topic_prefix": f"quality-{tag}.",
             "app_id": f"quality{tag}",
             "data_dir": settings.data_dir / "bench" / f"quality-{tag}",

@@ -96,7 +96,7 @@ class CommittedOffsets:
     reader in the group's name that never joins it: it only fetches offsets)."""
 
     def __init__(self, settings: Settings, bootstrap: str):
-        self.consumer = reader(bootstrap, group_id=settings.topic(f"{settings.app_id}-worker"))
+        self.consumer = reader(bootstrap, group_id=Topics.from_settings(settings).worker_group)
         self.tps = [
             TopicPartition(t, p) for t in Topics.from_settings(settings).events for p in range(settings.partitions)
         ]
@@ -132,7 +132,7 @@ async def run_group(
     burst: int, on_status: Callable[[str], None],
 ) -> GroupRun:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
-    settings = settings.model_copy(update={
+    settings = settings.derive(**{
         "topic_prefix": f"scale-{tag}.", "app_id": f"scale{tag}", "data_dir": settings.data_dir / "bench" / tag,
     })  # fmt: skip
     catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]

@@ -21,22 +21,23 @@ from foundation.settings import Settings
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from trainer.cache import InteractionCache
-from trainer.job import RunOutcome, open_cache
+from trainer.data import open_cache
+from trainer.job import RunOutcome
 from trainer.schedule import train_once
 
 
 def _figures(outcome: RunOutcome, seconds: float) -> dict:
     training = outcome.manifest.training
     return {
-        "kind": training["kind"],
+        "kind": training.kind,
         "refresh_s": round(seconds, 1),
         "train_examples": outcome.manifest.data_window.train_examples,
-        "epochs": training["epochs"],
-        "examples_per_s": training["examples_per_s"],
-        "build_examples_s": training["examples_s"],
-        "train_s": training["train_s"],
-        "neighbours_s": training["neighbours_s"],
-        "judge_s": training["judge_s"],  # the new version, the current one, popularity, on the test users
+        "epochs": training.epochs,
+        "examples_per_s": training.examples_per_s,
+        "build_examples_s": training.examples_s,
+        "train_s": training.train_s,
+        "neighbours_s": training.neighbours_s,
+        "judge_s": training.judge_s,  # the new version, the current one, popularity, on the test users
         "recall_at_20": outcome.manifest.metric("test", "recall@20"),
         "popularity_recall_at_20": outcome.manifest.metric("popularity", "recall@20"),
     }
@@ -51,7 +52,7 @@ async def _timed_refresh(settings: Settings, bootstrap: str, cache: InteractionC
 async def bench_train(settings: Settings, bootstrap: str, events: int, users: int, items: int, new_events: int,
                       on_progress=lambda status: None, on_phase=lambda phase: None) -> dict:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
-    settings = settings.model_copy(update={"topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}",
+    settings = settings.derive(**{"topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}",
                                            "data_dir": settings.data_dir / "bench" / tag / "warm"})  # fmt: skip
     shop = Shop(ShopConfig(users=users, items=items, categories=20, seed=11, new_item_every=0))
     log = (record for record in shop.stream(events) if isinstance(record, Event))
@@ -66,7 +67,7 @@ async def bench_train(settings: Settings, bootstrap: str, events: int, users: in
         base = await _timed_refresh(settings, bootstrap, warm_cache, on_progress, full=True)
         for event in log:
             await producer.send_event(event)
-    full_settings = settings.model_copy(update={"data_dir": settings.data_dir.parent / "full"})
+    full_settings = settings.derive(data_dir=settings.data_dir.parent / "full")
     shutil.copytree(settings.data_dir, full_settings.data_dir, symlinks=True)  # the same trainer state, twice
     full_cache = open_cache(full_settings)
     on_phase(f"warm refresh after {new_events} new events")

@@ -50,7 +50,7 @@ class RunningWorker:
         if worker.settings.engine == "faust":
             worker.hold_commits()
         else:
-            worker.settings = worker.settings.model_copy(update={"commit_interval_s": 3600})
+            worker.settings = worker.settings.derive(commit_interval_s=3600)
 
     async def crash(self) -> None:
         """Stop without flushing tables or committing offsets, as a killed process would."""

@@ -18,7 +18,7 @@ from streamrec.shop.producer import ShopProducer
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version
-from trainer.job import announce
+from trainer.announce import announce
 
 pytestmark = pytest.mark.broker
 
@@ -57,7 +57,7 @@ async def serving(kafka: str, settings) -> AsyncIterator[tuple[httpx.AsyncClient
 
 
 def test_api_inputs_freshness_and_hot_swap(kafka, settings):
-    settings = settings.model_copy(update={"api_port": free_port(), "index_kind": "hnsw"})
+    settings = settings.derive(api_port=free_port(), index_kind="hnsw")
     store = ModelStore.from_settings(settings)
     first = publish_random_version(store, ITEMS, seed=1)
 
@@ -144,7 +144,7 @@ async def _served_personally(http, user_id) -> bool:
 def test_cold_start_follows_live_popularity(kafka, settings):
     """A newcomer's answer ranks by what shoppers clicked in the popularity
     window, counted by the workers, not by the version's training counts."""
-    settings = settings.model_copy(update={"api_port": free_port(), "index_kind": "flat"})
+    settings = settings.derive(api_port=free_port(), index_kind="flat")
     publish_random_version(ModelStore.from_settings(settings), ITEMS)  # trained popularity: i0 first, i199 last
 
     async def scenario():

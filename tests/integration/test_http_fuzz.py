@@ -70,7 +70,7 @@ async def _serve_and_fuzz(app, port: int, examples: int) -> tuple[int, list[str]
 @pytest.mark.parametrize("examples", EXAMPLES)
 def test_the_api_answers_every_fuzzed_request_below_500(tmp_path, settings, examples):
     version = publish_random_version(ModelStore(tmp_path / "models"), ITEMS)
-    settings = settings.model_copy(update={"data_dir": tmp_path, "index_kind": "flat"})
+    settings = settings.derive(data_dir=tmp_path, index_kind="flat")
     live = LiveModel(settings)
     live.current = ServingIndex(version, index_spec(settings), ITEMS, serving_config(settings))
     tried, failures = asyncio.run(_serve_and_fuzz(create_api(live), free_port(), examples))

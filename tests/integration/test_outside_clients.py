@@ -59,7 +59,7 @@ def produce_with_librdkafka(bootstrap: str, topics: Topics) -> Counter:
 
 
 def test_librdkafka_default_partitioner_and_aiokafka_give_exact_features(kafka, settings):
-    settings = settings.model_copy(update={"publish_recommendations": False, "partitions": 8})
+    settings = settings.derive(publish_recommendations=False, partitions=8)
     topics = Topics.from_settings(settings)
 
     async def scenario() -> None:

@@ -30,7 +30,7 @@ from streamrec.shop import ShopProducer
 from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
 from tests.versions import publish_random_version
-from trainer.job import open_cache, refresh_cache
+from trainer.data import open_cache, refresh_cache
 
 pytestmark = pytest.mark.broker
 
@@ -161,8 +161,8 @@ def _alive(tasks: list[asyncio.Task]) -> None:
 )
 def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, settings, values, forged):
     tag = f"p{time.monotonic_ns() % 10**9}"
-    settings = settings.model_copy(
-        update={
+    settings = settings.derive(
+        **{
             "topic_prefix": f"{tag}.",
             "app_id": tag,
             "api_port": free_port(),

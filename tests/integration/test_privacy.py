@@ -27,7 +27,7 @@ from streamrec.shop.simulate import ShopConfig
 from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
 from tests.versions import publish_trained_version
-from trainer.job import open_cache, refresh_cache
+from trainer.data import open_cache, refresh_cache
 
 pytestmark = pytest.mark.broker
 
@@ -36,8 +36,8 @@ ADMIN, READER = {"X-API-Key": "admin-key"}, {"X-API-Key": "read-key"}
 
 
 def _private(settings: Settings, **more) -> Settings:
-    return settings.model_copy(
-        update={
+    return settings.derive(
+        **{
             "api_port": free_port(),
             "publish_interval_s": 0.05,
             "index_kind": "flat",

@@ -26,7 +26,7 @@ from streamrec.shop.simulate import ShopConfig
 from tests.conftest import free_port
 from tests.integration.helpers import until
 from tests.versions import publish_random_version, publish_trained_version
-from trainer.job import announce
+from trainer.announce import announce
 
 pytestmark = pytest.mark.broker
 
@@ -76,7 +76,7 @@ def _share(item_ids: list[str], category: str, category_of: dict[str, str]) -> f
 
 
 def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
-    settings = settings.model_copy(update={"api_port": free_port(), "publish_interval_s": 0.1, "index_kind": "flat"})
+    settings = settings.derive(api_port=free_port(), publish_interval_s=0.1, index_kind="flat")
     store = ModelStore.from_settings(settings)
     version, items = publish_trained_version(store, SHOP)
     category_of = {i.item_id: i.category for i in items}

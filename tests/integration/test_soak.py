@@ -155,7 +155,7 @@ def test_three_workers_on_eight_partitions_one_killed_one_late_every_user_exact_
         "STREAMREC_DATA_DIR": str(settings.data_dir),
     }
     ports = [free_port() for _ in range(3)]
-    settings = settings.model_copy(update={"partitions": 8})
+    settings = settings.derive(partitions=8)
     users, rate = 120, 1500.0
 
     def start(port: int) -> subprocess.Popen:

@@ -13,14 +13,14 @@ from foundation.topics import Topics
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.integration.helpers import read_topic
-from trainer.job import open_cache
+from trainer.data import open_cache
 from trainer.schedule import train_every, train_once
 
 pytestmark = pytest.mark.broker
 
 
 def _small(settings):
-    return settings.model_copy(update={
+    return settings.derive(**{
         "model_dim": 16, "model_hidden": 32, "model_id_buckets": 4096, "model_text_buckets": 4096,
         "model_max_recent": 10, "train_epochs": 3, "train_batch_size": 128, "train_random_negatives": 64,
     })  # fmt: skip
@@ -49,7 +49,7 @@ def test_train_publishes_announces_and_reads_only_new_events(kafka, settings):
         assert store.current() == first.version
         manifest = store.load_manifest(first.version)
         assert manifest.data_window.events == first_batch
-        assert manifest.params["model"]["dim"] == 16 and manifest.model_config["dim"] == 16 and manifest.gate["passed"]
+        assert manifest.params.model["dim"] == 16 and manifest.model_config["dim"] == 16 and manifest.gate.passed
         assert manifest.metric("test", "users") == manifest.data_window.test_examples > 10  # held-out users
 
         more = await _send(kafka, settings, records[4000:])

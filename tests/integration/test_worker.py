@@ -31,7 +31,7 @@ pytestmark = pytest.mark.broker
 @pytest.fixture(params=["batch", "faust"])
 def settings(request, settings: Settings) -> Settings:
     """Every test here runs on both engines."""
-    return settings.model_copy(update={"engine": request.param})
+    return settings.derive(engine=request.param)
 
 
 GOOD = {"type": "click", "user_id": "u1", "item_id": "i1", "ts": 100.0}
@@ -154,7 +154,7 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
     (no flush, no commit) after round 3; a fresh worker restores from the
     changelog for round 4. Every user ends with exactly 12 clicks."""
     users = 40
-    second_settings = settings.model_copy(update={"worker_port": free_port()})
+    second_settings = settings.derive(worker_port=free_port())
 
     def total(workers: list[RunningWorker]) -> int:
         return sum(w.worker.status.events for w in workers)
@@ -202,7 +202,7 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
 def test_a_clean_stop_commits_everything_processed(kafka, settings):
     """Commits only at close (the timed ones an hour apart): a restarted
     worker must meet none of the events again."""
-    settings = settings.model_copy(update={"commit_interval_s": 3600})
+    settings = settings.derive(commit_interval_s=3600)
 
     async def scenario() -> None:
         first = await RunningWorker(settings, kafka).start()
@@ -334,8 +334,8 @@ def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka
     """GET /users/{id} on a worker that does not own the user is forwarded to
     the owner, with the worker's own admin key; ids with '?', '#', '%' or
     spaces must reach it as the same id."""
-    settings = settings.model_copy(update={"api_keys": SecretStr("reader"), "admin_api_keys": SecretStr("admin")})
-    second_settings = settings.model_copy(update={"worker_port": free_port()})
+    settings = settings.derive(api_keys=SecretStr("reader"), admin_api_keys=SecretStr("admin"))
+    second_settings = settings.derive(worker_port=free_port())
     odd_ids = ["a?b=1", "c#d", "e%2Ff", "g h", "Zoë"]
 
     async def scenario() -> None:

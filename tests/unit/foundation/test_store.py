@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 import foundation.store as store_module
-from foundation.store import DataWindow, Manifest, ModelStore, StoreError
+from foundation.store import Blend, DataWindow, Gate, Manifest, ModelStore, Params, StoreError, Training
 
 IDS = [f"i{n}" for n in range(10)]
 
@@ -34,10 +36,24 @@ def test_the_manifest_round_trips_and_ignores_unknown_fields():
     manifest = Manifest(
         created=5.0, metrics={"test": {"recall@20": 0.5}},
         data_window=DataWindow(events=10, first_ts=1.0, last_ts=2.0, items=3, train_examples=4, test_examples=2),
+        params=Params({"lr": 0.1}, {"dim": 8}, Blend(100, 0.2, {"0.2": 0.3}, "v1")),
+        training=Training(kind="warm", why="from v1", base="v1", warm_in_a_row=2, history=[{"epoch": 0}]),
+        gate=Gate(against="v1", current_recall=0.3, new_recall=0.31),
     )  # fmt: skip
     raw = manifest.to_json().replace(b'"created"', b'"from_the_future": 1, "created"')
     back = Manifest.from_json(raw)
     assert back == manifest and back.metric("test", "recall@20") == 0.5 and back.metric("valid", "recall@20") is None
+
+
+def test_the_manifest_keeps_the_wire_names_of_its_records():
+    written = json.loads(Manifest(created=1.0, params=Params(blend=Blend(valid_recall_by_weight={"0": 0.1}))).to_json())
+    assert written["params"]["blend"]["valid_recall@20_by_weight"] == {"0": 0.1}
+    assert written["gate"]["passed"] is True and written["training"]["kind"] == "full"
+
+
+def test_a_manifest_without_the_trainers_records_reads_with_defaults():
+    back = Manifest.from_json(json.dumps({"created": 1.0, "params": {}, "training": {}}))
+    assert back.params.blend.weight == 0.0 and back.training.warm_in_a_row == 0 and back.gate.passed
 
 
 @pytest.mark.parametrize("failing", ["save_file", "_fsync_write"])

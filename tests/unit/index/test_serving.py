@@ -17,7 +17,7 @@ from embeddings.versions import load_version, publish_model
 from foundation.catalog import Removed
 from foundation.features import FeatureConfig, UserFeatures, apply_event
 from foundation.schema import Event, Item
-from foundation.store import Manifest, ModelStore
+from foundation.store import Blend, Manifest, ModelStore, Params
 from index.kinds import IndexSpec
 from index.serving import ServingConfig, ServingIndex
 from tests.versions import SMALL, publish_random_version
@@ -187,7 +187,7 @@ def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
     rng = np.random.default_rng(0)
     histories = [list(rng.choice(len(ITEMS), size=8, replace=False)) for _ in range(200)]
     neighbours = Neighbours.from_histories(histories, len(ITEMS), k=20)
-    manifest = Manifest(created=0.0, params={"blend": {"weight": 0.5}})
+    manifest = Manifest(created=0.0, params=Params(blend=Blend(weight=0.5)))
     store = ModelStore(tmp_path)
     version = load_version(store, publish_model(store, model, ITEMS, None, manifest, neighbours=neighbours))
     assert version.blend_weight == 0.5 and version.neighbours is not None

@@ -34,7 +34,7 @@ def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
     assert version == outcome.version and 0 < users <= 40 and current_then is None  # chosen before promotion
     manifest = store.load_manifest(outcome.version)
     assert manifest.index == {"kind": "hnsw", "hnsw_m": 16, "ef_search": 32}
-    blend = manifest.params["blend"]
-    assert blend["neighbours"] == 20 and blend["weight"] in (0.0, 0.1, 0.25, 0.5, 1.0)
-    assert set(blend["valid_recall@20_by_weight"]) == {"0.0", "0.1", "0.25", "0.5", "1.0"}
+    blend = manifest.params.blend
+    assert blend.neighbours == 20 and blend.weight in (0.0, 0.1, 0.25, 0.5, 1.0)
+    assert set(blend.valid_recall_by_weight) == {"0.0", "0.1", "0.25", "0.5", "1.0"}
     assert {"recall@20", "ndcg@20", "coverage@20", "diversity@20", "users"} <= set(manifest.metrics["test"])

@@ -55,17 +55,17 @@ def test_refreshes_alternate_warm_and_full_and_a_warm_one_continues_from_its_bas
         )
         outcome = train_and_publish(settings, cache, store, device=CPU, force=True)
         training = outcome.manifest.training
-        kinds.append((training["kind"], training["warm_in_a_row"]))
-        if training["kind"] == "warm":
+        kinds.append((training.kind, training.warm_in_a_row))
+        if training.kind == "warm":
             window = outcome.manifest.data_window  # taught: the 1,000 new events and about as many older ones
             assert window.train_examples < 0.6 * window.events
             # Continued, not restarted: the weights moved a little from the base's, far less than a fresh start's.
-            warm, base = (load_version(store, v, CPU) for v in (outcome.version, training["base"]))
+            warm, base = (load_version(store, v, CPU) for v in (outcome.version, training.base))
             moved = (warm.model.user_mlp[0].weight - base.model.user_mlp[0].weight).abs().mean()
             fresh = (TwoTower(warm.config).user_mlp[0].weight - base.model.user_mlp[0].weight).abs().mean()
             assert moved < 0.2 * fresh
-            blend = outcome.manifest.params["blend"]  # the base's choice stands: no new judging of weights
-            assert blend["weight_from"] == base.version and blend["weight"] == base.blend_weight
+            blend = outcome.manifest.params.blend  # the base's choice stands: no new judging of weights
+            assert blend.weight_from == base.version and blend.weight == base.blend_weight
     assert kinds == [("full", 0), ("warm", 1), ("warm", 2), ("full", 0)]  # every 3rd refresh is full
 
 
@@ -84,13 +84,13 @@ def _trained_then_more(tmp_path, trained: int) -> tuple[InteractionCache, ModelS
 def test_a_changed_model_shape_or_asking_forces_a_full_refresh(tmp_path):
     cache, store = _trained_then_more(tmp_path, 2000)
     asked = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True, full=True)
-    assert asked.manifest.training["kind"] == "full" and asked.manifest.training["why"] == "asked for"
+    assert asked.manifest.training.kind == "full" and asked.manifest.training.why == "asked for"
     reshaped = train_and_publish(small_settings(tmp_path, model_dim=8), cache, store, device=CPU, force=True)
-    assert reshaped.manifest.training["kind"] == "full" and "shape" in reshaped.manifest.training["why"]
+    assert reshaped.manifest.training.kind == "full" and "shape" in reshaped.manifest.training.why
     assert reshaped.manifest.model_config["dim"] == 8
 
 
 def test_a_window_mostly_new_is_learned_by_a_full_refresh(tmp_path):
     cache, store = _trained_then_more(tmp_path, 1000)  # two thirds of the window arrived since
     training = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True).manifest.training
-    assert training["kind"] == "full" and "67% of the window is new" in training["why"]
+    assert training.kind == "full" and "67% of the window is new" in training.why
