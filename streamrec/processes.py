@@ -1,4 +1,5 @@
-"""The processes, wired: a worker with its publisher, and an API server.
+"""The processes, wired: a worker with its publisher, an API server, and the
+trainer's index tuning.
 
 Composition lives here, at the top, so that the domain packages never reach
 for each other: the worker knows nothing of the publisher, the publisher
@@ -22,6 +23,7 @@ from streams.web import create_worker_api, render_metrics
 if TYPE_CHECKING:
     from index.live import LiveModel
     from index.publisher import RecommendationPublisher
+    from trainer.job import IndexChooser
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class WorkerProcess:
         if settings.publish_recommendations:
             self.publisher = await self._start_publisher()
             tasks.add(asyncio.create_task(self.publisher.run(stop)))
-        log.info("worker up: HTTP %s, group %s", settings.worker_url, f"{settings.app_id}-worker")
+        log.info("worker up: HTTP %s, group %s", settings.worker_url, worker.topics.worker_group)
         try:
             done, _ = await asyncio.wait(
                 {*tasks, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
@@ -134,3 +136,16 @@ async def run_server(
         await asyncio.gather(*tasks, return_exceptions=True)
         await live.stop()
     return live
+
+
+def index_chooser(settings: Settings) -> IndexChooser | None:
+    """With `STREAMREC_INDEX_TUNE`, the trainer's hook that tunes each new
+    version's index once, for every server and worker (trainer and index meet here)."""
+    if not settings.index_tune:
+        return None
+    import functools
+
+    from foundation.store import ModelStore
+    from index.tune import choose_for_version
+
+    return functools.partial(choose_for_version, ModelStore.from_settings(settings), settings)

@@ -1,0 +1,297 @@
+"""`streamrec bench ...`: each benchmark's command, beside the benchmarks.
+
+Each prints its figures as a table; with --json its last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from foundation.settings import Settings
+from streamrec.broker import kafka_bootstrap
+from streamrec.cli.common import (
+    JsonLine,
+    LogFile,
+    add_measurements,
+    console,
+    figure,
+    measurement_table,
+    show_result,
+    training_progress,
+    with_log_options,
+)
+
+bench_app = typer.Typer(help="Benchmarks: each prints figures; with --json its last line is one JSON object.")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    events: Annotated[int, typer.Option(help="Events to push through.")] = 500_000,
+    users: Annotated[int, typer.Option(help="Distinct users.")] = 100_000,
+    items: Annotated[int, typer.Option(help="Distinct items.")] = 10_000,
+    engine: Annotated[
+        str, typer.Option(help="Engines to measure, comma-separated: batch, faust (each reads the same events).")
+    ] = "batch",
+    as_json: JsonLine = False,
+) -> None:
+    """Events/s through one worker per engine (durable state) beside raw aiokafka consume-and-decode."""
+    from streamrec.bench.ingest import bench_ingest as run_bench
+
+    engines = tuple(name.strip() for name in engine.split(",") if name.strip())
+    unknown = set(engines) - {"batch", "faust"}
+    if unknown or not engines:
+        raise typer.BadParameter(
+            f"engines are batch and faust, not {sorted(unknown) or engine!r}", param_hint="--engine"
+        )
+    settings = Settings()
+    console.print(f"producing {events} events over {users} users and {items} items ...")
+    with kafka_bootstrap(settings) as bootstrap:
+        result = asyncio.run(run_bench(settings, bootstrap, events, users, items, engines))
+    table = Table("measure", "events/s", "ratio to raw")
+    table.add_row("produce (ShopProducer, acks=all)", f"{result.produce_events_per_s:,.0f}", "")
+    table.add_row("raw aiokafka consume + msgpack decode", f"{result.raw_events_per_s:,.0f}", "1.00")
+    for name in engines:
+        table.add_row(
+            f"{name} engine: validate, dedup, features, changelog, commit",
+            f"{result.events_per_s[name]:,.0f}",
+            f"{result.ratio(name):.3f}",
+        )
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result.to_json()))
+
+
+@bench_app.command("train")
+def bench_train(
+    events: Annotated[int, typer.Option(help="Simulated events in the log (the data window).")] = 1_000_000,
+    new_events: Annotated[
+        int, typer.Option(min=1, help="Of them, the newest: what the warm refresh is about.")
+    ] = 50_000,
+    users: Annotated[int, typer.Option(help="Simulated users.")] = 20_000,
+    items: Annotated[int, typer.Option(help="Catalog items.")] = 10_000,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Cap a full refresh's epochs (default: STREAMREC_TRAIN_EPOCHS with early stopping)."),
+    ] = None,
+    as_json: JsonLine = False,
+) -> None:
+    """A full refresh against a warm one on the same log: wall time, examples/s, test recall@20."""
+    from streamrec.bench.train import bench_train as run_bench
+
+    if not 0 < new_events < events:
+        raise typer.BadParameter(f"--new-events must be between 1 and --events - 1 ({events - 1})")
+    settings = Settings()
+    if epochs is not None:
+        settings = settings.derive(train_epochs=epochs)
+    console.print(f"simulating and producing {events} events ({users} users, {items} items) ...")
+    progress, update = training_progress()
+    with kafka_bootstrap(settings) as bootstrap, progress:
+        result = asyncio.run(run_bench(settings, bootstrap, events, users, items, new_events, update,
+                                       lambda phase: progress.console.print(phase)))  # fmt: skip
+    table = Table("measure", "full refresh", "warm refresh")
+    for name in result["full"]:
+        table.add_row(name, *(figure(result[kind][name]) for kind in ("full", "warm")))
+    Console().print(table)
+    console.print(
+        f"warm / full: time {result['warm_to_full_time']:.3f}, recall@20 {result['warm_to_full_recall']:.3f} "
+        f"(base version on the older events: {result['base_refresh_s']:,} s)"
+    )
+    if as_json:
+        print(json.dumps(result))
+
+
+@bench_app.command("index")
+def bench_index(
+    items: Annotated[int | None, typer.Option(help="One catalog size (default: 10k, 100k and 1M).")] = None,
+    queries: Annotated[
+        int, typer.Option(min=10, help="Queries per size (single-query timing uses the first 300).")
+    ] = 1000,
+    dim: Annotated[int, typer.Option(min=2, help="Vector dimensions.")] = 64,
+    threads: Annotated[int | None, typer.Option(help="Search threads (default: all cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of every configuration.")] = False,
+) -> None:
+    """Every index kind and its knobs against exact search at each catalog size, beside hnswlib."""
+    from index.cost import Target, choose
+    from streamrec.bench.index import bench_index as run_bench
+    from streamrec.plots import tuning_map
+
+    settings = Settings()
+    sizes = [items] if items else [10_000, 100_000, 1_000_000]
+    k = 10
+
+    def show(n: int, library: str, measured: list) -> None:
+        table = measurement_table("", k)
+        add_measurements(table, measured, f"{library} ")
+        Console().print(table)
+
+    results = run_bench(sizes, dim, queries, k, settings.index_batch_size, threads, on_measured=show)
+    goals = {
+        "recall@10 >= 0.95 and p99 < 2 ms (fastest)": Target(0.95, 2.0),
+        "<= 32 bytes/item and recall@10 >= 0.85 (smallest)": Target(0.85, None, 32.0, prefer="memory"),
+    }
+    rows, targets = [], []
+    for n, by_library in results.items():
+        for goal, target in goals.items():
+            best = choose(by_library["faiss"], target)
+            targets.append({"items": n, "goal": goal, "met_by": best.as_row(k) if best else None})
+            console.print(
+                f"{n:,} items, {goal}: "
+                + (
+                    f"[green]{best.spec.label()}[/] (recall {best.recall_at_k:.3f}, "
+                    f"p99 {best.p99_ms:.3f} ms, {best.bytes_per_item:.1f} B/item)"
+                    if best
+                    else "[red]not met[/]"
+                )
+            )
+        path = tuning_map(
+            settings.data_dir / "reports" / f"bench-index-{n}.png", by_library, None, f"{n:,} items, d={dim}"
+        )
+        console.print(f"plot written to {path}")
+        rows += [dict(m.as_row(k), library=library) for library, ms in by_library.items() for m in ms]
+    if as_json:
+        print(json.dumps({"configs": rows, "targets": targets, "dim": dim, "queries": queries}))
+
+
+@bench_app.command("freshness")
+def bench_freshness(
+    users: Annotated[int, typer.Option(help="Distinct users sending events.")] = 100_000,
+    items: Annotated[int, typer.Option(help="Catalog items in the index.")] = 100_000,
+    rate: Annotated[float, typer.Option(help="Events per second in the paced phase.")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the paced phase.")] = 30.0,
+    burst: Annotated[int, typer.Option(help="Events sent at once to measure publishes/s.")] = 50_000,
+    as_json: JsonLine = False,
+) -> None:
+    """Event-to-published-recommendation latency at a steady rate, and publishes/s under a burst."""
+    from streamrec.bench.freshness import bench_freshness as run_bench
+
+    settings = Settings()
+    with kafka_bootstrap(settings) as bootstrap:
+        result = asyncio.run(
+            run_bench(
+                settings,
+                bootstrap,
+                users=users,
+                items=items,
+                rate=rate,
+                seconds=seconds,
+                burst=burst,
+                on_status=console.print,
+            )
+        )
+    show_result(result, as_json)
+
+
+@bench_app.command("http")
+def bench_http(
+    items: Annotated[int, typer.Option(help="Items in the served index.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Users with features in the server.")] = 10_000,
+    requests: Annotated[int, typer.Option(help="Requests timed (after 100 to warm up).")] = 5000,
+    as_json: JsonLine = False,
+) -> None:
+    """p50/p99 of GET /recommendations over HTTP against a server holding N items (STREAMREC_INDEX_* knobs apply)."""
+    from streamrec.bench.http import bench_http as run_bench
+
+    settings = Settings()
+    result = run_bench(settings, items, users, requests, on_status=console.print)
+    show_result(result, as_json)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    workers: Annotated[str, typer.Option(help="Worker process counts to run, comma-separated.")] = "1,2",
+    users: Annotated[int, typer.Option(help="Distinct users.")] = 100_000,
+    items: Annotated[int, typer.Option(help="Catalog items.")] = 10_000,
+    rate: Annotated[float, typer.Option(help="Steady events/s of the freshness phase.")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the freshness phase.")] = 20.0,
+    burst: Annotated[int, typer.Option(help="Events of the throughput burst.")] = 100_000,
+    as_json: JsonLine = False,
+) -> None:
+    """1, 2 (...) worker processes against one broker: the group's events/s and publishes/s, and freshness p50/p99."""
+    from streamrec.bench.scale import bench_scale as run_bench
+
+    settings = Settings()
+    counts = tuple(int(n) for n in workers.split(",") if n.strip())
+    with kafka_bootstrap(settings) as bootstrap:
+        result = asyncio.run(
+            run_bench(
+                settings,
+                bootstrap,
+                counts=counts,
+                users=users,
+                items=items,
+                rate=rate,
+                seconds=seconds,
+                burst=burst,
+                on_status=console.print,
+            )  # fmt: skip
+        )
+    table = Table("workers", "events/s", "x one", "publishes/s", "freshness p50 ms", "p99 ms")
+    for n in result["events_per_s"]:
+        table.add_row(n, f"{result['events_per_s'][n]:,}", f"{result['events_per_s_ratio'][n]:.2f}",
+                      f"{result['publishes_per_s'][n]:,.0f}", f"{result['freshness_p50_ms'][n]:.0f}",
+                      f"{result['freshness_p99_ms'][n]:.0f}")  # fmt: skip
+    Console().print(table)
+    if as_json:
+        print(json.dumps(result))
+
+
+@bench_app.command("quality")
+@with_log_options
+def bench_quality(
+    log: LogFile,
+    seeds: Annotated[int, typer.Option(min=1, max=10, help="Product runs with training seeds 0..N-1.")] = 1,
+    peers: Annotated[bool, typer.Option(help="Also tune and run the classical peers (the `peers` extra).")] = True,
+    out: Annotated[Path, typer.Option(help="Directory of the JSON and the plot.")] = Path("figures"),
+    as_json: JsonLine = False,
+) -> None:
+    """The product (replay -> worker -> train -> API) against tuned ALS, BPR, item-kNN, BM25 and popularity,
+    on each user's latest 20% of events: recall@K, NDCG@20, coverage, diversity; a table, a plot and JSON."""
+    from streamrec.bench.quality import PRODUCT, write_figures
+    from streamrec.bench.quality import bench_quality as run_bench
+
+    settings = Settings()
+    if peers:
+        try:
+            import implicit  # noqa: F401
+        except ImportError:
+            console.print("[red]error:[/] the peers need the `peers` extra: pip install -e '.[peers]' (or --no-peers)")
+            raise typer.Exit(2) from None
+    events, catalog = log.read(settings)
+    ports = (settings.api_port, settings.worker_port)
+    with kafka_bootstrap(settings) as bootstrap:
+        report = asyncio.run(
+            run_bench(
+                settings, bootstrap, events, catalog, seeds=seeds, peers=peers, ports=ports, on_status=console.print
+            )
+        )
+    _quality_table(report, PRODUCT)
+    summary = report.to_json()
+    if summary["best_peer"]:
+        console.print(
+            f"{PRODUCT} recall@20 {summary['product_recall@20_mean']:.4f} "
+            f"(spread {summary['product_recall@20_spread']:.4f} over {seeds} seeds) = "
+            f"{summary['ratio_to_best_peer']:.3f} x the best peer ({summary['best_peer']}); "
+            "target >= 1.10"
+        )
+    paths = write_figures(report, out, f"{log.events_csv.name}: each user's newest 20%, new items")
+    console.print(f"written: {', '.join(str(p) for p in paths)}")
+    if as_json:
+        print(json.dumps(summary))
+
+
+def _quality_table(report: Any, product: str) -> None:
+    table = Table("system", "recall@10", "recall@20", "recall@50", "NDCG@20", "coverage@20", "diversity@20")
+    for name, quality in report.systems.items():
+        table.add_row(f"[bold]{name}[/]" if name == product else name,
+                      *(f"{quality.recall[k]:.4f}" for k in (10, 20, 50)), f"{quality.ndcg[20]:.4f}",
+                      f"{quality.coverage:.3f}", f"{quality.diversity:.3f}")  # fmt: skip
+    Console().print(table)
+    for name, params in report.params.items():
+        console.print(f"{name}: chosen on the validation window: {params or 'nothing to tune'}")

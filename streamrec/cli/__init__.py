@@ -1,0 +1,55 @@
+"""The `streamrec` command: one sub-command per process of the system.
+
+Each group of commands is a module here (`stream`, `traffic`, `demo`,
+`model`, `serving`, `settings`); the benchmarks' commands live beside the
+benchmarks (`streamrec.bench.commands`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from aiokafka.errors import KafkaError
+from rich.logging import RichHandler
+
+from foundation.settings import SettingsError
+from foundation.store import StoreError
+from streamrec.bench.commands import bench_app
+from streamrec.broker import BrokerError
+from streamrec.cli import demo, model, serving, settings, stream, traffic
+from streamrec.cli.common import console
+
+app = typer.Typer(help="streamrec: streaming recommendations for online shops.", no_args_is_help=True)
+for command in (stream.broker, stream.worker, stream.forget, traffic.simulate, traffic.replay, demo.demo,
+                model.train, model.evaluate, serving.serve, serving.tune):  # fmt: skip
+    app.command()(command)
+app.command("settings")(settings.show_settings)
+app.add_typer(bench_app, name="bench")
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+USER_ERRORS = (BrokerError, KafkaError, OSError, StoreError, SettingsError)
+
+
+def run() -> None:
+    """The `streamrec` command. What a user can cause and fix (a port in use, an
+    unreachable broker, a missing file or model, a setting out of bounds) is one
+    line and exit code 2, never a traceback."""
+    try:
+        app()
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/] {exc or type(exc).__name__}")
+        sys.exit(2)

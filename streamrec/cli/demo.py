@@ -1,0 +1,39 @@
+"""`streamrec demo`: every process on one machine, with a dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from foundation.settings import Settings
+from streamrec.broker import kafka_bootstrap
+from streamrec.cli.common import console, parse_duration, run_until_signal
+
+
+def demo(
+    rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 500.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds and write a report (unattended runs).")
+    ] = None,
+    train_every: Annotated[str, typer.Option(help="How often the trainer refreshes the model (90s, 10m).")] = "90s",
+) -> None:
+    """Everything on one machine: broker, worker, trainer, API server and simulated traffic, with a dashboard."""
+    from streamrec.demo import FIVE_MINUTES_S, run_demo, write_report
+
+    parse_duration(train_every)
+    settings = Settings()
+    with kafka_bootstrap(settings) as bootstrap:
+        milestones = run_until_signal(
+            lambda stop: run_demo(
+                settings, bootstrap, stop, rate=rate, duration=duration, train_every=train_every, console=Console()
+            )
+        )
+    if duration is not None:
+        report = write_report(milestones, settings, rate)
+        print(Path(report).read_text())
+        console.print(f"report written to {report} (with demo.json and demo.png)")
+        if not milestones.all_within(FIVE_MINUTES_S):
+            console.print("[yellow]not everything was reached within five minutes[/]: see the report")

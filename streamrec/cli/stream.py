@@ -1,0 +1,76 @@
+"""`streamrec broker`, `worker` and `forget`: the broker and the stream side."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from typing import Annotated, Any
+
+import typer
+
+from foundation.settings import Settings
+from streamrec.broker import EmbeddedBroker, kafka_bootstrap
+from streamrec.cli.common import console, run_until_signal
+
+
+def broker(port: Annotated[int | None, typer.Option(help="Port (default: STREAMREC_BROKER_PORT).")] = None) -> None:
+    """Run the embedded Kafka-compatible broker (tansu, memory storage) until Ctrl-C."""
+    settings = Settings()
+    # The handlers only note the request: stopping (and waiting for) the broker
+    # inside a handler that interrupts a wait on the same process hung for ever.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    embedded = EmbeddedBroker(settings.broker_host, port or settings.broker_port)
+    embedded.start()
+    console.print(f"broker listening on [bold]{embedded.bootstrap}[/] (memory storage); Ctrl-C stops it")
+    while embedded.poll() is None and not stop.wait(0.2):
+        pass
+    code = embedded.poll()
+    embedded.stop()
+    if not stop.is_set():
+        console.print(f"[red]error:[/] the broker exited by itself with code {code}")
+        raise typer.Exit(code or 1)
+
+
+def worker(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: STREAMREC_WORKER_PORT).")] = None,
+) -> None:
+    """Run a stream worker: features, item statistics, dead letters, GET /users/{id}."""
+    from streamrec.processes import run_worker
+
+    settings = Settings() if port is None else Settings().derive(worker_port=port)
+    with kafka_bootstrap(settings) as bootstrap:
+        run_until_signal(lambda stop: run_worker(settings, bootstrap, stop))
+
+
+def forget(user_id: Annotated[str, typer.Argument(help="The shop's id of the user.")]) -> None:
+    """Forget a user everywhere: the workers' features and changelog, the servers' replicas,
+    the published recommendations and the trainer's cache (via the recs.control topic)."""
+    from foundation.control import send_forget
+    from foundation.kafka import start_producer
+    from foundation.privacy import Pseudonyms
+    from foundation.topics import Topics, ensure_topics
+
+    settings = Settings()
+    if not 0 < len(user_id) <= settings.max_id_chars:
+        console.print(f"[red]error:[/] a user id has 1 to {settings.max_id_chars} characters")
+        raise typer.Exit(2)
+
+    async def go(bootstrap: str) -> Any:
+        await ensure_topics(settings, bootstrap)
+        producer = await start_producer(bootstrap)
+        try:
+            return await send_forget(
+                producer, Topics.from_settings(settings), Pseudonyms.from_settings(settings), user_id
+            )
+        finally:
+            await producer.stop()
+
+    with kafka_bootstrap(settings) as bootstrap:
+        sent = asyncio.run(go(bootstrap))
+    console.print(
+        f"forget request for {user_id!r} stored at {sent.topic}[{sent.partition}]@{sent.offset}: "
+        "the owning worker acts within its commit interval, the trainer at its next refresh"
+    )
