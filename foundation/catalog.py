@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from foundation.codec import Rejected, decode_records
-from foundation.kafka import FollowedTopic
+from foundation.kafka import FollowedTopic, KafkaConnection
 from foundation.schema import Item, Limits, validate_item
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,10 @@ class CatalogView(FollowedTopic):
         item = self.items.get(item_id)
         return None if item is None else item.category
 
-    async def start(self, bootstrap: str) -> None:
+    async def start(self, kafka: KafkaConnection) -> None:
         """Read the catalog up to its current end before any event is processed,
         so that a replay's catalog (sent first) is known to the first click."""
-        await super().start(bootstrap)
+        await super().start(kafka)
         log.info("catalog: %d items loaded", len(self.items))
 
     def drain_changes(self) -> list[CatalogChange]:

@@ -1,10 +1,16 @@
-"""Kafka clients set up the way streamrec needs them, shared by every module."""
+"""Kafka clients set up the way streamrec needs them, shared by every module.
+
+Every client is made from an explicit `KafkaConnection` (where the brokers
+are, how to authenticate and encrypt), built once per process from its
+settings and handed down: there is no process-wide default to forget.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,10 +22,6 @@ from aiokafka.partitioner import murmur2
 from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# How this process's clients authenticate and encrypt (`use_security`): one
-# cluster per process, so every client the product creates takes the same.
-_security: dict[str, Any] = {}
 
 
 def security_options(settings: Settings) -> dict[str, Any]:
@@ -41,19 +43,33 @@ def security_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def use_security(settings: Settings) -> None:
-    """Make every Kafka client this process creates connect as the settings say."""
-    _security.clear()
-    _security.update(security_options(settings))
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where the brokers are and how every client reaches them (TLS, SASL),
+    as Quix Streams' ConnectionConfig: one per process, passed explicitly."""
+
+    bootstrap: str  # host:port,...
+    security: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # aiokafka options; secrets
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bootstrap: str) -> KafkaConnection:
+        """A connection to `bootstrap` with the settings' TLS and SASL."""
+        return cls(bootstrap, security_options(settings))
+
+    @property
+    def secured(self) -> bool:
+        return bool(self.security)
+
+    def client_options(self) -> dict[str, Any]:
+        """What every aiokafka client takes: the brokers and the security options."""
+        return {"bootstrap_servers": self.bootstrap, **self.security}
+
+    def __str__(self) -> str:
+        return self.bootstrap
 
 
-def client_options() -> dict[str, Any]:
-    """Options every Kafka client of this process takes (its TLS and SASL)."""
-    return dict(_security)
-
-
-def admin_client(bootstrap: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security)
+def admin_client(kafka: KafkaConnection) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**kafka.client_options())
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -63,15 +79,15 @@ def partition_for(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+async def start_producer(kafka: KafkaConnection, **options: Any) -> AIOKafkaProducer:
     """An idempotent producer with acks=all, or, on a broker that refuses
     producer ids (tansu's memory storage does), acks=all without idempotence.
 
     The fallback is safe for streamrec's data: a retried event is absorbed by
     its event_id, a retried changelog record rewrites the same key's value.
     """
-    options = {**_security, **options}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **options)
+    options = {**kafka.client_options(), **options}
+    producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **options)
     try:
         await producer.start()
         return producer
@@ -80,20 +96,19 @@ async def start_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
         log.warning(
             "broker %s refused an idempotent producer (%s); using acks=all without idempotence "
             "(retries may repeat records; event ids absorb them)",
-            bootstrap,
+            kafka.bootstrap,
             type(exc).__name__,
         )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    producer = AIOKafkaProducer(acks="all", **options)
     await producer.start()
     return producer
 
 
-def reader(bootstrap: str, group_id: str | None = None) -> AIOKafkaConsumer:
+def reader(kafka: KafkaConnection, group_id: str | None = None) -> AIOKafkaConsumer:
     """A consumer for reading assigned partitions; with a `group_id` its
     positions can be committed (the trainer's lag is then visible)."""
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        **_security,
+        **kafka.client_options(),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -123,10 +138,10 @@ async def read_to_end(
                 remaining.discard(tp)
 
 
-async def end_offsets(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(kafka: KafkaConnection, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """Each partition's end (the offset its next record will take), from a
     fetch response's high watermark rather than ListOffsets (see `read_to_end`)."""
-    consumer = reader(bootstrap)
+    consumer = reader(kafka)
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -161,9 +176,9 @@ class FollowedTopic:
         """One consumer record; override where the partition matters too."""
         self.apply(record.key, record.value)
 
-    async def start(self, bootstrap: str) -> None:
+    async def start(self, kafka: KafkaConnection) -> None:
         """Read the topic up to its current end before returning."""
-        self._consumer = reader(bootstrap)
+        self._consumer = reader(kafka)
         await self._consumer.start()
         partitions = self._consumer.partitions_for_topic(self.topic) or {0}
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from foundation.kafka import admin_client
+from foundation.kafka import KafkaConnection, admin_client
 from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,9 @@ def _retention(hours: float) -> dict[str, str]:
     return {"retention.ms": str(int(hours * 3_600_000))} if hours > 0 else {}
 
 
-async def ensure_topics(settings: Settings, bootstrap: str) -> None:
+async def ensure_topics(settings: Settings, kafka: KafkaConnection) -> None:
     """Create missing topics; existing ones are left as they are."""
-    admin = admin_client(bootstrap)
+    admin = admin_client(kafka)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

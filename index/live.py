@@ -26,7 +26,7 @@ from embeddings.versions import load_version
 from foundation.catalog import CatalogView
 from foundation.codec import decode
 from foundation.features import FeatureConfig, ItemStats, UserFeatures, window_popularity
-from foundation.kafka import FollowedTopic
+from foundation.kafka import FollowedTopic, KafkaConnection
 from foundation.schema import Limits, show
 from foundation.settings import Settings
 from foundation.store import ModelStore, is_version_name
@@ -165,8 +165,8 @@ class LiveModel:
         self._popularity_due = 0.0  # when live popularity is next pushed to the served index
         self._failed: dict[str, tuple[float, float]] = {}  # version -> (retry at, backoff) after a failed swap
 
-    async def start(self, bootstrap: str) -> None:
-        await asyncio.gather(*(topic.start(bootstrap) for topic in self._followed()))
+    async def start(self, kafka: KafkaConnection) -> None:
+        await asyncio.gather(*(topic.start(kafka) for topic in self._followed()))
         self.catalog.drain_changes()
         version = self.store.current()
         if version is not None:

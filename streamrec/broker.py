@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from foundation.kafka import use_security
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,18 +132,16 @@ class EmbeddedBroker:
 
 
 @contextlib.contextmanager
-def kafka_bootstrap(settings: Settings) -> Iterator[str]:
-    """The cluster to talk to: the configured one, a local broker already
-    running, or an embedded broker started for the duration of the block.
-    The process's clients use the settings' TLS and SASL with a configured
-    cluster; a local broker is plain."""
+def kafka_connection(settings: Settings) -> Iterator[KafkaConnection]:
+    """The cluster to talk to: the configured one (with the settings' TLS and
+    SASL), a local broker already running, or an embedded broker started for
+    the duration of the block (both plain)."""
     if settings.kafka_bootstrap:
-        use_security(settings)
-        yield settings.kafka_bootstrap
+        yield KafkaConnection.from_settings(settings, settings.kafka_bootstrap)
         return
     if port_open(settings.broker_host, settings.broker_port):
         log.info("using the broker already listening on %s:%d", settings.broker_host, settings.broker_port)
-        yield f"{settings.broker_host}:{settings.broker_port}"
+        yield KafkaConnection(f"{settings.broker_host}:{settings.broker_port}")
         return
     with EmbeddedBroker(settings.broker_host, settings.broker_port) as broker:
-        yield broker.bootstrap
+        yield KafkaConnection(broker.bootstrap)

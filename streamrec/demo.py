@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
 from foundation.store import ModelStore
 from streamrec.broker import die_with_parent
@@ -157,10 +158,10 @@ async def _api_state(http: httpx.AsyncClient) -> str:
     return "serving" if answer.status_code == 200 else "up, waiting for a model"
 
 
-async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, rate: float, duration: float | None,
-                   train_every: str, console: Console) -> Milestones:  # fmt: skip
+async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Event, *, rate: float,
+                   duration: float | None, train_every: str, console: Console) -> Milestones:  # fmt: skip
     log_dir = settings.data_dir / "demo"
-    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
+    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
     children = [
         # 10k events (20 s at the default rate) make a first model better than popularity.
         Child(
@@ -170,13 +171,13 @@ async def run_demo(settings: Settings, bootstrap: str, stop: asyncio.Event, *, r
     ]
     for child in children:
         await child.start()
-    process = WorkerProcess(settings, bootstrap)
+    process = WorkerProcess(settings, kafka)
     worker_task = asyncio.create_task(process.run(stop))
     milestones = Milestones()
     started = time.monotonic()
     shop = Shop(ShopConfig())
     async with (
-        ShopProducer(bootstrap, settings) as producer,
+        ShopProducer(kafka, settings) as producer,
         httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=2) as http,
     ):
         traffic = asyncio.create_task(send_traffic(shop, producer, max_events=None, rate=rate))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from foundation.catalog import CatalogView
 from foundation.http import Access, metrics_app, serve_http
+from foundation.kafka import KafkaConnection
 from foundation.schema import Limits
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
@@ -38,13 +39,13 @@ class WorkerProcess:
     freshness benchmark, tests) read `worker` and `publisher` while it runs.
     """
 
-    def __init__(self, settings: Settings, bootstrap: str):
+    def __init__(self, settings: Settings, kafka: KafkaConnection):
         self.settings = settings
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         publishing = settings.publish_recommendations
         topics = Topics.from_settings(settings)
         self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=publishing)
-        self.worker = stream_worker(settings, bootstrap, catalog=self.catalog)
+        self.worker = stream_worker(settings, kafka, catalog=self.catalog)
         self.publisher: RecommendationPublisher | None = None  # set once its index is loaded
 
     @property
@@ -89,7 +90,7 @@ class WorkerProcess:
 
         settings, worker = self.settings, self.worker
         live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
-        await live.start(self.bootstrap)
+        await live.start(self.kafka)
         publisher = RecommendationPublisher(
             live, worker.users.get, worker.producer, worker.topics.recommendations,
             k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
@@ -99,24 +100,24 @@ class WorkerProcess:
         return publisher
 
 
-async def run_worker(settings: Settings, bootstrap: str, stop: asyncio.Event) -> WorkerProcess:
+async def run_worker(settings: Settings, kafka: KafkaConnection, stop: asyncio.Event) -> WorkerProcess:
     """A worker process (with its publisher) until `stop`."""
-    process = WorkerProcess(settings, bootstrap)
+    process = WorkerProcess(settings, kafka)
     await process.run(stop)
     return process
 
 
 async def run_server(
-    settings: Settings, bootstrap: str, stop: asyncio.Event, live: LiveModel | None = None
+    settings: Settings, kafka: KafkaConnection, stop: asyncio.Event, live: LiveModel | None = None
 ) -> LiveModel:
     """The HTTP API until `stop`: follow the catalog, features and model
     versions and serve; pass a `live` model to watch it (tests, the demo)."""
     from index.api import ApiMetrics, create_api
     from index.live import LiveModel
 
-    await ensure_topics(settings, bootstrap)
+    await ensure_topics(settings, kafka)
     live = live or LiveModel(settings)
-    await live.start(bootstrap)
+    await live.start(kafka)
     follow = asyncio.create_task(live.follow(stop))
     log.info("API on http://%s:%d (OpenAPI at /docs), model %s", settings.api_host, settings.api_port, live.version)
     metrics = ApiMetrics(live)

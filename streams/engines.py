@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from foundation.catalog import CatalogView
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
 from streams.metrics import WorkerMetrics
-from streams.state import WorkerState
+from streams.state import StreamEngine
 from streams.worker import StreamWorker
 
 
 def stream_worker(
-    settings: Settings, bootstrap: str, *, catalog: CatalogView | None = None, metrics: WorkerMetrics | None = None
-) -> WorkerState:
+    settings: Settings,
+    kafka: KafkaConnection,
+    *,
+    catalog: CatalogView | None = None,
+    metrics: WorkerMetrics | None = None,
+) -> StreamEngine:
     """A worker on `settings.engine`: batch (StreamWorker) or faust (FaustWorker)."""
     if settings.engine == "faust":
         from streams.faust_engine import FaustWorker  # faust-streaming loads only on this engine
 
-        return FaustWorker(settings, bootstrap, catalog=catalog, metrics=metrics)
-    return StreamWorker(settings, bootstrap, catalog=catalog, metrics=metrics)
+        return FaustWorker(settings, kafka, catalog=catalog, metrics=metrics)
+    return StreamWorker(settings, kafka, catalog=catalog, metrics=metrics)

@@ -28,13 +28,14 @@ from faust.types import TP
 
 from foundation.catalog import CatalogView
 from foundation.http import Access
-from foundation.kafka import client_options, end_offsets, start_producer
+from foundation.kafka import KafkaConnection, end_offsets, start_producer
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
+from streams import faust_compat
 from streams.agents import Outcome
 from streams.assignor import Owner
 from streams.metrics import WorkerMetrics
-from streams.state import WorkerState
+from streams.state import StreamEngine, WorkerState
 from streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class RowsStore(Store):
         self.rows.hold({tp.partition for tp in active_tps})
 
 
-class RowsTable(faust.Table):
+class RowsTable(faust_compat.StoreTable):
     """A Faust table whose rows are a `ChangelogTable` and whose changelog
     records are the batch engine's (key: the id's UTF-8; value: msgpack)."""
 
@@ -85,7 +86,7 @@ class RowsTable(faust.Table):
             **kwargs,
         )
 
-    def _new_store(self) -> RowsStore:
+    def make_store(self) -> RowsStore:
         return RowsStore("memory://", self.app, self, table_name=self.name, rows=self.rows)
 
     async def on_recovery_completed(self, active_tps: set, standby_tps: set) -> None:
@@ -104,8 +105,9 @@ class FaustAgents(WorkerState):
         catalog: CatalogView | None = None,
         metrics: WorkerMetrics | None = None,
     ):
-        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker)
-        super().__init__(settings, bootstrap, catalog=catalog, metrics=metrics)
+        # The app's own brokers and credentials: this connection only names them.
+        kafka = KafkaConnection(",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker))
+        super().__init__(settings, kafka, catalog=catalog, metrics=metrics)
         self.app = app
         topics = self.topics
         self.users_table = RowsTable(app, rows=self.users, on_ready=self._on_ready, partitions=settings.partitions)
@@ -137,7 +139,7 @@ class FaustAgents(WorkerState):
         commits; every batch polls the catalog (the batch engine does both in its loop)."""
         if self._started is None:
             self._guard_commits()
-            self._started = asyncio.ensure_future(self.catalog.start(self.bootstrap))
+            self._started = asyncio.ensure_future(self.catalog.start(self.kafka))
         await asyncio.shield(self._started)
         await self.catalog.poll()
 
@@ -146,16 +148,12 @@ class FaustAgents(WorkerState):
         offsets, every row changed since the last commit is written once to
         its changelog and acknowledged. A failed write fails the commit and
         crashes the app, so the group redelivers those events."""
-        consumer, producer = self.app.consumer, self.app.producer
-        commit = consumer._commit
 
-        async def flush_then_commit(offsets) -> bool:
-            writer = producer._ensure_producer()  # the aiokafka producer under Faust's
+        async def flush(writer) -> None:
             await self.users.flush(writer)
             await self.items.flush(writer)
-            return await commit(offsets)
 
-        consumer._commit = flush_then_commit
+        faust_compat.commit_after(self.app.consumer, flush)
 
     def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
         by_partition: dict[tuple[str, int], list] = {}
@@ -216,7 +214,7 @@ class FaustAgents(WorkerState):
         inputs = {*self.topics.events, self.topics.control}
         total = 0
         for tp in consumer.assignment():
-            highwater, read = consumer.highwater(tp), consumer._read_offset.get(tp)
+            highwater, read = consumer.highwater(tp), faust_compat.read_offset(consumer, tp)
             if tp.topic in inputs and highwater is not None and read is not None:
                 total += max(0, highwater - read - 1)
         return total
@@ -235,12 +233,13 @@ def mount(
     re-routed events are the batch engine's, so streamrec's trainer, servers
     and publisher work on them.
     """
+    faust_compat.check_installed()
     if app.conf.table_standby_replicas:
         raise ValueError("mount streamrec's agents into an app with table_standby_replicas=0")
     return FaustAgents(app, settings, catalog=catalog, metrics=metrics)
 
 
-def faust_app(settings: Settings, bootstrap: str) -> faust.App:
+def faust_app(settings: Settings, kafka: KafkaConnection) -> faust.App:
     """The app `streamrec worker` runs with `STREAMREC_ENGINE=faust`.
 
     The group is the batch engine's, so switching engines resumes from the
@@ -248,9 +247,10 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
     partitions it owns (as the batch engine). Faust's own web server is off:
     the worker's HTTP port is streamrec's.
     """
+    faust_compat.check_installed()
     for name in ("faust", "mode"):  # their INFO is a line per service started or stopped
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
-    if client_options():
+    if kafka.secured:
         raise ValueError(
             "the faust engine does not take STREAMREC_KAFKA_SECURITY_* settings; mount the agents "
             "in a faust.App configured with its broker_credentials (streams.faust_engine.mount)"
@@ -259,7 +259,7 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
     signature = Access.from_settings(settings).sign(url)
     return faust.App(
         Topics.from_settings(settings).worker_group,
-        broker=[f"kafka://{address}" for address in bootstrap.split(",")],
+        broker=[f"kafka://{address}" for address in kafka.bootstrap.split(",")],
         store="memory://",
         web_enabled=False,
         canonical_url=f"{url}/{signature}" if signature else url,
@@ -279,31 +279,31 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
     )
 
 
-class FaustWorker(FaustAgents):
+class FaustWorker(FaustAgents, StreamEngine):
     """`streamrec worker` on the faust engine: the StreamWorker's lifecycle."""
 
     def __init__(
         self,
         settings: Settings,
-        bootstrap: str,
+        kafka: KafkaConnection,
         *,
         catalog: CatalogView | None = None,
         metrics: WorkerMetrics | None = None,
     ):
-        super().__init__(faust_app(settings, bootstrap), settings, catalog=catalog, metrics=metrics)
+        super().__init__(faust_app(settings, kafka), settings, catalog=catalog, metrics=metrics)
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        await ensure_topics(self.settings, self.bootstrap)
-        self._producer = await start_producer(self.bootstrap, linger_ms=5)
-        bootstrap = self.bootstrap
+        await ensure_topics(self.settings, self.kafka)
+        self._producer = await start_producer(self.kafka, linger_ms=5)
+        kafka = self.kafka
 
         async def highwaters(*tps: TP) -> dict[TP, int]:
             """A restore reads each changelog to its true end (tansu's ListOffsets is a batch short)."""
-            ends = await end_offsets(bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in tps])
+            ends = await end_offsets(kafka, [TopicPartition(tp.topic, tp.partition) for tp in tps])
             return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
 
-        self.app.consumer.highwaters = highwaters
+        faust_compat.restore_to(self.app.consumer, highwaters)
         await self.app.start()
 
     async def run(self) -> None:
@@ -338,11 +338,7 @@ class FaustWorker(FaustAgents):
 
     def hold_commits(self) -> None:
         """From now on write no changelog and commit no offsets (`abort`, fault tests)."""
-
-        async def no_commit(offsets) -> bool:
-            return False
-
-        self.app.consumer._commit = no_commit
+        faust_compat.hold_commits(self.app.consumer)
 
     async def abort(self) -> None:
         """Leave without committing: what a killed process leaves behind."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from foundation.catalog import CatalogView
 from foundation.features import FeatureConfig, ItemStats, UserFeatures, merge_item_stats, popular_items
+from foundation.kafka import KafkaConnection
 from foundation.privacy import Pseudonyms
 from foundation.schema import Limits
 from foundation.settings import Settings
@@ -42,18 +44,20 @@ class WorkerStatus:
     ready: bool = False
 
 
-class WorkerState:
+class WorkerState(ABC):
     """The tables, the agents over them, the counters and the queries.
 
-    An engine subclass consumes, writes the changelogs and commits; it sets
-    `_producer` (the process's aiokafka producer, shared with the publisher)
-    and `_ready` (event partitions restored and being processed).
+    What runs them subclasses this: a `StreamEngine` consumes, writes the
+    changelogs and commits (and sets `_producer`, the process's aiokafka
+    producer shared with the publisher); an app that `mount`s the agents runs
+    them itself. Either sets `_ready` (event partitions restored and being
+    processed) and answers who owns which partition.
     """
 
     def __init__(
         self,
         settings: Settings,
-        bootstrap: str,
+        kafka: KafkaConnection,
         *,
         catalog: CatalogView | None = None,
         metrics: WorkerMetrics | None = None,
@@ -61,7 +65,7 @@ class WorkerState:
         """`catalog`: a view to share with other parts of the process (it must
         not be started yet: the worker starts, polls and stops it)."""
         self.settings = settings
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topics = Topics.from_settings(settings)
         limits = Limits.from_settings(settings)
         self.config = FeatureConfig.from_settings(settings)
@@ -81,39 +85,19 @@ class WorkerState:
         # Called after each batch with the users it changed (the real-time publisher).
         self.on_touched: Callable[[dict[str, tuple[int, str, float]]], None] | None = None
 
-    # --- what an engine provides ----------------------------------------------
-
-    async def start(self) -> None:
-        """Join the group (topics are created first where missing)."""
-        raise NotImplementedError
-
-    async def run(self) -> None:
-        """Process until `stop()`; raises what stopped it otherwise."""
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Write and commit what was processed, then leave the group."""
-        raise NotImplementedError
-
-    async def abort(self) -> None:
-        """Leave without committing: what a killed process leaves behind
-        (the group redelivers; fault tests use it)."""
-        raise NotImplementedError
+    # --- what the group tells: each runner answers from its own consumer -------
 
     @property
+    @abstractmethod
     def owners(self) -> Mapping[int, Owner]:
         """Each event partition's owner in the group, as the last assignment said."""
-        raise NotImplementedError
 
-    def partition_count(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def partition_count(self) -> int: ...
 
+    @abstractmethod
     def lag(self) -> int:
         """Records in the assigned input partitions not yet processed."""
-        raise NotImplementedError
 
     # --- shared by the engines --------------------------------------------------
 
@@ -174,3 +158,28 @@ class WorkerState:
     def ready_partitions(self) -> frozenset[int]:
         """Event partitions whose state is restored and which are being processed."""
         return frozenset(self._ready)
+
+
+class StreamEngine(WorkerState):
+    """A worker process's engine (`STREAMREC_ENGINE`): it joins the group,
+    processes, and commits behind the changelog."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Join the group (topics are created first where missing)."""
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Process until `stop()`; raises what stopped it otherwise."""
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Write and commit what was processed, then leave the group."""
+
+    @abstractmethod
+    async def abort(self) -> None:
+        """Leave without committing: what a killed process leaves behind
+        (the group redelivers; fault tests use it)."""

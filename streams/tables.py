@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from foundation.codec import decode, encode
-from foundation.kafka import read_to_end, reader
+from foundation.kafka import KafkaConnection, read_to_end, reader
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +133,12 @@ class ChangelogTable(Generic[V]):
             self._rows.pop(partition, None)
             self._dirty.pop(partition, None)
 
-    async def restore(self, bootstrap: str, partitions: Iterable[int]) -> int:
+    async def restore(self, kafka: KafkaConnection, partitions: Iterable[int]) -> int:
         """Rebuild the given partitions from the changelog; returns the rows read."""
         partitions = sorted(set(partitions))
         if not partitions:
             return 0
-        restored = await read_changelog(bootstrap, self.changelog, partitions)
+        restored = await read_changelog(kafka, self.changelog, partitions)
         from_wire = self._from_wire
         for partition in partitions:
             self._rows[partition] = {key: from_wire(decode(raw)) for key, raw in restored.get(partition, {}).items()}
@@ -153,12 +153,12 @@ class ChangelogTable(Generic[V]):
                 yield partition, key, value
 
 
-async def read_changelog(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:
+async def read_changelog(kafka: KafkaConnection, topic: str, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:
     """The latest value of every key of a compacted topic, up to its current end.
 
     A null value (tombstone) deletes its key, as compaction would.
     """
-    consumer = reader(bootstrap)
+    consumer = reader(kafka)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]

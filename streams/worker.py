@@ -31,29 +31,29 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from foundation.catalog import CatalogView
 from foundation.http import Access
-from foundation.kafka import client_options, start_producer
+from foundation.kafka import KafkaConnection, start_producer
 from foundation.settings import Settings
 from foundation.topics import ensure_topics
 from streams.agents import Outcome
 from streams.assignor import CopartitionedAssignor, Owner
 from streams.metrics import WorkerMetrics
-from streams.state import WorkerState
+from streams.state import StreamEngine
 
 log = logging.getLogger(__name__)
 
 
-class StreamWorker(WorkerState):
+class StreamWorker(StreamEngine):
     """The batch engine (the default)."""
 
     def __init__(
         self,
         settings: Settings,
-        bootstrap: str,
+        kafka: KafkaConnection,
         *,
         catalog: CatalogView | None = None,
         metrics: WorkerMetrics | None = None,
     ):
-        super().__init__(settings, bootstrap, catalog=catalog, metrics=metrics)
+        super().__init__(settings, kafka, catalog=catalog, metrics=metrics)
         # The topics partitioned by user, whose partitions wait for the state's restore.
         self.user_topics = (*self.topics.events, self.topics.control)
         url = settings.worker_url
@@ -69,12 +69,11 @@ class StreamWorker(WorkerState):
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        await ensure_topics(self.settings, self.bootstrap)
-        self._producer = await start_producer(self.bootstrap, linger_ms=5, max_batch_size=1024 * 1024)
-        await self.catalog.start(self.bootstrap)
+        await ensure_topics(self.settings, self.kafka)
+        self._producer = await start_producer(self.kafka, linger_ms=5, max_batch_size=1024 * 1024)
+        await self.catalog.start(self.kafka)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            **client_options(),
+            **self.kafka.client_options(),
             group_id=self.topics.worker_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -248,8 +247,8 @@ class StreamWorker(WorkerState):
         restoring = [tp for tp in assigned if tp.partition in new and tp.topic in self.user_topics]
         self._consumer.pause(*restoring)
         try:
-            await self.users.restore(self.bootstrap, new)
-            await self.items.restore(self.bootstrap, new)
+            await self.users.restore(self.kafka, new)
+            await self.items.restore(self.kafka, new)
         except Exception as exc:  # aiokafka would only log it; the worker must stop
             self._fatal = exc
             raise

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
 from streamrec.broker import EmbeddedBroker, free_port
 
@@ -33,18 +34,18 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[str]:
-    """Bootstrap address of a real broker for the whole session."""
+def kafka() -> Iterator[KafkaConnection]:
+    """A connection to a real broker for the whole session (plain)."""
     if os.environ.get("STREAMREC_KAFKA_BOOTSTRAP"):
-        yield os.environ["STREAMREC_KAFKA_BOOTSTRAP"]
+        yield KafkaConnection(os.environ["STREAMREC_KAFKA_BOOTSTRAP"])
     elif _docker_answers():
         from testcontainers.community.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
-            yield container.get_bootstrap_server()
+            yield KafkaConnection(container.get_bootstrap_server())
     else:
         with EmbeddedBroker("127.0.0.1", free_port()) as broker:
-            yield broker.bootstrap
+            yield KafkaConnection(broker.bootstrap)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from foundation.codec import encode
-from foundation.kafka import start_producer
+from foundation.kafka import KafkaConnection, start_producer
 from foundation.settings import Settings
 from foundation.store import MODEL_NAME, ModelStore
 from foundation.topics import Topics
@@ -23,9 +23,9 @@ def announcement(store: ModelStore, version: str) -> dict:
     }
 
 
-async def announce(settings: Settings, bootstrap: str, store: ModelStore, version: str) -> None:
+async def announce(settings: Settings, kafka: KafkaConnection, store: ModelStore, version: str) -> None:
     """Tell workers and servers on `recs.model-updates` that `version` is current."""
-    producer = await start_producer(bootstrap)
+    producer = await start_producer(kafka)
     try:
         await producer.send_and_wait(
             Topics.from_settings(settings).model_updates, encode(announcement(store, version)), key=MODEL_NAME.encode()

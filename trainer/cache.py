@@ -24,7 +24,7 @@ import msgpack
 from aiokafka import TopicPartition
 
 from foundation.codec import Rejected, decode_records
-from foundation.kafka import read_to_end, reader
+from foundation.kafka import KafkaConnection, read_to_end, reader
 from foundation.privacy import Pseudonyms
 from foundation.schema import Event, Item, Limits, validate_control, validate_event, validate_item
 from foundation.store import write_atomically
@@ -124,7 +124,7 @@ class InteractionCache:
             path.unlink()
         self._segments = self._segments[-1:]
 
-    async def refresh(self, bootstrap: str, topics: Topics, group_id: str, limits: Limits,
+    async def refresh(self, kafka: KafkaConnection, topics: Topics, group_id: str, limits: Limits,
                       pseudonyms: Pseudonyms | None = None,
                       on_progress: Callable[[int], None] = lambda n: None) -> Refresh:  # fmt: skip
         """Read every event, catalog and control record past the cached offsets.
@@ -134,7 +134,7 @@ class InteractionCache:
         the same refresh: the trainer errs on the side of forgetting.
         """
         pseudonym = pseudonyms if pseudonyms is not None and pseudonyms.enabled else None
-        consumer = reader(bootstrap, group_id=group_id)
+        consumer = reader(kafka, group_id=group_id)
         await consumer.start()
         refresh, events, items, forget = Refresh(), [], [], set()
         try:

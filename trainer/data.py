@@ -8,6 +8,7 @@ from pathlib import Path
 
 from embeddings.neighbours import Neighbours
 from foundation.features import FeatureConfig, UserFeatures
+from foundation.kafka import KafkaConnection
 from foundation.privacy import Pseudonyms
 from foundation.schema import Event, Item, Limits
 from foundation.settings import Settings
@@ -25,13 +26,16 @@ def open_cache(settings: Settings) -> InteractionCache:
 
 
 async def refresh_cache(
-    settings: Settings, bootstrap: str, cache: InteractionCache, on_progress: Callable[[int], None] = lambda n: None
+    settings: Settings,
+    kafka: KafkaConnection,
+    cache: InteractionCache,
+    on_progress: Callable[[int], None] = lambda n: None,
 ) -> Refresh:
     """Read the records that arrived since the cache's offsets."""
-    await ensure_topics(settings, bootstrap)
+    await ensure_topics(settings, kafka)
     topics = Topics.from_settings(settings)
     return await cache.refresh(
-        bootstrap,
+        kafka,
         topics,
         topics.trainer_group,
         Limits.from_settings(settings),

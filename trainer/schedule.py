@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from embeddings.versions import ModelVersion
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
 from foundation.store import ModelStore
 from trainer.announce import announce
@@ -22,7 +23,7 @@ from trainer.protocol import KS
 log = logging.getLogger(__name__)
 
 
-async def train_once(settings: Settings, bootstrap: str, *, force: bool = False, full: bool = False,
+async def train_once(settings: Settings, kafka: KafkaConnection, *, force: bool = False, full: bool = False,
                      min_new_events: int = 0,
                      on_progress: Callable[[dict], None] = lambda s: None,
                      choose_index: IndexChooser | None = None,
@@ -30,7 +31,7 @@ async def train_once(settings: Settings, bootstrap: str, *, force: bool = False,
     """Read new events, train unless too few arrived, publish, announce.
     `cache`: the trainer's cache already in memory (else read from disk)."""
     store, cache = ModelStore.from_settings(settings), cache or open_cache(settings)
-    await refresh_cache(settings, bootstrap, cache)
+    await refresh_cache(settings, kafka, cache)
     pending = new_events_since_current(store, cache)
     if pending < min_new_events:
         since = store.current() or "the start"
@@ -41,13 +42,13 @@ async def train_once(settings: Settings, bootstrap: str, *, force: bool = False,
         choose_index=choose_index,
     )  # fmt: skip
     if outcome.promoted:
-        await announce(settings, bootstrap, store, outcome.version)
+        await announce(settings, kafka, store, outcome.version)
     return outcome
 
 
 async def train_every(
     settings: Settings,
-    bootstrap: str,
+    kafka: KafkaConnection,
     stop: asyncio.Event,
     every_s: float,
     *,
@@ -64,7 +65,7 @@ async def train_every(
     while not stop.is_set():
         try:
             cache = cache or open_cache(settings)
-            outcome = await train_once(settings, bootstrap, min_new_events=min_new_events, on_progress=on_progress,
+            outcome = await train_once(settings, kafka, min_new_events=min_new_events, on_progress=on_progress,
                                        choose_index=choose_index, cache=cache)  # fmt: skip
             on_outcome(outcome)
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
@@ -90,12 +91,12 @@ class LogEvaluation:
 
 
 async def evaluate_on_log(
-    settings: Settings, bootstrap: str, version: ModelVersion, ks: tuple[int, ...] = KS
+    settings: Settings, kafka: KafkaConnection, version: ModelVersion, ks: tuple[int, ...] = KS
 ) -> LogEvaluation:
     """Bring the trainer's cache up to date and judge `version` (and popularity)
     on its held-out users' newest events, as the gate would."""
     cache = open_cache(settings)
-    await refresh_cache(settings, bootstrap, cache)
+    await refresh_cache(settings, kafka, cache)
     items = catalog_of(cache)
     evaluation = evaluate_version(version, split_of(cache.events, items, settings), items, settings, ks)
     return LogEvaluation(evaluation, len(items), len(cache.events))

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from foundation.settings import Settings
-from streamrec.broker import kafka_bootstrap
+from streamrec.broker import kafka_connection
 from streamrec.cli.common import (
     JsonLine,
     LogFile,
@@ -52,8 +52,8 @@ def bench_ingest(
         )
     settings = Settings()
     console.print(f"producing {events} events over {users} users and {items} items ...")
-    with kafka_bootstrap(settings) as bootstrap:
-        result = asyncio.run(run_bench(settings, bootstrap, events, users, items, engines))
+    with kafka_connection(settings) as kafka:
+        result = asyncio.run(run_bench(settings, kafka, events, users, items, engines))
     table = Table("measure", "events/s", "ratio to raw")
     table.add_row("produce (ShopProducer, acks=all)", f"{result.produce_events_per_s:,.0f}", "")
     table.add_row("raw aiokafka consume + msgpack decode", f"{result.raw_events_per_s:,.0f}", "1.00")
@@ -92,8 +92,8 @@ def bench_train(
         settings = settings.derive(train_epochs=epochs)
     console.print(f"simulating and producing {events} events ({users} users, {items} items) ...")
     progress, update = training_progress()
-    with kafka_bootstrap(settings) as bootstrap, progress:
-        result = asyncio.run(run_bench(settings, bootstrap, events, users, items, new_events, update,
+    with kafka_connection(settings) as kafka, progress:
+        result = asyncio.run(run_bench(settings, kafka, events, users, items, new_events, update,
                                        lambda phase: progress.console.print(phase)))  # fmt: skip
     table = Table("measure", "full refresh", "warm refresh")
     for name in result["full"]:
@@ -172,11 +172,11 @@ def bench_freshness(
     from streamrec.bench.freshness import bench_freshness as run_bench
 
     settings = Settings()
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         result = asyncio.run(
             run_bench(
                 settings,
-                bootstrap,
+                kafka,
                 users=users,
                 items=items,
                 rate=rate,
@@ -218,11 +218,11 @@ def bench_scale(
 
     settings = Settings()
     counts = tuple(int(n) for n in workers.split(",") if n.strip())
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         result = asyncio.run(
             run_bench(
                 settings,
-                bootstrap,
+                kafka,
                 counts=counts,
                 users=users,
                 items=items,
@@ -265,11 +265,9 @@ def bench_quality(
             raise typer.Exit(2) from None
     events, catalog = log.read(settings)
     ports = (settings.api_port, settings.worker_port)
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         report = asyncio.run(
-            run_bench(
-                settings, bootstrap, events, catalog, seeds=seeds, peers=peers, ports=ports, on_status=console.print
-            )
+            run_bench(settings, kafka, events, catalog, seeds=seeds, peers=peers, ports=ports, on_status=console.print)
         )
     _quality_table(report, PRODUCT)
     summary = report.to_json()

@@ -21,6 +21,7 @@ import numpy as np
 from embeddings.encoding import ModelConfig
 from embeddings.model import TwoTower
 from embeddings.versions import publish_model
+from foundation.kafka import KafkaConnection
 from foundation.schema import Event, Item
 from foundation.settings import Settings
 from foundation.store import Manifest, ModelStore
@@ -54,7 +55,7 @@ def random_click(rng: np.random.Generator, users: int, items: int, n: int) -> Ev
 
 
 async def bench_freshness(
-    settings: Settings, bootstrap: str, *, users: int, items: int, rate: float, seconds: float, burst: int,
+    settings: Settings, kafka: KafkaConnection, *, users: int, items: int, rate: float, seconds: float, burst: int,
     on_status: Callable[[str], None] = lambda text: None,
 ) -> dict:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
@@ -66,10 +67,10 @@ async def bench_freshness(
     on_status(f"publishing a model over {items:,} items ...")
     version = publish_untrained_version(settings, catalog)
     rng = np.random.default_rng(0)
-    async with ShopProducer(bootstrap, settings) as producer:
+    async with ShopProducer(kafka, settings) as producer:
         await producer.send_catalog(catalog)
         stop = asyncio.Event()
-        process = WorkerProcess(settings, bootstrap)
+        process = WorkerProcess(settings, kafka)
         worker = process.worker
         running = asyncio.create_task(process.run(stop))
         try:

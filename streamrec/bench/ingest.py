@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgpack
 from aiokafka import TopicPartition
 
-from foundation.kafka import reader
+from foundation.kafka import KafkaConnection, reader
 from foundation.schema import Event, Item
 from foundation.settings import Settings
 from foundation.topics import Topics
@@ -52,9 +52,9 @@ class IngestResult:
         }
 
 
-async def produce(settings: Settings, bootstrap: str, events: int, users: int, items: int) -> float:
+async def produce(settings: Settings, kafka: KafkaConnection, events: int, users: int, items: int) -> float:
     """Send a catalog and `events` clicks/purchases; returns events/s produced."""
-    async with ShopProducer(bootstrap, settings) as producer:
+    async with ShopProducer(kafka, settings) as producer:
         await producer.send_catalog(Item(f"i{i}", f"item {i}", f"c{i % 20}", price=9.99) for i in range(items))
         started = time.perf_counter()
         base_ts = time.time() - events / 1000
@@ -66,10 +66,10 @@ async def produce(settings: Settings, bootstrap: str, events: int, users: int, i
     return events / (time.perf_counter() - started)
 
 
-async def raw_consume(settings: Settings, bootstrap: str, events: int) -> float:
+async def raw_consume(settings: Settings, kafka: KafkaConnection, events: int) -> float:
     """Consume-and-decode with a bare aiokafka consumer: the ceiling."""
     topics = Topics.from_settings(settings)
-    consumer = reader(bootstrap)
+    consumer = reader(kafka)
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in topics.events for p in range(settings.partitions)]
@@ -89,11 +89,11 @@ async def raw_consume(settings: Settings, bootstrap: str, events: int) -> float:
         await consumer.stop()
 
 
-async def worker_consume(settings: Settings, bootstrap: str, events: int) -> tuple[float, int]:
+async def worker_consume(settings: Settings, kafka: KafkaConnection, events: int) -> tuple[float, int]:
     """Events/s through a worker of `settings.engine`, from its partitions'
     restore to the last event counted (the batch engine counts at commit,
     the faust engine as it folds)."""
-    worker = stream_worker(settings, bootstrap)
+    worker = stream_worker(settings, kafka)
     await worker.start()
     running = asyncio.create_task(worker.run())
     try:
@@ -112,14 +112,19 @@ async def worker_consume(settings: Settings, bootstrap: str, events: int) -> tup
 
 
 async def bench_ingest(
-    settings: Settings, bootstrap: str, events: int, users: int, items: int, engines: tuple[str, ...] = ("batch",)
+    settings: Settings,
+    kafka: KafkaConnection,
+    events: int,
+    users: int,
+    items: int,
+    engines: tuple[str, ...] = ("batch",),
 ) -> IngestResult:
     """Fresh topics (a unique prefix) so that every run measures the same work."""
     run = settings.derive(topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
-    produced = await produce(run, bootstrap, events, users, items)
-    raw = await raw_consume(run, bootstrap, events)
+    produced = await produce(run, kafka, events, users, items)
+    raw = await raw_consume(run, kafka, events)
     per_s, writes = {}, {}
     for engine in engines:
         app = run.derive(engine=engine, app_id=f"{run.app_id}-{engine}")
-        per_s[engine], writes[engine] = await worker_consume(app, bootstrap, events)
+        per_s[engine], writes[engine] = await worker_consume(app, kafka, events)
     return IngestResult(events, users, produced, raw, per_s, writes)

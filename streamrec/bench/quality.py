@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from foundation.kafka import KafkaConnection
 from foundation.schema import Event, Item
 from foundation.settings import Settings
 from foundation.store import ModelStore
@@ -80,7 +81,7 @@ class ProductRun:
 
 async def product_rankings(
     settings: Settings,
-    bootstrap: str,
+    kafka: KafkaConnection,
     split: WindowSplit,
     items: list[Item],
     on_status: Callable[[str], None] = lambda line: None,
@@ -88,23 +89,25 @@ async def product_rankings(
 ) -> ProductRun:
     """What the API answers each test user, after the whole way of the data."""
     on_status(f"replaying {len(split.train):,} training events ...")
-    async with ShopProducer(bootstrap, settings) as producer:
+    async with ShopProducer(kafka, settings) as producer:
         await send_replay(producer, split.train, items)
-    await _fold(settings, bootstrap, split.train, on_status)
+    await _fold(settings, kafka, split.train, on_status)
     on_status("training (the trainer's own refresh) ...")
     cache = open_cache(settings)
-    await refresh_cache(settings, bootstrap, cache)
+    await refresh_cache(settings, kafka, cache)
     store = ModelStore.from_settings(settings)
     outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=True)
     on_status(f"serving {outcome.version} and asking the API for {len(split.targets):,} users ...")
-    rankings, by_diversity = await _ask_api(settings, bootstrap, split, diversities)
+    rankings, by_diversity = await _ask_api(settings, kafka, split, diversities)
     return ProductRun(rankings, outcome.manifest.metrics.get("test", {}) if outcome.manifest else {}, by_diversity)
 
 
-async def _fold(settings: Settings, bootstrap: str, events: list[Event], on_status: Callable[[str], None]) -> None:
+async def _fold(
+    settings: Settings, kafka: KafkaConnection, events: list[Event], on_status: Callable[[str], None]
+) -> None:
     """A worker folds every replayed event into the user features (and their changelog)."""
     stop = asyncio.Event()
-    process = WorkerProcess(settings.derive(publish_recommendations=False), bootstrap)
+    process = WorkerProcess(settings.derive(publish_recommendations=False), kafka)
     running = asyncio.create_task(process.run(stop))
     status = process.worker.status
     try:
@@ -120,14 +123,14 @@ async def _fold(settings: Settings, bootstrap: str, events: list[Event], on_stat
 
 
 async def _ask_api(
-    settings: Settings, bootstrap: str, split: WindowSplit, diversities: tuple[float, ...]
+    settings: Settings, kafka: KafkaConnection, split: WindowSplit, diversities: tuple[float, ...]
 ) -> tuple[dict[str, list[str]], dict[float, dict[str, list[str]]]]:
     """The judged lists: long enough to filter each user's whole past out; and
     per diversity setting, the SHOWN items the API answers (it leaves out the
     items it knows the user had; the rest of the past is filtered here)."""
     stop = asyncio.Event()
     live = LiveModel(settings)
-    serving = asyncio.create_task(run_server(settings, bootstrap, stop, live))
+    serving = asyncio.create_task(run_server(settings, kafka, stop, live))
     rankings: dict[str, list[str]] = {}
     by_diversity: dict[float, dict[str, list[str]]] = {d: {} for d in diversities}
     try:
@@ -177,7 +180,7 @@ def quality_settings(settings: Settings, seed: int, api_port: int, worker_port: 
 
 async def bench_quality(
     settings: Settings,
-    bootstrap: str,
+    kafka: KafkaConnection,
     events: list[Event],
     items: list[Item],
     *,
@@ -197,7 +200,7 @@ async def bench_quality(
     for seed in range(seeds):
         run_settings = quality_settings(settings, seed, *ports)
         run = await product_rankings(
-            run_settings, bootstrap, split, items, on_status, diversities=DIVERSITIES if seed == 0 else ()
+            run_settings, kafka, split, items, on_status, diversities=DIVERSITIES if seed == 0 else ()
         )
         quality = judge(run.rankings, split.targets, len(item_ids), category_of)
         on_status(

@@ -28,7 +28,7 @@ import numpy as np
 from aiokafka import TopicPartition
 
 from foundation.codec import decode
-from foundation.kafka import read_to_end, reader
+from foundation.kafka import KafkaConnection, read_to_end, reader
 from foundation.schema import Item
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
@@ -48,11 +48,11 @@ class GroupRun:
     published: int
 
 
-def _start_workers(settings: Settings, bootstrap: str, count: int) -> tuple[list[subprocess.Popen], list[int]]:
+def _start_workers(settings: Settings, kafka: KafkaConnection, count: int) -> tuple[list[subprocess.Popen], list[int]]:
     ports = [free_port() for _ in range(count)]
     env = {
         **os.environ,
-        "STREAMREC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
         "STREAMREC_APP_ID": settings.app_id,
         "STREAMREC_DATA_DIR": str(settings.data_dir),
@@ -95,8 +95,8 @@ class CommittedOffsets:
     """The worker group's committed offsets on the event topics, summed (a
     reader in the group's name that never joins it: it only fetches offsets)."""
 
-    def __init__(self, settings: Settings, bootstrap: str):
-        self.consumer = reader(bootstrap, group_id=Topics.from_settings(settings).worker_group)
+    def __init__(self, settings: Settings, kafka: KafkaConnection):
+        self.consumer = reader(kafka, group_id=Topics.from_settings(settings).worker_group)
         self.tps = [
             TopicPartition(t, p) for t in Topics.from_settings(settings).events for p in range(settings.partitions)
         ]
@@ -112,9 +112,9 @@ class CommittedOffsets:
         return sum([await self.consumer.committed(tp) or 0 for tp in self.tps])
 
 
-async def _recommendations(settings: Settings, bootstrap: str) -> list[dict]:
+async def _recommendations(settings: Settings, kafka: KafkaConnection) -> list[dict]:
     topic = Topics.from_settings(settings).recommendations
-    consumer = reader(bootstrap)
+    consumer = reader(kafka)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
@@ -128,7 +128,7 @@ async def _recommendations(settings: Settings, bootstrap: str) -> list[dict]:
 
 
 async def run_group(
-    settings: Settings, bootstrap: str, count: int, *, users: int, items: int, rate: float, seconds: float,
+    settings: Settings, kafka: KafkaConnection, count: int, *, users: int, items: int, rate: float, seconds: float,
     burst: int, on_status: Callable[[str], None],
 ) -> GroupRun:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
@@ -136,12 +136,12 @@ async def run_group(
         "topic_prefix": f"scale-{tag}.", "app_id": f"scale{tag}", "data_dir": settings.data_dir / "bench" / tag,
     })  # fmt: skip
     catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]
-    await ensure_topics(settings, bootstrap)
+    await ensure_topics(settings, kafka)
     publish_untrained_version(settings, catalog)
     rng = np.random.default_rng(count)
-    async with ShopProducer(bootstrap, settings) as producer:
+    async with ShopProducer(kafka, settings) as producer:
         await producer.send_catalog(catalog)
-        processes, ports = _start_workers(settings, bootstrap, count)
+        processes, ports = _start_workers(settings, kafka, count)
         try:
             on_status(f"{count} worker(s): starting and sharing {settings.partitions} partitions ...")
             await _wait_ready(processes, ports, settings.partitions)
@@ -153,7 +153,7 @@ async def run_group(
             await asyncio.sleep(2.0)
             paced_to = time.time()
             on_status(f"{count} worker(s): a burst of {burst:,} events ...")
-            async with CommittedOffsets(settings, bootstrap) as committed:
+            async with CommittedOffsets(settings, kafka) as committed:
                 before = await committed.total()
                 started = time.time()
                 for n in range(burst):
@@ -170,7 +170,7 @@ async def run_group(
                 process.terminate()
             for process in processes:
                 process.wait(30)
-    published = await _recommendations(settings, bootstrap)
+    published = await _recommendations(settings, kafka)
     paced = [m["latency_ms"] for m in published if paced_from <= m["ts"] <= paced_to]
     in_burst = [m for m in published if m["ts"] >= started]
     last = max((m["ts"] for m in in_burst), default=finished)
@@ -182,11 +182,11 @@ async def run_group(
 
 
 async def bench_scale(
-    settings: Settings, bootstrap: str, *, counts: tuple[int, ...], users: int, items: int, rate: float,
+    settings: Settings, kafka: KafkaConnection, *, counts: tuple[int, ...], users: int, items: int, rate: float,
     seconds: float, burst: int, on_status: Callable[[str], None] = lambda line: None,
 ) -> dict:  # fmt: skip
     options = {"users": users, "items": items, "rate": rate, "seconds": seconds, "burst": burst}
-    runs = [await run_group(settings, bootstrap, n, **options, on_status=on_status) for n in counts]
+    runs = [await run_group(settings, kafka, n, **options, on_status=on_status) for n in counts]
     one = runs[0]
     return {
         "benchmark": "scale",

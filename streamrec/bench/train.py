@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 
+from foundation.kafka import KafkaConnection
 from foundation.schema import Event
 from foundation.settings import Settings
 from streamrec.shop.producer import ShopProducer
@@ -43,13 +44,15 @@ def _figures(outcome: RunOutcome, seconds: float) -> dict:
     }
 
 
-async def _timed_refresh(settings: Settings, bootstrap: str, cache: InteractionCache, on_progress, **how) -> dict:
+async def _timed_refresh(
+    settings: Settings, kafka: KafkaConnection, cache: InteractionCache, on_progress, **how
+) -> dict:
     started = time.perf_counter()
-    outcome = await train_once(settings, bootstrap, cache=cache, on_progress=on_progress, **how)
+    outcome = await train_once(settings, kafka, cache=cache, on_progress=on_progress, **how)
     return _figures(outcome, time.perf_counter() - started)
 
 
-async def bench_train(settings: Settings, bootstrap: str, events: int, users: int, items: int, new_events: int,
+async def bench_train(settings: Settings, kafka: KafkaConnection, events: int, users: int, items: int, new_events: int,
                       on_progress=lambda status: None, on_phase=lambda phase: None) -> dict:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
     settings = settings.derive(**{"topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}",
@@ -57,23 +60,23 @@ async def bench_train(settings: Settings, bootstrap: str, events: int, users: in
     shop = Shop(ShopConfig(users=users, items=items, categories=20, seed=11, new_item_every=0))
     log = (record for record in shop.stream(events) if isinstance(record, Event))
     started = time.perf_counter()
-    async with ShopProducer(bootstrap, settings) as producer:
+    async with ShopProducer(kafka, settings) as producer:
         await producer.send_catalog(shop.catalog())
         for _, event in zip(range(events - new_events), log, strict=False):
             await producer.send_event(event)
         produced_s = time.perf_counter() - started
         on_phase(f"base version on {events - new_events} events")
         warm_cache = open_cache(settings)
-        base = await _timed_refresh(settings, bootstrap, warm_cache, on_progress, full=True)
+        base = await _timed_refresh(settings, kafka, warm_cache, on_progress, full=True)
         for event in log:
             await producer.send_event(event)
     full_settings = settings.derive(data_dir=settings.data_dir.parent / "full")
     shutil.copytree(settings.data_dir, full_settings.data_dir, symlinks=True)  # the same trainer state, twice
     full_cache = open_cache(full_settings)
     on_phase(f"warm refresh after {new_events} new events")
-    warm = await _timed_refresh(settings, bootstrap, warm_cache, on_progress)
+    warm = await _timed_refresh(settings, kafka, warm_cache, on_progress)
     on_phase("full refresh on the same data")
-    full = await _timed_refresh(full_settings, bootstrap, full_cache, on_progress, full=True)
+    full = await _timed_refresh(full_settings, kafka, full_cache, on_progress, full=True)
     return {
         "benchmark": "train",
         "events": events,

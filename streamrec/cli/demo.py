@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from foundation.settings import Settings
-from streamrec.broker import kafka_bootstrap
+from streamrec.broker import kafka_connection
 from streamrec.cli.common import console, parse_duration, run_until_signal
 
 
@@ -25,10 +25,10 @@ def demo(
 
     parse_duration(train_every)
     settings = Settings()
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         milestones = run_until_signal(
             lambda stop: run_demo(
-                settings, bootstrap, stop, rate=rate, duration=duration, train_every=train_every, console=Console()
+                settings, kafka, stop, rate=rate, duration=duration, train_every=train_every, console=Console()
             )
         )
     if duration is not None:

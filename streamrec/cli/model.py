@@ -12,7 +12,7 @@ from rich.table import Table
 
 from foundation.settings import Settings
 from foundation.store import ModelStore, StoreError
-from streamrec.broker import kafka_bootstrap
+from streamrec.broker import kafka_connection
 from streamrec.cli.common import console, load_version, parse_duration, run_until_signal, training_progress
 
 
@@ -53,8 +53,8 @@ def _rollback(settings: Settings) -> None:
 
     store = ModelStore.from_settings(settings)
     version = store.rollback()  # nothing to roll back to: one line, exit 2 (run)
-    with kafka_bootstrap(settings) as bootstrap:
-        asyncio.run(announce(settings, bootstrap, store, version))
+    with kafka_connection(settings) as kafka:
+        asyncio.run(announce(settings, kafka, store, version))
     console.print(f"current version is now [bold]{version}[/] (announced)")
 
 
@@ -63,10 +63,10 @@ def _train_now(settings: Settings, **options: Any) -> None:
     from trainer.schedule import train_once
 
     progress, update = training_progress()
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         try:
             with progress:
-                outcome = asyncio.run(train_once(settings, bootstrap, on_progress=update,
+                outcome = asyncio.run(train_once(settings, kafka, on_progress=update,
                                                  choose_index=index_chooser(settings), **options))  # fmt: skip
         except (RuntimeError, StoreError) as exc:
             current = ModelStore.from_settings(settings).current()
@@ -80,12 +80,12 @@ def _train_every(settings: Settings, every: str, min_new_events: int) -> None:
     from trainer.schedule import train_every
 
     interval = parse_duration(every)
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         console.print(f"training every {every} (at least {min_new_events} new events); Ctrl-C stops")
         run_until_signal(
             lambda stop: train_every(
                 settings,
-                bootstrap,
+                kafka,
                 stop,
                 interval,
                 min_new_events=min_new_events,
@@ -126,8 +126,8 @@ def evaluate(
 
     settings = Settings()
     loaded = load_version(settings, version)
-    with kafka_bootstrap(settings) as bootstrap:
-        judged = asyncio.run(evaluate_on_log(settings, bootstrap, loaded, CURVE_KS))
+    with kafka_connection(settings) as kafka:
+        judged = asyncio.run(evaluate_on_log(settings, kafka, loaded, CURVE_KS))
     result = judged.evaluation
     table = Table("metric", f"model {loaded.version}", "popularity", "ratio")
     rows = [(f"{name}@{k}", getattr(result.model, name)[k], getattr(result.popularity, name)[k])

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
-from streamrec.broker import kafka_bootstrap
+from streamrec.broker import kafka_connection
 from streamrec.cli.common import add_measurements, console, load_version, measurement_table, run_until_signal
 
 
@@ -20,8 +21,8 @@ def serve(port: Annotated[int | None, typer.Option(help="HTTP port (default: STR
     from streamrec.processes import run_server
 
     settings = Settings() if port is None else Settings().derive(api_port=port)
-    with kafka_bootstrap(settings) as bootstrap:
-        run_until_signal(lambda stop: run_server(settings, bootstrap, stop))
+    with kafka_connection(settings) as kafka:
+        run_until_signal(lambda stop: run_server(settings, kafka, stop))
 
 
 class Prefer(StrEnum):
@@ -58,12 +59,12 @@ def tune(
     loaded = load_version(settings, version)
     replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)
 
-    async def read_users(bootstrap: str) -> None:
-        await replica.start(bootstrap)  # reads the changelog to its end
+    async def read_users(kafka: KafkaConnection) -> None:
+        await replica.start(kafka)  # reads the changelog to its end
         await replica.stop()
 
-    with kafka_bootstrap(settings) as bootstrap:
-        asyncio.run(read_users(bootstrap))
+    with kafka_connection(settings) as kafka:
+        asyncio.run(read_users(kafka))
     items = len(loaded.item_ids)
     table = measurement_table(f"model {loaded.version}: {items:,} items", settings.tune_k)
     console.print(f"measuring {loaded.version} ({items:,} items) with up to {settings.tune_queries} user queries ...")

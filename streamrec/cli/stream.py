@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
-from streamrec.broker import EmbeddedBroker, kafka_bootstrap
+from streamrec.broker import EmbeddedBroker, kafka_connection
 from streamrec.cli.common import console, run_until_signal
 
 
@@ -41,8 +42,8 @@ def worker(
     from streamrec.processes import run_worker
 
     settings = Settings() if port is None else Settings().derive(worker_port=port)
-    with kafka_bootstrap(settings) as bootstrap:
-        run_until_signal(lambda stop: run_worker(settings, bootstrap, stop))
+    with kafka_connection(settings) as kafka:
+        run_until_signal(lambda stop: run_worker(settings, kafka, stop))
 
 
 def forget(user_id: Annotated[str, typer.Argument(help="The shop's id of the user.")]) -> None:
@@ -58,9 +59,9 @@ def forget(user_id: Annotated[str, typer.Argument(help="The shop's id of the use
         console.print(f"[red]error:[/] a user id has 1 to {settings.max_id_chars} characters")
         raise typer.Exit(2)
 
-    async def go(bootstrap: str) -> Any:
-        await ensure_topics(settings, bootstrap)
-        producer = await start_producer(bootstrap)
+    async def go(kafka: KafkaConnection) -> Any:
+        await ensure_topics(settings, kafka)
+        producer = await start_producer(kafka)
         try:
             return await send_forget(
                 producer, Topics.from_settings(settings), Pseudonyms.from_settings(settings), user_id
@@ -68,8 +69,8 @@ def forget(user_id: Annotated[str, typer.Argument(help="The shop's id of the use
         finally:
             await producer.stop()
 
-    with kafka_bootstrap(settings) as bootstrap:
-        sent = asyncio.run(go(bootstrap))
+    with kafka_connection(settings) as kafka:
+        sent = asyncio.run(go(kafka))
     console.print(
         f"forget request for {user_id!r} stored at {sent.topic}[{sent.partition}]@{sent.offset}: "
         "the owning worker acts within its commit interval, the trainer at its next refresh"

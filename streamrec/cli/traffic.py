@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from foundation.settings import Settings
-from streamrec.broker import kafka_bootstrap
+from streamrec.broker import kafka_connection
 from streamrec.cli.common import LogFile, console, progress_bar, run_until_signal, with_log_options
 
 
@@ -37,7 +37,7 @@ def simulate(
     limit = events or None
 
     async def go(stop: asyncio.Event) -> int:
-        async with ShopProducer(bootstrap, settings) as producer:
+        async with ShopProducer(kafka, settings) as producer:
             with progress_bar() as progress:
                 task = progress.add_task("simulating", total=limit)
                 report = lambda n: progress.update(task, completed=n)
@@ -49,7 +49,7 @@ def simulate(
                     return await sending
                 return producer.sent
 
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         sent = run_until_signal(go)
     console.print(f"sent {sent} records ({len(shop.items)} items in the catalog)")
     if ground_truth is not None:
@@ -68,12 +68,12 @@ def replay(log: LogFile) -> None:
     events, catalog = log.read(settings)
 
     async def go() -> None:
-        async with ShopProducer(bootstrap, settings) as producer:
+        async with ShopProducer(kafka, settings) as producer:
             with progress_bar() as progress:
                 task = progress.add_task("replaying", total=len(events))
                 await send_replay(producer, events, catalog, lambda n: progress.update(task, completed=n))
 
-    with kafka_bootstrap(settings) as bootstrap:
+    with kafka_connection(settings) as kafka:
         asyncio.run(go())
     purchases = sum(e.type == "purchase" for e in events)
     console.print(f"replayed {len(catalog)} items, {len(events)} events ({purchases} purchases)")

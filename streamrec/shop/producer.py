@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from foundation.codec import encode
-from foundation.kafka import partition_for, start_producer, use_security
+from foundation.kafka import KafkaConnection, partition_for, start_producer
 from foundation.schema import Event, Item, Limits, validate_event, validate_item
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
@@ -55,7 +55,7 @@ class ShopProducer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection | str,
         settings: Settings | None = None,
         *,
         linger_ms: int = 10,
@@ -64,7 +64,10 @@ class ShopProducer:
         retry_backoff_s: float = 0.2,
     ):
         self.settings = settings or Settings()
-        self.bootstrap = bootstrap
+        # A bare address connects with the settings' TLS and SASL (a shop's process talks to one cluster).
+        self.kafka = (
+            kafka if isinstance(kafka, KafkaConnection) else KafkaConnection.from_settings(self.settings, kafka)
+        )
         self.topics = Topics.from_settings(self.settings)
         self.limits = Limits.from_settings(self.settings)
         self.retries = retries
@@ -81,10 +84,8 @@ class ShopProducer:
         self.failed = 0  # records given up on after their retries
 
     async def start(self) -> ShopProducer:
-        if self.settings.kafka_security_protocol != "PLAINTEXT":
-            use_security(self.settings)  # the shop's process talks to one cluster, as the settings say
-        await ensure_topics(self.settings, self.bootstrap)
-        self._producer = await start_producer(self.bootstrap, linger_ms=self._linger_ms, max_batch_size=512 * 1024)
+        await ensure_topics(self.settings, self.kafka)
+        self._producer = await start_producer(self.kafka, linger_ms=self._linger_ms, max_batch_size=512 * 1024)
         for topic in (*self.topics.events, self.topics.catalog):
             self._partitions[topic] = len(await self._producer.partitions_for(topic))
         self._linger_task = asyncio.create_task(self._linger())
@@ -221,7 +222,7 @@ class ShopProducer:
         self.failed += count
         log.error("%s[%d]: %d records not delivered: %s: %s", topic, partition, count, type(exc).__name__, exc)
         self._failure = ProduceError(
-            f"{self.failed} records could not be delivered to {self.bootstrap} "
+            f"{self.failed} records could not be delivered to {self.kafka} "
             f"(the latest: {topic}[{partition}]: {type(exc).__name__}: {exc})"
         )
         self._failure.__cause__ = exc

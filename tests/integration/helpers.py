@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
 
-from foundation.kafka import read_to_end, reader
+from foundation.kafka import KafkaConnection, read_to_end, reader
 from foundation.settings import Settings
 from streams.engines import stream_worker
 
@@ -26,7 +26,7 @@ class RunningWorker:
 
     unfinished: list[RunningWorker] = []  # started, neither stopped nor crashed
 
-    def __init__(self, settings: Settings, bootstrap: str):
+    def __init__(self, settings: Settings, bootstrap: KafkaConnection):
         self.worker = stream_worker(settings, bootstrap)
         self.task: asyncio.Task | None = None
 
@@ -74,7 +74,7 @@ def run_scenario(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(guarded())
 
 
-async def read_topic(bootstrap: str, topic: str, partitions: int) -> list:
+async def read_topic(bootstrap: KafkaConnection, topic: str, partitions: int) -> list:
     consumer = reader(bootstrap)
     await consumer.start()
     try:

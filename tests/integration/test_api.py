@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from foundation.kafka import KafkaConnection
 from foundation.schema import Item
 from foundation.store import ModelStore
 from index.live import LiveModel
@@ -36,7 +37,7 @@ async def _until_ok(probe, timeout_s: float, what: str) -> float:
 
 
 @contextlib.asynccontextmanager
-async def serving(kafka: str, settings) -> AsyncIterator[tuple[httpx.AsyncClient, LiveModel]]:
+async def serving(kafka: KafkaConnection, settings) -> AsyncIterator[tuple[httpx.AsyncClient, LiveModel]]:
     """The catalog sent, a worker and an API server running and healthy: an
     HTTP client for the API and the server's live model; all stopped after."""
     async with ShopProducer(kafka, settings) as producer:

@@ -40,7 +40,7 @@ def _write_log(directory, events: int = 3000) -> tuple:
 def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, tmp_path, monkeypatch):
     ratings, items = _write_log(tmp_path)
     for name, value in {
-        "KAFKA_BOOTSTRAP": kafka, "DATA_DIR": str(settings.data_dir), "TRAIN_EPOCHS": "1",
+        "KAFKA_BOOTSTRAP": kafka.bootstrap, "DATA_DIR": str(settings.data_dir), "TRAIN_EPOCHS": "1",
         "API_PORT": str(free_port()), "WORKER_PORT": str(free_port()), "PARTITIONS": "2",
     }.items():  # fmt: skip
         monkeypatch.setenv(f"STREAMREC_{name}", value)

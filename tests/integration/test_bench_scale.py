@@ -14,7 +14,7 @@ pytestmark = pytest.mark.broker
 
 
 def test_bench_scale_reports_each_group_size(kafka, settings, monkeypatch):
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka.bootstrap)
     monkeypatch.setenv("STREAMREC_DATA_DIR", str(settings.data_dir))
     args = ["bench", "scale", "--workers", "1,2", "--users", "500", "--items", "200", "--rate", "100",
             "--seconds", "2", "--burst", "2000", "--json"]  # fmt: skip

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.broker
 
 
 def test_bench_train_compares_a_warm_and_a_full_refresh(kafka, settings, monkeypatch):
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka.bootstrap)
     monkeypatch.setenv("STREAMREC_DATA_DIR", str(settings.data_dir))
     for name, value in {
         "MODEL_DIM": 16,

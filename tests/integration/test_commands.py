@@ -58,7 +58,11 @@ def test_the_broker_stops_on_a_signal(sig):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_the_worker_and_the_server_stop_on_a_signal(kafka, tmp_path, sig):
-    env = {"STREAMREC_KAFKA_BOOTSTRAP": kafka, "STREAMREC_DATA_DIR": str(tmp_path), "STREAMREC_TOPIC_PREFIX": "sig."}
+    env = {
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "STREAMREC_DATA_DIR": str(tmp_path),
+        "STREAMREC_TOPIC_PREFIX": "sig.",
+    }
     worker_port, api_port = free_port(), free_port()
     worker = streamrec("worker", "--port", str(worker_port), env=env)
     server = streamrec("serve", "--port", str(api_port), env=env)

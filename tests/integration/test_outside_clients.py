@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from foundation.codec import encode
-from foundation.kafka import partition_for
+from foundation.kafka import KafkaConnection, partition_for
 from foundation.topics import Topics, ensure_topics
 from streamrec.processes import WorkerProcess
 from streamrec.shop import ShopProducer
@@ -28,10 +28,10 @@ def _event(n: int, user: int, kind: str = "click") -> dict:
     return {"event_id": f"ck{n}", "type": kind, "user_id": f"u{user}", "item_id": f"i{n % 7}", "ts": 1000.0 + n}
 
 
-def produce_with_librdkafka(bootstrap: str, topics: Topics) -> Counter:
+def produce_with_librdkafka(bootstrap: KafkaConnection, topics: Topics) -> Counter:
     """Clicks keyed by user with librdkafka's default partitioner (CRC32):
     single JSON values, msgpack values and JSON batches. Returns clicks per user."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap.bootstrap, "acks": "all", "linger.ms": 5})
     expected: Counter = Counter()
     failures: list[str] = []
 

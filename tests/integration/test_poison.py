@@ -179,7 +179,7 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
     async def scenario() -> None:
         stop, process, live, tasks = await _system(settings, kafka)
         served = live.version
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", max_request_size=4 * 1024 * 1024)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
         await producer.start()
         try:
             expected = Counter()

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from foundation.codec import decode
+from foundation.kafka import KafkaConnection
 from foundation.privacy import Pseudonyms
 from foundation.settings import Settings
 from foundation.store import ModelStore
@@ -51,7 +52,7 @@ def _private(settings: Settings, **more) -> Settings:
 class Running:
     """A worker (with its publisher) and an API server in this event loop."""
 
-    def __init__(self, settings: Settings, kafka: str):
+    def __init__(self, settings: Settings, kafka: KafkaConnection):
         self.settings, self.kafka = settings, kafka
         self.stop = asyncio.Event()
         self.process = WorkerProcess(settings, kafka)
@@ -77,7 +78,9 @@ class Running:
         return httpx.AsyncClient(base_url=f"http://{self.settings.api_host}:{self.settings.api_port}", timeout=10)
 
 
-async def _clicks(kafka: str, settings: Settings, users: list[str], item_ids: list[str], each: int = 5) -> None:
+async def _clicks(
+    kafka: KafkaConnection, settings: Settings, users: list[str], item_ids: list[str], each: int = 5
+) -> None:
     async with ShopProducer(kafka, settings) as producer:
         for user in users:
             for item_id in item_ids[:each]:
@@ -198,7 +201,7 @@ def test_with_pseudonymisation_no_raw_id_is_kept_and_answers_are_unchanged(kafka
     assert "trainer cache" in logged and not any(user in logged for user in raw)
 
     # Forgetting by the raw id reaches the pseudonymised row (through the CLI).
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka.bootstrap)
     monkeypatch.setenv("STREAMREC_TOPIC_PREFIX", settings.topic_prefix)
     monkeypatch.setenv("STREAMREC_APP_ID", settings.app_id)
     monkeypatch.setenv("STREAMREC_PARTITIONS", str(settings.partitions))

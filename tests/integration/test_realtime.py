@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 from typer.testing import CliRunner
 
 from foundation.codec import decode
-from foundation.kafka import reader
+from foundation.kafka import KafkaConnection, reader
 from foundation.store import ModelStore
 from foundation.topics import Topics
 from index.live import LiveModel
@@ -36,7 +36,7 @@ SHOP = ShopConfig(users=300, items=300, categories=6, seed=1, new_item_every=0)
 class Recommendations:
     """Every message on recs.recommendations, read as it arrives."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int):
+    def __init__(self, bootstrap: KafkaConnection, topic: str, partitions: int):
         self.consumer = reader(bootstrap)
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.received: list[dict] = []
@@ -165,7 +165,7 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
 
 
 def test_bench_freshness_ends_with_its_json_contract(kafka, settings, monkeypatch):
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka.bootstrap)
     monkeypatch.setenv("STREAMREC_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("STREAMREC_WORKER_PORT", str(free_port()))
     args = [

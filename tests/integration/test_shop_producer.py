@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaTimeoutError, UnknownError
 
 import foundation.kafka
 import streamrec.shop.producer as producer_module
+from foundation.kafka import KafkaConnection
 from foundation.topics import Topics
 from streamrec.shop import ProduceError, ShopProducer
 from tests.integration.helpers import read_topic
@@ -21,7 +22,7 @@ def failing_sends(monkeypatch, failures: list[BaseException]) -> list[int]:
     real_start = foundation.kafka.start_producer
     attempts: list[int] = []
 
-    async def start(bootstrap: str, **options):
+    async def start(bootstrap: KafkaConnection, **options):
         producer = await real_start(bootstrap, **options)
         real_send = producer.send_batch
 
@@ -40,7 +41,7 @@ def failing_sends(monkeypatch, failures: list[BaseException]) -> list[int]:
     return attempts
 
 
-async def event_ids(bootstrap: str, settings) -> list[str]:
+async def event_ids(bootstrap: KafkaConnection, settings) -> list[str]:
     """Every event id on the event topics, from the beginning."""
     topics = Topics.from_settings(settings)
     records = [r for topic in topics.events for r in await read_topic(bootstrap, topic, settings.partitions)]
@@ -102,7 +103,7 @@ def test_closing_while_batches_wait_for_a_free_slot_loses_none(kafka, settings, 
     batches of several partitions to send."""
     real_start = foundation.kafka.start_producer
 
-    async def start(bootstrap: str, **options):
+    async def start(bootstrap: KafkaConnection, **options):
         producer = await real_start(bootstrap, **options)
         real_send = producer.send_batch
 

@@ -18,6 +18,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from foundation.kafka import KafkaConnection
 from streamrec.broker import port_open
 from streamrec.shop import ShopProducer
 from tests.conftest import free_port
@@ -26,7 +27,7 @@ from tests.integration.helpers import RunningWorker, until
 pytestmark = pytest.mark.broker
 
 
-async def produce(kafka: str, settings, events: int, users: int, rate: float | None = None) -> Counter:
+async def produce(kafka: KafkaConnection, settings, events: int, users: int, rate: float | None = None) -> Counter:
     """`events` clicks and purchases from `users` users, unique ids; returns each user's events."""
     sent: Counter = Counter()
     started = time.monotonic()
@@ -92,7 +93,7 @@ def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, sett
     user's features hold exactly the events produced."""
     port = free_port()
     env = {
-        "STREAMREC_KAFKA_BOOTSTRAP": kafka,
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
         "STREAMREC_APP_ID": settings.app_id,
         "STREAMREC_PARTITIONS": str(settings.partitions),
@@ -146,7 +147,7 @@ def test_three_workers_on_eight_partitions_one_killed_one_late_every_user_exact_
     afterwards every user's features are exact and every worker answers for
     every user (forwarding to the owner)."""
     base = {
-        "STREAMREC_KAFKA_BOOTSTRAP": kafka,
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
         "STREAMREC_APP_ID": settings.app_id,
         "STREAMREC_PARTITIONS": "8",

@@ -36,7 +36,7 @@ def test_tune_measures_with_real_users_and_prints_its_choice(kafka, settings, mo
     asyncio.run(users_in_the_changelog())
     for name in ("topic_prefix", "app_id", "partitions", "data_dir"):
         monkeypatch.setenv(f"STREAMREC_{name.upper()}", str(getattr(settings, name)))
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka.bootstrap)
     monkeypatch.setenv("STREAMREC_TUNE_QUERIES", "50")
     result = CliRunner().invoke(app, ["tune", "--recall", "0.99", "--prefer", "memory"])
     assert result.exit_code == 0, result.output

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 import streams.worker
 from foundation.codec import encode
 from foundation.features import merge_item_stats
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
 from foundation.topics import Topics
 from streamrec.broker import port_open
@@ -49,8 +50,8 @@ MALFORMED = [  # (key, value, the reason's telling part)
 ]
 
 
-async def send_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+async def send_raw(bootstrap: KafkaConnection, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap.bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
         for key, value in records:
@@ -59,7 +60,7 @@ async def send_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None,
         await producer.stop()
 
 
-async def shop_traffic(bootstrap: str, settings: Settings) -> None:
+async def shop_traffic(bootstrap: KafkaConnection, settings: Settings) -> None:
     """Two producers, a catalog, duplicates, a JSON event, a mixed batch, a mis-keyed event."""
     topics = Topics.from_settings(settings)
     async with ShopProducer(bootstrap, settings) as first, ShopProducer(bootstrap, settings) as second:
@@ -142,7 +143,7 @@ def test_features_dead_letters_and_http(kafka, settings):
     run_scenario(scenario)
 
 
-async def produce_round(bootstrap: str, settings: Settings, round_no: int, users: int = 40) -> None:
+async def produce_round(bootstrap: KafkaConnection, settings: Settings, round_no: int, users: int = 40) -> None:
     async with ShopProducer(bootstrap, settings) as producer:
         for user in range(users):
             for n in range(3):
@@ -239,7 +240,7 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
     failing = {"on": True, "tried": False}
     real_start = streams.worker.start_producer
 
-    async def start_producer(bootstrap: str, **options):
+    async def start_producer(bootstrap: KafkaConnection, **options):
         producer = await real_start(bootstrap, **options)
         real_send = producer.send_batch
 

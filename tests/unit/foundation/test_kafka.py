@@ -1,4 +1,4 @@
-"""Kafka client options: TLS and SASL from the settings, for every client."""
+"""Kafka client options: TLS and SASL from the settings, carried by an explicit connection."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from foundation.settings import Settings
 
 def test_plaintext_adds_nothing():
     assert kafka.security_options(Settings()) == {}
+    assert not kafka.KafkaConnection.from_settings(Settings(), "b:9092").secured
 
 
 def test_sasl_over_tls_passes_the_mechanism_credentials_and_a_tls_context():
@@ -32,17 +33,25 @@ def test_sasl_over_tls_passes_the_mechanism_credentials_and_a_tls_context():
     }
 
 
-def test_every_client_the_product_creates_takes_the_process_settings():
-    async def protocols() -> tuple[str, str]:  # aiokafka clients are made inside a loop
+def test_every_client_made_from_a_connection_takes_its_security():
+    secured = kafka.KafkaConnection.from_settings(
+        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u"), "127.0.0.1:9"
+    )
+
+    async def protocols(connection: kafka.KafkaConnection) -> tuple[str, str]:  # clients are made inside a loop
         return (
-            kafka.reader("127.0.0.1:9")._client._security_protocol,
-            kafka.admin_client("127.0.0.1:9")._client._security_protocol,
+            kafka.reader(connection)._client._security_protocol,
+            kafka.admin_client(connection)._client._security_protocol,
         )
 
-    kafka.use_security(Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u"))
-    try:
-        assert asyncio.run(protocols()) == ("SASL_PLAINTEXT", "SASL_PLAINTEXT")
-        assert kafka.client_options()["sasl_plain_username"] == "u"
-    finally:
-        kafka.use_security(Settings())
-    assert kafka.client_options() == {} and asyncio.run(protocols()) == ("PLAINTEXT", "PLAINTEXT")
+    assert asyncio.run(protocols(secured)) == ("SASL_PLAINTEXT", "SASL_PLAINTEXT")
+    assert secured.client_options()["sasl_plain_username"] == "u"
+    # Nothing is left behind for the next client: a plain connection stays plain.
+    assert asyncio.run(protocols(kafka.KafkaConnection("127.0.0.1:9"))) == ("PLAINTEXT", "PLAINTEXT")
+
+
+def test_a_connection_never_shows_its_secrets():
+    secured = kafka.KafkaConnection.from_settings(
+        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_password=SecretStr("s3cret")), "b:9092"
+    )
+    assert "s3cret" not in repr(secured) and str(secured) == "b:9092"
