@@ -50,6 +50,8 @@ class KafkaConnection:
 
     bootstrap: str  # host:port,...
     security: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # aiokafka options; secrets
+    # What this process learned about the cluster (whether it grants idempotent producers).
+    facts: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, bootstrap: str) -> KafkaConnection:
@@ -87,21 +89,43 @@ async def start_producer(kafka: KafkaConnection, **options: Any) -> AIOKafkaProd
     its event_id, a retried changelog record rewrites the same key's value.
     """
     options = {**kafka.client_options(), **options}
-    producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **options)
-    try:
-        await producer.start()
-        return producer
-    except KafkaError as exc:
-        await producer.stop()
+    if kafka.facts.get("idempotence", True):
+        producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **options)
+        sender_log, refusal = logging.getLogger("aiokafka.producer.sender"), _ExpectedRefusal()
+        sender_log.addFilter(refusal)
+        try:
+            await producer.start()
+            return producer
+        except KafkaError as exc:
+            await producer.stop()
+            _note_refusal(kafka, exc)
+        finally:
+            sender_log.removeFilter(refusal)
+    producer = AIOKafkaProducer(acks="all", **options)
+    await producer.start()
+    return producer
+
+
+class _ExpectedRefusal(logging.Filter):
+    """aiokafka logs a broker's refusal of producer ids as an ERROR; while
+    `start_producer` asks, it is an answer, reported once as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "InitProducerIdRequest" not in record.getMessage()
+
+
+def _note_refusal(kafka: KafkaConnection, exc: KafkaError) -> None:
+    """Remember that the cluster refuses idempotence (later producers skip
+    the question) and say so once per process."""
+    first = kafka.facts.get("idempotence") is not False
+    kafka.facts["idempotence"] = False
+    if first:
         log.warning(
             "broker %s refused an idempotent producer (%s); using acks=all without idempotence "
             "(retries may repeat records; event ids absorb them)",
             kafka.bootstrap,
             type(exc).__name__,
         )
-    producer = AIOKafkaProducer(acks="all", **options)
-    await producer.start()
-    return producer
 
 
 def reader(kafka: KafkaConnection, group_id: str | None = None) -> AIOKafkaConsumer:

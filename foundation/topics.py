@@ -88,9 +88,9 @@ async def ensure_topics(settings: Settings, kafka: KafkaConnection) -> None:
         if missing:
             try:
                 await admin.create_topics(missing)
+                log.info("created topics %s", ", ".join(spec.name for spec in missing))
             except TopicAlreadyExistsError:
                 log.debug("another process created the topics first")
-            log.info("created topics %s", ", ".join(spec.name for spec in missing))
         await _check_copartitioned(admin, settings)
     finally:
         await admin.close()

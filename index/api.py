@@ -8,6 +8,7 @@ handler reads `live.current` once: a swap during a request does not touch it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 
 from foundation.http import Access, add_metrics
 from foundation.privacy import Pseudonyms
-from foundation.schema import ScoredItem
+from foundation.schema import Item, ScoredItem
 from index.live import LiveModel
 from index.serving import ServingIndex
 
@@ -50,8 +51,16 @@ class ApiMetrics:
         self.users.set(len(self.live.features))
 
 
-def _items(answer: list[ScoredItem]) -> list[dict]:
-    return [scored.to_wire() for scored in answer]
+def _items(answer: list[ScoredItem], catalog: Mapping[str, Item] | None = None) -> list[dict]:
+    """The wire form of an answer; with a `catalog`, each item also carries the
+    title and category a person reads (the default wire stays compact)."""
+    if catalog is None:
+        return [scored.to_wire() for scored in answer]
+    return [{**scored.to_wire(), **_described(catalog.get(scored.item_id))} for scored in answer]
+
+
+def _described(item: Item | None) -> dict:
+    return {} if item is None else {"title": item.title, "category": item.category}
 
 
 def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
@@ -61,6 +70,7 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
     api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
     max_id, max_k = settings.max_id_chars, settings.max_k
     K = Query(10, ge=1, le=max_k, description="How many items.")
+    DETAILS = Query(False, description="Each item carries its title and category, where the catalog has it.")
     access = Access.from_settings(settings)
     readers = [Depends(access.require("read"))]
     pseudonym = Pseudonyms.from_settings(settings)
@@ -75,6 +85,9 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
         """The features of the shop's user `user_id` (the replica holds stored ids)."""
         return live.features.get(pseudonym(user_id))
 
+    def catalog(details: bool) -> Mapping[str, Item] | None:
+        return live.catalog.items if details else None
+
     @api.get(
         "/recommendations/{user_id}",
         summary="Top-k items for a user (cold start for unknown users)",
@@ -87,20 +100,25 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
             settings.diversity, ge=0, le=1, description="0: by score; up to 1: at most ceil(k (1 - d)) per category."
         ),
         explain: bool = Query(False, description="Each item carries `because`: the recent item it is most like."),
+        details: bool = DETAILS,
     ) -> dict:
         with metrics.latency.labels("recommendations").time():
             current = serving()
             answer = current.recommend(user(user_id), k, diversity=diversity, explain=explain)
-            return {"user_id": user_id, "items": _items(answer), "model_version": current.version.version}
+            items = _items(answer, catalog(details))
+            return {"user_id": user_id, "items": items, "model_version": current.version.version}
 
     @api.get("/items/{item_id}/similar", summary="Items near an item", dependencies=readers)
-    async def similar(item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K) -> dict:
+    async def similar(
+        item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS
+    ) -> dict:
         with metrics.latency.labels("similar").time():
             current = serving()
             answer = current.similar(item_id, k)
             if answer is None:
                 raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
-            return {"item_id": item_id, "items": _items(answer), "model_version": current.version.version}
+            items = _items(answer, catalog(details))
+            return {"item_id": item_id, "items": items, "model_version": current.version.version}
 
     @api.get(
         "/search", summary="Personalised search: semantic candidates, exact title matches first", dependencies=readers
@@ -109,13 +127,15 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
         q: str = Query(..., min_length=1, max_length=settings.max_text_chars, description="Search text."),
         user_id: str | None = Query(None, min_length=1, max_length=max_id, description="Personalise for this user."),
         k: int = K,
+        details: bool = DETAILS,
     ) -> dict:
         with metrics.latency.labels("search").time():
             if not q.strip():
                 raise HTTPException(422, "q is blank")
             current = serving()
             answer = current.search(q, k, user(user_id) if user_id else None)
-            return {"query": q, "user_id": user_id, "items": _items(answer), "model_version": current.version.version}
+            items = _items(answer, catalog(details))
+            return {"query": q, "user_id": user_id, "items": items, "model_version": current.version.version}
 
     @api.get("/healthz", summary="200 when serving a model, 503 before")
     async def healthz() -> JSONResponse:

@@ -138,7 +138,9 @@ def dashboard(
         table.add_row(
             "model", f"{version}: recall@20 {recall:.3f} (popularity {popular:.3f})" if recall is not None else version
         )
-    if publisher is not None:
+    if publisher is None or not publisher.status.published:
+        table.add_row("recommendations published", "none yet: the publisher starts with the first model")
+    else:
         table.add_row("recommendations published", f"{publisher.status.published:,} ({sample.publishes_per_s:,.0f}/s)")
         table.add_row(
             "event → recommendation", f"p50 {sample.p50_ms:,.1f} ms, p99 {sample.p99_ms:,.1f} ms (last 2,000)"

@@ -102,11 +102,13 @@ class FaustAgents(WorkerState):
         app: faust.App,
         settings: Settings,
         *,
+        kafka: KafkaConnection | None = None,
         catalog: CatalogView | None = None,
         metrics: WorkerMetrics | None = None,
     ):
-        # The app's own brokers and credentials: this connection only names them.
-        kafka = KafkaConnection(",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker))
+        """`kafka`: how streamrec's own clients (the catalog view) reach the
+        brokers; by default the app's brokers, plain (a mounted app keeps its credentials)."""
+        kafka = kafka or KafkaConnection(",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker))
         super().__init__(settings, kafka, catalog=catalog, metrics=metrics)
         self.app = app
         topics = self.topics
@@ -290,7 +292,7 @@ class FaustWorker(FaustAgents, StreamEngine):
         catalog: CatalogView | None = None,
         metrics: WorkerMetrics | None = None,
     ):
-        super().__init__(faust_app(settings, kafka), settings, catalog=catalog, metrics=metrics)
+        super().__init__(faust_app(settings, kafka), settings, kafka=kafka, catalog=catalog, metrics=metrics)
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:

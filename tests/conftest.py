@@ -48,6 +48,13 @@ def kafka() -> Iterator[KafkaConnection]:
             yield KafkaConnection(broker.bootstrap)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses a broker is marked so (`-m broker`, `-m "not broker"`), without a line to forget."""
+    for item in items:
+        if "kafka" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Settings isolated to this test: own topics, group, ports and data dir."""

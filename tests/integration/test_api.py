@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from foundation.kafka import KafkaConnection
 from foundation.schema import Item
@@ -20,8 +19,6 @@ from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version
 from trainer.announce import announce
-
-pytestmark = pytest.mark.broker
 
 ITEMS = [Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp {n}", f"c{n % 3}") for n in range(200)]
 

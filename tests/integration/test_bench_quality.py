@@ -7,15 +7,12 @@ from __future__ import annotations
 import csv
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from foundation.schema import Event
 from streamrec.cli import app
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.conftest import free_port
-
-pytestmark = pytest.mark.broker
 
 SYSTEMS = {"streamrec", "popularity", "als", "bpr", "item-knn", "bm25"}
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from streamrec.cli import app
-
-pytestmark = pytest.mark.broker
 
 
 def test_bench_scale_reports_each_group_size(kafka, settings, monkeypatch):

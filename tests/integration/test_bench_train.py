@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from streamrec.cli import app
-
-pytestmark = pytest.mark.broker
 
 
 def test_bench_train_compares_a_warm_and_a_full_refresh(kafka, settings, monkeypatch):

@@ -15,8 +15,6 @@ import pytest
 from streamrec.broker import port_open
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.broker
-
 
 def streamrec(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(

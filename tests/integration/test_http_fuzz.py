@@ -24,8 +24,6 @@ from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version
 
-pytestmark = pytest.mark.broker
-
 EXAMPLES = [pytest.param(60, id="60"), pytest.param(1000, id="1000", marks=pytest.mark.slow)]  # per operation and mode
 ITEMS = [Item(f"i{n}", f"item {n} lamp", f"c{n % 5}") for n in range(200)]
 

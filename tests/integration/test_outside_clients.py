@@ -9,7 +9,6 @@ import json
 from collections import Counter
 
 import httpx
-import pytest
 from confluent_kafka import Producer
 
 from foundation.codec import encode
@@ -18,8 +17,6 @@ from foundation.topics import Topics, ensure_topics
 from streamrec.processes import WorkerProcess
 from streamrec.shop import ShopProducer
 from tests.integration.helpers import read_topic, until
-
-pytestmark = pytest.mark.broker
 
 USERS = 40
 

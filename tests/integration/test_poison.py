@@ -14,7 +14,6 @@ from collections import Counter
 
 import httpx
 import msgpack
-import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -31,8 +30,6 @@ from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
 from tests.versions import publish_random_version
 from trainer.data import open_cache, refresh_cache
-
-pytestmark = pytest.mark.broker
 
 VALUES_PER_EXAMPLE = 250
 EXAMPLES = 2

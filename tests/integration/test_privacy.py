@@ -10,7 +10,6 @@ import logging
 import time
 
 import httpx
-import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -29,8 +28,6 @@ from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
 from tests.versions import publish_trained_version
 from trainer.data import open_cache, refresh_cache
-
-pytestmark = pytest.mark.broker
 
 SHOP = ShopConfig(users=200, items=200, categories=5, seed=2, new_item_every=0)
 ADMIN, READER = {"X-API-Key": "admin-key"}, {"X-API-Key": "read-key"}

@@ -10,7 +10,6 @@ import time
 from collections import Counter
 
 import httpx
-import pytest
 from aiokafka import TopicPartition
 from typer.testing import CliRunner
 
@@ -27,8 +26,6 @@ from tests.conftest import free_port
 from tests.integration.helpers import until
 from tests.versions import publish_random_version, publish_trained_version
 from trainer.announce import announce
-
-pytestmark = pytest.mark.broker
 
 SHOP = ShopConfig(users=300, items=300, categories=6, seed=1, new_item_every=0)
 

@@ -24,8 +24,6 @@ from streamrec.shop import ShopProducer
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, until
 
-pytestmark = pytest.mark.broker
-
 
 async def produce(kafka: KafkaConnection, settings, events: int, users: int, rate: float | None = None) -> Counter:
     """`events` clicks and purchases from `users` users, unique ids; returns each user's events."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from foundation.codec import decode
 from foundation.schema import Event
 from foundation.store import ModelStore
@@ -15,8 +13,6 @@ from streamrec.shop.simulate import Shop, ShopConfig
 from tests.integration.helpers import read_topic
 from trainer.data import open_cache
 from trainer.schedule import train_every, train_once
-
-pytestmark = pytest.mark.broker
 
 
 def _small(settings):
@@ -84,7 +80,7 @@ def test_a_scheduled_trainer_refreshes_warm_from_its_cache_in_memory(kafka, sett
         stop.set()
         await schedule
         trained = [o.manifest.training for o in outcomes if o.version]
-        assert [(t["kind"], t["base"]) for t in trained] == [("full", None), ("warm", outcomes[0].version)]
+        assert [(t.kind, t.base) for t in trained] == [("full", None), ("warm", outcomes[0].version)]
         assert len(open_cache(settings).events) == total  # on disk too, each event once
 
     asyncio.run(asyncio.wait_for(scenario(), 180))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from typer.testing import CliRunner
 
 from foundation.schema import Item
@@ -14,8 +13,6 @@ from streamrec.cli import app
 from streamrec.shop.producer import ShopProducer
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version
-
-pytestmark = pytest.mark.broker
 
 ITEMS = [Item(f"i{n}", f"lamp {n}", f"c{n % 4}") for n in range(400)]
 

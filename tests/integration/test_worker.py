@@ -26,8 +26,6 @@ from streams.tables import ChangelogTable
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
 
-pytestmark = pytest.mark.broker
-
 
 @pytest.fixture(params=["batch", "faust"])
 def settings(request, settings: Settings) -> Settings:

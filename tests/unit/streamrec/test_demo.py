@@ -44,3 +44,18 @@ def test_each_served_model_says_how_long_after_its_events_it_served(tmp_path):
         (60.0, 160.0, 110.0),  # the first version: every event of its window was new
         (40.0, 190.0, 115.0),  # the second: the events after the first version's newest
     ]
+
+
+def test_the_dashboard_says_nothing_was_published_rather_than_a_latency_of_zero(tmp_path):
+    from rich.console import Console
+
+    from foundation.kafka import KafkaConnection
+    from streamrec.demo import dashboard
+    from streamrec.processes import WorkerProcess
+
+    settings = Settings(data_dir=tmp_path)
+    process = WorkerProcess(settings, KafkaConnection("127.0.0.1:9"))
+    console = Console(record=True, width=160)
+    console.print(dashboard(process, Sample(3, 0, 0, 0, 0, 0, None), (None, None, None), settings, [], "starting"))
+    screen = console.export_text()
+    assert "none yet" in screen and "0.0 ms" not in screen and "joining the group" in screen

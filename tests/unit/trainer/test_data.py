@@ -1,0 +1,40 @@
+"""What a refresh learns from: the log's catalog, its neighbours and the tuner's users."""
+
+from __future__ import annotations
+
+from foundation.schema import Event, Item
+from foundation.settings import Settings
+from trainer.cache import InteractionCache
+from trainer.data import catalog_of, latest_states, neighbours_of, split_of
+
+
+def _log(tmp_path) -> InteractionCache:
+    cache = InteractionCache.open(tmp_path / "cache", max_events=1000)
+    events = [Event(f"e{n}", "click", f"u{n % 6}", f"i{(n * 5) % 9}", float(n)) for n in range(120)]
+    cache.append(events, [Item("i0", "red mug", "kitchen"), Item("i1", "blue mug", "kitchen")], {})
+    return cache
+
+
+def test_items_seen_only_in_events_join_the_catalog_bare(tmp_path):
+    items = {item.item_id: item for item in catalog_of(_log(tmp_path))}
+    assert set(items) == {f"i{n}" for n in range(9)}
+    assert items["i0"].title == "red mug" and items["i5"] == Item("i5", "", "")
+
+
+def test_neighbours_are_learned_from_training_examples_only_and_none_are_asked_for_with_k_zero(tmp_path):
+    cache = _log(tmp_path)
+    items = catalog_of(cache)
+    split = split_of(cache.events, items, Settings())
+    neighbours = neighbours_of(split, items, k=3)
+    assert neighbours is not None and neighbours.rows.shape == (len(items), 3)
+    assert neighbours_of(split, items, k=0) is None
+
+
+def test_the_tuners_users_are_each_users_newest_state_at_most_n(tmp_path):
+    cache = _log(tmp_path)
+    split = split_of(cache.events, catalog_of(cache), Settings())
+    states = latest_states(split, 4)
+    assert len(states) == 4 and len({s.user_id for s in states}) == 4
+    everyone = {s.user_id: s for s in latest_states(split, 100)}
+    for state in states:
+        assert state.last_ts == everyone[state.user_id].last_ts  # the newest, not an older copy
