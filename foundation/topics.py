@@ -87,10 +87,13 @@ async def ensure_topics(settings: Settings, kafka: KafkaConnection) -> None:
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing:
             try:
-                await admin.create_topics(missing)
-                log.info("created topics %s", ", ".join(spec.name for spec in missing))
+                answer = await admin.create_topics(missing)
             except TopicAlreadyExistsError:
-                log.debug("another process created the topics first")
+                answer = None
+            # Another client may have created some first: say only what this one created.
+            created = [topic for topic, code, *_ in getattr(answer, "topic_errors", ()) if code == 0]
+            if created:
+                log.info("created topics %s", ", ".join(created))
         await _check_copartitioned(admin, settings)
     finally:
         await admin.close()

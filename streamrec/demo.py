@@ -296,7 +296,8 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         f"- median events/s {summary['median_events_per_s']:,.0f}, "
         f"recommendations published/s {summary['median_publishes_per_s']:,.0f}",
         "- event → recommendation latency (median of per-second p50 / p99): "
-        f"{summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms",
+        + (f"{summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms"
+           if milestones.recommendation_published is not None else "none published"),
         *(f"- model {row['version']} served {row['newest_event_s']:,.0f} s after the newest event it learned, "
           f"{row['oldest_new_event_s']:,.0f} s after the oldest it was the first to learn "
           f"(mean over those events {row['mean_s']:,.0f} s)" for row in summary["event_to_served_model"]),

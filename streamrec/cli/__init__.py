@@ -39,6 +39,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it loads, line by line
 
 
 USER_ERRORS = (BrokerError, KafkaError, OSError, StoreError, SettingsError)
