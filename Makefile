@@ -10,12 +10,12 @@ ifeq ($(HAS_GPU),1)
 TORCH := torch
 EXTRAS := gpu,test
 else
-# The CPU wheel; a bare `torch` would pull a multi-GB CUDA build.
+# PyPI has no CPU-only torch wheel for Linux: this is the CUDA build (several GB), which runs on the CPU.
 TORCH := torch==2.13.0
 EXTRAS := cpu,test
 endif
 
-.PHONY: demo test soak bench venv clean
+.PHONY: demo test soak bench venv clean kafka-jars
 
 venv: $(STAMP)
 
@@ -29,8 +29,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/streamrec demo $(ARGS)
 
+# Apache Kafka's jars for the tests' three-node cluster (and `streamrec broker --apache-kafka`):
+# fetched once by Maven into ~/.cache/streamrec (needs a JDK 17+ and mvn).
+kafka-jars: $(STAMP)
+	$(BIN)/python -m streamrec.apache_kafka
+
 # The layer contract (pyproject.toml, docs/architecture.md) and the style are checked before the tests run.
-test: $(STAMP)
+test: $(STAMP) kafka-jars
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

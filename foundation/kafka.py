@@ -23,6 +23,11 @@ from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The max.message.bytes of the topics streamrec creates. Its producers' requests
+# stay below it: an accepted value (STREAMREC_MAX_VALUE_BYTES, 1 MiB) re-routed
+# with its key and headers, a changelog batch (1 MiB), a dead letter (64 KiB).
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
 
 def security_options(settings: Settings) -> dict[str, Any]:
     """The aiokafka options for the settings' TLS and SASL (none for PLAINTEXT)."""
@@ -88,7 +93,7 @@ async def start_producer(kafka: KafkaConnection, **options: Any) -> AIOKafkaProd
     The fallback is safe for streamrec's data: a retried event is absorbed by
     its event_id, a retried changelog record rewrites the same key's value.
     """
-    options = {**kafka.client_options(), **options}
+    options = {"max_request_size": MAX_MESSAGE_BYTES - 64 * 1024, **kafka.client_options(), **options}
     if kafka.facts.get("idempotence", True):
         producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **options)
         sender_log, refusal = logging.getLogger("aiokafka.producer.sender"), _ExpectedRefusal()
@@ -126,6 +131,20 @@ def _note_refusal(kafka: KafkaConnection, exc: KafkaError) -> None:
             kafka.bootstrap,
             type(exc).__name__,
         )
+
+
+async def partitions_of(kafka: KafkaConnection, topics: list[str]) -> dict[str, list[int]]:
+    """Each existing topic's partitions, asked of the cluster. (A consumer that
+    has just started may know no topic yet: tansu sends every topic's metadata
+    at once, Apache Kafka only what was asked for; a catalog view that trusted
+    it read 1 of 4 partitions there.)"""
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described if not d["error_code"]}
 
 
 def reader(kafka: KafkaConnection, group_id: str | None = None) -> AIOKafkaConsumer:
@@ -202,10 +221,10 @@ class FollowedTopic:
 
     async def start(self, kafka: KafkaConnection) -> None:
         """Read the topic up to its current end before returning."""
+        partitions = (await partitions_of(kafka, [self.topic])).get(self.topic) or [0]
         self._consumer = reader(kafka)
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.topic) or {0}
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(self.topic, p) for p in partitions]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         await read_to_end(self._consumer, tps, lambda tp, records: self._apply_all(records))

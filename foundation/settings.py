@@ -35,7 +35,15 @@ class Settings(BaseSettings):
     partitions: int = Field(
         8, ge=1, le=1024, description="Partitions of the event topics; the most workers that share the load."
     )
-    replication_factor: int = Field(1, ge=1, description="Replication factor of topics streamrec creates.")
+    replication_factor: int = Field(
+        0, ge=0, le=32, description="Replication factor of topics streamrec creates; 0: min(3, brokers in the cluster)."
+    )
+    min_insync_replicas: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="min.insync.replicas of topics streamrec creates; 0: the replication factor - 1 (at least 1).",
+    )
     app_id: str = Field("streamrec", description="Application id: names the worker group and its internal topics.")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
@@ -95,7 +103,10 @@ class Settings(BaseSettings):
 
     # --- event limits ------------------------------------------------------
     max_value_bytes: int = Field(
-        1_048_576, ge=1024, description="Largest accepted Kafka value; larger ones are dead-lettered."
+        1_048_576,
+        ge=1024,
+        le=1_572_864,  # a re-routed value must fit the topics' max.message.bytes (2 MiB) with its key and headers
+        description="Largest accepted Kafka value; larger ones are dead-lettered.",
     )
     max_batch_elements: int = Field(1000, ge=1, description="Most events in one array value.")
     max_id_chars: int = Field(256, ge=8, description="Longest accepted user, item, session or event id.")

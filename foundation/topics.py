@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from foundation.kafka import KafkaConnection, admin_client
+from foundation.kafka import MAX_MESSAGE_BYTES, KafkaConnection, admin_client
 from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,22 +52,50 @@ class Topics:
         return (self.clicks, self.purchases)
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
+@dataclass(frozen=True)
+class Replication:
+    """How many copies of each partition, and how many must hold a write (acks=all)."""
+
+    factor: int
+    min_insync: int
+
+    @classmethod
+    def for_cluster(cls, settings: Settings, brokers: int) -> Replication:
+        """The settings' replication, resolved against the cluster: 0 means
+        min(3, brokers) copies and all but one of them in sync."""
+        factor = settings.replication_factor or min(3, brokers)
+        min_insync = settings.min_insync_replicas or max(1, factor - 1)
+        if factor > brokers:
+            raise RuntimeError(
+                f"STREAMREC_REPLICATION_FACTOR={factor} but the cluster has {brokers} broker(s): "
+                "lower it (0: as many as the cluster allows, up to 3)"
+            )
+        if min_insync > factor:
+            raise RuntimeError(
+                f"STREAMREC_MIN_INSYNC_REPLICAS={min_insync} is above the replication factor {factor}: "
+                "no write could ever be acknowledged"
+            )
+        return cls(factor, min_insync)
+
+
+def topic_specs(settings: Settings, replication: Replication = Replication(1, 1)) -> list[NewTopic]:
     """Event topics, the control topic and the changelogs share a partition
     count: that is what lets one worker own a user's events, requests and state
-    together. Topics holding personal data get the configured retention."""
+    together. Topics holding personal data get the configured retention; the
+    changelogs are compacted, never deleted by time."""
     topics = Topics.from_settings(settings)
-    n, rf = settings.partitions, settings.replication_factor
-    compacted = {"cleanup.policy": "compact"}
-    events = _retention(settings.events_retention_hours)
+    n, rf = settings.partitions, replication.factor
+    common = {"min.insync.replicas": str(replication.min_insync), "max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    compacted = {**common, "cleanup.policy": "compact"}
+    events = {**common, **_retention(settings.events_retention_hours)}
     return [
         NewTopic(topics.clicks, n, rf, topic_configs=events),
         NewTopic(topics.purchases, n, rf, topic_configs=events),
         NewTopic(topics.catalog, n, rf, topic_configs=compacted),
-        NewTopic(topics.deadletter, n, rf, topic_configs=_retention(settings.deadletter_retention_hours)),
+        NewTopic(topics.deadletter, n, rf, topic_configs={**common, **_retention(settings.deadletter_retention_hours)}),
         # Compacted too: a forgotten user's tombstone removes their older answers.
         NewTopic(topics.recommendations, n, rf, topic_configs={**events, "cleanup.policy": "compact,delete"}),
-        NewTopic(topics.model_updates, 1, rf),
+        NewTopic(topics.model_updates, 1, rf, topic_configs=common),
         NewTopic(topics.control, n, rf, topic_configs=events),
         NewTopic(topics.user_features_changelog, n, rf, topic_configs=compacted),
         NewTopic(topics.item_stats_changelog, n, rf, topic_configs=compacted),
@@ -84,19 +112,26 @@ async def ensure_topics(settings: Settings, kafka: KafkaConnection) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
-        if missing:
-            try:
-                answer = await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                answer = None
-            # Another client may have created some first: say only what this one created.
-            created = [topic for topic, code, *_ in getattr(answer, "topic_errors", ()) if code == 0]
-            if created:
-                log.info("created topics %s", ", ".join(created))
+        if any(spec.name not in existing for spec in topic_specs(settings)):
+            await _create_missing(admin, settings, existing)
         await _check_copartitioned(admin, settings)
     finally:
         await admin.close()
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings, existing: set[str]) -> None:
+    """Create the missing topics, replicated as the cluster allows (checked against its broker count)."""
+    brokers = len((await admin.describe_cluster())["brokers"])
+    replication = Replication.for_cluster(settings, brokers)
+    missing = [spec for spec in topic_specs(settings, replication) if spec.name not in existing]
+    try:
+        answer = await admin.create_topics(missing)
+    except TopicAlreadyExistsError:
+        return
+    # Another client may have created some first: say only what this one created.
+    created = [topic for topic, code, *_ in answer.topic_errors if code == 0]
+    if created:
+        log.info("created topics %s (replication %d, min.insync %d)", ", ".join(created), *astuple(replication))
 
 
 async def _check_copartitioned(admin: AIOKafkaAdminClient, settings: Settings) -> None:

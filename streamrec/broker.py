@@ -120,9 +120,9 @@ class EmbeddedBroker:
         """The broker process's id while it runs."""
         return None if self._process is None else self._process.pid
 
-    def poll(self) -> int | None:
-        """The broker's exit code once it has exited, else None."""
-        return None if self._process is None else self._process.poll()
+    def running(self) -> bool:
+        """Started, and not exited since."""
+        return self._process is not None and self._process.poll() is None
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -1,14 +1,16 @@
-"""Fixtures shared by all tests: a real Kafka broker for the integration tests.
+"""Fixtures shared by all tests: real Kafka brokers for the integration tests.
 
-The broker is, in order of preference: the cluster in STREAMREC_KAFKA_BOOTSTRAP;
-Apache Kafka in a testcontainer when a Docker engine answers; the embedded
-tansu broker on a free port. Each test gets its own topic prefix, so tests
-never see each other's records.
+Every test that takes the `kafka` fixture runs on the embedded tansu broker
+and, for the suites in APACHE_KAFKA_SUITES, again on a three-node Apache
+Kafka cluster started on the local JDK (one of each for the whole session);
+a cluster in STREAMREC_KAFKA_BOOTSTRAP replaces both. Each test gets its own
+topic prefix, so tests never see each other's records.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 import threading
 import uuid
@@ -18,34 +20,62 @@ import pytest
 
 from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
-from streamrec.broker import EmbeddedBroker, free_port
+from streamrec.broker import EmbeddedBroker, free_port, port_open
 
 __all__ = ["free_port"]  # the tests' import of it
 
 
-def _docker_answers() -> bool:
-    try:
-        import docker
+BROKERS = ("tansu", "apache-kafka")
+# The suites that also run on the three-node Apache Kafka cluster (the others,
+# benchmarks and fuzzing, on tansu alone: they test streamrec, not the broker).
+APACHE_KAFKA_SUITES = {
+    "test_worker", "test_outside_clients", "test_poison", "test_privacy", "test_trainer", "test_api",
+    "test_commands", "test_soak", "test_kafka", "test_realtime", "test_apache_kafka",
+}  # fmt: skip
 
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:  # no client library, no socket, no daemon: all mean "no Docker"
-        return False
+
+def _brokers() -> tuple[str, ...]:
+    """STREAMREC_TEST_BROKERS narrows the brokers (tansu, apache-kafka); a
+    cluster of yours in STREAMREC_KAFKA_BOOTSTRAP replaces them."""
+    if os.environ.get("STREAMREC_KAFKA_BOOTSTRAP"):
+        return ("configured",)
+    wanted = os.environ.get("STREAMREC_TEST_BROKERS", ",".join(BROKERS))
+    return tuple(name.strip() for name in wanted.split(",") if name.strip() in BROKERS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every broker test runs on each broker of `_brokers()` its suite is for."""
+    if "kafka" not in metafunc.fixturenames:
+        return
+    suite = metafunc.module.__name__.rsplit(".", 1)[-1]
+    brokers = [b for b in _brokers() if b != "apache-kafka" or suite in APACHE_KAFKA_SUITES]
+    metafunc.parametrize("kafka", brokers, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[KafkaConnection]:
-    """A connection to a real broker for the whole session (plain)."""
-    if os.environ.get("STREAMREC_KAFKA_BOOTSTRAP"):
+def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaConnection]:
+    """A connection to a real broker for the whole session (plain): the embedded
+    tansu, a three-node Apache Kafka cluster (KRaft, on the JDK), or yours."""
+    if request.param == "configured":
         yield KafkaConnection(os.environ["STREAMREC_KAFKA_BOOTSTRAP"])
-    elif _docker_answers():
-        from testcontainers.community.kafka import KafkaContainer
+    elif request.param == "apache-kafka":
+        from streamrec.apache_kafka import KafkaCluster
 
-        with KafkaContainer().with_kraft() as container:
-            yield KafkaConnection(container.get_bootstrap_server())
+        cluster = KafkaCluster(3, free_ports(6), workdir=tmp_path_factory.mktemp("apache-kafka"))
+        with cluster:
+            yield KafkaConnection(cluster.bootstrap)
     else:
         with EmbeddedBroker("127.0.0.1", free_port()) as broker:
             yield KafkaConnection(broker.bootstrap)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports nothing listens on."""
+    for _ in range(100):
+        first = random.randrange(20_000, 32_000)  # below Linux's ephemeral ports
+        if not any(port_open(host, first + n) for n in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -24,7 +24,7 @@ import msgpack
 from aiokafka import TopicPartition
 
 from foundation.codec import Rejected, decode_records
-from foundation.kafka import KafkaConnection, read_to_end, reader
+from foundation.kafka import KafkaConnection, partitions_of, read_to_end, reader
 from foundation.privacy import Pseudonyms
 from foundation.schema import Event, Item, Limits, validate_control, validate_event, validate_item
 from foundation.store import write_atomically
@@ -134,15 +134,12 @@ class InteractionCache:
         the same refresh: the trainer errs on the side of forgetting.
         """
         pseudonym = pseudonyms if pseudonyms is not None and pseudonyms.enabled else None
+        partitions = await partitions_of(kafka, [*topics.events, topics.catalog, topics.control])
         consumer = reader(kafka, group_id=group_id)
         await consumer.start()
         refresh, events, items, forget = Refresh(), [], [], set()
         try:
-            tps = [
-                TopicPartition(topic, p)
-                for topic in (*topics.events, topics.catalog, topics.control)
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
+            tps = [TopicPartition(topic, p) for topic, numbers in partitions.items() for p in numbers]
             if not tps:
                 return refresh
             consumer.assign(tps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,24 +16,42 @@ from streamrec.broker import EmbeddedBroker, kafka_connection
 from streamrec.cli.common import console, run_until_signal
 
 
-def broker(port: Annotated[int | None, typer.Option(help="Port (default: STREAMREC_BROKER_PORT).")] = None) -> None:
-    """Run the embedded Kafka-compatible broker (tansu, memory storage) until Ctrl-C."""
+def broker(
+    port: Annotated[
+        int | None, typer.Option(help="Port, the first node's with --apache-kafka (default: STREAMREC_BROKER_PORT).")
+    ] = None,
+    apache_kafka: Annotated[
+        bool, typer.Option(help="A real Apache Kafka cluster (KRaft, on the local JDK; jars fetched by Maven once).")
+    ] = False,
+    nodes: Annotated[int, typer.Option(min=1, max=9, help="Apache Kafka nodes, on port, port+1, ...")] = 3,
+    data: Annotated[
+        Path | None, typer.Option(help="Apache Kafka's log directories (default: a new temporary one).")
+    ] = None,
+) -> None:
+    """Run a broker until Ctrl-C: the embedded tansu (memory storage), or an Apache Kafka cluster."""
     settings = Settings()
+    port = port or settings.broker_port
     # The handlers only note the request: stopping (and waiting for) the broker
     # inside a handler that interrupts a wait on the same process hung for ever.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    embedded = EmbeddedBroker(settings.broker_host, port or settings.broker_port)
-    embedded.start()
-    console.print(f"broker listening on [bold]{embedded.bootstrap}[/] (memory storage); Ctrl-C stops it")
-    while embedded.poll() is None and not stop.wait(0.2):
+    if apache_kafka:
+        from streamrec.apache_kafka import KAFKA_VERSION, KafkaCluster
+
+        running = KafkaCluster(nodes, port, settings.broker_host, workdir=data).start()
+        console.print(f"Apache Kafka {KAFKA_VERSION}: {nodes} nodes on [bold]{running.bootstrap}[/] "
+                      f"(logs and data in {running.workdir}); Ctrl-C stops it")  # fmt: skip
+    else:
+        running = EmbeddedBroker(settings.broker_host, port).start()
+        console.print(f"broker listening on [bold]{running.bootstrap}[/] (memory storage); Ctrl-C stops it")
+    while running.running() and not stop.wait(0.2):
         pass
-    code = embedded.poll()
-    embedded.stop()
-    if not stop.is_set():
-        console.print(f"[red]error:[/] the broker exited by itself with code {code}")
-        raise typer.Exit(code or 1)
+    exited = not stop.is_set()
+    running.stop()
+    if exited:
+        console.print("[red]error:[/] the broker exited by itself (see its log)")
+        raise typer.Exit(1)
 
 
 def worker(

@@ -1,0 +1,252 @@
+"""A real Apache Kafka cluster on this machine, without Docker: KRaft nodes
+(each a broker and a controller) from Kafka's own jars on the local JDK.
+
+The jars come from Maven Central through the committed descriptor
+`apache-kafka.pom.xml` (fetched once into a cache directory); each node gets
+its own log directory, formatted with one cluster id, and listens on
+loopback. `streamrec broker --apache-kafka --nodes 3 --port P` runs one until
+Ctrl-C; the tests' `kafka` fixture starts one on the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from streamrec.broker import BrokerError, die_with_parent, port_open
+
+log = logging.getLogger(__name__)
+
+KAFKA_VERSION = "4.1.1"
+POM = Path(__file__).with_name("apache-kafka.pom.xml")
+CHECK = "streamrec-cluster-check"  # the topic and group that show the cluster serves
+HEAP = "-Xmx512m"  # three nodes and the tests share 24 GiB and two cores
+
+
+def default_jars_dir(version: str = KAFKA_VERSION) -> Path:
+    """Where the jars are kept between runs (like pip's cache); a changed descriptor fetches anew."""
+    descriptor = hashlib.sha256(POM.read_bytes()).hexdigest()[:8]
+    return Path.home() / ".cache" / "streamrec" / f"apache-kafka-{version}-{descriptor}"
+
+
+def require_tools() -> None:
+    """A clear error naming what is missing, before anything is fetched."""
+    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    if missing:
+        raise BrokerError(
+            f"Apache Kafka needs {' and '.join(missing)} on the PATH (a JDK 17+ and Maven: "
+            "apt-get install openjdk-17-jdk-headless maven, or brew install openjdk@17 maven)"
+        )
+
+
+def fetch_jars(dest: Path | None = None, version: str = KAFKA_VERSION) -> Path:
+    """Kafka's jars and their dependencies in `dest` (fetched by Maven once)."""
+    require_tools()
+    dest = dest or default_jars_dir(version)
+    done = dest / ".complete"
+    if done.exists():
+        return dest
+    log.info("fetching Apache Kafka %s's jars from Maven Central into %s ...", version, dest)
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    command = ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}", "dependency:copy-dependencies",
+               f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise BrokerError(f"Maven could not fetch Apache Kafka {version}: {finished.stdout[-2000:]}{finished.stderr}")
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+    done.touch()
+    return dest
+
+
+class KafkaCluster:
+    """`nodes` combined broker+controller nodes: clients on port, port+1, ...;
+    the controllers' quorum on the ports after those."""
+
+    def __init__(self, nodes: int = 3, port: int = 9092, host: str = "127.0.0.1", workdir: Path | None = None,
+                 jars: Path | None = None, broker_options: dict[str, str] | None = None):  # fmt: skip
+        self.nodes, self.port, self.host = nodes, port, host
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="streamrec-kafka-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.jars = jars
+        self.broker_options = broker_options or {}
+        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self._processes: dict[int, subprocess.Popen] = {}
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{self.host}:{self.port + n}" for n in range(self.nodes))
+
+    def client_port(self, node: int) -> int:
+        return self.port + node
+
+    def log_file(self, node: int) -> Path:
+        return self.workdir / f"node-{node}" / "server.log"
+
+    def start(self, timeout_s: float = 120.0) -> KafkaCluster:
+        busy = [
+            p for n in range(self.nodes) for p in (self.port + n, self._controller_port(n)) if port_open(self.host, p)
+        ]
+        if busy:
+            raise BrokerError(f"ports {busy} are already in use; stop those processes or choose another --port")
+        self.jars = fetch_jars(self.jars)
+        for node in range(self.nodes):
+            self._format(node)
+        for node in range(self.nodes):
+            self.start_node(node)
+        self.wait_until_serving(timeout_s)
+        log.info("Apache Kafka %s: %d nodes serving on %s", KAFKA_VERSION, self.nodes, self.bootstrap)
+        return self
+
+    def start_node(self, node: int) -> None:
+        """Start (or restart, after `kill`) one node on its formatted log directory."""
+        out = self.log_file(node).open("ab")
+        self._processes[node] = subprocess.Popen(
+            ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
+             "kafka.Kafka", str(self._config(node))],  # fmt: skip
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
+        )  # fmt: skip
+        out.close()
+
+    def kill(self, node: int) -> None:
+        """SIGKILL one node, as a crashed machine (fault tests)."""
+        process = self._processes.pop(node, None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def wait_until_serving(self, timeout_s: float = 120.0) -> None:
+        """Every running node listens, is in the cluster's metadata, and a
+        consumer group can commit (so the first real group does not wait)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for node, process in self._processes.items():
+                if process.poll() is not None:
+                    raise BrokerError(
+                        f"Kafka node {node} exited with code {process.returncode}: see {self.log_file(node)}"
+                    )
+            listening = all(port_open(self.host, self.port + n) for n in self._processes)
+            if listening and asyncio.run(self._serves(len(self._processes))):
+                return
+            time.sleep(0.5)
+        raise BrokerError(f"Apache Kafka did not serve within {timeout_s:.0f} s: see the logs under {self.workdir}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM every node (a controlled shutdown), SIGKILL what outlives `timeout_s`."""
+        for process in self._processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in self._processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._processes.clear()
+
+    def running(self) -> bool:
+        return bool(self._processes) and all(p.poll() is None for p in self._processes.values())
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- configuration ------------------------------------------------------------
+
+    def _controller_port(self, node: int) -> int:
+        return self.port + self.nodes + node
+
+    def _config(self, node: int) -> Path:
+        path = self.workdir / f"node-{node}" / "server.properties"
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        voters = ",".join(f"{n}@{self.host}:{self._controller_port(n)}" for n in range(self.nodes))
+        replicas = min(3, self.nodes)
+        options = {
+            "process.roles": "broker,controller",
+            "node.id": str(node),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{self.host}:{self.port + node},CONTROLLER://{self.host}:{self._controller_port(node)}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port + node}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(path.parent / "data"),
+            "offsets.topic.replication.factor": str(replicas),
+            # Few partitions for the coordinators' topics: 50 (the default) each, three times
+            # over, kept two cores busy for a minute after the first group joined.
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.num.partitions": "4",
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": str(max(1, replicas - 1)),
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "1",
+            **self.broker_options,
+        }
+        path.write_text("".join(f"{key}={value}\n" for key, value in options.items()))
+        return path
+
+    def _format(self, node: int) -> None:
+        finished = subprocess.run(
+            ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
+             "kafka.tools.StorageTool", "format", "--cluster-id", self.cluster_id, "--config", str(self._config(node)),
+             "--ignore-formatted"],  # fmt: skip
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if finished.returncode != 0:
+            raise BrokerError(f"formatting Kafka node {node}'s storage failed: {finished.stdout}{finished.stderr}")
+
+    def _log4j(self) -> Path:
+        path = self.workdir / "log4j2.properties"
+        if not path.exists():
+            path.write_text(
+                "status = warn\nappender.out.type = Console\nappender.out.name = OUT\n"
+                "appender.out.layout.type = PatternLayout\nappender.out.layout.pattern = [%d] %p %m (%c)%n\n"
+                "rootLogger.level = INFO\nrootLogger.appenderRef.out.ref = OUT\n"
+                "logger.kafka.name = kafka\nlogger.kafka.level = INFO\n"
+                "logger.state.name = state.change.logger\nlogger.state.level = WARN\n"
+            )
+        return path
+
+    async def _serves(self, nodes: int) -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=CHECK, enable_auto_commit=False,
+                                    request_timeout_ms=5000)  # fmt: skip
+        try:
+            await admin.start()
+            if len((await admin.describe_cluster())["brokers"]) < nodes:
+                return False
+            if CHECK not in await admin.list_topics():
+                await admin.create_topics([NewTopic(CHECK, 1, min(3, nodes))])
+            await consumer.start()
+            consumer.assign([TopicPartition(CHECK, 0)])
+            await asyncio.wait_for(consumer.commit({TopicPartition(CHECK, 0): 0}), 10)
+            return True
+        except (TimeoutError, KafkaError, OSError):
+            return False
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+
+if __name__ == "__main__":  # `make kafka-jars`
+    print(fetch_jars())
