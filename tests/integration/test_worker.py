@@ -114,7 +114,7 @@ def test_features_dead_letters_and_http(kafka, settings):
             missing = await http.get("/users/nobody")
             assert missing.status_code == 404 and "unknown user" in missing.json()["detail"]
             assert (await http.get("/users/" + "x" * 300)).status_code == 422
-            # Counters count at the commit, which follows the fold (on Apache Kafka, once the group's coordinator is up).
+            # Counters count at the commit, after the fold (on Apache Kafka once the group's coordinator is up).
             duplicates = 'streamrec_worker_events_total{outcome="duplicate"} 10.0'
             for _ in range(600):
                 if duplicates in (await http.get("/metrics")).text:
