@@ -15,7 +15,7 @@ TORCH := torch==2.13.0
 EXTRAS := cpu,test
 endif
 
-.PHONY: demo test soak bench venv clean kafka-jars
+.PHONY: demo test soak bench venv clean kafka-jars examples
 
 venv: $(STAMP)
 
@@ -34,8 +34,15 @@ demo: $(STAMP)
 kafka-jars: $(STAMP)
 	$(BIN)/python -m streamrec.apache_kafka
 
+# The shop producers of examples/ (Java, Go, Node), which the tests run against the cluster:
+# their libraries from Maven Central, the Go module proxy and npm (needs java, mvn, go, node, npm).
+examples:
+	cd examples/java && mvn -q -B dependency:build-classpath -Dmdep.outputFile=cp.txt
+	cd examples/go && go mod download
+	cd examples/node && npm ci --no-audit --no-fund --silent
+
 # The layer contract (pyproject.toml, docs/architecture.md) and the style are checked before the tests run.
-test: $(STAMP) kafka-jars
+test: $(STAMP) kafka-jars examples
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,0 +1,104 @@
+"""What only a real Apache Kafka cluster shows: topics replicated as the
+cluster allows, and a forgotten user's rows gone from the compacted changelog."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from foundation.control import send_forget
+from foundation.kafka import admin_client, partition_for, start_producer
+from foundation.privacy import Pseudonyms
+from foundation.settings import Settings
+from foundation.topics import Topics, ensure_topics
+from streamrec.shop.producer import ShopProducer
+from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
+
+TOPIC_CONFIG = 1  # DescribeConfigs' source of a value set on the topic itself
+# Roll a segment every 100 ms and clean anything dirty: compaction within seconds, tombstones dropped too.
+COMPACT_NOW = {"segment.ms": "100", "min.cleanable.dirty.ratio": "0.001", "delete.retention.ms": "0",
+               "max.compaction.lag.ms": "100"}  # fmt: skip
+
+
+async def _topic_configs(admin, topic: str) -> dict[str, str]:
+    """The values set on the topic itself (a just-created topic's reach every broker within moments)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    for _ in range(100):
+        described = (await admin.describe_configs([resource]))[0].resources[0][4]
+        own = {name: value for name, value, _, source, *_ in described if source == TOPIC_CONFIG}
+        if own:
+            return own
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no configuration of {topic} was described")
+
+
+def test_topics_are_replicated_three_times_with_two_in_sync_on_three_brokers(kafka, settings: Settings):
+    async def scenario() -> None:
+        await ensure_topics(settings, kafka)
+        topics = Topics.from_settings(settings)
+        admin = admin_client(kafka)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([topics.clicks, topics.user_features_changelog])
+            values = await _topic_configs(admin, topics.user_features_changelog)
+        finally:
+            await admin.close()
+        assert {len(p["replicas"]) for d in described for p in d["partitions"]} == {3}
+        assert values["min.insync.replicas"] == "2" and values["cleanup.policy"] == "compact"
+
+    run_scenario(scenario)
+
+
+def test_a_forgotten_users_rows_disappear_from_the_changelog_after_compaction(kafka, settings: Settings):
+    topics = Topics.from_settings(settings)
+    # A user in the forgotten one's partition: only new writes there roll the segment holding the tombstone.
+    parts = settings.partitions
+    kept = next(f"kept{n}" for n in range(1000) if partition_for(f"kept{n}", parts) == partition_for("gone", parts))
+
+    async def scenario() -> None:
+        await ensure_topics(settings, kafka)
+        admin = admin_client(kafka)
+        await admin.start()
+        try:  # AlterConfigs replaces a topic's whole set: streamrec's own configs go back in
+            changelog = ConfigResource(ConfigResourceType.TOPIC, topics.user_features_changelog)
+            own = await _topic_configs(admin, topics.user_features_changelog)
+            assert own["cleanup.policy"] == "compact"
+            changelog.configs = {**own, **COMPACT_NOW}
+            await admin.alter_configs([changelog])
+        finally:
+            await admin.close()
+        worker = await RunningWorker(settings, kafka).start()
+        async with ShopProducer(kafka, settings) as shop:
+            for n in range(20):  # many versions of both users' rows
+                await shop.click("gone", "i1", event_id=f"g{n}", ts=1000.0 + n)
+                await shop.click(kept, "i2", event_id=f"k{n}", ts=1000.0 + n)
+                await shop.flush()
+                await asyncio.sleep(0.05)
+        state = worker.worker
+        await until(lambda: state.status.events == 40, 60, "the users' events")
+        producer = await start_producer(kafka)
+        try:
+            await send_forget(producer, topics, Pseudonyms.from_settings(settings), "gone")
+        finally:
+            await producer.stop()
+        await until(lambda: state.status.forgotten == 1, 60, "the forget")
+
+        async def changelog_keys() -> list[bytes]:
+            return [r.key for r in await read_topic(kafka, topics.user_features_changelog, settings.partitions)]
+
+        before = await changelog_keys()
+        assert b"gone" in before and before.count(kept.encode()) > 1  # written, not yet compacted
+        async with ShopProducer(kafka, settings) as shop:
+            for n in range(120):  # new writes roll segments, so the old ones can be cleaned
+                if b"gone" not in await changelog_keys():
+                    break
+                await shop.click(kept, "i3", event_id=f"later{n}", ts=2000.0 + n)
+                await shop.flush()
+                await asyncio.sleep(0.5)
+        keys = await changelog_keys()
+        assert b"gone" not in keys, "the forgotten user's rows (and tombstone) are still in the changelog"
+        assert kept.encode() in keys and keys.count(kept.encode()) < before.count(kept.encode()) + n + 1  # compacted
+        await worker.stop()
+
+    run_scenario(scenario)
