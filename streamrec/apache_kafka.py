@@ -92,9 +92,6 @@ class KafkaCluster:
     def bootstrap(self) -> str:
         return ",".join(f"{self.host}:{self.port + n}" for n in range(self.nodes))
 
-    def client_port(self, node: int) -> int:
-        return self.port + node
-
     def log_file(self, node: int) -> Path:
         return self.workdir / f"node-{node}" / "server.log"
 
@@ -114,7 +111,7 @@ class KafkaCluster:
         return self
 
     def start_node(self, node: int) -> None:
-        """Start (or restart, after `kill`) one node on its formatted log directory."""
+        """Start one node on its formatted log directory."""
         out = self.log_file(node).open("ab")
         self._processes[node] = subprocess.Popen(
             ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
@@ -122,13 +119,6 @@ class KafkaCluster:
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
         out.close()
-
-    def kill(self, node: int) -> None:
-        """SIGKILL one node, as a crashed machine (fault tests)."""
-        process = self._processes.pop(node, None)
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
 
     def wait_until_serving(self, timeout_s: float = 120.0) -> None:
         """Every running node listens, is in the cluster's metadata, and a
