@@ -148,8 +148,17 @@ class Settings(BaseSettings):
         ge=0,
         le=10_000,
         description=(
-            "Item neighbours (co-occurrence) kept per item: a second source blended with the towers by the weight "
-            "the trainer picks on validation users; 0: towers only."
+            "Item neighbours kept per item: a second source blended with the towers; the trainer picks its kind "
+            "(co-occurrence or EASE) and weight on validation users; 0: towers only."
+        ),
+    )
+    model_ease_max_items: int = Field(
+        15_000,
+        ge=0,
+        le=50_000,
+        description=(
+            "Largest catalog the trainer tries EASE neighbours on (a dense items x items inverse: 0.9 GB and about "
+            "a minute per lambda at 15,000 items on 2 cores); above it, co-occurrence only. 0: never."
         ),
     )
     model_pooling: Literal["attention", "decay"] = Field(

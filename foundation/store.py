@@ -63,7 +63,10 @@ class Blend:
     neighbours: int = 0  # neighbours kept per item; 0: the towers alone
     weight: float = 0.0
     valid_recall_by_weight: dict[str, float] = field(default_factory=dict)  # the choice's evidence
-    weight_from: str | None = None  # a warm refresh keeps its base version's weight
+    weight_from: str | None = None  # a warm refresh keeps its base version's weight and source
+    source: str = "cosine"  # the kind of neighbours: "cosine" (co-occurrence) or "ease"
+    regularisation: float | None = None  # EASE's lambda
+    valid_recall_by_source: dict[str, float] = field(default_factory=dict)  # each source at its best weight
 
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)

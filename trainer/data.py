@@ -67,12 +67,15 @@ def split_of(
     )
 
 
-def neighbours_of(split: Split, items: list[Item], k: int) -> Neighbours | None:
-    """Item neighbours from the training examples alone (no held-out window leaks in)."""
+def neighbours_of(split: Split, items: list[Item], k: int, ease: float | None = None) -> Neighbours | None:
+    """Item neighbours from the training examples alone (no held-out window
+    leaks in): co-occurrence, or EASE's weights at regularisation `ease`."""
     if k <= 0:
         return None
     row = {item.item_id: n for n, item in enumerate(items)}
     histories = [[row[i] for i in history if i in row] for history in split.histories.values()]
+    if ease is not None:
+        return Neighbours.from_ease(histories, len(items), k, ease)
     return Neighbours.from_histories(histories, len(items), k)
 
 

@@ -160,7 +160,7 @@ def judge_model(
     return judge_encoded(model, encoded, catalog, items, device, ks, neighbours, weight)
 
 
-BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # 4: the neighbours lead, the towers break ties
 
 
 def choose_blend(

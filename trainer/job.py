@@ -98,8 +98,7 @@ def train_and_publish(
     started = time.time()
     run = _prepare(settings, cache, store, device or pick_device(), full)
     result, tconfig = _train(run, on_progress)
-    neighbours = neighbours_of(run.split, run.items, settings.model_neighbours)
-    blend = _choose_blend(run, result, neighbours)
+    blend, neighbours = _choose_blend(run, result)
     run.phases.end("neighbours_s")
     test, popularity = _judge_new(run, result, neighbours, blend.weight)
     gate, reason = _judge_gate(run, test.recall[GATE_K], force)
@@ -155,19 +154,44 @@ def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainRes
     return result, tconfig
 
 
-def _choose_blend(run: _Refresh, result: TrainResult, neighbours: Neighbours | None) -> Blend:
-    """The neighbours' weight: chosen on the validation users, or (warm) the base's."""
-    count = run.settings.model_neighbours
-    if neighbours is None:
-        return Blend(count)
+EASE_REGULARISATIONS = (100.0, 300.0, 1000.0)  # EASE's lambdas tried on the validation users
+
+
+def neighbour_sources(settings: Settings, items: int) -> list[float | None]:
+    """The neighbours a full refresh tries: co-occurrence (None), and EASE at
+    each lambda where the catalog is small enough for its dense inverse."""
+    fits = 0 < items <= settings.model_ease_max_items
+    return [None, *(EASE_REGULARISATIONS if fits else ())]
+
+
+def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours | None]:
+    """The neighbours' kind and weight with the best recall on the validation
+    users, or (warm) the base's kind and weight."""
+    settings, count = run.settings, run.settings.model_neighbours
+    base = run.current.manifest.params.blend if run.current is not None else None
+    if count <= 0:
+        return Blend(count), None
     if run.plan.kind == "warm" and run.current.neighbours is not None:
-        # Small steps from the base's towers: the weight its validation users chose stands (saves 5 judgings).
-        return Blend(count, run.current.blend_weight, weight_from=run.current.version)
-    weight, by_weight = choose_blend(result.model, neighbours, run.split.valid, run.items,
-                                     ModelConfig.from_settings(run.settings), run.device,
-                                     run.settings.affinity_half_life_s)  # fmt: skip
-    log.info("neighbours' weight %.2g (validation recall@20 by weight: %s)", weight, by_weight)
-    return Blend(count, weight, {str(w): round(r, 5) for w, r in by_weight.items()})
+        # Small steps from the base's towers: the choice its validation users made stands (saves the judgings).
+        neighbours = neighbours_of(run.split, run.items, count, base.regularisation)
+        return replace(base, neighbours=count, weight_from=run.current.version), neighbours
+    best: tuple[float, Blend, Neighbours | None] = (-1.0, Blend(count), None)
+    by_source = {}
+    for ease in neighbour_sources(settings, len(run.items)):
+        neighbours = neighbours_of(run.split, run.items, count, ease)
+        weight, by_weight = choose_blend(result.model, neighbours, run.split.valid, run.items,
+                                         ModelConfig.from_settings(settings), run.device,
+                                         settings.affinity_half_life_s)  # fmt: skip
+        source = "cosine" if ease is None else "ease"
+        by_source[source if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
+        if by_weight[weight] > best[0]:
+            evidence = {str(w): round(r, 5) for w, r in by_weight.items()}
+            best = (by_weight[weight], Blend(count, weight, evidence, source=source, regularisation=ease), neighbours)
+    _, blend, neighbours = best
+    blend = replace(blend, valid_recall_by_source=by_source)
+    log.info("neighbours: %s at weight %.2g (validation recall@20 by source: %s)", blend.source, blend.weight,
+             by_source)  # fmt: skip
+    return blend, neighbours
 
 
 def _judge_new(

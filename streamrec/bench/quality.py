@@ -45,22 +45,41 @@ class QualityReport:
     product_runs: list[Quality] = field(default_factory=list)  # one per seed
     manifests: list[dict] = field(default_factory=list)  # the trainer's own test figures, per seed
     diversity: dict[float, Quality] = field(default_factory=dict)  # the first seed's lists of 20 per knob setting
+    train_s: dict[str, list[float]] = field(default_factory=dict)  # per system (the product: per seed)
+    tune_s: dict[str, float] = field(default_factory=dict)  # each peer's grid on the validation window
+    blends: list[dict] = field(default_factory=list)  # the neighbours the trainer chose, per seed
 
     def best_peer(self) -> str | None:
         peers = {name: q for name, q in self.systems.items() if name != PRODUCT}
         return max(peers, key=lambda name: peers[name].recall[20]) if peers else None
 
+    def product_spread(self) -> dict[str, dict[str, float]]:
+        """Per measure the users see first: the product's mean, lowest and highest over its seeds."""
+        measures = {f"recall@{k}": lambda q, k=k: q.recall[k] for k in (10, 20, 50)} | {"ndcg@20": lambda q: q.ndcg[20]}
+        spread = {}
+        for name, measure in measures.items():
+            values = [measure(run) for run in self.product_runs]
+            spread[name] = {"mean": round(statistics.mean(values), 5), "min": round(min(values), 5),
+                            "max": round(max(values), 5)}  # fmt: skip
+        return spread
+
     def to_json(self) -> dict:
         recalls = [run.recall[20] for run in self.product_runs]
         best = self.best_peer()
         product = statistics.mean(recalls)
+        ratios = [round(r / self.systems[best].recall[20], 4) for r in recalls] if best else []
         return {
             "benchmark": "quality",
             "systems": {name: q.to_json() for name, q in self.systems.items()},
             "product": PRODUCT,
+            "product_over_seeds": self.product_spread(),
             "product_recall@20_per_seed": [round(r, 5) for r in recalls],
             "product_recall@20_mean": round(product, 5),
             "product_recall@20_spread": round(max(recalls) - min(recalls), 5),
+            "ratio_to_best_peer_per_seed": ratios,
+            "train_s": self.train_s,
+            "peer_tune_s": self.tune_s,
+            "product_neighbours_per_seed": self.blends,
             "manifest_test_recall@20_per_seed": [m.get("recall@20") for m in self.manifests],
             "diversity_tradeoff": [
                 {"diversity": d, "recall@20": round(q.recall[20], 5), "diversity@20": round(q.diversity, 5)}
@@ -77,6 +96,8 @@ class ProductRun:
     rankings: dict[str, list[str]]  # each test user's list, without the user's past items
     manifest_test: dict  # the trained version's own test figures
     by_diversity: dict[float, dict[str, list[str]]]  # lists of SHOWN items per knob setting
+    train_s: float  # the refresh up to a servable model: examples, towers, neighbours and their choice
+    blend: dict  # the neighbours' kind and weight the trainer chose
 
 
 async def product_rankings(
@@ -99,7 +120,11 @@ async def product_rankings(
     outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=True)
     on_status(f"serving {outcome.version} and asking the API for {len(split.targets):,} users ...")
     rankings, by_diversity = await _ask_api(settings, kafka, split, diversities)
-    return ProductRun(rankings, outcome.manifest.metrics.get("test", {}) if outcome.manifest else {}, by_diversity)
+    manifest = outcome.manifest
+    training = manifest.training
+    train_s = training.examples_s + training.train_s + training.neighbours_s
+    return ProductRun(rankings, manifest.metrics.get("test", {}), by_diversity, round(train_s, 2),
+                      manifest.params.blend.to_json())  # fmt: skip
 
 
 async def _fold(
@@ -208,6 +233,8 @@ async def bench_quality(
         )
         report.product_runs.append(quality)
         report.manifests.append(run.manifest_test)
+        report.train_s.setdefault(PRODUCT, []).append(run.train_s)
+        report.blends.append(run.blend)
         for diversity, lists in run.by_diversity.items():
             report.diversity[diversity] = judge(lists, split.targets, len(item_ids), category_of, ks=(SHOWN,))
     report.systems[PRODUCT] = report.product_runs[0]
@@ -217,6 +244,8 @@ async def bench_quality(
         for peer in await asyncio.to_thread(tuned_peers, split, item_ids, category_of, None, on_status):
             report.systems[peer.name] = judge(peer.rankings, split.targets, len(item_ids), category_of)
             report.params[peer.name] = peer.params
+            report.train_s[peer.name] = [round(peer.train_s, 2)]
+            report.tune_s[peer.name] = round(peer.tune_s, 2)
     return report
 
 

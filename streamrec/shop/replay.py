@@ -42,6 +42,7 @@ class ItemColumns:
 
 
 _PURCHASE_WORDS = frozenset({"purchase", "buy", "bought", "transaction", "order", "checkout"})
+_RETURN_WORDS = frozenset({"return", "returned", "refund", "cancel", "cancelled", "cancellation"})  # left out
 
 
 def _sniff(handle) -> csv.Dialect | type[csv.Dialect]:
@@ -95,13 +96,17 @@ def read_items(path: Path, columns: ItemColumns, limits: Limits) -> list[Item]:
 
 
 def read_events(path: Path, columns: EventColumns, limits: Limits) -> list[Event]:
-    """The log's interactions as events, sorted by time (stable for ties)."""
+    """The log's interactions as events, sorted by time (stable for ties). A
+    return (a type column saying return, refund or cancel) is no sign of
+    interest in the item, so it is left out rather than read as a click."""
     if columns.rating and columns.purchase_threshold is None:
         raise ReplayError("--rating-col needs --purchase-threshold (ratings at or above it are purchases)")
     required = [columns.user, columns.item, columns.time, *(c for c in (columns.type, columns.rating) if c)]
     source = hashlib.sha1(path.name.encode()).hexdigest()[:8]
     events = []
     for line, row in _rows(path, required):
+        if columns.type and row[columns.type].strip().lower() in _RETURN_WORDS:
+            continue
         try:
             wire = {
                 "event_id": f"r{source}-{line}",

@@ -7,6 +7,23 @@ import numpy as np
 from embeddings.neighbours import Neighbours, TowerMoments, blended, vote_moments
 
 
+def test_ease_neighbours_are_the_closed_form_weights_largest_first():
+    histories = [[0, 1], [0, 1], [0, 1, 2], [2, 3], [2, 3], [3]]
+    neighbours = Neighbours.from_ease(histories, items=4, k=3, regularisation=1.0)
+    had = np.zeros((6, 4))
+    for user, items in enumerate(histories):
+        had[user, items] = 1
+    inverse = np.linalg.inv(had.T @ had + np.eye(4))
+    weights = -inverse / np.diag(inverse)  # Steck 2019, eq. 8: B = I - P diag(1/diag P), diagonal zero
+    np.fill_diagonal(weights, 0)
+    for item in range(4):
+        expected = [other for other in np.argsort(-weights[item]) if weights[item, other] > 0]
+        assert list(neighbours.rows[item][: len(expected)]) == expected
+        assert np.allclose(neighbours.weights[item][: len(expected)], weights[item, expected], atol=1e-5)
+        assert (neighbours.rows[item][len(expected) :] == -1).all()  # only positive weights vote
+    assert neighbours.rows[0, 0] == 1 and neighbours.rows[3, 0] == 2
+
+
 def test_neighbours_are_the_cosine_of_co_occurrence_best_first():
     # Items 0 and 1 always together; 2 with 0 once; 3 alone.
     histories = [[0, 1], [0, 1], [0, 2], [3], [1, 1, 0]]

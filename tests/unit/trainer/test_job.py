@@ -10,6 +10,7 @@ from foundation.settings import Settings
 from foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
 from trainer.cache import InteractionCache
+from trainer.evaluate import BLEND_WEIGHTS
 from trainer.job import train_and_publish
 
 
@@ -35,6 +36,9 @@ def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
     manifest = store.load_manifest(outcome.version)
     assert manifest.index == {"kind": "hnsw", "hnsw_m": 16, "ef_search": 32}
     blend = manifest.params.blend
-    assert blend.neighbours == 20 and blend.weight in (0.0, 0.1, 0.25, 0.5, 1.0)
-    assert set(blend.valid_recall_by_weight) == {"0.0", "0.1", "0.25", "0.5", "1.0"}
+    assert blend.neighbours == 20 and blend.weight in BLEND_WEIGHTS
+    assert set(blend.valid_recall_by_weight) == {str(w) for w in BLEND_WEIGHTS}
+    assert set(blend.valid_recall_by_source) == {"cosine", "ease(100)", "ease(300)", "ease(1000)"}
+    chosen = "cosine" if blend.source == "cosine" else f"ease({blend.regularisation:g})"
+    assert blend.valid_recall_by_source[chosen] == max(blend.valid_recall_by_source.values())
     assert {"recall@20", "ndcg@20", "coverage@20", "diversity@20", "users"} <= set(manifest.metrics["test"])

@@ -37,6 +37,13 @@ def test_replay_reads_ratings_as_purchases_in_time_order(tmp_path):
     assert [e.event_id for e in again] == [e.event_id for e in events]  # replaying twice is absorbed
 
 
+def test_replay_reads_a_type_column_and_leaves_returns_out(tmp_path):
+    log = tmp_path / "events.csv"
+    log.write_text("user_id,item_id,timestamp,event\nu,a,100,purchase\nu,b,110,view\nu,a,120,Return\nu,c,130,buy\n")
+    events = read_events(log, EventColumns(type="event"), Limits())
+    assert [(e.item_id, e.type) for e in events] == [("a", "purchase"), ("b", "click"), ("c", "purchase")]
+
+
 def test_replay_items_take_the_first_genre_as_category(tmp_path):
     items = tmp_path / "movies.csv"
     items.write_text('movieId,title,genres\n10,"Heat (1995)",Action|Crime|Thriller\n11,Up,Animation\n')
