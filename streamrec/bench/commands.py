@@ -243,6 +243,54 @@ def bench_scale(
         print(json.dumps(result))
 
 
+@bench_app.command("gpu")
+def bench_gpu(
+    events: Annotated[int, typer.Option(help="Simulated events the trainer learns from.")] = 200_000,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs on each device.")] = 2,
+    sizes: Annotated[str, typer.Option(help="Catalog sizes of the index part, comma-separated.")] = "1000000,10000000",
+    queries: Annotated[int, typer.Option(help="Queries per index, judged against the exact answer.")] = 2000,
+    batches: Annotated[str, typer.Option(help="Users per publisher step, comma-separated.")] = "1000,10000,100000",
+    publisher_items: Annotated[int, typer.Option(help="Items in the publisher step's index.")] = 1_000_000,
+    cpu_threads: Annotated[int, typer.Option(min=1, help="CPU threads of the CPU side (2: the usual machine).")] = 2,
+    out: Annotated[Path, typer.Option(help="The JSON's path.")] = Path("figures/bench-gpu.json"),
+    as_json: JsonLine = False,
+) -> None:
+    """The trainer, the FAISS indexes and the publisher's step on CUDA beside the CPU (the CPU alone without a GPU)."""
+    from streamrec.bench.gpu import bench_gpu as run_bench
+
+    result = run_bench(
+        events=events, epochs=epochs, sizes=[int(n) for n in sizes.split(",")], queries=queries,
+        batches=[int(n) for n in batches.split(",")], publisher_items=publisher_items, cpu_threads=cpu_threads,
+        settings=Settings(), on_status=console.print,
+    )  # fmt: skip
+    _gpu_tables(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    console.print(f"written: {out}")
+    if as_json:
+        print(json.dumps(result))
+
+
+def _gpu_tables(result: dict) -> None:
+    trainer = Table("trainer on", "examples/s", "s per epoch", "valid recall@20")
+    for device in ("cpu", "cuda"):
+        if device in result["trainer"]:
+            t = result["trainer"][device]
+            trainer.add_row(device, f"{t['examples_per_s']:,.0f}", f"{t['epoch_s']:.1f}", f"{t['valid_recall@20']:.4f}")
+    index = Table("index", "items", "on", "recall@10", "p50 ms", "p99 ms", "batched ms/query", "build s", "bytes/item")
+    for row in result["index"]:
+        index.add_row(f"{row['kind']} {row['params']}", f"{row['items']:,}", row["device"],
+                      f"{row['recall_at_10']:.3f}", f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}",
+                      f"{row['batch_ms_per_query']:.4f}", f"{row['build_s']:.1f}",
+                      f"{row['bytes_per_item']:.0f}")  # fmt: skip
+    publisher = Table("publisher on", "users", "encode s", "tower s", "search s", "users/s")
+    for row in result["publisher"]:
+        publisher.add_row(row["device"], f"{row['users']:,}", f"{row['encode_s']:.3f}", f"{row['tower_s']:.3f}",
+                          f"{row['search_s']:.3f}", f"{row['users_per_s']:,.0f}")  # fmt: skip
+    for table in (trainer, index, publisher):
+        Console().print(table)
+
+
 @bench_app.command("quality")
 @with_log_options
 def bench_quality(
