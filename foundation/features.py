@@ -64,6 +64,8 @@ class UserFeatures:
     affinity: dict[str, float] = field(default_factory=dict)
     affinity_ts: float = 0.0
     seen: bytes = b""
+    purchase_counts: list[int] = field(default_factory=list)  # parallel to `purchased`: times bought
+    purchase_ts: list[float] = field(default_factory=list)  # parallel to `purchased`: last bought (event time)
 
     def to_wire(self) -> dict[str, Any]:
         """The stored (changelog) form: compact, msgpack-friendly."""
@@ -72,7 +74,7 @@ class UserFeatures:
             "f": self.first_ts, "l": self.last_ts,
             "ri": self.recent_items, "rt": array("d", self.recent_ts).tobytes(), "ry": self.recent_types,
             "pi": self.purchased, "a": self.affinity, "at": self.affinity_ts,
-            "s": self.seen,
+            "s": self.seen, "pn": self.purchase_counts, "pt": array("d", self.purchase_ts).tobytes(),
         }  # fmt: skip
 
     def copy(self) -> UserFeatures:
@@ -81,17 +83,20 @@ class UserFeatures:
         return UserFeatures(
             self.user_id, self.clicks, self.purchases, self.first_ts, self.last_ts, list(self.recent_items),
             list(self.recent_ts), self.recent_types, list(self.purchased), dict(self.affinity), self.affinity_ts,
-            self.seen,
+            self.seen, list(self.purchase_counts), list(self.purchase_ts),
         )  # fmt: skip
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> UserFeatures:
+        """A stored row; one written before purchase counts were kept counts each purchase once, at time 0."""
+        bought = len(wire["pi"])
         return cls(
             user_id=wire["u"], clicks=wire["c"], purchases=wire["p"],
             first_ts=wire["f"], last_ts=wire["l"],
             recent_items=wire["ri"], recent_ts=array("d", wire["rt"]).tolist(), recent_types=wire["ry"],
             purchased=wire["pi"], affinity=wire["a"], affinity_ts=wire["at"],
-            seen=wire["s"],
+            seen=wire["s"], purchase_counts=wire.get("pn", [1] * bought),
+            purchase_ts=array("d", wire["pt"]).tolist() if "pt" in wire else [0.0] * bought,
         )  # fmt: skip
 
     def category_affinity(self, now: float, half_life_s: float) -> dict[str, float]:
@@ -138,9 +143,7 @@ def apply_event(user: UserFeatures, event: Event, category: str | None, config: 
     is_purchase = event.type == PURCHASE
     if is_purchase:
         user.purchases += 1
-        if event.item_id in user.purchased:
-            user.purchased.remove(event.item_id)
-        _push_bounded(user.purchased, event.item_id, config.purchased_items_max)
+        _record_purchase(user, event, config.purchased_items_max)
     else:
         user.clicks += 1
     user.first_ts = event.ts if not user.first_ts else min(user.first_ts, event.ts)
@@ -153,10 +156,19 @@ def apply_event(user: UserFeatures, event: Event, category: str | None, config: 
     return True
 
 
-def _push_bounded(values: list, value: Any, limit: int) -> None:
-    values.append(value)
-    if len(values) > limit:
-        del values[: len(values) - limit]
+def _record_purchase(user: UserFeatures, event: Event, limit: int) -> None:
+    """The item moves to the end of `purchased` (the longest unbought drop out first), counted, with its newest time."""
+    count, ts = 0, event.ts
+    if event.item_id in user.purchased:
+        at = user.purchased.index(event.item_id)
+        del user.purchased[at]
+        count, ts = user.purchase_counts.pop(at), max(user.purchase_ts.pop(at), event.ts)
+    user.purchased.append(event.item_id)
+    user.purchase_counts.append(count + 1)
+    user.purchase_ts.append(ts)
+    if len(user.purchased) > limit:
+        excess = len(user.purchased) - limit
+        del user.purchased[:excess], user.purchase_counts[:excess], user.purchase_ts[:excess]
 
 
 def _insert_recent(user: UserFeatures, event: Event, limit: int) -> None:

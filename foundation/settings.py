@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     purchase_weight: float = Field(
         3.0, gt=0, description="Weight of a purchase relative to a click (affinity, training)."
     )
+    buy_again_half_life_s: float = Field(
+        30 * 86_400.0,
+        gt=0,
+        description="Buy again: a purchase's weight halves every this many seconds before the user's latest event.",
+    )
 
     # --- item statistics ---------------------------------------------------
     popularity_bucket_s: int = Field(3600, ge=1, description="Width of an item popularity window bucket.")

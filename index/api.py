@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
+from foundation.buy_again import buy_again
 from foundation.http import Access, add_metrics
 from foundation.privacy import Pseudonyms
 from foundation.schema import Item, ScoredItem
@@ -107,6 +108,23 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
             answer = current.recommend(user(user_id), k, diversity=diversity, explain=explain)
             items = _items(answer, catalog(details))
             return {"user_id": user_id, "items": items, "model_version": current.version.version}
+
+    @api.get(
+        "/users/{user_id}/buy-again",
+        summary="The user's own purchases, ranked by how often and how lately (no model needed)",
+        dependencies=readers,
+    )
+    async def again(user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS):
+        with metrics.latency.labels("buy_again").time():
+            features = user(user_id)
+            ranked = buy_again(features, settings.buy_again_half_life_s, k) if features is not None else []
+            described = catalog(details) or {}
+            items = [
+                {"item_id": item, "score": round(score, 6), "purchases": count, "last_ts": ts,
+                 **_described(described.get(item))}
+                for item, score, count, ts in ranked
+            ]  # fmt: skip
+            return {"user_id": user_id, "items": items, "source": "buy_again"}
 
     @api.get("/items/{item_id}/similar", summary="Items near an item", dependencies=readers)
     async def similar(

@@ -30,11 +30,14 @@ DEPTH = max(KS)  # the longest list judged
 class WindowSplit:
     """`train`: every event before its user's window (all events of users with
     a single one); `targets`: per user, the new items of their window;
-    `seen`: per user, the items of their training events."""
+    `seen`: per user, the items of their training events; `repeats`: per
+    user, the items bought in the window that they had bought before it
+    (what buy-again is judged on)."""
 
     train: list[Event]
     targets: dict[str, set[str]]
     seen: dict[str, set[str]]
+    repeats: dict[str, set[str]]
 
 
 def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> WindowSplit:
@@ -45,6 +48,7 @@ def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> 
     train: list[Event] = []
     targets: dict[str, set[str]] = {}
     seen: dict[str, set[str]] = {}
+    repeats: dict[str, set[str]] = {}
     for user, history in by_user.items():
         cut = len(history) - max(1, round(fraction * len(history))) if len(history) > 1 else len(history)
         past, window = history[:cut], history[cut:]
@@ -53,8 +57,15 @@ def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> 
         new = {e.item_id for e in window} - seen[user]
         if past and new:
             targets[user] = new
+        bought_again = _bought(window) & _bought(past)
+        if bought_again:
+            repeats[user] = bought_again
     train.sort(key=lambda e: e.ts)
-    return WindowSplit(train, targets, seen)
+    return WindowSplit(train, targets, seen, repeats)
+
+
+def _bought(events: list[Event]) -> set[str]:
+    return {e.item_id for e in events if e.type == "purchase"}
 
 
 def without_past(order: Sequence[str], seen: Mapping[str, Set[str]], depth: int) -> dict[str, list[str]]:

@@ -11,6 +11,7 @@
 #   streamrec's own dependencies missing there, pure Python or cp312 wheels.
 #
 # Writes .gpu/part-* (ignored by git) and prints their sizes. deploy/gpu-check/README.md says how to run it.
+# PRUNE=0 keeps every architecture's code (about 6 parts instead of 2), should pruned libraries fail to load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PART_MB=${PART_MB:-56}
@@ -24,7 +25,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     aiokafka==0.14.0 async-timeout==5.0.1 cramjam==2.14.0 python-dotenv==1.2.4 pydantic==2.14.4 \
     pydantic-core==2.50.5 pydantic-settings==2.16.3 typing-inspection==0.4.5 annotated-types==0.8.0
 for wheel in "$out"/wheels/*.whl; do unzip -q -o "$wheel" -d "$out/site"; done
-python3 deploy/gpu-check/prune_cubins.py 90 $(find "$out/site" -name '*.so*' \( -path '*cuvs*' -o -path '*faiss*' \) -type f)
+[ "${PRUNE:-1}" = 0 ] || python3 deploy/gpu-check/prune_cubins.py 90 $(find "$out/site" -name '*.so*' \( -path '*cuvs*' -o -path '*faiss*' \) -type f)
 tar -C "$out" -cf - site | xz -T0 -6 | split -b "${PART_MB}M" - "$out/part-"
 rm -rf "$out/site" "$out/wheels"
 ls "$out"/part-* | wc -l > "$out/count"

@@ -349,5 +349,11 @@ def _quality_table(report: Any, product: str) -> None:
         table.add_row(name, *(f"{quality.recall[k]:.4f}" for k in (10, 20, 50)), f"{quality.ndcg[20]:.4f}",
                       f"{quality.coverage:.3f}", f"{quality.diversity:.3f}", seconds)  # fmt: skip
     Console().print(table)
+    if report.buy_again:
+        again = Table(f"buy again ({next(iter(report.buy_again.values())).users:,} users re-bought)", "recall@10",
+                      "recall@20")  # fmt: skip
+        for name, quality in report.buy_again.items():
+            again.add_row(name, f"{quality.recall[10]:.4f}", f"{quality.recall[20]:.4f}")
+        Console().print(again)
     for name, params in report.params.items():
         console.print(f"{name}: chosen on the validation window: {params or 'nothing to tune'}")

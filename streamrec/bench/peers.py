@@ -137,6 +137,24 @@ def popularity(split: WindowSplit, users: list[str]) -> dict[str, list[str]]:
     return without_past(order, {user: split.seen.get(user, set()) for user in users}, DEPTH)
 
 
+def repeat_baselines(split: WindowSplit, users: list[str], depth: int) -> dict[str, dict[str, list[str]]]:
+    """Each user's past purchases by recency alone (newest first) and by frequency alone (ties: newest first)."""
+    counts: dict[str, Counter] = {user: Counter() for user in users}
+    last: dict[str, dict[str, float]] = {user: {} for user in users}
+    for event in split.train:  # in time order
+        if event.type == "purchase" and event.user_id in counts:
+            counts[event.user_id][event.item_id] += 1
+            last[event.user_id][event.item_id] = event.ts
+    by = {
+        "recency": lambda user, item: last[user][item],
+        "frequency": lambda user, item: (counts[user][item], last[user][item]),
+    }
+    return {
+        name: {user: sorted(last[user], key=lambda item, u=user: key(u, item), reverse=True)[:depth] for user in users}
+        for name, key in by.items()
+    }
+
+
 def tuned_peers(
     split: WindowSplit,
     item_ids: list[str],

@@ -45,6 +45,7 @@ class QualityReport:
     product_runs: list[Quality] = field(default_factory=list)  # one per seed
     manifests: list[dict] = field(default_factory=list)  # the trainer's own test figures, per seed
     diversity: dict[float, Quality] = field(default_factory=dict)  # the first seed's lists of 20 per knob setting
+    buy_again: dict[str, Quality] = field(default_factory=dict)  # the product's and the baselines', on repeats
     train_s: dict[str, list[float]] = field(default_factory=dict)  # per system (the product: per seed)
     tune_s: dict[str, float] = field(default_factory=dict)  # each peer's grid on the validation window
     blends: list[dict] = field(default_factory=list)  # the neighbours the trainer chose, per seed
@@ -81,6 +82,7 @@ class QualityReport:
             "peer_tune_s": self.tune_s,
             "product_neighbours_per_seed": self.blends,
             "manifest_test_recall@20_per_seed": [m.get("recall@20") for m in self.manifests],
+            "buy_again": {name: q.to_json() for name, q in self.buy_again.items()},
             "diversity_tradeoff": [
                 {"diversity": d, "recall@20": round(q.recall[20], 5), "diversity@20": round(q.diversity, 5)}
                 for d, q in self.diversity.items()
@@ -98,6 +100,7 @@ class ProductRun:
     by_diversity: dict[float, dict[str, list[str]]]  # lists of SHOWN items per knob setting
     train_s: float  # the refresh up to a servable model: examples, towers, neighbours and their choice
     blend: dict  # the neighbours' kind and weight the trainer chose
+    buy_again: dict[str, list[str]]  # GET /users/{id}/buy-again for the users with repeat purchases
 
 
 async def product_rankings(
@@ -119,12 +122,12 @@ async def product_rankings(
     store = ModelStore.from_settings(settings)
     outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=True)
     on_status(f"serving {outcome.version} and asking the API for {len(split.targets):,} users ...")
-    rankings, by_diversity = await _ask_api(settings, kafka, split, diversities)
+    rankings, by_diversity, again = await _ask_api(settings, kafka, split, diversities)
     manifest = outcome.manifest
     training = manifest.training
     train_s = training.examples_s + training.train_s + training.neighbours_s
     return ProductRun(rankings, manifest.metrics.get("test", {}), by_diversity, round(train_s, 2),
-                      manifest.params.blend.to_json())  # fmt: skip
+                      manifest.params.blend.to_json(), again)  # fmt: skip
 
 
 async def _fold(
@@ -149,10 +152,11 @@ async def _fold(
 
 async def _ask_api(
     settings: Settings, kafka: KafkaConnection, split: WindowSplit, diversities: tuple[float, ...]
-) -> tuple[dict[str, list[str]], dict[float, dict[str, list[str]]]]:
-    """The judged lists: long enough to filter each user's whole past out; and
-    per diversity setting, the SHOWN items the API answers (it leaves out the
-    items it knows the user had; the rest of the past is filtered here)."""
+) -> tuple[dict[str, list[str]], dict[float, dict[str, list[str]]], dict[str, list[str]]]:
+    """The judged lists: long enough to filter each user's whole past out; per
+    diversity setting, the SHOWN items the API answers (it leaves out the
+    items it knows the user had; the rest of the past is filtered here); and
+    buy-again's SHOWN items for each user who bought something again."""
     stop = asyncio.Event()
     live = LiveModel(settings)
     serving = asyncio.create_task(run_server(settings, kafka, stop, live))
@@ -178,10 +182,17 @@ async def _ask_api(
                     answer = await http.get(path, params={"k": SHOWN, "diversity": diversity})
                     answer.raise_for_status()
                     lists[user] = [e["item_id"] for e in answer.json()["items"] if e["item_id"] not in past]
+            again = {user: await _item_ids(http, f"/users/{quote(user, safe='')}/buy-again") for user in split.repeats}
     finally:
         stop.set()
         await serving
-    return rankings, by_diversity
+    return rankings, by_diversity, again
+
+
+async def _item_ids(http: httpx.AsyncClient, path: str) -> list[str]:
+    answer = await http.get(path, params={"k": SHOWN})
+    answer.raise_for_status()
+    return [entry["item_id"] for entry in answer.json()["items"]]
 
 
 def quality_settings(settings: Settings, seed: int, api_port: int, worker_port: int) -> Settings:
@@ -237,6 +248,8 @@ async def bench_quality(
         report.blends.append(run.blend)
         for diversity, lists in run.by_diversity.items():
             report.diversity[diversity] = judge(lists, split.targets, len(item_ids), category_of, ks=(SHOWN,))
+        if seed == 0 and split.repeats:
+            report.buy_again = judge_buy_again(split, run.buy_again, len(item_ids), category_of)
     report.systems[PRODUCT] = report.product_runs[0]
     if peers:
         from streamrec.bench.peers import tuned_peers
@@ -247,6 +260,17 @@ async def bench_quality(
             report.train_s[peer.name] = [round(peer.train_s, 2)]
             report.tune_s[peer.name] = round(peer.tune_s, 2)
     return report
+
+
+def judge_buy_again(
+    split: WindowSplit, product: dict[str, list[str]], catalog_size: int, category_of: dict[str, str]
+) -> dict[str, Quality]:
+    """Buy-again's lists and the recency and frequency baselines, on the window's repeat purchases."""
+    from streamrec.bench.peers import repeat_baselines
+
+    lists = {f"{PRODUCT} buy-again": product, **repeat_baselines(split, list(split.repeats), SHOWN)}
+    repeats = split.repeats
+    return {name: judge(ranked, repeats, catalog_size, category_of, ks=(10, SHOWN)) for name, ranked in lists.items()}
 
 
 def write_figures(report: QualityReport, directory: Path, title: str) -> list[Path]:

@@ -87,10 +87,18 @@ def test_api_inputs_freshness_and_hot_swap(kafka, settings):
                 # A user's purchases (through the worker's changelog) are filtered out.
                 for n in range(1, 6):
                     await producer.click("buyer", f"i{n}")
-                await producer.purchase("buyer", "i1")
+                for item in ("i2", "i1", "i1"):
+                    await producer.purchase("buyer", item)
             await _until_ok(lambda: _served_personally(http, "buyer"), 10, "the buyer's features")
+            await until(lambda: getattr(live.features.get("buyer"), "purchases", 0) == 3, 10, "the buyer's purchases")
             bought = (await http.get("/recommendations/buyer?k=50")).json()
             assert "i1" not in {i["item_id"] for i in bought["items"]} and len(bought["items"]) == 50
+
+            # Buy again is the purchases themselves, the one bought twice first.
+            again = (await http.get("/users/buyer/buy-again?k=5&details=true")).json()
+            assert [(i["item_id"], i["purchases"]) for i in again["items"]] == [("i1", 2), ("i2", 1)]
+            assert again["items"][0]["title"] == ITEMS[1].title and again["source"] == "buy_again"
+            assert (await http.get("/users/nobody/buy-again")).json()["items"] == []
 
             # Hot swap under load: every request answers 200, the version changes.
             failures, versions = [], set()

@@ -52,6 +52,23 @@ def test_purchases_are_remembered_once_and_bounded():
         apply_event(user, event(n, float(n), "purchase", item), None, CONFIG)
     assert user.purchased == ["a", "c", "d"] and user.purchases == 5
     assert user.recent_types == "ppppp"
+    assert user.purchase_counts == [2, 1, 1] and user.purchase_ts == [2.0, 3.0, 4.0]  # parallel, bounded together
+
+
+def test_a_late_repurchase_keeps_the_newest_time():
+    user = UserFeatures("u1")
+    apply_event(user, event(1, 50.0, "purchase", "a"), None, CONFIG)
+    apply_event(user, event(2, 10.0, "purchase", "a"), None, CONFIG)  # arrives late
+    assert (user.purchased, user.purchase_counts, user.purchase_ts) == (["a"], [2], [50.0])
+
+
+def test_a_row_stored_before_purchase_counts_reads_as_bought_once():
+    user = UserFeatures("u1")
+    for n, item in enumerate(["a", "b"]):
+        apply_event(user, event(n, float(n), "purchase", item), None, CONFIG)
+    old = {key: value for key, value in user.to_wire().items() if key not in ("pn", "pt")}
+    read = UserFeatures.from_wire(old)
+    assert read.purchased == ["a", "b"] and read.purchase_counts == [1, 1] and read.purchase_ts == [0.0, 0.0]
 
 
 def test_affinity_equals_naive_exponential_decay():
