@@ -3,12 +3,15 @@ cannot silently leave, say, authentication off."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from foundation.settings import Settings
+from streamrec.cli import app
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
@@ -30,15 +33,74 @@ def test_every_streamrec_variable_in_a_compose_file_is_a_setting(name):
     assert not unknown, unknown
 
 
-def test_the_authenticated_variant_logs_every_worker_in():
-    sasl = yaml.safe_load((DEPLOY / "docker-compose.sasl.yml").read_text())
-    worker = sasl["services"]["worker"]["environment"]
-    assert worker["STREAMREC_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
-    protocols = dict(
-        pair.split(":")
-        for pair in sasl["services"]["kafka"]["environment"]["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+COMPOSE_SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"  # compose-spec/compose-spec, Apache-2.0
+BROKERS = ["kafka-1", "kafka-2", "kafka-3"]
+STREAMREC_SERVICES = ["worker", "trainer", "api", "traffic"]
+
+
+def _compose(*names: str) -> dict:
+    """The compose files as `docker compose -f ... -f ...` merges them (mappings merge, the rest replaces)."""
+
+    def merge(base, over):
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {key: merge(base.get(key), value) if key in base else value for key, value in over.items()} | {
+                key: value for key, value in base.items() if key not in over
+            }
+        return over
+
+    merged: dict = {}
+    for name in names:
+        merged = merge(merged, yaml.safe_load((DEPLOY / name).read_text()))
+    return merged
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.sasl.yml"])
+def test_the_compose_files_validate_offline_against_the_compose_specification(name):
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    validator.validate(yaml.safe_load((DEPLOY / name).read_text()))  # raises on any error
+    validator.validate(_compose("docker-compose.yml", name))
+
+
+def test_compose_runs_the_whole_product_on_a_three_broker_cluster():
+    compose = _compose("docker-compose.yml")
+    services = compose["services"]
+    assert set(services) == {*BROKERS, *STREAMREC_SERVICES} and services["traffic"]["profiles"] == ["traffic"]
+    brokers = [services[name]["environment"] for name in BROKERS]
+    assert sorted(b["KAFKA_NODE_ID"] for b in brokers) == [1, 2, 3]
+    voters = {f"{b['KAFKA_NODE_ID']}@{name}:9093" for b, name in zip(brokers, BROKERS, strict=True)}
+    assert all(set(b["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters for b in brokers)
+    published = {name: services[name]["ports"][0].split(":")[0] for name in BROKERS}
+    assert all(
+        b["KAFKA_MIN_INSYNC_REPLICAS"] == 2 and b["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3 for b in brokers
     )
-    assert protocols["INTERNAL"].startswith("SASL_") and protocols["EXTERNAL"].startswith("SASL_")
+    for b, name in zip(brokers, BROKERS, strict=True):  # each broker tells outside clients the port published for it
+        assert b["KAFKA_ADVERTISED_LISTENERS"] == f"INTERNAL://{name}:29092,EXTERNAL://localhost:{published[name]}"
+    for name in STREAMREC_SERVICES:
+        env = services[name]["environment"]
+        assert env["STREAMREC_KAFKA_BOOTSTRAP"] == ",".join(f"{b}:29092" for b in BROKERS)
+        assert int(env["STREAMREC_REPLICATION_FACTOR"]) == 3 and int(env["STREAMREC_MIN_INSYNC_REPLICAS"]) == 2
+        assert all(
+            b["KAFKA_MIN_INSYNC_REPLICAS"] == 2 and b["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3 for b in brokers
+        )
+        result = CliRunner().invoke(app, [*services[name]["command"], "--help"])
+        assert result.exit_code == 0, (name, result.output)  # a command and options streamrec has
+    data = services["trainer"]["environment"]["STREAMREC_DATA_DIR"]
+    assert services["trainer"]["volumes"] == services["api"]["volumes"] == [f"models:{data}"]  # the versions, shared
+
+
+def test_the_authenticated_variant_logs_every_client_in():
+    sasl = _compose("docker-compose.yml", "docker-compose.sasl.yml")["services"]
+    for name in STREAMREC_SERVICES:
+        assert sasl[name]["environment"]["STREAMREC_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert sasl[name]["environment"]["STREAMREC_KAFKA_BOOTSTRAP"]  # the plain file's settings kept
+    for name in BROKERS:
+        protocols = dict(
+            pair.split(":") for pair in sasl[name]["environment"]["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+        )
+        assert protocols["INTERNAL"].startswith("SASL_") and protocols["EXTERNAL"].startswith("SASL_")
+        assert "--command-config" in sasl[name]["healthcheck"]["test"][1]
 
 
 K8S = DEPLOY / "k8s"
