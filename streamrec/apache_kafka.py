@@ -120,6 +120,12 @@ class KafkaCluster:
         )  # fmt: skip
         out.close()
 
+    def kill(self, node: int) -> None:
+        """SIGKILL one node (no controlled shutdown, no flush): a crashed broker; `start_node` brings it back."""
+        process = self._processes.pop(node)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
     def wait_until_serving(self, timeout_s: float = 120.0) -> None:
         """Every running node listens, is in the cluster's metadata, and a
         consumer group can commit (so the first real group does not wait)."""

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.protocol.group import JoinGroupRequest
 
 from foundation.catalog import CatalogView
 from foundation.http import Access
@@ -40,6 +41,8 @@ from streams.metrics import WorkerMetrics
 from streams.state import StreamEngine
 
 log = logging.getLogger(__name__)
+
+SESSION_TIMEOUT_S = 6.0  # the group's session: a member silent this long is given no partitions
 
 
 class StreamWorker(StreamEngine):
@@ -65,6 +68,7 @@ class StreamWorker(StreamEngine):
         self._fatal: BaseException | None = None  # raised by run(): a failed restore
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._stalled = False  # set by the watchdog: the event loop stood still longer than the session
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -80,7 +84,7 @@ class StreamWorker(StreamEngine):
             partition_assignment_strategy=(self.assignor,),
             # Join within a few seconds: brokers wait up to half the session
             # timeout for members before the first assignment (30 s at 60 s).
-            session_timeout_ms=6000,
+            session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
             heartbeat_interval_ms=1000,
             rebalance_timeout_ms=30_000,
             max_poll_interval_ms=120_000,
@@ -91,6 +95,9 @@ class StreamWorker(StreamEngine):
             fetch_max_wait_ms=10,
         )
         await self._consumer.start()
+        self._subscribe()
+
+    def _subscribe(self) -> None:
         self._consumer.subscribe([*self.user_topics, self.topics.catalog], listener=_Rebalance(self))
 
     async def run(self) -> None:
@@ -103,6 +110,7 @@ class StreamWorker(StreamEngine):
         committing: asyncio.Task | None = None
         last_commit = time.monotonic()
         interval = self.settings.commit_interval_s
+        watchdog = asyncio.create_task(self._watch_the_loop())
         try:
             while not self._stopping.is_set():
                 if self._fatal is not None:
@@ -110,6 +118,9 @@ class StreamWorker(StreamEngine):
                 batches = await self._consumer.getmany(
                     timeout_ms=int(min(interval, 0.1) * 1000), max_records=self.settings.max_batch_events
                 )
+                if self._stalled:
+                    self._rejoin_after_a_stall()
+                    continue  # what was fetched is refetched after the rejoin
                 await self.catalog.poll()
                 if batches:
                     self._process(batches)
@@ -120,6 +131,7 @@ class StreamWorker(StreamEngine):
                     committing = asyncio.create_task(self.commit())
                     last_commit = time.monotonic()
         finally:
+            watchdog.cancel()
             if committing is not None:
                 await committing
 
@@ -222,8 +234,46 @@ class StreamWorker(StreamEngine):
 
     # --- rebalancing ----------------------------------------------------------
 
+    async def _watch_the_loop(self, tick_s: float = 0.5) -> None:
+        """Notice the event loop standing still longer than the group's session
+        (a paused or stopped process, a frozen machine, a batch that never
+        yields): no heartbeat went out, so the group has given this worker's
+        partitions away and may have folded events into them elsewhere."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(tick_s)
+            if time.monotonic() - started - tick_s > SESSION_TIMEOUT_S:
+                self._stalled = True
+
+    def _rejoin_after_a_stall(self) -> None:
+        """The rows held here are stale: none is written; they are dropped, and
+        the rejoin's assignment restores every partition from the changelog."""
+        log.warning("the worker stood still longer than the group's session: its state is dropped and restored")
+        self._stalled = False
+        self._drop_state()
+        self._consumer.unsubscribe()
+        self._subscribe()
+
+    def _forgotten_by_the_group(self) -> bool:
+        """The coordinator no longer knows this member (its session expired while
+        heartbeats could not reach it): aiokafka resets the member id before
+        revoking. aiokafka has no public accessor for it."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return coordinator is not None and coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID
+
+    def _drop_state(self) -> None:
+        """Forget every partition's rows and everything processed since the last commit (redelivered)."""
+        self._ready.clear()
+        self.users.drop(self.users.partitions)
+        self.items.drop(self.items.partitions)
+        self._offsets, self._outcome = {}, Outcome()
+
     async def on_revoked(self) -> None:
         self._ready.clear()
+        if self._forgotten_by_the_group():  # others may own the rows now: write none of them
+            log.warning("the group forgot this worker: its state is dropped and restored on assignment")
+            self._drop_state()
+            return
         if self._producer is not None:
             try:
                 await self.commit()
