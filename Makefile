@@ -50,7 +50,7 @@ test: $(STAMP) kafka-jars examples
 
 # The long versions of the volume, kill -9 and fuzzing suites (tests marked slow: about 15 minutes here).
 soak: $(STAMP)
-	$(BIN)/python -m pytest -m slow tests/integration/test_soak.py tests/integration/test_http_fuzz.py $(ARGS)
+	$(BIN)/python -m pytest -m slow tests/integration/test_soak.py tests/integration/test_http_fuzz.py tests/integration/test_broker_faults.py $(ARGS)
 
 # make bench WHAT=index (ingest, train, index, http, freshness, quality); ARGS go to the benchmark.
 WHAT ?= ingest

@@ -10,11 +10,13 @@ flushes and waits for every ack.
 Every record reaches the broker or the caller hears of it: a batch that fails
 with a retriable error is sent again (with backoff, `retries` times); one
 that still fails makes the next call, `flush()` and `close()` raise
-`ProduceError`. At most `max_in_flight` batches wait for their acks: a caller
-faster than the broker waits here, instead of its batches expiring in the
-client's queue. A batch leaves the open set only once it has a slot, so a
-wait cancelled at close loses nothing. (Expired and dropped batches lost 3%
-of 1.5M events on a slow machine.)
+`ProduceError`. At most `max_in_flight` batches per partition wait for their
+acks: a caller faster than the broker waits here, instead of its batches
+expiring in the client's queue; a partition whose leader is down (until the
+cluster moves it, about 9 s on Apache Kafka) holds up only the calls for that
+partition. A batch leaves the open set only once it has a slot, so a wait
+cancelled at close loses nothing. (Expired and dropped batches lost 3% of
+1.5M events on a slow machine.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -59,7 +62,7 @@ class ShopProducer:
         settings: Settings | None = None,
         *,
         linger_ms: int = 10,
-        max_in_flight: int = 16,
+        max_in_flight: int = 4,
         retries: int = 5,
         retry_backoff_s: float = 0.2,
     ):
@@ -76,7 +79,9 @@ class ShopProducer:
         self._linger_ms = linger_ms
         self._batches: dict[tuple[str, int], tuple[Any, Records]] = {}
         self._in_flight: set[asyncio.Task] = set()
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slots: defaultdict[tuple[str, int], asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(max_in_flight)
+        )  # per (topic, partition)
         self._partitions: dict[str, int] = {}
         self._linger_task: asyncio.Task | None = None
         self._failure: ProduceError | None = None
@@ -173,24 +178,28 @@ class ShopProducer:
         self.sent += 1
 
     async def _linger(self) -> None:
-        """Open batches leave at the latest `linger_ms` after they were opened."""
+        """Open batches leave at the latest `linger_ms` after they were opened,
+        or, for a partition with no free slot, once one frees (its batch grows
+        meanwhile): one stuck partition never holds up the others."""
         while True:
             await asyncio.sleep(self._linger_ms / 1000)
-            await self._send_open_batches()
+            await self._send_open_batches(waiting=False)
 
-    async def _send_open_batches(self) -> None:
+    async def _send_open_batches(self, waiting: bool = True) -> None:
         for topic, partition in list(self._batches):
-            await self._send(topic, partition)
+            if waiting or not self._slots[topic, partition].locked():
+                await self._send(topic, partition)
 
     async def _send(self, topic: str, partition: int) -> None:
-        """Send the partition's open batch once fewer than `max_in_flight` are
-        unacknowledged. The batch leaves `_batches` only after the wait, with
-        no await in between: a call cancelled while it waits (the linger task
-        at close) loses nothing."""
-        await self._slots.acquire()
+        """Send the partition's open batch once fewer than `max_in_flight` of the
+        partition's are unacknowledged. The batch leaves `_batches` only after
+        the wait, with no await in between: a call cancelled while it waits
+        (the linger task at close) loses nothing."""
+        slots = self._slots[topic, partition]
+        await slots.acquire()
         open_batch = self._batches.pop((topic, partition), None)
         if open_batch is None or not open_batch[1]:  # sent meanwhile, or empty
-            self._slots.release()
+            slots.release()
             return
         delivery = asyncio.create_task(self._deliver(topic, partition, *open_batch))
         self._in_flight.add(delivery)
@@ -216,7 +225,7 @@ class ShopProducer:
                     batch = None
                     await asyncio.sleep(self.retry_backoff_s * 2**attempt)
         finally:
-            self._slots.release()
+            self._slots[topic, partition].release()
 
     def _fail(self, topic: str, partition: int, count: int, exc: BaseException) -> None:
         self.failed += count
