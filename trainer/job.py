@@ -171,19 +171,23 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
     base = run.current.manifest.params.blend if run.current is not None else None
     if count <= 0:
         return Blend(count), None
+    sources = neighbour_sources(settings, len(run.items))
     if run.plan.kind == "warm" and run.current.neighbours is not None:
-        # Small steps from the base's towers: the choice its validation users made stands (saves the judgings).
-        neighbours = neighbours_of(run.split, run.items, count, base.regularisation)
-        return replace(base, neighbours=count, weight_from=run.current.version), neighbours
+        # Small steps from the base's towers: the choice its validation users made stands (saves the judgings),
+        # on co-occurrence if the catalog outgrew EASE.
+        ease = base.regularisation if base.regularisation in sources else None
+        blend = replace(base, neighbours=count, weight_from=run.current.version, regularisation=ease,
+                        source="cosine" if ease is None else "ease")  # fmt: skip
+        return blend, neighbours_of(run.split, run.items, count, ease)
     best: tuple[float, Blend, Neighbours | None] = (-1.0, Blend(count), None)
     by_source = {}
-    for ease in neighbour_sources(settings, len(run.items)):
+    for ease in sources:
         neighbours = neighbours_of(run.split, run.items, count, ease)
         weight, by_weight = choose_blend(result.model, neighbours, run.split.valid, run.items,
                                          ModelConfig.from_settings(settings), run.device,
                                          settings.affinity_half_life_s)  # fmt: skip
         source = "cosine" if ease is None else "ease"
-        by_source[source if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
+        by_source["cosine" if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
         if by_weight[weight] > best[0]:
             evidence = {str(w): round(r, 5) for w, r in by_weight.items()}
             best = (by_weight[weight], Blend(count, weight, evidence, source=source, regularisation=ease), neighbours)

@@ -42,3 +42,22 @@ def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
     chosen = "cosine" if blend.source == "cosine" else f"ease({blend.regularisation:g})"
     assert blend.valid_recall_by_source[chosen] == max(blend.valid_recall_by_source.values())
     assert {"recall@20", "ndcg@20", "coverage@20", "diversity@20", "users"} <= set(manifest.metrics["test"])
+
+
+def test_a_warm_refresh_keeps_its_bases_neighbours_and_weight(tmp_path):
+    shop = Shop(ShopConfig(users=150, items=100, categories=4, seed=5, new_item_every=0))
+    events = [r for r in shop.stream(4400) if isinstance(r, Event)]
+    cache = InteractionCache.open(tmp_path / "cache", max_events=10_000)
+    cache.append(events[:4000], shop.catalog(), {})
+    settings = Settings(
+        data_dir=tmp_path, model_dim=16, model_hidden=32, model_id_buckets=4096, model_text_buckets=4096,
+        train_epochs=1, train_batch_size=256, train_random_negatives=64, model_neighbours=20,
+    )  # fmt: skip
+    store = ModelStore.from_settings(settings)
+    base = train_and_publish(settings, cache, store, device=torch.device("cpu"), force=True)
+    cache.append(events[4000:], [], {})
+    warm = train_and_publish(settings, cache, store, device=torch.device("cpu"), force=True)
+    assert warm.manifest.training.kind == "warm"
+    chosen, kept = base.manifest.params.blend, warm.manifest.params.blend
+    assert kept.weight_from == base.version
+    assert (kept.source, kept.regularisation, kept.weight) == (chosen.source, chosen.regularisation, chosen.weight)
