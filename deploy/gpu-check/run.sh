@@ -12,7 +12,8 @@ if [ "$have" -lt "$want" ]; then
     exit 0
 fi
 [ -d /tmp/site ] || cat "$stash"/part-* | xz -d | tar -x -C /tmp
-nvidia=$(python3 -c 'import nvidia, pathlib; print(":".join(str(p) for p in pathlib.Path(nvidia.__path__[0]).glob("*/lib")))')
+# libcuvs finds the CUDA libraries through an RPATH into its own site-packages; here they are PyTorch's.
+nvidia=$(python3 -c 'import nvidia, pathlib; print(":".join(str(p) for p in pathlib.Path(list(nvidia.__path__)[0]).glob("*/lib")))')
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH=/tmp/site/librmm/lib64:/tmp/site/rapids_logger/lib64:$nvidia:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia-smi.csv"
