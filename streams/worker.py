@@ -271,7 +271,8 @@ class StreamWorker(StreamEngine):
     async def on_revoked(self) -> None:
         self._ready.clear()
         if self._forgotten_by_the_group():  # others may own the rows now: write none of them
-            log.warning("the group forgot this worker: its state is dropped and restored on assignment")
+            if self.users.partitions:  # (before the first join there are none: nothing to say)
+                log.warning("the group forgot this worker: its state is dropped and restored on assignment")
             self._drop_state()
             return
         if self._producer is not None:
