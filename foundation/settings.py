@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         3.0, gt=0, description="Weight of a purchase relative to a click (affinity, training)."
     )
     buy_again_half_life_s: float = Field(
-        30 * 86_400.0,
+        180 * 86_400.0,
         gt=0,
         description="Buy again: a purchase's weight halves every this many seconds before the user's latest event.",
     )
