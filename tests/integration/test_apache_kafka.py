@@ -33,6 +33,16 @@ async def _topic_configs(admin, topic: str) -> dict[str, str]:
     raise AssertionError(f"no configuration of {topic} was described")
 
 
+async def _partitions(admin, topics: list[str]) -> list[dict]:
+    """Every partition of the topics, once each has its partitions in the metadata (just created: moments later)."""
+    for _ in range(100):
+        described = await admin.describe_topics(topics)
+        if all(d["partitions"] for d in described):
+            return [p for d in described for p in d["partitions"]]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{topics} have no partitions in the metadata")
+
+
 def test_topics_are_replicated_three_times_with_two_in_sync_on_three_brokers(kafka, settings: Settings):
     async def scenario() -> None:
         await ensure_topics(settings, kafka)
@@ -40,11 +50,11 @@ def test_topics_are_replicated_three_times_with_two_in_sync_on_three_brokers(kaf
         admin = admin_client(kafka)
         await admin.start()
         try:
-            described = await admin.describe_topics([topics.clicks, topics.user_features_changelog])
+            partitions = await _partitions(admin, [topics.clicks, topics.user_features_changelog])
             values = await _topic_configs(admin, topics.user_features_changelog)
         finally:
             await admin.close()
-        assert {len(p["replicas"]) for d in described for p in d["partitions"]} == {3}
+        assert {len(p["replicas"]) for p in partitions} == {3}
         assert values["min.insync.replicas"] == "2" and values["cleanup.policy"] == "compact"
 
     run_scenario(scenario)
