@@ -64,14 +64,18 @@ class Blend:
     weight: float = 0.0
     valid_recall_by_weight: dict[str, float] = field(default_factory=dict)  # the choice's evidence
     weight_from: str | None = None  # a warm refresh keeps its base version's weight and source
-    source: str = "cosine"  # the kind of neighbours: "cosine" (co-occurrence) or "ease"
-    regularisation: float | None = None  # EASE's lambda
+    regularisation: float | None = None  # EASE's lambda; None: co-occurrence neighbours
     valid_recall_by_source: dict[str, float] = field(default_factory=dict)  # each source at its best weight
+
+    @property
+    def source(self) -> str:
+        """The kind of neighbours: "cosine" (co-occurrence) or "ease"."""
+        return "cosine" if self.regularisation is None else "ease"
 
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)
         values["valid_recall@20_by_weight"] = values.pop("valid_recall_by_weight")
-        return values
+        return {**values, "source": self.source}
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> Blend:

@@ -115,8 +115,8 @@ def sweep(spec: IndexSpec) -> list[IndexSpec]:
     return [spec]
 
 
-def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    return build(IndexSpec("flat"), vectors, use_gpu=False).search(queries, k)[1]
+def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int, use_gpu: bool = False) -> np.ndarray:
+    return build(IndexSpec("flat"), vectors, use_gpu=use_gpu).search(queries, k)[1]
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:

@@ -176,8 +176,7 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
         # Small steps from the base's towers: the choice its validation users made stands (saves the judgings),
         # on co-occurrence if the catalog outgrew EASE.
         ease = base.regularisation if base.regularisation in sources else None
-        blend = replace(base, neighbours=count, weight_from=run.current.version, regularisation=ease,
-                        source="cosine" if ease is None else "ease")  # fmt: skip
+        blend = replace(base, neighbours=count, weight_from=run.current.version, regularisation=ease)
         return blend, neighbours_of(run.split, run.items, count, ease)
     best: tuple[float, Blend, Neighbours | None] = (-1.0, Blend(count), None)
     by_source = {}
@@ -186,11 +185,10 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
         weight, by_weight = choose_blend(result.model, neighbours, run.split.valid, run.items,
                                          ModelConfig.from_settings(settings), run.device,
                                          settings.affinity_half_life_s)  # fmt: skip
-        source = "cosine" if ease is None else "ease"
         by_source["cosine" if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
         if by_weight[weight] > best[0]:
             evidence = {str(w): round(r, 5) for w, r in by_weight.items()}
-            best = (by_weight[weight], Blend(count, weight, evidence, source=source, regularisation=ease), neighbours)
+            best = (by_weight[weight], Blend(count, weight, evidence, regularisation=ease), neighbours)
     _, blend, neighbours = best
     blend = replace(blend, valid_recall_by_source=by_source)
     log.info("neighbours: %s at weight %.2g (validation recall@20 by source: %s)", blend.source, blend.weight,

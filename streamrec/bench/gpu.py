@@ -31,7 +31,7 @@ from embeddings.model import TwoTower, to_tensors
 from foundation.features import FeatureConfig, UserFeatures
 from foundation.schema import Event
 from foundation.settings import Settings
-from index.cost import measure_build
+from index.cost import exact_neighbours, measure_build
 from index.kinds import IndexSpec, build, cagra_available, gpu_count
 from streamrec.bench.index import embedding_like
 from streamrec.shop.simulate import Shop, ShopConfig
@@ -110,7 +110,7 @@ def bench_indexes(sizes: list[int], queries: int, on_status: Callable[[str], Non
     for n in sizes:
         vectors = embedding_like(n, 64, seed=0)
         sample = embedding_like(queries, 64, seed=1)
-        truth = build(IndexSpec("flat"), vectors, use_gpu=on_gpu).search(sample, K)[1]
+        truth = exact_neighbours(vectors, sample, K, use_gpu=on_gpu)
         for kind in kinds:
             on_status(f"index {kind} at {n:,} items on {'GPU' if on_gpu else 'CPU'} ...")
             built = build(IndexSpec(kind, nprobe=32, ef_search=64), vectors, use_gpu=on_gpu)

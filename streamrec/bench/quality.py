@@ -174,23 +174,22 @@ async def _ask_api(
                 past = split.seen[user]
                 k = min(settings.max_k, DEPTH + len(past))  # the past is filtered here, as the protocol asks
                 path = f"/recommendations/{quote(user, safe='')}"
-                answer = await http.get(path, params={"k": k})
-                answer.raise_for_status()
-                ranked = [entry["item_id"] for entry in answer.json()["items"]]
+                ranked = await _item_ids(http, path, k=k)
                 rankings[user] = [item for item in ranked if item not in past][:DEPTH]
                 for diversity, lists in by_diversity.items():
-                    answer = await http.get(path, params={"k": SHOWN, "diversity": diversity})
-                    answer.raise_for_status()
-                    lists[user] = [e["item_id"] for e in answer.json()["items"] if e["item_id"] not in past]
-            again = {user: await _item_ids(http, f"/users/{quote(user, safe='')}/buy-again") for user in split.repeats}
+                    shown = await _item_ids(http, path, k=SHOWN, diversity=diversity)
+                    lists[user] = [item for item in shown if item not in past]
+            again = {user: await _item_ids(http, f"/users/{quote(user, safe='')}/buy-again", k=SHOWN)
+                     for user in split.repeats}  # fmt: skip
     finally:
         stop.set()
         await serving
     return rankings, by_diversity, again
 
 
-async def _item_ids(http: httpx.AsyncClient, path: str) -> list[str]:
-    answer = await http.get(path, params={"k": SHOWN})
+async def _item_ids(http: httpx.AsyncClient, path: str, **params: object) -> list[str]:
+    """The item ids of one API answer, in its order."""
+    answer = await http.get(path, params=params)
     answer.raise_for_status()
     return [entry["item_id"] for entry in answer.json()["items"]]
 

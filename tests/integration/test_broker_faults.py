@@ -27,16 +27,16 @@ from foundation.kafka import KafkaConnection, admin_client
 from foundation.topics import Topics, ensure_topics
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.broker import port_open
-from streamrec.shop import ShopProducer
 from tests.conftest import _brokers, free_port, free_ports
 from tests.integration.helpers import RunningWorker, run_scenario, until
-from tests.integration.test_soak import _worker_process, held
+from tests.integration.test_soak import _worker_process, held, produce
 
 pytestmark = [
     pytest.mark.broker,
     pytest.mark.skipif("apache-kafka" not in _brokers(), reason="the Apache Kafka cluster is not among the brokers"),
 ]
 RATE, BEFORE_S, DOWN_S, AFTER_S, USERS = 400.0, 6.0, 10.0, 6.0, 200
+EVENTS = int(RATE * (BEFORE_S + DOWN_S + AFTER_S))  # at RATE, through the fault and after it
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +44,6 @@ def cluster(tmp_path_factory):
     """A cluster of these tests' own: it is the one attacked (each test leaves it whole)."""
     with KafkaCluster(3, free_ports(6), workdir=tmp_path_factory.mktemp("attacked-kafka")) as running:
         yield running
-
-
-class Traffic:
-    """Clicks and purchases at RATE events/s from USERS users, counted per user as each is acknowledged."""
-
-    def __init__(self, kafka: KafkaConnection, settings) -> None:
-        self.kafka, self.settings = kafka, settings
-        self.sent: Counter = Counter()
-
-    async def run(self, seconds: float) -> None:
-        started = time.monotonic()
-        async with ShopProducer(self.kafka, self.settings) as producer:
-            for n in range(int(RATE * seconds)):
-                user = f"u{n % USERS}"
-                send = producer.purchase if n % 17 == 0 else producer.click
-                await send(user, f"i{n % 997}", event_id=f"f{n}", ts=1e9 + n)
-                self.sent[user] += 1
-                await asyncio.sleep(max(0.0, started + (n + 1) / RATE - time.monotonic()))
 
 
 async def _leader_of_first_changelog_partition(kafka: KafkaConnection, settings) -> tuple[int, list[str]]:
@@ -87,8 +69,7 @@ def test_a_broker_killed_under_load_loses_and_doubles_nothing(cluster, settings)
         await ensure_topics(settings, kafka)
         worker = await RunningWorker(settings, kafka).start()
         status = worker.worker.status
-        traffic = Traffic(kafka, settings)
-        sending = asyncio.create_task(traffic.run(BEFORE_S + DOWN_S + AFTER_S))
+        sending = asyncio.create_task(produce(kafka, settings, EVENTS, USERS, RATE))
 
         async def sample() -> None:
             while True:
@@ -103,13 +84,13 @@ def test_a_broker_killed_under_load_loses_and_doubles_nothing(cluster, settings)
         await asyncio.sleep(DOWN_S)
         cluster.start_node(node)
         restarted_at = time.monotonic()
-        await sending
+        sent = await sending
         sent_until = time.monotonic()
-        total = sum(traffic.sent.values())
+        total = sum(sent.values())
         await until(lambda: status.events >= total, 120, f"all {total:,} events folded after the fault")
         await asyncio.sleep(1.0)  # anything beyond would be a double count
         sampling.cancel()
-        assert status.events == total and held(worker.worker) == traffic.sent  # exact, per user
+        assert status.events == total and held(worker.worker) == sent  # exact, per user
         await worker.stop()
         stall, during = _figures(progress, killed_at, restarted_at, sent_until)
         print(
@@ -184,22 +165,21 @@ def test_a_worker_cut_off_and_healed_loses_and_doubles_nothing(cluster, settings
     async def scenario() -> None:
         await ensure_topics(settings, kafka)
         workers = [start(ports[0]), start(ports[1])]
-        traffic = Traffic(kafka, settings)
         try:
-            sending = asyncio.create_task(traffic.run(BEFORE_S + DOWN_S + AFTER_S))
+            sending = asyncio.create_task(produce(kafka, settings, EVENTS, USERS, RATE))
             await asyncio.sleep(BEFORE_S)
             workers[0].send_signal(signal.SIGSTOP)  # cut off: the session (6 s) expires, its partitions move
             await asyncio.sleep(DOWN_S)
             workers[0].send_signal(signal.SIGCONT)  # healed, with the state of partitions it no longer owns
-            await sending
-            converged = await _until_exact(ports[:2], traffic.sent, "the live workers")
+            sent = await sending
+            converged = await _until_exact(ports[:2], sent, "the live workers")
             for worker in workers:  # a clean stop, then a fresh worker reads only what the changelog holds
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(30)
             workers.append(start(ports[2]))
-            restored = await _until_exact(ports[2:], traffic.sent, "a fresh worker restored from the changelog")
+            restored = await _until_exact(ports[2:], sent, "a fresh worker restored from the changelog")
             print(
-                f"\nworker cut off for {DOWN_S:.0f} s and healed: both answer all {sum(traffic.sent.values()):,} "
+                f"\nworker cut off for {DOWN_S:.0f} s and healed: both answer all {sum(sent.values()):,} "
                 f"events exactly {converged:.1f} s after the last was sent; a fresh worker restored them exactly "
                 f"in {restored:.1f} s"
             )
