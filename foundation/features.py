@@ -317,6 +317,12 @@ def window_popularity(stats: Iterable[ItemStats], now: float, config: FeatureCon
     return scores
 
 
+def live_popularity(stats: Iterable[ItemStats], config: FeatureConfig) -> dict[str, float]:
+    """`window_popularity` at the newest event counted (event time): what is popular now."""
+    stats = list(stats)
+    return window_popularity(stats, max((part.last_ts for part in stats), default=0.0), config)
+
+
 def popular_items(stats: Iterable[ItemStats], k: int, now: float, config: FeatureConfig) -> list[tuple[str, float]]:
     """The `k` most popular items of `window_popularity`, best first."""
     scores = window_popularity(stats, now, config)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 
 from foundation.buy_again import buy_again
 from foundation.http import Access, add_metrics
+from foundation.popular import LIVE_POPULARITY, LivePopularity
 from foundation.privacy import Pseudonyms
 from foundation.schema import Item, ScoredItem
 from index.live import LiveModel
@@ -75,6 +76,9 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
     access = Access.from_settings(settings)
     readers = [Depends(access.require("read"))]
     pseudonym = Pseudonyms.from_settings(settings)
+    fallback = LivePopularity(
+        live.item_stats.popularity, live.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
+    )
 
     def serving() -> ServingIndex:
         current = live.current
@@ -91,7 +95,7 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
 
     @api.get(
         "/recommendations/{user_id}",
-        summary="Top-k items for a user (cold start for unknown users)",
+        summary="Top-k items for a user (cold start for unknown users; live popularity before the first model)",
         dependencies=readers,
     )
     async def recommendations(
@@ -104,10 +108,13 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
         details: bool = DETAILS,
     ) -> dict:
         with metrics.latency.labels("recommendations").time():
-            current = serving()
-            answer = current.recommend(user(user_id), k, diversity=diversity, explain=explain)
-            items = _items(answer, catalog(details))
-            return {"user_id": user_id, "items": items, "model_version": current.version.version}
+            current = live.current
+            if current is None:  # before the first model: what the stream knows
+                answer, version = fallback.recommend(user(user_id), k), LIVE_POPULARITY
+            else:
+                answer = current.recommend(user(user_id), k, diversity=diversity, explain=explain)
+                version = current.version.version
+            return {"user_id": user_id, "items": _items(answer, catalog(details)), "model_version": version}
 
     @api.get(
         "/users/{user_id}/buy-again",

@@ -25,7 +25,7 @@ from typing import Any
 from embeddings.versions import load_version
 from foundation.catalog import CatalogView
 from foundation.codec import decode
-from foundation.features import FeatureConfig, ItemStats, UserFeatures, window_popularity
+from foundation.features import FeatureConfig, ItemStats, UserFeatures, live_popularity
 from foundation.kafka import FollowedTopic, KafkaConnection
 from foundation.schema import Limits, show
 from foundation.settings import Settings
@@ -95,9 +95,7 @@ class ItemStatsReplica(FollowedTopic):
     def popularity(self) -> dict[str, float]:
         """Each item's interactions in the popularity window before the newest
         event counted (event time), summed over partitions."""
-        parts = self._parts.values()
-        now = max((part.last_ts for part in parts), default=0.0)
-        return window_popularity(parts, now, self.config)
+        return live_popularity(self._parts.values(), self.config)
 
 
 class Announcements(FollowedTopic):

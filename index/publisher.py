@@ -1,6 +1,10 @@
 """Real-time recommendations: after a user's features change, the worker
 searches the current index for them and publishes the answer.
 
+Before the first model, the answers come from live popularity in the user's
+own categories (`foundation.popular`), marked `model_version:
+"live-popularity"`: a shop gets recommendations seconds after its first event.
+
 The worker's agents note each changed user with their latest event
 (`Agents.touched`); the publisher drains those notes, keeps at most one
 publish per user per `publish_interval_s` (a user clicking in a burst gets one
@@ -26,10 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry, Gauge
 
 from foundation.codec import encode
 from foundation.features import UserFeatures
-from foundation.schema import Recommendation
+from foundation.popular import LIVE_POPULARITY, LivePopularity
+from foundation.schema import Recommendation, ScoredItem
 from index.live import LiveModel
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,7 @@ LATENCIES_KEPT = 100_000  # recent event-to-publish latencies, for percentiles
 class PublisherStatus:
     published: int = 0
     coalesced: int = 0  # notes folded into a later publish of the same user
-    without_model: int = 0  # changes seen while no model was served yet
+    without_model: int = 0  # answers published from live popularity, before any model
     last_publish: float = 0.0  # monotonic time of the newest publish
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
 
@@ -55,6 +61,22 @@ class PublisherStatus:
         return float(p50), float(p99)
 
 
+def export_metrics(publisher: RecommendationPublisher, registry: CollectorRegistry) -> None:
+    """The publisher's state in the worker's /metrics, read when scraped."""
+    status = publisher.status
+    for name, doc, read in (
+        ("streamrec_publisher_backlog_users", "Users with a change not yet published.", lambda: publisher.waiting),
+        ("streamrec_publisher_published", "Recommendations published.", lambda: status.published),
+        ("streamrec_publisher_without_model", "Published from live popularity, before any model.",
+         lambda: status.without_model),
+        ("streamrec_publisher_coalesced", "Changes folded into a later publish of the same user.",
+         lambda: status.coalesced),
+        ("streamrec_publisher_p99_ms", "Event-to-publish p99 of the last 2,000 publishes.",
+         lambda: status.percentiles(last=2000)[1]),
+    ):  # fmt: skip
+        Gauge(name, doc, registry=registry).set_function(read)
+
+
 class RecommendationPublisher:
     def __init__(
         self,
@@ -62,6 +84,7 @@ class RecommendationPublisher:
         features: Callable[[int, str], UserFeatures | None],
         producer: AIOKafkaProducer,
         topic: str,
+        fallback: LivePopularity,
         *,
         k: int = 10,
         interval_s: float = 0.5,
@@ -72,6 +95,7 @@ class RecommendationPublisher:
         self.features = features  # (partition, user id) -> the worker's live row
         self.producer = producer
         self.topic = topic
+        self.fallback = fallback  # answers while no model is served yet
         self.k = k
         self.interval_s = interval_s
         self.batch_size = batch_size
@@ -83,9 +107,6 @@ class RecommendationPublisher:
 
     def note(self, touched: dict[str, tuple[int, str, float]]) -> None:
         """Users whose features just changed, with their newest event."""
-        if self.live.current is None:
-            self.status.without_model += len(touched)
-            return
         self.status.coalesced += sum(1 for user_id in touched if user_id in self._waiting)
         self._waiting.update(touched)
         self._wake.set()
@@ -129,16 +150,12 @@ class RecommendationPublisher:
                 await asyncio.sleep(0)  # let the worker fold the next events
 
     async def publish(self, user_ids: list[str]) -> None:
-        current = self.live.current
-        if current is None:
-            return
         notes = {user_id: self._waiting.pop(user_id) for user_id in user_ids}
         # A user whose partition just moved to another worker is that worker's to answer.
         users = {user_id: self.features(partition, user_id) for user_id, (partition, _, _) in notes.items()}
         held = [user_id for user_id, user in users.items() if user is not None]
-        answers = current.recommend_many([users[user_id] for user_id in held], self.k, explain=self.explain)
+        answers, version = self._answer([users[user_id] for user_id in held])
         sent_at, wall = time.monotonic(), time.time()
-        version = current.version.version
         for user_id, answer in zip(held, answers, strict=True):
             _, event_id, event_ts = notes[user_id]
             latency_ms = max(0.0, (wall - event_ts) * 1000)
@@ -148,3 +165,11 @@ class RecommendationPublisher:
             self.status.latencies_ms.append(latency_ms)
         self.status.published += len(held)
         self.status.last_publish = sent_at
+
+    def _answer(self, users: list[UserFeatures]) -> tuple[list[list[ScoredItem]], str]:
+        """The served model's answers, or live popularity's before the first model."""
+        current = self.live.current
+        if current is None:
+            self.status.without_model += len(users)
+            return [self.fallback.recommend(user, self.k) for user in users], LIVE_POPULARITY
+        return current.recommend_many(users, self.k, explain=self.explain), current.version.version

@@ -30,6 +30,7 @@ from embeddings.text import words
 from embeddings.versions import ModelVersion
 from foundation.catalog import CatalogChange, Removed
 from foundation.features import UserFeatures
+from foundation.popular import excluded_items, pick_popular, preferred_categories
 from foundation.schema import Item, ScoredItem
 from foundation.settings import Settings
 from index.kinds import BuiltIndex, IndexSpec, build
@@ -317,8 +318,8 @@ class ServingIndex:
             for n, (s, j) in enumerate(zip(answer, nearest, strict=True))
         ]
 
-    def _excluded(self, user: UserFeatures) -> set[str]:
-        return set(user.purchased) | (set(user.recent_items) if self.config.exclude_clicked else set())
+    def _excluded(self, user: UserFeatures | None) -> set[str]:
+        return excluded_items(user, self.config.exclude_clicked)
 
     def set_popularity(self, live: dict[str, float]) -> None:
         """Rank cold-start answers by live popularity (interactions in the
@@ -339,26 +340,15 @@ class ServingIndex:
     def cold_start(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
         """Popular items in stock; first from the user's strongest categories
         when there is any signal (a new user with no clicks gets the global list)."""
-        affinity = {}
-        if user is not None:
-            affinity = user.category_affinity(user.last_ts if now is None else now, self.config.affinity_half_life_s)
-        preferred = set(list(affinity)[:3])
-        excluded = set(user.purchased) if user is not None else set()
         top = float(self.popularity.max()) if len(self.popularity) and self.popularity.max() > 0 else 1.0
-        picked: list[ScoredItem] = []
-        seen: set[str] = set()
-        for wanted in ([preferred] if preferred else []) + [None]:
+
+        def ranked():
             for row in self._popular_rows():
-                if len(picked) >= k:
-                    return picked
-                item_id = self.row_ids[row]
-                if item_id in seen or item_id in excluded or not self._row_allowed(row):
-                    continue
-                if wanted is not None and self.row_category[row] not in wanted:
-                    continue
-                seen.add(item_id)
-                picked.append(ScoredItem(item_id, float(self.popularity[row]) / top))
-        return picked
+                if self._row_allowed(row):
+                    yield self.row_ids[row], self.row_category[row], float(self.popularity[row]) / top
+
+        preferred = preferred_categories(user, self.config.affinity_half_life_s, now)
+        return pick_popular(ranked, preferred, self._excluded(user), k)
 
     def similar(self, item_id: str, k: int) -> list[ScoredItem] | None:
         """Items near `item_id` (itself excluded); None for an item not in the catalog."""

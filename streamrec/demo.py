@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -35,6 +36,7 @@ from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
 
 FIVE_MINUTES_S = 300.0
+DRIFT_WINDOW_MIN = 10  # minutes compared at the start and the end of a run, for latency drift
 # The demo's trainer, unless the environment says otherwise: a few epochs over
 # the newest events, so a version arrives within a couple of minutes, on one
 # thread, so that training leaves the worker a core (with two threads the
@@ -51,6 +53,7 @@ class Sample:
     p99_ms: float
     lag: int
     model_version: str | None
+    backlog: int = 0  # users with a change the publisher has not published yet
 
 
 @dataclass
@@ -59,8 +62,11 @@ class Milestones:
 
     trained_model: float | None = None
     api_serving: float | None = None
-    recommendation_published: float | None = None
+    recommendation_published: float | None = None  # by live popularity when before the first model
+    first_event: float | None = None
+    model_recommendation: float | None = None  # the first one a model answered
     samples: list[Sample] = field(default_factory=list)
+    latencies_by_minute: dict[int, list[float]] = field(default_factory=dict)  # every publish's, by minute of the run
     served_at: dict[str, float] = field(default_factory=dict)  # version -> wall time the publisher first served it
 
     def all_within(self, seconds: float) -> bool:
@@ -139,12 +145,16 @@ def dashboard(
             "model", f"{version}: recall@20 {recall:.3f} (popularity {popular:.3f})" if recall is not None else version
         )
     if publisher is None or not publisher.status.published:
-        table.add_row("recommendations published", "none yet: the publisher starts with the first model")
+        table.add_row("recommendations published", "none yet")
     else:
-        table.add_row("recommendations published", f"{publisher.status.published:,} ({sample.publishes_per_s:,.0f}/s)")
+        by = "live popularity, until the first model" if publisher.live.current is None else "the model"
+        table.add_row(
+            "recommendations published", f"{publisher.status.published:,} ({sample.publishes_per_s:,.0f}/s, by {by})"
+        )
         table.add_row(
             "event → recommendation", f"p50 {sample.p50_ms:,.1f} ms, p99 {sample.p99_ms:,.1f} ms (last 2,000)"
         )
+        table.add_row("publisher backlog", f"{sample.backlog:,} users waiting")
     table.add_row("API", f"http://{settings.api_host}:{settings.api_port}/docs  ({api_state})")
     table.add_row("try", f"curl http://{settings.api_host}:{settings.api_port}/recommendations/u1")
     for child in children:
@@ -196,7 +206,7 @@ async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Eve
                     await asyncio.sleep(1.0)
                     api_state = await _api_state(http)
                     model = _current_model(settings)
-                    sample, last = _sample(process, model[0], started, last)
+                    sample, last = _sample(process, model[0], started, last, milestones)
                     milestones.samples.append(sample)
                     _note_milestones(milestones, sample, api_state, process)
                     live.update(dashboard(process, sample, model, settings, children, api_state))
@@ -211,17 +221,21 @@ async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Eve
 
 
 def _sample(
-    process: WorkerProcess, model_version: str | None, started: float, last: tuple[float, int, int]
-) -> tuple[Sample, tuple[float, int, int]]:
+    process: WorkerProcess, model_version: str | None, started: float, last: tuple[float, int, int],
+    milestones: Milestones,
+) -> tuple[Sample, tuple[float, int, int]]:  # fmt: skip
     now = time.monotonic()
     worker, publisher = process.worker, process.publisher
     events = worker.status.events
     published = publisher.status.published if publisher is not None else 0
     then, last_events, last_published = last
+    if published > last_published:  # this second's publishes are the newest latencies kept
+        newest = list(publisher.status.latencies_ms)[-(published - last_published) :]
+        milestones.latencies_by_minute.setdefault(int((now - started) // 60), []).extend(newest)
     p50, p99 = publisher.status.percentiles(last=2000) if publisher is not None else (0.0, 0.0)
     sample = Sample(
         round(now - started, 1), (events - last_events) / (now - then), (published - last_published) / (now - then),
-        p50, p99, worker.lag(), model_version,
+        p50, p99, worker.lag(), model_version, publisher.waiting if publisher is not None else 0,
     )  # fmt: skip
     return sample, (now, events, published)
 
@@ -231,9 +245,14 @@ def _note_milestones(milestones: Milestones, sample: Sample, api_state: str, pro
         milestones.trained_model = sample.t
     if milestones.api_serving is None and api_state == "serving":
         milestones.api_serving = sample.t
+    if milestones.first_event is None and process.worker.status.events:
+        milestones.first_event = sample.t
     publisher = process.publisher
     if milestones.recommendation_published is None and publisher is not None and publisher.status.published:
         milestones.recommendation_published = sample.t
+    if milestones.model_recommendation is None and publisher is not None and publisher.live.current is not None:
+        if publisher.status.published > publisher.status.without_model:
+            milestones.model_recommendation = sample.t
     served = publisher.live.version if publisher is not None else None
     if served is not None and served not in milestones.served_at:
         milestones.served_at[served] = time.time()
@@ -274,6 +293,8 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         "trained_model_s": milestones.trained_model,
         "api_serving_s": milestones.api_serving,
         "first_recommendation_s": milestones.recommendation_published,
+        "first_event_s": milestones.first_event,
+        "first_model_recommendation_s": milestones.model_recommendation,
         "all_within_five_minutes": milestones.all_within(FIVE_MINUTES_S),
         "model_versions": sorted({s.model_version for s in samples if s.model_version}),
         "median_events_per_s": _median([s.events_per_s for s in samples if s.events_per_s > 0]),
@@ -281,6 +302,8 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         "median_p50_ms": _median([s.p50_ms for s in steady]),
         "median_p99_ms": _median([s.p99_ms for s in steady]),
         "event_to_served_model": freshness_of_models(milestones, settings),
+        "minutes": latency_by_minute(milestones),
+        **latency_drift(milestones),
     }
     (reports / "demo.json").write_text(json.dumps({**summary, "samples": [asdict(s) for s in samples]}, indent=1))
     plot = demo_timeline(reports / "demo.png", samples, milestones)
@@ -291,7 +314,9 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         f"- traffic: {rate:,.0f} events/s for {summary['seconds']:,.0f} s",
         f"- trained model after: {_seconds(milestones.trained_model)}; versions served: {versions}",
         f"- API serving after: {_seconds(milestones.api_serving)}",
-        f"- first recommendation published after: {_seconds(milestones.recommendation_published)}",
+        f"- first recommendation published after: {_seconds(milestones.recommendation_published)} "
+        f"(first event after {_seconds(milestones.first_event)}; "
+        f"first one by a model after {_seconds(milestones.model_recommendation)})",
         f"- all three within five minutes: {verdict}",
         f"- median events/s {summary['median_events_per_s']:,.0f}, "
         f"recommendations published/s {summary['median_publishes_per_s']:,.0f}",
@@ -301,11 +326,55 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         *(f"- model {row['version']} served {row['newest_event_s']:,.0f} s after the newest event it learned, "
           f"{row['oldest_new_event_s']:,.0f} s after the oldest it was the first to learn "
           f"(mean over those events {row['mean_s']:,.0f} s)" for row in summary["event_to_served_model"]),
+        *_drift_lines(summary),
         "", f"![timeline]({plot.name})", "",
+        "| minute | publishes | p50 ms | p99 ms |", "|---|---|---|---|",
+        *(f"| {row['minute']} | {row['publishes']:,} | {row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} |"
+          for row in summary["minutes"]),
+        "",
     ]  # fmt: skip
     path = reports / "demo.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def latency_by_minute(milestones: Milestones) -> list[dict]:
+    """p50/p99 of every publish of each minute of the run."""
+    return [
+        {"minute": minute, "publishes": len(kept), "p50_ms": round(float(np.percentile(kept, 50)), 1),
+         "p99_ms": round(float(np.percentile(kept, 99)), 1)}
+        for minute, kept in sorted(milestones.latencies_by_minute.items())
+    ]  # fmt: skip
+
+
+def latency_drift(milestones: Milestones) -> dict:
+    """p99 of the first and the last DRIFT_WINDOW_MIN minutes after the first
+    model-served minute (each half of that span when it is shorter): whether
+    latency grows with uptime at a steady load."""
+    if milestones.model_recommendation is None:
+        return {}
+    first_minute = int(milestones.model_recommendation // 60) + 1  # the first whole minute a model served
+    minutes = [m for m in sorted(milestones.latencies_by_minute) if m >= first_minute]
+    if len(minutes) < 2:
+        return {}
+    window = min(DRIFT_WINDOW_MIN, len(minutes) // 2)
+    pooled = [
+        np.concatenate([milestones.latencies_by_minute[m] for m in chosen])
+        for chosen in (minutes[:window], minutes[-window:])
+    ]
+    first, last = (float(np.percentile(kept, 99)) for kept in pooled)
+    return {"drift_window_min": window, "p99_first_ms": round(first, 1), "p99_last_ms": round(last, 1),
+            "p99_last_over_first": round(last / first, 2) if first else None}  # fmt: skip
+
+
+def _drift_lines(summary: dict) -> list[str]:
+    if "p99_first_ms" not in summary:
+        return ["- latency drift: too short a run after the first model to say"]
+    window = summary["drift_window_min"]
+    return [
+        f"- p99 of the first {window} minutes after the first model {summary['p99_first_ms']:,.1f} ms, "
+        f"of the last {window} {summary['p99_last_ms']:,.1f} ms: x {summary['p99_last_over_first']}"
+    ]
 
 
 def _median(values: list[float]) -> float:

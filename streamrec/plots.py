@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
+import numpy as np  # noqa: E402
 
 from index.cost import Measurement  # noqa: E402
 from trainer.protocol import Quality  # noqa: E402
@@ -93,12 +94,18 @@ def demo_timeline(path: Path, samples: list, milestones) -> Path:
     rates.plot(t, [s.publishes_per_s for s in samples], label="recommendations published/s")
     latency.plot(t, [s.p50_ms for s in samples], label="p50")
     latency.plot(t, [s.p99_ms for s in samples], label="p99")
+    by_minute = sorted(milestones.latencies_by_minute.items())
+    if by_minute:
+        ends = [60 * (minute + 1) for minute, _ in by_minute]
+        latency.step(ends, [np.percentile(kept, 99) for _, kept in by_minute], where="pre", color="black",
+                     linewidth=1.5, label="p99 per minute")  # fmt: skip
     latency.set_ylabel("event → recommendation (ms)")
     latency.set_xlabel("seconds since start")
     marks = {
         "model": milestones.trained_model,
         "API": milestones.api_serving,
         "first rec": milestones.recommendation_published,
+        "first model rec": milestones.model_recommendation,
     }
     for axis in (rates, latency):
         for name, at in marks.items():

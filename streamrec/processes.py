@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from foundation.catalog import CatalogView
 from foundation.http import Access, metrics_app, serve_http
 from foundation.kafka import KafkaConnection
+from foundation.popular import LivePopularity
 from foundation.schema import Limits
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
@@ -86,17 +87,21 @@ class WorkerProcess:
 
     async def _start_publisher(self) -> RecommendationPublisher:
         from index.live import LiveModel  # torch and faiss load only when publishing
-        from index.publisher import RecommendationPublisher
+        from index.publisher import RecommendationPublisher, export_metrics
 
         settings, worker = self.settings, self.worker
         live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
         await live.start(self.kafka)
+        fallback = LivePopularity(
+            worker.live_popularity, self.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
+        )
         publisher = RecommendationPublisher(
-            live, worker.users.get, worker.producer, worker.topics.recommendations,
+            live, worker.users.get, worker.producer, worker.topics.recommendations, fallback,
             k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
             explain=settings.publish_explanations,
         )  # fmt: skip
         worker.watch_users(publisher.note)
+        export_metrics(publisher, worker.metrics.registry)
         return publisher
 
 

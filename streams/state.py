@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 
 from foundation.catalog import CatalogView
-from foundation.features import FeatureConfig, ItemStats, UserFeatures, merge_item_stats, popular_items
+from foundation.features import FeatureConfig, ItemStats, UserFeatures, live_popularity, merge_item_stats, popular_items
 from foundation.kafka import KafkaConnection
 from foundation.privacy import Pseudonyms
 from foundation.schema import Limits
@@ -153,6 +153,11 @@ class WorkerState(ABC):
         if now is None:
             now = max((s.last_ts for s in stats), default=0.0)
         return popular_items(stats, k, now, self.config)
+
+    def live_popularity(self) -> dict[str, float]:
+        """Each item's score in the popularity window before the newest event
+        this worker counted: what the model-free answers rank by."""
+        return live_popularity((stats for _, _, stats in self.items.items()), self.config)
 
     @property
     def ready_partitions(self) -> frozenset[int]:

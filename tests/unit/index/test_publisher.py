@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from foundation.codec import decode
 from foundation.features import UserFeatures
+from foundation.popular import LivePopularity
 from foundation.schema import ScoredItem
 from index.publisher import RecommendationPublisher
 
@@ -53,7 +54,9 @@ def _publisher(live: FakeLive, held: set[str] | None = None, **options) -> tuple
     def features(partition: int, user_id: str) -> UserFeatures | None:
         return UserFeatures(user_id) if held is None or user_id in held else None
 
-    return RecommendationPublisher(live, features, producer, "recs", **{"interval_s": 0.5, **options}), producer
+    fallback = LivePopularity(lambda: {"mug": 3.0, "pan": 9.0}, {}, 3600.0, exclude_clicked=False)
+    options = {"interval_s": 0.5, **options}
+    return RecommendationPublisher(live, features, producer, "recs", fallback, **options), producer
 
 
 def test_a_burst_gives_one_publish_now_and_one_on_the_newest_state_later():
@@ -74,10 +77,13 @@ def test_a_burst_gives_one_publish_now_and_one_on_the_newest_state_later():
     assert publisher.status.published == 3
 
 
-def test_without_a_model_changes_are_counted_not_kept():
-    publisher, _ = _publisher(FakeLive(current=None))
+def test_without_a_model_the_answer_is_live_popularity_and_says_so():
+    publisher, producer = _publisher(FakeLive(current=None))
     publisher.note({"u1": (0, "e1", 1.0)})
-    assert publisher.waiting == 0 and publisher.status.without_model == 1
+    asyncio.run(publisher.publish(publisher.due(time.monotonic())))
+    _, message, _ = producer.sent[-1]
+    assert message["model_version"] == "live-popularity" and publisher.status.without_model == 1
+    assert [item["item_id"] for item in message["items"]] == ["pan", "mug"]
 
 
 def test_a_user_whose_partition_moved_away_is_left_to_the_new_owner():

@@ -8,7 +8,7 @@ import json
 from foundation.schema import Item
 from foundation.settings import Settings
 from foundation.store import DataWindow, ModelStore
-from streamrec.demo import Milestones, Sample, freshness_of_models, write_report
+from streamrec.demo import Milestones, Sample, freshness_of_models, latency_drift, write_report
 from tests.versions import publish_random_version
 
 
@@ -59,3 +59,16 @@ def test_the_dashboard_says_nothing_was_published_rather_than_a_latency_of_zero(
     console.print(dashboard(process, Sample(3, 0, 0, 0, 0, 0, None), (None, None, None), settings, [], "starting"))
     screen = console.export_text()
     assert "none yet" in screen and "0.0 ms" not in screen and "joining the group" in screen
+
+
+def test_the_report_compares_the_last_minutes_p99_with_the_first_after_the_model(tmp_path):
+    milestones = Milestones(trained_model=100.0, recommendation_published=5.0, model_recommendation=110.0)
+    for minute in range(0, 26):  # minutes 2..25 after the model; the last ten with a slower tail
+        milestones.latencies_by_minute[minute] = [20.0] * 98 + [200.0 if minute >= 16 else 100.0] * 2
+    drift = latency_drift(milestones)
+    assert drift["drift_window_min"] == 10 and drift["p99_first_ms"] == 100.0
+    assert drift["p99_last_over_first"] == 2.0  # the last ten minutes' p99 is twice the first's
+    milestones.samples = [Sample(t, 500.0, 450.0, 20.0, 80.0, 3, "v1") for t in range(1, 60)]
+    text = write_report(milestones, Settings(data_dir=tmp_path), rate=500.0).read_text()
+    assert "of the last 10 200.0 ms: x 2.0" in text and "| 25 | 100 | 20.0 |" in text
+    assert latency_drift(Milestones(model_recommendation=None)) == {}
