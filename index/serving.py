@@ -200,10 +200,13 @@ class ServingIndex:
 
     def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int, skip: set[str]) -> list[ScoredItem]:
         """The first k found rows whose items are not in `skip`."""
-        ids = self.row_ids
-        return [
-            ScoredItem(ids[r], float(s)) for s, r in zip(scores, rows, strict=True) if r >= 0 and ids[r] not in skip
-        ][:k]
+        ids, answer = self.row_ids, []
+        for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
+            if row >= 0 and ids[row] not in skip:
+                answer.append(ScoredItem(ids[row], score))
+                if len(answer) == k:  # a heavy buyer's search is deep: the rest is never read
+                    break
+        return answer
 
     def recommend(
         self,
