@@ -92,6 +92,10 @@ class ItemStatsReplica(FollowedTopic):
         except Exception as exc:  # noqa: BLE001 - an unreadable row must not stop serving
             log.warning("ignoring an unreadable item-stats row %s: %s: %s", slot, type(exc).__name__, exc)
 
+    def events_counted(self) -> int:
+        """Every event the workers have counted, summed over items and partitions."""
+        return sum(part.clicks + part.purchases for part in self._parts.values())
+
     def popularity(self) -> dict[str, float]:
         """Each item's interactions in the popularity window before the newest
         event counted (event time), summed over partitions."""

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -51,6 +52,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports nothing listens on (an Apache Kafka cluster's)."""
+    for _ in range(100):
+        first = random.randrange(20_000, 32_000)  # below Linux's ephemeral ports
+        if not any(port_open(host, first + n) for n in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -9,6 +9,7 @@ nothing of the worker; `WorkerProcess` hands each the other's typed parts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -118,17 +119,24 @@ async def run_server(
     """The HTTP API until `stop`: follow the catalog, features and model
     versions and serve; pass a `live` model to watch it (tests, the demo)."""
     from index.api import ApiMetrics, create_api
+    from index.console import add_console
     from index.live import LiveModel
+    from index.pulse import Pulse
 
     await ensure_topics(settings, kafka)
     live = live or LiveModel(settings)
     await live.start(kafka)
     follow = asyncio.create_task(live.follow(stop))
-    log.info("API on http://%s:%d (OpenAPI at /docs), model %s", settings.api_host, settings.api_port, live.version)
+    log.info("API on http://%s:%d (OpenAPI at /docs, the console at /console), model %s",
+             settings.api_host, settings.api_port, live.version)  # fmt: skip
     metrics = ApiMetrics(live)
+    pulse = Pulse(kafka, Topics.from_settings(settings), live.item_stats)
+    api = create_api(live, metrics)
+    add_console(api, live, pulse, functools.partial(rollback_and_announce, settings, kafka))
     tasks = {
         follow,
-        asyncio.create_task(serve_http(create_api(live, metrics), settings.api_host, settings.api_port, stop)),
+        asyncio.create_task(pulse.run(stop)),
+        asyncio.create_task(serve_http(api, settings.api_host, settings.api_port, stop)),
     }
     if settings.api_metrics_port:
         internal = metrics_app(metrics.render, Access.from_settings(settings))
@@ -144,12 +152,22 @@ async def run_server(
     return live
 
 
+async def rollback_and_announce(settings: Settings, kafka: KafkaConnection) -> str:
+    """The console's rollback: the previous version current again, announced to every process."""
+    from foundation.store import ModelStore
+    from trainer.announce import announce
+
+    store = ModelStore.from_settings(settings)
+    version = store.rollback()
+    await announce(settings, kafka, store, version)
+    return version
+
+
 def index_chooser(settings: Settings) -> IndexChooser | None:
     """With `STREAMREC_INDEX_TUNE`, the trainer's hook that tunes each new
     version's index once, for every server and worker (trainer and index meet here)."""
     if not settings.index_tune:
         return None
-    import functools
 
     from foundation.store import ModelStore
     from index.tune import choose_for_version

@@ -10,7 +10,6 @@ topic prefix, so tests never see each other's records.
 from __future__ import annotations
 
 import os
-import random
 import sys
 import threading
 import uuid
@@ -20,7 +19,7 @@ import pytest
 
 from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
-from streamrec.broker import EmbeddedBroker, free_port, port_open
+from streamrec.broker import EmbeddedBroker, free_port, free_ports
 
 __all__ = ["free_port"]  # the tests' import of it
 
@@ -72,15 +71,6 @@ def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     else:
         with EmbeddedBroker("127.0.0.1", free_port()) as broker:
             yield KafkaConnection(broker.bootstrap)
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> int:
-    """The first of `count` consecutive ports nothing listens on."""
-    for _ in range(100):
-        first = random.randrange(20_000, 32_000)  # below Linux's ephemeral ports
-        if not any(port_open(host, first + n) for n in range(count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -160,6 +160,44 @@ def bench_index(
         print(json.dumps({"configs": rows, "targets": targets, "dim": dim, "queries": queries}))
 
 
+@bench_app.command("broker")
+def bench_broker(
+    steps: Annotated[str, typer.Option(help="Batches the partition holds at each step, comma-separated.")] = (
+        "1000,5000,20000"
+    ),
+    apache_kafka: Annotated[
+        bool, typer.Option(help="Also a one-node Apache Kafka (needs java and mvn; the jars are fetched once).")
+    ] = True,
+    as_json: JsonLine = False,
+) -> None:
+    """Fetch time as a partition's log grows: the embedded tansu beside Apache Kafka."""
+    from foundation.kafka import KafkaConnection
+    from streamrec.apache_kafka import KafkaCluster, fetch_jars
+    from streamrec.bench.broker import fetch_times
+    from streamrec.broker import EmbeddedBroker, free_port, free_ports
+
+    counts = tuple(sorted({int(step) for step in steps.split(",") if step.strip()}))
+    settings = Settings()
+    brokers: dict[str, list] = {}
+    console.print("tansu (embedded, memory storage):")
+    with EmbeddedBroker(settings.broker_host, free_port(settings.broker_host)) as tansu:
+        brokers["tansu"] = asyncio.run(fetch_times(KafkaConnection(tansu.bootstrap), counts, console.print))
+    if apache_kafka:
+        console.print("Apache Kafka (one node):")
+        with KafkaCluster(1, free_ports(2), jars=fetch_jars()) as cluster:
+            kafka = KafkaConnection(cluster.bootstrap)
+            brokers["apache-kafka"] = asyncio.run(fetch_times(kafka, counts, console.print))
+    table = Table("batches in the partition", *(f"{name} fetch ms" for name in brokers))
+    for n, batches in enumerate(counts):
+        table.add_row(f"{batches:,}", *(f"{found[n].fetch_ms:,.2f}" for found in brokers.values()))
+    console.print(table)
+    growth = {name: round(found[-1].fetch_ms / found[0].fetch_ms, 1) for name, found in brokers.items()}
+    console.print("last step over first: " + ", ".join(f"{name} x {ratio}" for name, ratio in growth.items()))
+    if as_json:
+        print(json.dumps({"brokers": {name: [vars(step) for step in found] for name, found in brokers.items()},
+                          "growth": growth}))  # fmt: skip
+
+
 @bench_app.command("freshness")
 def bench_freshness(
     users: Annotated[int, typer.Option(help="Distinct users sending events.")] = 100_000,

@@ -49,12 +49,10 @@ def train(
 
 
 def _rollback(settings: Settings) -> None:
-    from trainer.announce import announce
+    from streamrec.processes import rollback_and_announce
 
-    store = ModelStore.from_settings(settings)
-    version = store.rollback()  # nothing to roll back to: one line, exit 2 (run)
-    with kafka_connection(settings) as kafka:
-        asyncio.run(announce(settings, kafka, store, version))
+    with kafka_connection(settings) as kafka:  # nothing to roll back to: one line, exit 2 (run)
+        version = asyncio.run(rollback_and_announce(settings, kafka))
     console.print(f"current version is now [bold]{version}[/] (announced)")
 
 

@@ -26,8 +26,8 @@ import pytest
 from foundation.kafka import KafkaConnection, admin_client
 from foundation.topics import Topics, ensure_topics
 from streamrec.apache_kafka import KafkaCluster
-from streamrec.broker import port_open
-from tests.conftest import _brokers, free_port, free_ports
+from streamrec.broker import free_ports, port_open
+from tests.conftest import _brokers, free_port
 from tests.integration.helpers import RunningWorker, run_scenario, until
 from tests.integration.test_soak import _worker_process, held, produce
 

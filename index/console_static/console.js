@@ -1,0 +1,197 @@
+// The streamrec console: plain JavaScript over the server's JSON endpoints
+// (no build step, no library, nothing fetched from anywhere but the server).
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const keyInput = $("#api-key");
+keyInput.value = localStorage.getItem("streamrec-key") || "";
+keyInput.addEventListener("change", () => localStorage.setItem("streamrec-key", keyInput.value));
+
+async function call(path, options = {}) {
+  const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
+  const answer = await fetch(path, { ...options, headers });
+  if (!answer.ok) {
+    const body = await answer.json().catch(() => ({}));
+    throw new Error(`${answer.status}: ${body.detail || answer.statusText}`);
+  }
+  return answer;
+}
+const json = async (path, options) => (await call(path, options)).json();
+
+function showError(error) {
+  const box = $("#error");
+  box.hidden = !error;
+  box.textContent = error ? String(error.message || error) : "";
+}
+
+function cell(row, text) {
+  const td = row.insertCell();
+  td.textContent = text === null || text === undefined ? "–" : String(text);
+  return td;
+}
+
+function fill(table, rows, columns) {
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  for (const values of rows) {
+    const row = body.insertRow();
+    columns(values).forEach((value) => (value instanceof Node ? row.insertCell().append(value) : cell(row, value)));
+  }
+}
+
+const fixed = (value, digits = 1) => (value === null || value === undefined ? "–" : Number(value).toFixed(digits));
+const when = (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString() : "–");
+
+// --- overview ---------------------------------------------------------------
+
+function line(svg, values, cls, top) {
+  const n = values.length;
+  const points = values.map((v, i) => `${(600 * i) / Math.max(n - 1, 1)},${160 - (150 * (v || 0)) / top}`);
+  const shape = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  shape.setAttribute("points", points.join(" "));
+  shape.setAttribute("class", cls);
+  svg.append(shape);
+}
+
+function chart(svg, series) {
+  svg.replaceChildren();
+  const top = Math.max(1, ...series.flatMap(([values]) => values.map((v) => v || 0)));
+  series.forEach(([values, cls]) => line(svg, values, cls, top));
+  const label = document.createElementNS("http://www.w3.org/2000/svg", "text");
+  label.setAttribute("x", 4);
+  label.setAttribute("y", 12);
+  label.textContent = `max ${Math.round(top).toLocaleString()}`;
+  svg.append(label);
+}
+
+async function overview() {
+  const view = await json("/console/api/overview");
+  const points = view.points;
+  const last = points[points.length - 1] || {};
+  $("#events-per-s").textContent = fixed(last.events_per_s, 0);
+  $("#publishes-per-s").textContent = fixed(last.publishes_per_s, 0);
+  $("#freshness").textContent = last.p99_ms == null ? "none published" : `${fixed(last.p50_ms)} / ${fixed(last.p99_ms)} ms`;
+  $("#lag").textContent = last.lag ?? "–";
+  $("#dead-letters").textContent = last.dead_letters ?? "–";
+  $("#model-version").textContent = view.model_version || "none yet (live popularity)";
+  chart($("#chart-rates"), [[points.map((p) => p.events_per_s), "events"], [points.map((p) => p.publishes_per_s), "publishes"]]);
+  chart($("#chart-p99"), [[points.map((p) => p.p99_ms), "p99"]]);
+  fill($("#lag-table"), Object.entries(view.lag_by_partition || {}), ([partition, lag]) => [partition, lag]);
+  fill($("#dead-table"), Object.entries(view.dead_letters_by_reason || {}), ([reason, n]) => [reason, n]);
+}
+
+// --- models -----------------------------------------------------------------
+
+async function models() {
+  const view = await json("/console/api/models");
+  $("#serving-version").textContent = view.serving || "none";
+  $("#current-version").textContent = view.current || "none";
+  fill($("#versions"), view.versions, (v) => [
+    v.version, when(v.created), v.kind, v.window ? v.window.events.toLocaleString() : "–",
+    fixed(v["recall@20"], 4), fixed(v["popularity_recall@20"], 4), fixed(v["ndcg@20"], 4),
+    v.gate.passed ? "passed" : v.gate.forced ? "forced" : "held back",
+    v.index && v.index.kind ? `${v.index.kind} ${JSON.stringify(v.index.params || {})}` : "default",
+    v.blend && v.blend.neighbours ? `${v.blend.source} x ${v.blend.weight}` : "towers only",
+  ]);
+  [...$("#versions").tBodies[0].rows].forEach((row, i) => row.classList.toggle("serving", view.versions[i].version === view.serving));
+}
+
+$("#rollback").addEventListener("click", async () => {
+  try {
+    const done = await json("/console/api/rollback", { method: "POST" });
+    $("#rollback-result").textContent = `current is now ${done.current}`;
+    await models();
+  } catch (error) {
+    $("#rollback-result").textContent = `not rolled back: ${error.message}`;
+  }
+});
+
+// --- playground ---------------------------------------------------------------
+
+function itemLink(item) {
+  const link = document.createElement("a");
+  link.className = "item";
+  link.textContent = item.title ? `${item.title} (${item.item_id})` : item.item_id;
+  link.addEventListener("click", () => similar(item).catch(showError));
+  return link;
+}
+
+async function recommend() {
+  const user = $("#user-id").value.trim();
+  const diversity = $("#diversity").value;
+  const answer = await json(`/recommendations/${encodeURIComponent(user)}?k=10&explain=true&details=true&diversity=${diversity}`);
+  $("#answer-source").textContent = `served by ${answer.model_version}`;
+  fill($("#recommendations"), answer.items, (item) => [itemLink(item), item.category, fixed(item.score, 3), item.because]);
+  try {
+    const features = await json(`/console/api/users/${encodeURIComponent(user)}`);
+    $("#features").textContent = "";
+    const list = document.createElement("dl");
+    for (const [name, value] of Object.entries(features)) {
+      list.append(Object.assign(document.createElement("dt"), { textContent: name }));
+      list.append(Object.assign(document.createElement("dd"), { textContent: typeof value === "object" ? JSON.stringify(value) : value }));
+    }
+    $("#features").append(list);
+  } catch (error) {
+    $("#features").textContent = error.message.startsWith("404") ? "an unknown user: the cold-start answer"
+      : `features need an admin key (${error.message})`;
+  }
+}
+
+async function search() {
+  const user = $("#user-id").value.trim();
+  const personal = $("#search-personal").checked && user ? `&user_id=${encodeURIComponent(user)}` : "";
+  const answer = await json(`/search?q=${encodeURIComponent($("#query").value)}&k=10&details=true${personal}`);
+  fill($("#search-results"), answer.items, (item) => [itemLink(item), item.category, fixed(item.score, 3)]);
+}
+
+async function similar(item) {
+  const answer = await json(`/items/${encodeURIComponent(item.item_id)}/similar?k=10&details=true`);
+  $("#similar-title").hidden = false;
+  $("#similar-title").textContent = `Similar to ${item.title || item.item_id}`;
+  fill($("#similar"), answer.items, (found) => [itemLink(found), found.category, fixed(found.score, 3)]);
+}
+
+$("#diversity").addEventListener("input", () => ($("#diversity-value").textContent = $("#diversity").value));
+$("#user-form").addEventListener("submit", (event) => { event.preventDefault(); recommend().then(() => showError(null), showError); });
+$("#search-form").addEventListener("submit", (event) => { event.preventDefault(); search().then(() => showError(null), showError); });
+
+// --- quality ----------------------------------------------------------------
+
+async function quality() {
+  const view = await json("/console/api/reports");
+  const box = $("#reports");
+  if (!view.images.length && !Object.keys(view.summaries).length) return;
+  box.replaceChildren();
+  for (const [name, summary] of Object.entries(view.summaries)) {
+    const part = Object.assign(document.createElement("div"), { className: "report" });
+    part.append(Object.assign(document.createElement("h2"), { textContent: name }));
+    const table = document.createElement("table");
+    table.createTBody();
+    fill(table, Object.entries(summary || {}), ([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : v]);
+    part.append(table);
+    box.append(part);
+  }
+  for (const name of view.images) {
+    const blob = await (await call(`/console/api/reports/${encodeURIComponent(name)}`)).blob();
+    const part = Object.assign(document.createElement("div"), { className: "report" });
+    part.append(Object.assign(document.createElement("h2"), { textContent: name }));
+    part.append(Object.assign(document.createElement("img"), { src: URL.createObjectURL(blob), alt: name }));
+    box.append(part);
+  }
+}
+
+// --- pages ------------------------------------------------------------------
+
+const loaders = { overview, models, playground: async () => {}, quality };
+let shown = "overview";
+
+function show(page) {
+  shown = page;
+  document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.page === page));
+  document.querySelectorAll("main section").forEach((s) => (s.hidden = s.id !== page));
+  loaders[page]().then(() => showError(null), showError);
+}
+
+document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => show(b.dataset.page)));
+setInterval(() => { if (shown === "overview") overview().then(() => showError(null), showError); }, 2000);
+show(location.hash.slice(1) in loaders ? location.hash.slice(1) : "overview");
