@@ -15,7 +15,7 @@ TORCH := torch==2.13.0
 EXTRAS := cpu,test
 endif
 
-.PHONY: demo test soak bench venv clean kafka-jars examples
+.PHONY: demo test soak bench venv clean kafka-jars examples chromium console-screenshots
 
 venv: $(STAMP)
 
@@ -41,8 +41,17 @@ examples:
 	cd examples/go && go mod download
 	cd examples/node && npm ci --no-audit --no-fund --silent
 
+# Debian's Chromium, which the web console's browser tests drive through Playwright (no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+
+# The README's console screenshots, from the browser test's run.
+console-screenshots: $(STAMP) chromium
+	STREAMREC_CONSOLE_SCREENSHOTS=figures/console $(BIN)/python -m pytest tests/integration/test_console.py
+
 # The layer contract (pyproject.toml, docs/architecture.md) and the style are checked before the tests run.
-test: $(STAMP) kafka-jars examples
+test: $(STAMP) kafka-jars examples chromium
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

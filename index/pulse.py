@@ -133,11 +133,16 @@ class Pulse:
         return now, events, published
 
     async def _lag(self, admin, consumer) -> dict[str, int]:
-        """Records not yet processed by the worker group, per event partition."""
-        committed = await admin.list_consumer_group_offsets(self.topics.worker_group)
-        inputs = [tp for tp in committed if tp.topic in (self.topics.clicks, self.topics.purchases)]
-        ends = await consumer.end_offsets(inputs) if inputs else {}
-        return {f"{tp.topic}[{tp.partition}]": max(0, ends[tp] - committed[tp].offset) for tp in sorted(ends)}
+        """Records not yet processed by the worker group, per event partition
+        (the partitions named: tansu drops a connection asking for all)."""
+        inputs = [self.topics.clicks, self.topics.purchases]
+        tps = [TopicPartition(t, p) for t, ps in (await partitions_of(self.kafka, inputs)).items() for p in ps]
+        committed = await admin.list_consumer_group_offsets(self.topics.worker_group, partitions=tps)
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {
+            f"{tp.topic}[{tp.partition}]": ends[tp] - max(0, committed[tp].offset if tp in committed else 0)
+            for tp in sorted(ends)
+        }
 
     def overview(self) -> dict:
         return {

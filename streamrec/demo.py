@@ -36,6 +36,11 @@ from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
 
 FIVE_MINUTES_S = 300.0
+# The simulated shop's producer batches this long on the embedded tansu: its
+# memory storage lists every batch a partition holds on each fetch, so one
+# batch per event made every fetch slower as the demo ran (`streamrec bench
+# broker`); fewer, larger batches slow that growth down.
+EMBEDDED_LINGER_MS = 100
 DRIFT_WINDOW_MIN = 10  # minutes compared at the start and the end of a run, for latency drift
 # The demo's trainer, unless the environment says otherwise: a few epochs over
 # the newest events, so a version arrives within a couple of minutes, on one
@@ -171,7 +176,8 @@ async def _api_state(http: httpx.AsyncClient) -> str:
 
 
 async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Event, *, rate: float,
-                   duration: float | None, train_every: str, console: Console) -> Milestones:  # fmt: skip
+                   duration: float | None, train_every: str, console: Console,
+                   linger_ms: int = 10) -> Milestones:  # fmt: skip
     log_dir = settings.data_dir / "demo"
     env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
     children = [
@@ -189,7 +195,7 @@ async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Eve
     started = time.monotonic()
     shop = Shop(ShopConfig())
     async with (
-        ShopProducer(kafka, settings) as producer,
+        ShopProducer(kafka, settings, linger_ms=linger_ms) as producer,
         httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=2) as http,
     ):
         traffic = asyncio.create_task(send_traffic(shop, producer, max_events=None, rate=rate))

@@ -30,9 +30,10 @@ function cell(row, text) {
   return td;
 }
 
-function fill(table, rows, columns) {
+function fill(table, rows, columns, empty = "none") {
   const body = table.tBodies[0];
   body.replaceChildren();
+  if (!rows.length) cell(body.insertRow(), empty).className = "none";
   for (const values of rows) {
     const row = body.insertRow();
     columns(values).forEach((value) => (value instanceof Node ? row.insertCell().append(value) : cell(row, value)));
@@ -76,7 +77,7 @@ async function overview() {
   $("#model-version").textContent = view.model_version || "none yet (live popularity)";
   chart($("#chart-rates"), [[points.map((p) => p.events_per_s), "events"], [points.map((p) => p.publishes_per_s), "publishes"]]);
   chart($("#chart-p99"), [[points.map((p) => p.p99_ms), "p99"]]);
-  fill($("#lag-table"), Object.entries(view.lag_by_partition || {}), ([partition, lag]) => [partition, lag]);
+  fill($("#lag-table"), Object.entries(view.lag_by_partition || {}), ([partition, lag]) => [partition, lag], "not known yet");
   fill($("#dead-table"), Object.entries(view.dead_letters_by_reason || {}), ([reason, n]) => [reason, n]);
 }
 

@@ -49,14 +49,21 @@ def demo(
     ] = False,
 ) -> None:
     """Everything on one machine: broker, worker, trainer, API server and simulated traffic, with a dashboard."""
-    from streamrec.demo import FIVE_MINUTES_S, run_demo, write_report
+    from streamrec.demo import EMBEDDED_LINGER_MS, FIVE_MINUTES_S, run_demo, write_report
 
     parse_duration(train_every)
     settings = Settings()
     with demo_broker(settings, apache_kafka) as kafka:
         milestones = run_until_signal(
             lambda stop: run_demo(
-                settings, kafka, stop, rate=rate, duration=duration, train_every=train_every, console=Console()
+                settings,
+                kafka,
+                stop,
+                rate=rate,
+                duration=duration,
+                train_every=train_every,
+                console=Console(),
+                linger_ms=10 if apache_kafka or settings.kafka_bootstrap else EMBEDDED_LINGER_MS,
             )
         )
     if duration is not None:
