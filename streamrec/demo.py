@@ -270,8 +270,11 @@ def freshness_of_models(milestones: Milestones, settings: Settings) -> list[dict
     its newest event happened; the events since the previous version's newest
     waited from then until this version was served."""
     store = ModelStore.from_settings(settings)
+    kept = set(store.versions())  # a long run's trainer prunes its oldest versions
     rows, previous = [], None
     for version, served in sorted(milestones.served_at.items(), key=lambda vs: vs[1]):
+        if version not in kept:
+            continue
         window = store.load_manifest(version).data_window
         if window is None:
             continue

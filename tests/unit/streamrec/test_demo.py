@@ -39,7 +39,7 @@ def test_each_served_model_says_how_long_after_its_events_it_served(tmp_path):
         manifest = dataclasses.replace(store.load_manifest(version), data_window=window)
         (store.root / version / "manifest.json").write_bytes(manifest.to_json())
         served[version] = at
-    rows = freshness_of_models(Milestones(served_at=served), settings)
+    rows = freshness_of_models(Milestones(served_at={**served, "20200101T000000Z": 900.0}), settings)  # one pruned
     assert [(r["newest_event_s"], r["oldest_new_event_s"], r["mean_s"]) for r in rows] == [
         (60.0, 160.0, 110.0),  # the first version: every event of its window was new
         (40.0, 190.0, 115.0),  # the second: the events after the first version's newest
