@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from foundation.http import Access
 from foundation.privacy import Pseudonyms
 from foundation.store import Manifest, StoreError
+from index.kinds import IndexSpec
 from index.live import LiveModel
 from index.pulse import Pulse
 
@@ -112,7 +113,7 @@ def _version_view(manifest: Manifest) -> dict:
         "popularity_recall@20": manifest.metric("popularity", "recall@20"),
         "gate": {"passed": manifest.gate.passed, "forced": manifest.gate.forced,
                  "against": manifest.gate.against, "current_recall": manifest.gate.current_recall},
-        "index": manifest.index,
+        "index": IndexSpec.from_dict(manifest.index).label() if manifest.index else None,  # None: as configured
         "blend": manifest.params.blend.to_json(),
     }  # fmt: skip
 

@@ -91,7 +91,7 @@ async function models() {
     v.version, when(v.created), v.kind, v.window ? v.window.events.toLocaleString() : "–",
     fixed(v["recall@20"], 4), fixed(v["popularity_recall@20"], 4), fixed(v["ndcg@20"], 4),
     v.gate.passed ? "passed" : v.gate.forced ? "forced" : "held back",
-    v.index && v.index.kind ? `${v.index.kind} ${JSON.stringify(v.index.params || {})}` : "default",
+    v.index || "as configured",
     v.blend && v.blend.neighbours ? `${v.blend.source} x ${v.blend.weight}` : "towers only",
   ]);
   [...$("#versions").tBodies[0].rows].forEach((row, i) => row.classList.toggle("serving", view.versions[i].version === view.serving));
