@@ -46,7 +46,11 @@ class Point:
 
 
 class RecommendationsTap(FollowedTopic):
-    """The recommendations topic from its end: publishes and their latencies."""
+    """The recommendations topic from its end: publishes and their latencies.
+
+    Its partitions stay paused between polls, so it fetches once a sample
+    rather than as each message arrives (on tansu every fetch lists all of a
+    partition's batches: following it live cost the broker more and more)."""
 
     def __init__(self, topic: str):
         super().__init__(topic)
@@ -60,6 +64,19 @@ class RecommendationsTap(FollowedTopic):
         tps = [TopicPartition(self.topic, p) for p in partitions]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
+        self._consumer.pause(*tps)
+
+    async def poll(self, timeout_ms: int = 0) -> int:
+        """Everything published since the last poll."""
+        consumer = self._consumer
+        consumer.resume(*consumer.assignment())
+        try:
+            taken = total = await super().poll(timeout_ms=200)
+            while taken:
+                total += (taken := await super().poll(timeout_ms=50))
+            return total
+        finally:
+            consumer.pause(*consumer.assignment())
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:  # a forgotten user's tombstone

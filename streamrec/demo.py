@@ -39,8 +39,9 @@ FIVE_MINUTES_S = 300.0
 # The simulated shop's producer batches this long on the embedded tansu: its
 # memory storage lists every batch a partition holds on each fetch, so one
 # batch per event made every fetch slower as the demo ran (`streamrec bench
-# broker`); fewer, larger batches slow that growth down.
-EMBEDDED_LINGER_MS = 100
+# broker`); fewer, larger batches slow that growth down (the worker fetches
+# each new batch and each fetch lists them all: about the square of the factor).
+EMBEDDED_LINGER_MS = 200
 DRIFT_WINDOW_MIN = 10  # minutes compared at the start and the end of a run, for latency drift
 # The demo's trainer, unless the environment says otherwise: a few epochs over
 # the newest events, so a version arrives within a couple of minutes, on one
