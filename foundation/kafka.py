@@ -221,13 +221,18 @@ class FollowedTopic:
 
     async def start(self, kafka: KafkaConnection) -> None:
         """Read the topic up to its current end before returning."""
+        tps = await self._assign_every_partition(kafka)
+        await self._consumer.seek_to_beginning(*tps)
+        await read_to_end(self._consumer, tps, lambda tp, records: self._apply_all(records))
+
+    async def _assign_every_partition(self, kafka: KafkaConnection) -> list[TopicPartition]:
+        """A started consumer of its own, assigned every partition of the topic."""
         partitions = (await partitions_of(kafka, [self.topic])).get(self.topic) or [0]
         self._consumer = reader(kafka)
         await self._consumer.start()
         tps = [TopicPartition(self.topic, p) for p in partitions]
         self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
-        await read_to_end(self._consumer, tps, lambda tp, records: self._apply_all(records))
+        return tps
 
     async def poll(self, timeout_ms: int = 0) -> int:
         """Apply whatever records have arrived; returns how many."""

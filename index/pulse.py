@@ -58,11 +58,7 @@ class RecommendationsTap(FollowedTopic):
         self.latencies_ms: deque[float] = deque(maxlen=LATENCIES_KEPT)
 
     async def start(self, kafka: KafkaConnection) -> None:
-        partitions = (await partitions_of(kafka, [self.topic])).get(self.topic) or [0]
-        self._consumer = reader(kafka)
-        await self._consumer.start()
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        self._consumer.assign(tps)
+        tps = await self._assign_every_partition(kafka)
         await self._consumer.seek_to_end(*tps)
         self._consumer.pause(*tps)
 
