@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
@@ -31,6 +31,7 @@ ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 REPORT_KINDS = {".json": "application/json", ".png": "image/png", ".svg": "image/svg+xml"}
 REPORT_MAX_BYTES = 5 * 1024 * 1024  # a report file larger than this is listed, not served
 VERSIONS_SHOWN = 50  # the newest versions the models page lists
+CONSOLE_HEADER = "X-Streamrec-Console"
 
 Rollback = Callable[[], Awaitable[str]]  # makes the previous version current again, returns it
 
@@ -69,7 +70,11 @@ def add_console(api: FastAPI, live: LiveModel, pulse: Pulse | None, rollback: Ro
         }
 
     @api.post("/console/api/rollback", summary="Make the previous version current (admin)", dependencies=admins)
-    async def roll_back() -> dict:
+    async def roll_back(request: Request) -> dict:
+        # A header no plain form or cross-site request can send: with no keys set
+        # (a laptop), another site's page must not roll back through the browser.
+        if request.headers.get(CONSOLE_HEADER) != "1":
+            raise HTTPException(403, f"a rollback needs the {CONSOLE_HEADER} header the console sends")
         if rollback is None:
             raise HTTPException(503, "this server cannot announce a rollback")
         try:

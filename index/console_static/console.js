@@ -8,7 +8,7 @@ keyInput.value = localStorage.getItem("streamrec-key") || "";
 keyInput.addEventListener("change", () => localStorage.setItem("streamrec-key", keyInput.value));
 
 async function call(path, options = {}) {
-  const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
+  const headers = { "X-Streamrec-Console": "1", ...(keyInput.value ? { "X-API-Key": keyInput.value } : {}) };
   const answer = await fetch(path, { ...options, headers });
   if (!answer.ok) {
     const body = await answer.json().catch(() => ({}));

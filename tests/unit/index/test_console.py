@@ -17,7 +17,7 @@ from index.live import LiveModel
 from tests.versions import publish_random_version
 
 ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 3}") for n in range(30)]
-KEYS = {"X-API-Key": "reader-key"}, {"X-API-Key": "admin-key"}
+KEYS = {"X-API-Key": "reader-key", "X-Streamrec-Console": "1"}, {"X-API-Key": "admin-key", "X-Streamrec-Console": "1"}
 
 
 def _console(settings: Settings, live: LiveModel) -> httpx.AsyncClient:
@@ -47,6 +47,7 @@ def test_a_read_key_sees_the_models_and_only_an_admin_key_rolls_back(tmp_path):
                 "models without a key": await http.get("/console/api/models"),
                 "models": await http.get("/console/api/models", headers=reader),
                 "read rollback": await http.post("/console/api/rollback", headers=reader),
+                "elsewhere's rollback": await http.post("/console/api/rollback", headers={"X-API-Key": "admin-key"}),
                 "rollback": await http.post("/console/api/rollback", headers=admin),
                 "again": await http.post("/console/api/rollback", headers=admin),
             }
@@ -59,6 +60,7 @@ def test_a_read_key_sees_the_models_and_only_an_admin_key_rolls_back(tmp_path):
     assert models["current"] == second and [v["version"] for v in models["versions"]] == [second, first]
     assert {"recall@20", "gate", "index", "window"} <= set(models["versions"][0])
     assert found["read rollback"].status_code == 403
+    assert found["elsewhere's rollback"].status_code == 403  # without the console's header
     assert found["rollback"].json() == {"current": first} and store.current() == first
     assert found["again"].status_code == 409  # nothing earlier to go back to
 
