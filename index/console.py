@@ -29,7 +29,7 @@ from index.pulse import Pulse
 
 ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 REPORT_KINDS = {".json": "application/json", ".png": "image/png", ".svg": "image/svg+xml"}
-REPORT_MAX_BYTES = 5 * 1024 * 1024  # a report file larger than this is listed, not served
+REPORT_MAX_BYTES = 5 * 1024 * 1024  # a JSON report larger than this is listed without its summary
 VERSIONS_SHOWN = 50  # the newest versions the models page lists
 CONSOLE_HEADER = "X-Streamrec-Console"
 

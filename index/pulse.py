@@ -16,6 +16,7 @@ import logging
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 
 import numpy as np
 from aiokafka import TopicPartition
@@ -136,7 +137,7 @@ class Pulse:
         now, events, published = time.monotonic(), self.item_stats.events_counted(), self.recommendations.published
         then, last_events, last_published = last
         new = published - last_published
-        recent = list(self.recommendations.latencies_ms)[-new:] if new else []
+        recent = list(islice(reversed(self.recommendations.latencies_ms), new))
         p50, p99 = (float(v) for v in np.percentile(recent, [50, 99])) if recent else (None, None)
         elapsed = max(now - then, 1e-9)
         self.points.append(Point(

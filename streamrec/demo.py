@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import httpx
@@ -237,7 +238,7 @@ def _sample(
     published = publisher.status.published if publisher is not None else 0
     then, last_events, last_published = last
     if published > last_published:  # this second's publishes are the newest latencies kept
-        newest = list(publisher.status.latencies_ms)[-(published - last_published) :]
+        newest = list(islice(reversed(publisher.status.latencies_ms), published - last_published))
         milestones.latencies_by_minute.setdefault(int((now - started) // 60), []).extend(newest)
     p50, p99 = publisher.status.percentiles(last=2000) if publisher is not None else (0.0, 0.0)
     sample = Sample(
