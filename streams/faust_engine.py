@@ -259,10 +259,13 @@ def faust_app(settings: Settings, kafka: KafkaConnection) -> faust.App:
         )
     url = settings.worker_url
     signature = Access.from_settings(settings).sign(url)
+    datadir = settings.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     return faust.App(
         Topics.from_settings(settings).worker_group,
         broker=[f"kafka://{address}" for address in kafka.bootstrap.split(",")],
         store="memory://",
+        datadir=datadir,  # not the default, a folder in the working directory
         web_enabled=False,
         canonical_url=f"{url}/{signature}" if signature else url,
         table_standby_replicas=0,
