@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from streamrec.apache_kafka_security import ClusterSecurity
 from streamrec.broker import BrokerError, die_with_parent, port_open
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,19 @@ def fetch_jars(dest: Path | None = None, version: str = KAFKA_VERSION) -> Path:
 
 class KafkaCluster:
     """`nodes` combined broker+controller nodes: clients on port, port+1, ...;
-    the controllers' quorum on the ports after those."""
+    the controllers' quorum on the ports after those. With `security`, clients
+    and brokers authenticate (SASL/SCRAM over TLS) and ACLs are enforced."""
 
     def __init__(self, nodes: int = 3, port: int = 9092, host: str = "127.0.0.1", workdir: Path | None = None,
-                 jars: Path | None = None, broker_options: dict[str, str] | None = None):  # fmt: skip
+                 jars: Path | None = None, broker_options: dict[str, str] | None = None,
+                 security: ClusterSecurity | None = None):  # fmt: skip
         self.nodes, self.port, self.host = nodes, port, host
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="streamrec-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.jars = jars
         self.broker_options = broker_options or {}
+        self.security = security
+        self.listener = "SASL_SSL" if security else "PLAINTEXT"
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         self._processes: dict[int, subprocess.Popen] = {}
 
@@ -114,8 +119,7 @@ class KafkaCluster:
         """Start one node on its formatted log directory."""
         out = self.log_file(node).open("ab")
         self._processes[node] = subprocess.Popen(
-            ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
-             "kafka.Kafka", str(self._config(node))],  # fmt: skip
+            self._java("kafka.Kafka", str(self._config(node))),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
         out.close()
@@ -159,6 +163,21 @@ class KafkaCluster:
     def running(self) -> bool:
         return bool(self._processes) and all(p.poll() is None for p in self._processes.values())
 
+    def grant(self, *acl: str) -> None:
+        """Add ACLs as Kafka's own tool does (`kafka-acls.sh --add` with `acl`), as the admin user."""
+        command = self._java("org.apache.kafka.tools.AclCommand", "--bootstrap-server", self.bootstrap, "--add",
+                             "--force", *acl)  # fmt: skip
+        if self.security:
+            admin = self.security.java_client_properties(self.workdir / "admin.properties")
+            command += ["--command-config", str(admin)]
+        finished = subprocess.run(command, capture_output=True, text=True)
+        if finished.returncode != 0:
+            raise BrokerError(f"granting {' '.join(acl)} failed: {finished.stdout[-2000:]}{finished.stderr[-2000:]}")
+
+    def client_options(self) -> dict[str, object]:
+        """What an aiokafka client takes to reach the cluster (as its admin user, when secured)."""
+        return {"bootstrap_servers": self.bootstrap, **(self.security.client_options() if self.security else {})}
+
     def __enter__(self) -> KafkaCluster:
         return self.start()
 
@@ -177,15 +196,16 @@ class KafkaCluster:
         path.parent.mkdir(parents=True, exist_ok=True)
         voters = ",".join(f"{n}@{self.host}:{self._controller_port(n)}" for n in range(self.nodes))
         replicas = min(3, self.nodes)
+        clients = f"{self.listener}://{self.host}:{self.port + node}"
         options = {
             "process.roles": "broker,controller",
             "node.id": str(node),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{self.host}:{self.port + node},CONTROLLER://{self.host}:{self._controller_port(node)}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port + node}",
+            "listeners": f"{clients},CONTROLLER://{self.host}:{self._controller_port(node)}",
+            "advertised.listeners": clients,
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": self.listener,
+            "listener.security.protocol.map": f"{self.listener}:{self.listener},CONTROLLER:PLAINTEXT",
             "log.dirs": str(path.parent / "data"),
             "offsets.topic.replication.factor": str(replicas),
             # Few partitions for the coordinators' topics: 50 (the default) each, three times
@@ -196,6 +216,7 @@ class KafkaCluster:
             "transaction.state.log.min.isr": str(max(1, replicas - 1)),
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "1",
+            **(self.security.broker_options() if self.security else {}),
             **self.broker_options,
         }
         path.write_text("".join(f"{key}={value}\n" for key, value in options.items()))
@@ -203,13 +224,18 @@ class KafkaCluster:
 
     def _format(self, node: int) -> None:
         finished = subprocess.run(
-            ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
-             "kafka.tools.StorageTool", "format", "--cluster-id", self.cluster_id, "--config", str(self._config(node)),
-             "--ignore-formatted"],  # fmt: skip
+            self._java("kafka.tools.StorageTool", "format", "--cluster-id", self.cluster_id,
+                       "--config", str(self._config(node)), "--ignore-formatted",
+                       *(self.security.format_arguments() if self.security else [])),  # fmt: skip
             capture_output=True, text=True,
         )  # fmt: skip
         if finished.returncode != 0:
             raise BrokerError(f"formatting Kafka node {node}'s storage failed: {finished.stdout}{finished.stderr}")
+
+    def _java(self, main_class: str, *arguments: str) -> list[str]:
+        """The command line that runs one of Kafka's classes on the fetched jars."""
+        return ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
+                main_class, *arguments]  # fmt: skip
 
     def _log4j(self) -> Path:
         path = self.workdir / "log4j2.properties"
@@ -224,8 +250,8 @@ class KafkaCluster:
         return path
 
     async def _serves(self, nodes: int) -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=CHECK, enable_auto_commit=False,
+        admin = AIOKafkaAdminClient(**self.client_options(), request_timeout_ms=5000)
+        consumer = AIOKafkaConsumer(**self.client_options(), group_id=CHECK, enable_auto_commit=False,
                                     request_timeout_ms=5000)  # fmt: skip
         try:
             await admin.start()

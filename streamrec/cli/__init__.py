@@ -15,6 +15,7 @@ import typer
 from aiokafka.errors import KafkaError
 from rich.logging import RichHandler
 
+from foundation.kafka_errors import BootstrapCauses, explain
 from foundation.settings import SettingsError
 from foundation.store import StoreError
 from streamrec.bench.commands import bench_app
@@ -38,19 +39,21 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         handlers=[RichHandler(console=console, show_path=False)],
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    BOOTSTRAP_CAUSES.causes.clear()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it loads, line by line
 
 
 USER_ERRORS = (BrokerError, KafkaError, OSError, StoreError, SettingsError)
+BOOTSTRAP_CAUSES = BootstrapCauses.install()  # why a broker could not be reached, for the error line
 
 
 def run() -> None:
     """The `streamrec` command. What a user can cause and fix (a port in use, an
-    unreachable broker, a missing file or model, a setting out of bounds) is one
-    line and exit code 2, never a traceback."""
+    unreachable broker, a refused password, a missing file or model, a setting
+    out of bounds) is one line and exit code 2, never a traceback."""
     try:
         app()
     except USER_ERRORS as exc:
-        console.print(f"[red]error:[/] {exc or type(exc).__name__}")
+        console.print(f"[red]error:[/] {explain(exc, BOOTSTRAP_CAUSES)}", soft_wrap=True)
         sys.exit(2)

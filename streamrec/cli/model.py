@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
@@ -66,6 +67,8 @@ def _train_now(settings: Settings, **options: Any) -> None:
             with progress:
                 outcome = asyncio.run(train_once(settings, kafka, on_progress=update,
                                                  choose_index=index_chooser(settings), **options))  # fmt: skip
+        except KafkaError:
+            raise  # the brokers, not the training (refused, unreachable): one line and exit 2 (run)
         except (RuntimeError, StoreError) as exc:
             current = ModelStore.from_settings(settings).current()
             console.print(f"[red]training failed[/]; current version {current} kept: {exc}")
