@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
-from foundation.settings import Settings
+from foundation.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # stay below it: an accepted value (STREAMREC_MAX_VALUE_BYTES, 1 MiB) re-routed
 # with its key and headers, a changelog batch (1 MiB), a dead letter (64 KiB).
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+# A transaction open longer is aborted by the broker: a worker that died
+# mid-commit holds back read_committed readers of its partitions at most this long.
+TRANSACTION_TIMEOUT_MS = 10_000
 
 
 def security_options(settings: Settings) -> dict[str, Any]:
@@ -111,6 +114,34 @@ async def start_producer(kafka: KafkaConnection, **options: Any) -> AIOKafkaProd
     return producer
 
 
+async def start_transactional_producer(
+    kafka: KafkaConnection, transactional_id: str, **options: Any
+) -> AIOKafkaProducer:
+    """A transactional producer (idempotent, acks=all). A broker without
+    transactions (tansu's memory storage) is a SettingsError: at-least-once is
+    the mode there. A transaction left open by a crash is aborted by the
+    coordinator when the same `transactional_id` starts again, or after
+    TRANSACTION_TIMEOUT_MS."""
+    producer = AIOKafkaProducer(
+        **{"max_request_size": MAX_MESSAGE_BYTES - 64 * 1024, **kafka.client_options(), **options},
+        transactional_id=transactional_id, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        enable_idempotence=True, acks="all",
+    )  # fmt: skip
+    sender_log, refusal = logging.getLogger("aiokafka.producer.sender"), _ExpectedRefusal()
+    sender_log.addFilter(refusal)
+    try:
+        await producer.start()
+        return producer
+    except KafkaError as exc:
+        await producer.stop()
+        raise SettingsError(
+            f"STREAMREC_PROCESSING_GUARANTEE=exactly_once needs a broker with transactions; {kafka.bootstrap} "
+            f"refused a transactional producer ({type(exc).__name__}; tansu has none): use at_least_once there"
+        ) from None
+    finally:
+        sender_log.removeFilter(refusal)
+
+
 class _ExpectedRefusal(logging.Filter):
     """aiokafka logs a broker's refusal of producer ids as an ERROR; while
     `start_producer` asks, it is an answer, reported once as a warning."""
@@ -154,6 +185,7 @@ def reader(kafka: KafkaConnection, group_id: str | None = None) -> AIOKafkaConsu
         **kafka.client_options(),
         group_id=group_id,
         enable_auto_commit=False,
+        isolation_level="read_committed",  # never a row of an aborted transaction (exactly_once)
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
         fetch_max_bytes=64 * 1024 * 1024,

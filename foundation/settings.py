@@ -95,6 +95,14 @@ class Settings(BaseSettings):
             "longer coalesces more writes, shorter replays less after a crash."
         ),
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description=(
+            "at_least_once: changelog rows, then input offsets (a crash replays; event ids absorb it). "
+            "exactly_once: each commit's rows, dead letters, re-routes and offsets in one Kafka "
+            "transaction (batch engine, brokers with transactions: Apache Kafka, not tansu)."
+        ),
+    )
     max_batch_events: int = Field(50_000, ge=1, description="Most Kafka records taken into one processing batch.")
     deadletter_payload: bool = Field(
         True,

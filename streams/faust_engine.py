@@ -29,7 +29,7 @@ from faust.types import TP
 from foundation.catalog import CatalogView
 from foundation.http import Access
 from foundation.kafka import KafkaConnection, end_offsets, start_producer
-from foundation.settings import Settings
+from foundation.settings import Settings, SettingsError
 from foundation.topics import Topics, ensure_topics
 from streams import faust_compat
 from streams.agents import Outcome
@@ -252,6 +252,10 @@ def faust_app(settings: Settings, kafka: KafkaConnection) -> faust.App:
     faust_compat.check_installed()
     for name in ("faust", "mode"):  # their INFO is a line per service started or stopped
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
+    if settings.processing_guarantee == "exactly_once":
+        raise SettingsError(
+            "STREAMREC_PROCESSING_GUARANTEE=exactly_once runs on the batch engine (STREAMREC_ENGINE=batch)"
+        )
     if kafka.secured:
         raise ValueError(
             "the faust engine does not take STREAMREC_KAFKA_SECURITY_* settings; mount the agents "

@@ -15,7 +15,13 @@ The cycle, and why nothing is lost or counted twice:
 
 A crash between 2's writes and its commit makes the group redeliver the
 batch; its event ids are already in the restored user state, so the
-duplicates change nothing.
+duplicates change nothing (item statistics count them again).
+
+With `STREAMREC_PROCESSING_GUARANTEE=exactly_once`, 2 is one Kafka
+transaction: the rows, dead letters, re-routes and the input offsets commit
+together or not at all, and every reader of a changelog reads committed
+records only, so a crash leaves nothing to count again, item statistics
+included.
 """
 
 from __future__ import annotations
@@ -26,13 +32,13 @@ import logging
 import time
 from collections.abc import Mapping
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.protocol.group import JoinGroupRequest
 
 from foundation.catalog import CatalogView
 from foundation.http import Access
-from foundation.kafka import KafkaConnection, start_producer
+from foundation.kafka import KafkaConnection, start_producer, start_transactional_producer
 from foundation.settings import Settings
 from foundation.topics import ensure_topics
 from streams.agents import Outcome
@@ -69,15 +75,24 @@ class StreamWorker(StreamEngine):
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._stalled = False  # set by the watchdog: the event loop stood still longer than the session
+        self._transactions: AIOKafkaProducer | None = None  # exactly_once: commits go through it
 
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
         await ensure_topics(self.settings, self.kafka)
         self._producer = await start_producer(self.kafka, linger_ms=5, max_batch_size=1024 * 1024)
+        if self.settings.processing_guarantee == "exactly_once":
+            # One id per worker address: a restarted worker's first transaction fences
+            # the one its crashed self left open (aborted at once, not at the timeout).
+            self._transactions = await start_transactional_producer(
+                self.kafka, f"{self.topics.worker_group}@{self.settings.worker_url}",
+                linger_ms=5, max_batch_size=1024 * 1024,
+            )  # fmt: skip
         await self.catalog.start(self.kafka)
         self._consumer = AIOKafkaConsumer(
             **self.kafka.client_options(),
+            isolation_level="read_committed",  # re-routed events of aborted transactions are not events
             group_id=self.topics.worker_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -156,8 +171,9 @@ class StreamWorker(StreamEngine):
         if self._consumer is not None:
             await self._consumer.stop()
         await self.catalog.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        for producer in (self._producer, self._transactions):
+            if producer is not None:
+                await producer.stop()
 
     # --- the cycle ----------------------------------------------------------
 
@@ -182,34 +198,18 @@ class StreamWorker(StreamEngine):
 
     async def commit(self) -> None:
         """Write table changes, dead letters, re-routes and forgotten users'
-        tombstones; then commit offsets."""
+        tombstones; then commit offsets (exactly_once: all in one transaction)."""
         assert self._producer is not None and self._consumer is not None
         async with self._commit_lock:
             # Offsets first: every table write below holds at least these events.
             offsets, self._offsets = self._offsets, {}
             outcome, self._outcome = self._outcome, Outcome()
             try:
-                keep_payload = self.settings.deadletter_payload
-                sends = [
-                    await self._producer.send(
-                        self.topics.deadletter,
-                        dead.payload() if keep_payload else None,
-                        key=dead.key if keep_payload else None,
-                        headers=dead.headers(),
-                    )
-                    for dead in outcome.dead_letters
-                ]
-                sends += [  # after any answer published before: a forgotten user's answers go too
-                    await self._producer.send(self.topics.recommendations, None, key=user_id.encode())
-                    for user_id in outcome.forgotten
-                ]
-                sends += [
-                    await self._producer.send(reroute.topic, reroute.value, key=reroute.key)
-                    for reroute in outcome.reroutes
-                ]
-                await self.users.flush(self._producer)
-                await self.items.flush(self._producer)
-                await asyncio.gather(*sends)
+                if self._transactions is not None:
+                    committed = await self._in_a_transaction(outcome, offsets)
+                else:
+                    await self._write(self._producer, outcome)
+                    committed = True
             except BaseException:
                 # Nothing of this commit is known to be written: its offsets and
                 # outcome go back (the tables re-mark their rows), so no later
@@ -217,20 +217,66 @@ class StreamWorker(StreamEngine):
                 self._offsets = {**offsets, **self._offsets}
                 self._outcome = outcome.absorb(self._outcome)
                 raise
-            if offsets:
+            if offsets and self._transactions is None:
                 try:
                     await self._consumer.commit(offsets)
                 except (CommitFailedError, IllegalStateError) as exc:
                     # Partitions moved in a rebalance: the new owner resumes from
                     # the last commit and de-duplicates what this one wrote.
                     log.warning("offset commit skipped after a rebalance: %s", exc)
-            self._count(outcome)
+            if committed:
+                self._count(outcome)
             # The tables' rows live until evicted and hold no reference cycles:
             # kept out of the cyclic collector's sight, its full collections
             # walk only what is newer than the last commit (they walked every
             # row, up to 300 ms each at 100k users, the publisher's p99).
             # Refcounting still frees every replaced row.
             gc.freeze()
+
+    async def _write(self, producer: AIOKafkaProducer, outcome: Outcome) -> None:
+        """Send a commit's records and wait for every acknowledgement."""
+        keep_payload = self.settings.deadletter_payload
+        sends = [
+            await producer.send(
+                self.topics.deadletter,
+                dead.payload() if keep_payload else None,
+                key=dead.key if keep_payload else None,
+                headers=dead.headers(),
+            )
+            for dead in outcome.dead_letters
+        ]
+        sends += [  # after any answer published before: a forgotten user's answers go too
+            await producer.send(self.topics.recommendations, None, key=user_id.encode())
+            for user_id in outcome.forgotten
+        ]
+        sends += [await producer.send(r.topic, r.value, key=r.key) for r in outcome.reroutes]
+        await self.users.flush(producer)
+        await self.items.flush(producer)
+        await asyncio.gather(*sends)
+
+    async def _in_a_transaction(self, outcome: Outcome, offsets: dict[TopicPartition, int]) -> bool:
+        """The commit as one transaction. One that stayed open longer than the
+        group's session (the process was stopped, the machine froze) is aborted,
+        not committed: the group may have given its partitions to another worker
+        meanwhile. Its state is then dropped and restored (as after a stall)."""
+        producer = self._transactions
+        opened = time.monotonic()
+        await producer.begin_transaction()
+        try:
+            await self._write(producer, outcome)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.topics.worker_group)
+        except BaseException:
+            await producer.abort_transaction()
+            raise
+        if time.monotonic() - opened > SESSION_TIMEOUT_S or self._stalled:
+            await producer.abort_transaction()
+            log.warning("a commit's transaction outlived the group's session: aborted; state dropped and restored")
+            self._drop_state()
+            self._stalled = True  # the run loop rejoins the group
+            return False
+        await producer.commit_transaction()
+        return True
 
     # --- rebalancing ----------------------------------------------------------
 

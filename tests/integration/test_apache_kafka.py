@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from foundation.control import send_forget
@@ -14,6 +15,7 @@ from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
 from streamrec.shop.producer import ShopProducer
 from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
+from tests.integration.test_soak import held, item_totals, item_totals_in_changelog, produce
 
 TOPIC_CONFIG = 1  # DescribeConfigs' source of a value set on the topic itself
 # Roll a segment every 100 ms and clean anything dirty: compaction within seconds, tombstones dropped too.
@@ -110,5 +112,44 @@ def test_a_forgotten_users_rows_disappear_from_the_changelog_after_compaction(ka
         assert b"gone" not in keys, "the forgotten user's rows (and tombstone) are still in the changelog"
         assert kept.encode() in keys  # compaction removed only what was forgotten
         await worker.stop()
+
+    run_scenario(scenario)
+
+
+class _DiedHere(Exception):
+    """A worker's death at one exact moment of its commit."""
+
+
+async def _die(*_args, **_kwargs) -> None:
+    raise _DiedHere
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_crash_between_two_tables_writes_loses_item_counts_only_at_least_once(kafka, settings: Settings, guarantee):
+    """A worker writes a commit's user rows and dies before its item rows and
+    offsets; a new worker restores and replays. User features are exact either
+    way (event ids); the replayed events are duplicates to the restored users,
+    so at_least_once never counts them for their items, while exactly_once
+    aborted the user rows with the rest and counts every event once."""
+    settings = settings.derive(processing_guarantee=guarantee, publish_recommendations=False, commit_interval_s=0.5)
+    events = 3000
+
+    async def scenario() -> None:
+        sent = await produce(kafka, settings, events, users=100)
+        first = await RunningWorker(settings, kafka).start()
+        await until(lambda: held(first.worker) == sent, 60, "every event folded")
+        first.worker.items.flush = _die  # the next commit: user rows written, then death
+        await until(lambda: first.task.done(), 60, "the first commit")
+        assert isinstance(first.task.exception(), _DiedHere)
+        await first.crash()
+
+        second = await RunningWorker(settings, kafka).start()
+        await until(lambda: held(second.worker) == sent, 60, "every user's events")
+        await second.stop()
+        items = await item_totals_in_changelog(kafka, settings)
+        if guarantee == "exactly_once":
+            assert items == item_totals(events)
+        else:  # the documented cost of at_least_once
+            assert sum(items.values()) < events
 
     run_scenario(scenario)

@@ -77,8 +77,11 @@ def test_user_errors_are_one_line_and_exit_code_2(tmp_path):
     try:
         cases = [
             (["broker", "--port", str(port)], {}, "already in use"),
-            (["worker", "--port", str(free_port())], {"STREAMREC_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, "bootstrap"),
+            (["worker", "--port", str(free_port())], {"STREAMREC_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, "nothing listens"),
             (["serve", "--port", str(port)], {"STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}, "in use"),
+            (["worker", "--port", str(free_port())],  # tansu has no transactions
+             {"STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "STREAMREC_PROCESSING_GUARANTEE": "exactly_once",
+              "STREAMREC_DATA_DIR": str(tmp_path)}, "needs a broker with transactions"),  # fmt: skip
             (["evaluate", "--version", "../../etc"], {"STREAMREC_DATA_DIR": str(tmp_path)}, "not a model version"),
         ]
         for args, env, telling in cases:
