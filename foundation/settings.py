@@ -12,8 +12,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 T = TypeVar("T")
 
 
+KAFKA_NAME = r"^[A-Za-z0-9._-]*$"  # what Kafka allows in a topic's name (a broker loops on others)
+
+
 class SettingsError(ValueError):
     """A setting given a value outside its bounds; the message names each one."""
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> SettingsError:
+        problems = "; ".join(
+            f"STREAMREC_{'.'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        )
+        return cls(f"invalid setting: {problems}")
 
 
 class Settings(BaseSettings):
@@ -31,7 +41,9 @@ class Settings(BaseSettings):
     )
     broker_host: str = Field("127.0.0.1", description="Address the embedded broker listens on.")
     broker_port: int = Field(9092, description="Port the embedded broker listens on.")
-    topic_prefix: str = Field("", description="Prefix prepended to every topic and consumer group name.")
+    topic_prefix: str = Field(
+        "", max_length=100, pattern=KAFKA_NAME, description="Prefix prepended to every topic and consumer group name."
+    )
     partitions: int = Field(
         8, ge=1, le=1024, description="Partitions of the event topics; the most workers that share the load."
     )
@@ -44,7 +56,13 @@ class Settings(BaseSettings):
         le=32,
         description="min.insync.replicas of topics streamrec creates; 0: the replication factor - 1 (at least 1).",
     )
-    app_id: str = Field("streamrec", description="Application id: names the worker group and its internal topics.")
+    app_id: str = Field(
+        "streamrec",
+        min_length=1,
+        max_length=100,
+        pattern=KAFKA_NAME,
+        description="Application id: names the worker group and its internal topics.",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
     )
@@ -332,8 +350,7 @@ class Settings(BaseSettings):
         try:
             return type(self).model_validate({**dict(self), **updates})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}" for e in exc.errors())
-            raise SettingsError(f"invalid setting: {problems}") from None
+            raise SettingsError.from_validation(exc) from None
 
     def section(self, config: type[T], prefix: str = "", **overrides: Any) -> T:
         """A component's frozen config from the settings named `prefix + field`;

@@ -32,6 +32,15 @@ from streamrec.cli.common import (
 bench_app = typer.Typer(help="Benchmarks: each prints figures; with --json its last line is one JSON object.")
 
 
+def _choices(text: str, allowed: set[str], option: str) -> tuple[str, ...]:
+    """A comma-separated option's values, each one of `allowed`."""
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = set(chosen) - allowed
+    if unknown or not chosen:
+        raise typer.BadParameter(f"choose from {sorted(allowed)}, not {sorted(unknown) or text!r}", param_hint=option)
+    return chosen
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     events: Annotated[int, typer.Option(help="Events to push through.")] = 500_000,
@@ -40,29 +49,31 @@ def bench_ingest(
     engine: Annotated[
         str, typer.Option(help="Engines to measure, comma-separated: batch, faust (each reads the same events).")
     ] = "batch",
+    guarantee: Annotated[
+        str,
+        typer.Option(help="Processing guarantees, comma-separated: at_least_once, exactly_once (batch engine)."),
+    ] = "at_least_once",
     as_json: JsonLine = False,
 ) -> None:
-    """Events/s through one worker per engine (durable state) beside raw aiokafka consume-and-decode."""
+    """Events/s through one worker per engine and guarantee (durable state) beside raw aiokafka consume-and-decode."""
     from streamrec.bench.ingest import bench_ingest as run_bench
 
-    engines = tuple(name.strip() for name in engine.split(",") if name.strip())
-    unknown = set(engines) - {"batch", "faust"}
-    if unknown or not engines:
-        raise typer.BadParameter(
-            f"engines are batch and faust, not {sorted(unknown) or engine!r}", param_hint="--engine"
-        )
+    engines = _choices(engine, {"batch", "faust"}, "--engine")
+    guarantees = _choices(guarantee, {"at_least_once", "exactly_once"}, "--guarantee")
+    if "faust" in engines and "exactly_once" in guarantees:
+        raise typer.BadParameter("exactly_once runs on the batch engine only", param_hint="--guarantee")
     settings = Settings()
     console.print(f"producing {events} events over {users} users and {items} items ...")
     with kafka_connection(settings) as kafka:
-        result = asyncio.run(run_bench(settings, kafka, events, users, items, engines))
+        result = asyncio.run(run_bench(settings, kafka, events, users, items, engines, guarantees))
     table = Table("measure", "events/s", "ratio to raw")
     table.add_row("produce (ShopProducer, acks=all)", f"{result.produce_events_per_s:,.0f}", "")
     table.add_row("raw aiokafka consume + msgpack decode", f"{result.raw_events_per_s:,.0f}", "1.00")
-    for name in engines:
+    for label in result.events_per_s:
         table.add_row(
-            f"{name} engine: validate, dedup, features, changelog, commit",
-            f"{result.events_per_s[name]:,.0f}",
-            f"{result.ratio(name):.3f}",
+            f"{label}: validate, dedup, features, changelog, commit",
+            f"{result.events_per_s[label]:,.0f}",
+            f"{result.ratio(label):.3f}",
         )
     Console().print(table)
     if as_json:

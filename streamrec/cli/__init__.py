@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 from rich.logging import RichHandler
 
 from foundation.kafka_errors import BootstrapCauses, explain
@@ -54,6 +55,9 @@ def run() -> None:
     out of bounds) is one line and exit code 2, never a traceback."""
     try:
         app()
+    except ValidationError as exc:  # Settings() read from the environment
+        console.print(f"[red]error:[/] {SettingsError.from_validation(exc)}", soft_wrap=True)
+        sys.exit(2)
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/] {explain(exc, BOOTSTRAP_CAUSES)}", soft_wrap=True)
         sys.exit(2)

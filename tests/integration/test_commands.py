@@ -79,10 +79,17 @@ def test_user_errors_are_one_line_and_exit_code_2(tmp_path):
             (["broker", "--port", str(port)], {}, "already in use"),
             (["worker", "--port", str(free_port())], {"STREAMREC_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, "nothing listens"),
             (["serve", "--port", str(port)], {"STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}, "in use"),
-            (["worker", "--port", str(free_port())],  # tansu has no transactions
-             {"STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "STREAMREC_PROCESSING_GUARANTEE": "exactly_once",
-              "STREAMREC_DATA_DIR": str(tmp_path)}, "needs a broker with transactions"),  # fmt: skip
+            (
+                ["worker", "--port", str(free_port())],  # tansu has no transactions
+                {
+                    "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+                    "STREAMREC_PROCESSING_GUARANTEE": "exactly_once",
+                    "STREAMREC_DATA_DIR": str(tmp_path),
+                },
+                "needs a broker with transactions",
+            ),
             (["evaluate", "--version", "../../etc"], {"STREAMREC_DATA_DIR": str(tmp_path)}, "not a model version"),
+            (["forget", "u1"], {"STREAMREC_APP_ID": "shop+1"}, "STREAMREC_APP_ID='shop+1'"),  # not a Kafka name
         ]
         for args, env, telling in cases:
             process = streamrec(*args, env=env)

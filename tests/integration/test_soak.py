@@ -104,8 +104,9 @@ async def item_totals_in_changelog(kafka: KafkaConnection, settings) -> Counter:
         pytest.param(2, "at_least_once", id="2-kills"),
         pytest.param(2, "exactly_once", id="2-kills-exactly-once"),
         pytest.param(20, "at_least_once", id="20-kills", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
-        pytest.param(20, "exactly_once", id="20-kills-exactly-once",
-                     marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),  # fmt: skip
+        pytest.param(
+            20, "exactly_once", id="20-kills-exactly-once", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]
+        ),
     ],
 )
 def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, settings, kills, guarantee, request):

@@ -15,9 +15,9 @@ def test_derive_replaces_values_and_leaves_the_original_alone():
 
 
 def test_derive_validates_like_the_environment():
-    with pytest.raises(SettingsError, match="train_epochs=0"):
+    with pytest.raises(SettingsError, match="STREAMREC_TRAIN_EPOCHS=0"):
         Settings().derive(train_epochs=0)
-    with pytest.raises(SettingsError, match="engine"):
+    with pytest.raises(SettingsError, match="STREAMREC_ENGINE"):
         Settings().derive(engine="spark")
 
 
