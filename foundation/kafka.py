@@ -7,9 +7,10 @@ settings and handed down: there is no process-wide default to forget.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,16 +100,13 @@ async def start_producer(kafka: KafkaConnection, **options: Any) -> AIOKafkaProd
     options = {"max_request_size": MAX_MESSAGE_BYTES - 64 * 1024, **kafka.client_options(), **options}
     if kafka.facts.get("idempotence", True):
         producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **options)
-        sender_log, refusal = logging.getLogger("aiokafka.producer.sender"), _ExpectedRefusal()
-        sender_log.addFilter(refusal)
         try:
-            await producer.start()
+            with _refusal_expected():
+                await producer.start()
             return producer
         except KafkaError as exc:
             await producer.stop()
             _note_refusal(kafka, exc)
-        finally:
-            sender_log.removeFilter(refusal)
     producer = AIOKafkaProducer(acks="all", **options)
     await producer.start()
     return producer
@@ -127,10 +125,9 @@ async def start_transactional_producer(
         transactional_id=transactional_id, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
         enable_idempotence=True, acks="all",
     )  # fmt: skip
-    sender_log, refusal = logging.getLogger("aiokafka.producer.sender"), _ExpectedRefusal()
-    sender_log.addFilter(refusal)
     try:
-        await producer.start()
+        with _refusal_expected():
+            await producer.start()
         return producer
     except KafkaError as exc:
         await producer.stop()
@@ -138,16 +135,24 @@ async def start_transactional_producer(
             f"STREAMREC_PROCESSING_GUARANTEE=exactly_once needs a broker with transactions; {kafka.bootstrap} "
             f"refused a transactional producer ({type(exc).__name__}; tansu has none): use at_least_once there"
         ) from None
-    finally:
-        sender_log.removeFilter(refusal)
 
 
 class _ExpectedRefusal(logging.Filter):
-    """aiokafka logs a broker's refusal of producer ids as an ERROR; while
-    `start_producer` asks, it is an answer, reported once as a warning."""
+    """aiokafka logs a broker's refusal of producer ids as an ERROR; while a
+    producer starts, it is an answer, which the caller reports its own way."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "InitProducerIdRequest" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _refusal_expected() -> Iterator[None]:
+    sender_log, refusal = logging.getLogger("aiokafka.producer.sender"), _ExpectedRefusal()
+    sender_log.addFilter(refusal)
+    try:
+        yield
+    finally:
+        sender_log.removeFilter(refusal)
 
 
 def _note_refusal(kafka: KafkaConnection, exc: KafkaError) -> None:

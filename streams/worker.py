@@ -27,13 +27,14 @@ included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
 from aiokafka.protocol.group import JoinGroupRequest
 
 from foundation.catalog import CatalogView
@@ -83,12 +84,7 @@ class StreamWorker(StreamEngine):
         await ensure_topics(self.settings, self.kafka)
         self._producer = await start_producer(self.kafka, linger_ms=5, max_batch_size=1024 * 1024)
         if self.settings.processing_guarantee == "exactly_once":
-            # One id per worker address: a restarted worker's first transaction fences
-            # the one its crashed self left open (aborted at once, not at the timeout).
-            self._transactions = await start_transactional_producer(
-                self.kafka, f"{self.topics.worker_group}@{self.settings.worker_url}",
-                linger_ms=5, max_batch_size=1024 * 1024,
-            )  # fmt: skip
+            self._transactions = await self._start_transactions()
         await self.catalog.start(self.kafka)
         self._consumer = AIOKafkaConsumer(
             **self.kafka.client_options(),
@@ -255,28 +251,54 @@ class StreamWorker(StreamEngine):
         await asyncio.gather(*sends)
 
     async def _in_a_transaction(self, outcome: Outcome, offsets: dict[TopicPartition, int]) -> bool:
-        """The commit as one transaction. One that stayed open longer than the
-        group's session (the process was stopped, the machine froze) is aborted,
-        not committed: the group may have given its partitions to another worker
-        meanwhile. Its state is then dropped and restored (as after a stall)."""
+        """The commit as one transaction. One that outlived the group's session
+        (the process was stopped, the machine froze), or that the broker aborted
+        meanwhile (its timeout fences the producer), is not committed: the group
+        may have given its partitions to another worker. The worker then drops
+        its state and rejoins (as after a stall), with a new producer whose
+        start aborts whatever the old one left open."""
         producer = self._transactions
         opened = time.monotonic()
-        await producer.begin_transaction()
         try:
-            await self._write(producer, outcome)
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.topics.worker_group)
-        except BaseException:
-            await producer.abort_transaction()
+            await producer.begin_transaction()
+            await asyncio.wait_for(self._write_with_offsets(producer, outcome, offsets), SESSION_TIMEOUT_S)
+            if time.monotonic() - opened <= SESSION_TIMEOUT_S and not self._stalled:
+                await asyncio.wait_for(producer.commit_transaction(), SESSION_TIMEOUT_S)
+                return True
+        except (TimeoutError, ProducerFenced):
+            pass  # stale, as below
+        except asyncio.CancelledError:
             raise
-        if time.monotonic() - opened > SESSION_TIMEOUT_S or self._stalled:
-            await producer.abort_transaction()
-            log.warning("a commit's transaction outlived the group's session: aborted; state dropped and restored")
-            self._drop_state()
-            self._stalled = True  # the run loop rejoins the group
-            return False
-        await producer.commit_transaction()
-        return True
+        except BaseException:
+            await self._renew_transactions()
+            raise
+        log.warning("a commit's transaction outlived the group's session: not committed; state dropped and restored")
+        await self._renew_transactions()
+        self._drop_state()
+        self._stalled = True  # the run loop rejoins the group
+        return False
+
+    async def _write_with_offsets(
+        self, producer: AIOKafkaProducer, outcome: Outcome, offsets: dict[TopicPartition, int]
+    ) -> None:
+        await self._write(producer, outcome)
+        if offsets:
+            await producer.send_offsets_to_transaction(offsets, self.topics.worker_group)
+
+    async def _start_transactions(self) -> AIOKafkaProducer:
+        """One transactional id per worker address: a restarted worker's producer
+        fences the one its crashed self left open (aborted at once, not at the timeout)."""
+        return await start_transactional_producer(
+            self.kafka, f"{self.topics.worker_group}@{self.settings.worker_url}",
+            linger_ms=5, max_batch_size=1024 * 1024,
+        )  # fmt: skip
+
+    async def _renew_transactions(self) -> None:
+        """Replace a producer that may be fenced or stuck (its sender stops on a fence)."""
+        old, self._transactions = self._transactions, None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 5.0)
+        self._transactions = await self._start_transactions()
 
     # --- rebalancing ----------------------------------------------------------
 
@@ -349,6 +371,13 @@ class StreamWorker(StreamEngine):
         except Exception as exc:  # aiokafka would only log it; the worker must stop
             self._fatal = exc
             raise
+        if not set(restoring) <= self._consumer.assignment():
+            # A stall's rejoin unsubscribed meanwhile (the cut test found it: the
+            # partitions stayed paused): what was restored may be stale by the
+            # next assignment, which restores it again.
+            self.users.drop(new)
+            self.items.drop(new)
+            return
         self._ready = numbers
         self._consumer.resume(*restoring)
         self.status.ready = True
