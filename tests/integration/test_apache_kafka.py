@@ -14,6 +14,7 @@ from foundation.privacy import Pseudonyms
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
 from streamrec.shop.producer import ShopProducer
+from streams import faust_compat
 from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
 from tests.integration.test_soak import held, item_totals, item_totals_in_changelog, produce
 
@@ -151,5 +152,26 @@ def test_a_crash_between_two_tables_writes_loses_item_counts_only_at_least_once(
             assert items == item_totals(events)
         else:  # the documented cost of at_least_once
             assert sum(items.values()) < events
+
+    run_scenario(scenario)
+
+
+def test_fausts_own_end_offsets_restore_every_row_on_apache_kafka(kafka, settings: Settings, monkeypatch):
+    """What an app of your own with streamrec's agents mounted does: Faust asks
+    ListOffsets where a changelog ends (`streamrec worker` reads to a fetch's
+    high watermark instead, for tansu, which answers a batch short). On
+    Apache Kafka that answer is right: a restarted member restores every row."""
+    monkeypatch.setattr(faust_compat, "restore_to", lambda consumer, highwaters: None)  # Faust's own restore
+    settings = settings.derive(engine="faust", publish_recommendations=False)
+
+    async def scenario() -> None:
+        sent = await produce(kafka, settings, 2000, users=40)
+        first = await RunningWorker(settings, kafka).start()
+        await until(lambda: held(first.worker) == sent, 60, "every event folded")
+        await first.stop()  # commits: the next member only restores
+        second = await RunningWorker(settings, kafka).start()
+        await until(lambda: second.worker.status.ready, 60, "the restore")
+        assert held(second.worker) == sent
+        await second.stop()
 
     run_scenario(scenario)
