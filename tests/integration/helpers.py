@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
@@ -86,3 +88,17 @@ async def read_topic(bootstrap: KafkaConnection, topic: str, partitions: int) ->
         return records
     finally:
         await consumer.stop()
+
+
+def end_process(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Stop a worker process the test started (resumed first, if it was stopped);
+    SIGKILL if it outlives `timeout_s`, so that no failed test leaves one running."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGCONT)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -28,7 +28,7 @@ from foundation.topics import Topics, ensure_topics
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.broker import free_ports, port_open
 from tests.conftest import _brokers, free_port
-from tests.integration.helpers import RunningWorker, run_scenario, until
+from tests.integration.helpers import RunningWorker, end_process, run_scenario, until
 from tests.integration.test_soak import _worker_process, held, produce
 
 pytestmark = [
@@ -188,9 +188,6 @@ def test_a_worker_cut_off_and_healed_loses_and_doubles_nothing(cluster, settings
             )
         finally:
             for worker in workers:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGCONT)
-                    worker.send_signal(signal.SIGTERM)
-                    worker.wait(30)
+                end_process(worker)
 
     run_scenario(scenario)

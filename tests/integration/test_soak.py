@@ -26,7 +26,7 @@ from streamrec.broker import port_open
 from streamrec.shop import ShopProducer
 from streams.tables import read_changelog
 from tests.conftest import free_port
-from tests.integration.helpers import RunningWorker, until
+from tests.integration.helpers import RunningWorker, end_process, until
 
 
 async def produce(kafka: KafkaConnection, settings, events: int, users: int, rate: float | None = None) -> Counter:
@@ -168,8 +168,7 @@ def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, sett
                 assert await item_totals_in_changelog(kafka, settings) == expected
         finally:
             traffic.cancel()
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+            end_process(worker)
 
     asyncio.run(scenario())
 
@@ -228,8 +227,6 @@ def test_three_workers_on_eight_partitions_one_killed_one_late_every_user_exact_
         finally:
             traffic.cancel()
             for worker in workers:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
-                    worker.wait(30)
+                end_process(worker)
 
     asyncio.run(scenario())
