@@ -7,10 +7,9 @@ settings and handed down: there is no process-wide default to forget.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,16 +96,13 @@ async def start_producer(kafka: KafkaConnection, **options: Any) -> AIOKafkaProd
     The fallback is safe for streamrec's data: a retried event is absorbed by
     its event_id, a retried changelog record rewrites the same key's value.
     """
-    options = {"max_request_size": MAX_MESSAGE_BYTES - 64 * 1024, **kafka.client_options(), **options}
+    options = _producer_options(kafka, options)
     if kafka.facts.get("idempotence", True):
         producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **options)
-        try:
-            with _refusal_expected():
-                await producer.start()
+        refused = await _start_unless_refused(producer)
+        if refused is None:
             return producer
-        except KafkaError as exc:
-            await producer.stop()
-            _note_refusal(kafka, exc)
+        _note_refusal(kafka, refused)
     producer = AIOKafkaProducer(acks="all", **options)
     await producer.start()
     return producer
@@ -121,20 +117,20 @@ async def start_transactional_producer(
     coordinator when the same `transactional_id` starts again, or after
     TRANSACTION_TIMEOUT_MS."""
     producer = AIOKafkaProducer(
-        **{"max_request_size": MAX_MESSAGE_BYTES - 64 * 1024, **kafka.client_options(), **options},
-        transactional_id=transactional_id, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-        enable_idempotence=True, acks="all",
+        **_producer_options(kafka, options), transactional_id=transactional_id,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, enable_idempotence=True, acks="all",
     )  # fmt: skip
-    try:
-        with _refusal_expected():
-            await producer.start()
-        return producer
-    except KafkaError as exc:
-        await producer.stop()
+    refused = await _start_unless_refused(producer)
+    if refused is not None:
         raise SettingsError(
             f"STREAMREC_PROCESSING_GUARANTEE=exactly_once needs a broker with transactions; {kafka.bootstrap} "
-            f"refused a transactional producer ({type(exc).__name__}; tansu has none): use at_least_once there"
-        ) from None
+            f"refused a transactional producer ({type(refused).__name__}; tansu has none): use at_least_once there"
+        )
+    return producer
+
+
+def _producer_options(kafka: KafkaConnection, options: dict[str, Any]) -> dict[str, Any]:
+    return {"max_request_size": MAX_MESSAGE_BYTES - 64 * 1024, **kafka.client_options(), **options}
 
 
 class _ExpectedRefusal(logging.Filter):
@@ -145,12 +141,16 @@ class _ExpectedRefusal(logging.Filter):
         return "InitProducerIdRequest" not in record.getMessage()
 
 
-@contextlib.contextmanager
-def _refusal_expected() -> Iterator[None]:
+async def _start_unless_refused(producer: AIOKafkaProducer) -> KafkaError | None:
+    """Start the producer; a broker's refusal (of producer ids) is returned, the producer stopped."""
     sender_log, refusal = logging.getLogger("aiokafka.producer.sender"), _ExpectedRefusal()
     sender_log.addFilter(refusal)
     try:
-        yield
+        await producer.start()
+        return None
+    except KafkaError as exc:
+        await producer.stop()
+        return exc
     finally:
         sender_log.removeFilter(refusal)
 
