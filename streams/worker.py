@@ -15,7 +15,8 @@ The cycle, and why nothing is lost or counted twice:
 
 A crash between 2's writes and its commit makes the group redeliver the
 batch; its event ids are already in the restored user state, so the
-duplicates change nothing (item statistics count them again).
+duplicates change nothing. Item statistics carry no event ids: a crash
+between the two tables' writes loses the replayed events' item counts.
 
 With `STREAMREC_PROCESSING_GUARANTEE=exactly_once`, 2 is one Kafka
 transaction: the rows, dead letters, re-routes and the input offsets commit
@@ -272,7 +273,7 @@ class StreamWorker(StreamEngine):
         except BaseException:
             await self._renew_transactions()
             raise
-        log.warning("a commit's transaction outlived the group's session: not committed; state dropped and restored")
+        log.warning("a commit's transaction was fenced or outlived the session: not committed; state dropped")
         await self._renew_transactions()
         self._drop_state()
         self._stalled = True  # the run loop rejoins the group
