@@ -40,7 +40,6 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         handlers=[RichHandler(console=console, show_path=False)],
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    BOOTSTRAP_CAUSES.causes.clear()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it loads, line by line
 
