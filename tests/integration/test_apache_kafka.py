@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import faust
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -14,7 +15,7 @@ from foundation.privacy import Pseudonyms
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
 from streamrec.shop.producer import ShopProducer
-from streams import faust_compat
+from streams.faust_engine import FaustAgents, mount
 from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
 from tests.integration.test_soak import held, item_totals, item_totals_in_changelog, produce
 
@@ -156,22 +157,39 @@ def test_a_crash_between_two_tables_writes_loses_item_counts_only_at_least_once(
     run_scenario(scenario)
 
 
-def test_fausts_own_end_offsets_restore_every_row_on_apache_kafka(kafka, settings: Settings, monkeypatch):
-    """What an app of your own with streamrec's agents mounted does: Faust asks
-    ListOffsets where a changelog ends (`streamrec worker` reads to a fetch's
-    high watermark instead, for tansu, which answers a batch short). On
-    Apache Kafka that answer is right: a restarted member restores every row."""
-    monkeypatch.setattr(faust_compat, "restore_to", lambda consumer, highwaters: None)  # Faust's own restore
-    settings = settings.derive(engine="faust", publish_recommendations=False)
+def _own_app(settings: Settings, kafka) -> tuple[faust.App, FaustAgents]:
+    """A shop team's own Faust app (docs/engines.md's example), streamrec's agents mounted."""
+    (settings.data_dir / "own-app").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"{settings.topic_prefix}shop-recs", broker=[f"kafka://{a}" for a in kafka.bootstrap.split(",")],
+        store="memory://", table_standby_replicas=0, web_enabled=False, autodiscover=False,
+        datadir=settings.data_dir / "own-app", topic_partitions=settings.partitions,
+        broker_commit_interval=0.5, consumer_auto_offset_reset="earliest",
+    )  # fmt: skip
+    return app, mount(app, settings)
+
+
+def test_an_app_of_your_own_with_the_agents_mounted_restores_every_row_on_apache_kafka(kafka, settings: Settings):
+    """A mounted app keeps Faust's own restore: it asks ListOffsets where a
+    changelog ends (`streamrec worker` reads to a fetch's high watermark
+    instead, for tansu, which answers a batch short). On Apache Kafka that
+    answer is right: the app's next run restores every user exactly."""
+    settings = settings.derive(publish_recommendations=False)
 
     async def scenario() -> None:
         sent = await produce(kafka, settings, 2000, users=40)
-        first = await RunningWorker(settings, kafka).start()
-        await until(lambda: held(first.worker) == sent, 60, "every event folded")
-        await first.stop()  # commits: the next member only restores
-        second = await RunningWorker(settings, kafka).start()
-        await until(lambda: second.worker.status.ready, 60, "the restore")
-        assert held(second.worker) == sent
-        await second.stop()
+        first, recs = _own_app(settings, kafka)
+        await first.start()
+        try:
+            await until(lambda: held(recs) == sent, 90, "every event folded")
+            await asyncio.sleep(1.5)  # a timed commit: rows flushed, then offsets
+        finally:
+            await first.stop()
+        second, recs = _own_app(settings, kafka)
+        await second.start()
+        try:
+            await until(lambda: recs.status.ready and held(recs) == sent, 90, "every user restored")
+        finally:
+            await second.stop()
 
     run_scenario(scenario)
