@@ -152,8 +152,14 @@ class FaustAgents(WorkerState):
         crashes the app, so the group redelivers those events."""
 
         async def flush(writer) -> None:
-            await self.users.flush(writer)
-            await self.items.flush(writer)
+            users, items = self.users.take(), self.items.take()  # the same events in both
+            try:
+                await self.users.write(writer, users)
+                await self.items.write(writer, items)
+            except BaseException:
+                self.users.mark_again(users)
+                self.items.mark_again(items)
+                raise
 
         faust_compat.commit_after(self.app.consumer, flush)
 

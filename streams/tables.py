@@ -69,40 +69,50 @@ class ChangelogTable(Generic[V]):
     async def flush(self, producer: AIOKafkaProducer) -> int:
         """Write every changed key to the changelog and wait for the acks.
 
-        The changed set is taken first: rows changed while this awaits the
+        The changed rows are taken first: rows changed while this awaits the
         broker are marked for the next flush, never forgotten. If any write
         fails, every taken key is marked again, so the next flush writes it
         before its worker commits offsets past it.
         """
-        dirty, self._dirty = self._dirty, {}
+        taken = self.take()
         try:
-            return await self._write(producer, dirty)
+            return await self.write(producer, taken)
         except BaseException:
-            for partition, keys in dirty.items():
-                if partition in self._rows:
-                    self._dirty.setdefault(partition, set()).update(keys)
+            self.mark_again(taken)
             raise
 
-    async def _write(self, producer: AIOKafkaProducer, dirty: dict[int, set[str]]) -> int:
-        sends = []
-        written = 0
-        to_wire = self._to_wire
+    def take(self) -> dict[int, list[tuple[str, bytes | None]]]:
+        """Every changed key's row, encoded now (None: a deleted key's tombstone):
+        a snapshot, taken without yielding, so that two tables taken together
+        hold the same events (a row folded later goes in the next snapshot)."""
+        dirty, self._dirty = self._dirty, {}
+        to_wire, taken = self._to_wire, {}
         for partition, keys in dirty.items():
-            if partition not in self._rows:  # dropped in a rebalance meanwhile
+            rows = self._rows.get(partition)
+            if rows is None:  # dropped in a rebalance meanwhile
                 continue
-            rows = self._rows[partition]
+            taken[partition] = [(key, None if (row := rows.get(key)) is None else encode(to_wire(row))) for key in keys]
+        return taken
+
+    def mark_again(self, taken: dict[int, list[tuple[str, bytes | None]]]) -> None:
+        """A snapshot that was not written: its keys go in the next one."""
+        for partition, rows in taken.items():
+            if partition in self._rows:
+                self._dirty.setdefault(partition, set()).update(key for key, _ in rows)
+
+    async def write(self, producer: AIOKafkaProducer, taken: dict[int, list[tuple[str, bytes | None]]]) -> int:
+        """Send a snapshot (`take`) to the changelog and wait for the acks."""
+        sends = []
+        for partition, rows in taken.items():
             batch = producer.create_batch()
-            for key in keys:
-                row = rows.get(key)
-                raw = None if row is None else encode(to_wire(row))  # None: a deleted key's tombstone
-                key_bytes = key.encode()
-                if batch.append(key=key_bytes, value=raw, timestamp=None) is None:
+            for key, raw in rows:
+                if batch.append(key=key.encode(), value=raw, timestamp=None) is None:
                     sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
                     batch = producer.create_batch()
-                    batch.append(key=key_bytes, value=raw, timestamp=None)
-                written += 1
+                    batch.append(key=key.encode(), value=raw, timestamp=None)
             if batch.record_count():
                 sends.append(await producer.send_batch(batch, self.changelog, partition=partition))
+        written = sum(len(rows) for rows in taken.values())
         self.writes += written
         if sends:
             await asyncio.gather(*sends)

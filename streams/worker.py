@@ -33,6 +33,7 @@ import gc
 import logging
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
@@ -51,6 +52,13 @@ from streams.state import StreamEngine
 log = logging.getLogger(__name__)
 
 SESSION_TIMEOUT_S = 6.0  # the group's session: a member silent this long is given no partitions
+
+
+class Rows(NamedTuple):
+    """Both tables' changed rows, taken together for one commit."""
+
+    users: dict[int, list[tuple[str, bytes | None]]]
+    items: dict[int, list[tuple[str, bytes | None]]]
 
 
 class StreamWorker(StreamEngine):
@@ -198,21 +206,27 @@ class StreamWorker(StreamEngine):
         tombstones; then commit offsets (exactly_once: all in one transaction)."""
         assert self._producer is not None and self._consumer is not None
         async with self._commit_lock:
-            # Offsets first: every table write below holds at least these events.
+            # Offsets, outcome and both tables' rows at one instant of the fold (no
+            # await between): an event is in all of them or in none. (Item rows
+            # taken after the user rows' awaited writes once held events the user
+            # rows did not; a crash then counted those again in item statistics.)
             offsets, self._offsets = self._offsets, {}
             outcome, self._outcome = self._outcome, Outcome()
+            rows = Rows(self.users.take(), self.items.take())
             try:
                 if self._transactions is not None:
-                    committed = await self._in_a_transaction(outcome, offsets)
+                    committed = await self._in_a_transaction(outcome, rows, offsets)
                 else:
-                    await self._write(self._producer, outcome)
+                    await self._write(self._producer, outcome, rows)
                     committed = True
             except BaseException:
-                # Nothing of this commit is known to be written: its offsets and
-                # outcome go back (the tables re-mark their rows), so no later
-                # commit passes an offset whose effects were not written.
+                # Nothing of this commit is known to be written: its offsets,
+                # outcome and rows go back, so no later commit passes an offset
+                # whose effects were not written.
                 self._offsets = {**offsets, **self._offsets}
                 self._outcome = outcome.absorb(self._outcome)
+                self.users.mark_again(rows.users)
+                self.items.mark_again(rows.items)
                 raise
             if offsets and self._transactions is None:
                 try:
@@ -230,7 +244,7 @@ class StreamWorker(StreamEngine):
             # Refcounting still frees every replaced row.
             gc.freeze()
 
-    async def _write(self, producer: AIOKafkaProducer, outcome: Outcome) -> None:
+    async def _write(self, producer: AIOKafkaProducer, outcome: Outcome, rows: Rows) -> None:
         """Send a commit's records and wait for every acknowledgement."""
         keep_payload = self.settings.deadletter_payload
         sends = [
@@ -247,11 +261,11 @@ class StreamWorker(StreamEngine):
             for user_id in outcome.forgotten
         ]
         sends += [await producer.send(r.topic, r.value, key=r.key) for r in outcome.reroutes]
-        await self.users.flush(producer)
-        await self.items.flush(producer)
+        await self.users.write(producer, rows.users)
+        await self.items.write(producer, rows.items)
         await asyncio.gather(*sends)
 
-    async def _in_a_transaction(self, outcome: Outcome, offsets: dict[TopicPartition, int]) -> bool:
+    async def _in_a_transaction(self, outcome: Outcome, rows: Rows, offsets: dict[TopicPartition, int]) -> bool:
         """The commit as one transaction. One that outlived the group's session
         (the process was stopped, the machine froze), or that the broker aborted
         meanwhile (its timeout fences the producer), is not committed: the group
@@ -262,7 +276,7 @@ class StreamWorker(StreamEngine):
         opened = time.monotonic()
         try:
             await producer.begin_transaction()
-            await asyncio.wait_for(self._write_with_offsets(producer, outcome, offsets), SESSION_TIMEOUT_S)
+            await asyncio.wait_for(self._write_with_offsets(producer, outcome, rows, offsets), SESSION_TIMEOUT_S)
             if time.monotonic() - opened <= SESSION_TIMEOUT_S and not self._stalled:
                 await asyncio.wait_for(producer.commit_transaction(), SESSION_TIMEOUT_S)
                 return True
@@ -280,9 +294,9 @@ class StreamWorker(StreamEngine):
         return False
 
     async def _write_with_offsets(
-        self, producer: AIOKafkaProducer, outcome: Outcome, offsets: dict[TopicPartition, int]
+        self, producer: AIOKafkaProducer, outcome: Outcome, rows: Rows, offsets: dict[TopicPartition, int]
     ) -> None:
-        await self._write(producer, outcome)
+        await self._write(producer, outcome, rows)
         if offsets:
             await producer.send_offsets_to_transaction(offsets, self.topics.worker_group)
 

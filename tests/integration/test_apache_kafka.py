@@ -140,7 +140,7 @@ def test_a_crash_between_two_tables_writes_loses_item_counts_only_at_least_once(
         sent = await produce(kafka, settings, events, users=100)
         first = await RunningWorker(settings, kafka).start()
         await until(lambda: held(first.worker) == sent, 60, "every event folded")
-        first.worker.items.flush = _die  # the next commit: user rows written, then death
+        first.worker.items.write = _die  # the next commit: user rows written, then death
         await until(lambda: first.task.done(), 60, "the first commit")
         assert isinstance(first.task.exception(), _DiedHere)
         await first.crash()

@@ -298,16 +298,16 @@ def test_faust_a_failed_changelog_write_fails_the_commit_and_nothing_is_lost(kaf
     if settings.engine != "faust":
         pytest.skip("the faust engine's case of the test above")
     failing = {"on": True, "tried": False}
-    real_flush = ChangelogTable.flush
+    real_write = ChangelogTable.write
 
-    async def flush(self, producer) -> int:
+    async def write(self, producer, taken) -> int:
         if failing["on"]:
             failing["tried"] = True
             await asyncio.sleep(1.0)
             raise KafkaTimeoutError()
-        return await real_flush(self, producer)
+        return await real_write(self, producer, taken)
 
-    monkeypatch.setattr(ChangelogTable, "flush", flush)
+    monkeypatch.setattr(ChangelogTable, "write", write)
     users = 40
 
     async def scenario() -> None:
