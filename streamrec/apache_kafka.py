@@ -75,6 +75,14 @@ def fetch_jars(dest: Path | None = None, version: str = KAFKA_VERSION) -> Path:
     return dest
 
 
+def new_cluster_id() -> str:
+    """A random id as Kafka writes them (URL-safe base64 of 16 bytes), never
+    starting with '-': the storage tool would read one as an option (1 in 64)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
+
+
 class KafkaCluster:
     """`nodes` combined broker+controller nodes: clients on port, port+1, ...;
     the controllers' quorum on the ports after those. With `security`, clients
@@ -90,7 +98,7 @@ class KafkaCluster:
         self.broker_options = broker_options or {}
         self.security = security
         self.listener = "SASL_SSL" if security else "PLAINTEXT"
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = new_cluster_id()
         self._processes: dict[int, subprocess.Popen] = {}
 
     @property

@@ -42,3 +42,10 @@ def test_a_killed_parent_takes_its_broker_with_it():
     while _alive(broker_pid):
         assert time.monotonic() < deadline, "the broker outlived its parent"
         time.sleep(0.1)
+
+
+def test_a_kafka_cluster_id_never_reads_as_an_option():
+    from streamrec.apache_kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # about 31 would start with '-' by chance
+    assert not any(i.startswith("-") for i in ids) and len(set(ids)) == 2000 and {len(i) for i in ids} == {22}
