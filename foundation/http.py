@@ -96,6 +96,11 @@ class Access:
         """A key this process sends when it forwards a request to another (a worker to a user's owner)."""
         return self._admin[0] if self._admin else None
 
+    @property
+    def peer_key(self) -> str | None:
+        """A key this process sends to read another's status: an admin key, else a read key."""
+        return self.admin_key or (self._read[0] if self._read else None)
+
     def sign(self, url: str) -> str:
         """A worker's proof, sent with its advertised URL, that it holds an admin
         key; empty when no admin key is set."""

@@ -95,11 +95,14 @@ class ScoredItem:
     item_id: str
     score: float
     because: str | None = None  # the recent item it is most like, when explanations are asked for
+    source: str | None = None  # what ranked it (towers, neighbours, popularity), when explanations are asked for
 
     def to_wire(self) -> dict[str, Any]:
         wire = {"item_id": self.item_id, "score": round(self.score, 6)}
         if self.because is not None:
             wire["because"] = self.because
+        if self.source is not None:
+            wire["source"] = self.source
         return wire
 
 

@@ -104,7 +104,10 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
         diversity: float = Query(
             settings.diversity, ge=0, le=1, description="0: by score; up to 1: at most ceil(k (1 - d)) per category."
         ),
-        explain: bool = Query(False, description="Each item carries `because`: the recent item it is most like."),
+        explain: bool = Query(
+            False,
+            description="Each item carries `because` (the recent item it is most like) and `source` (what ranked it).",
+        ),
         details: bool = DETAILS,
     ) -> dict:
         with metrics.latency.labels("recommendations").time():

@@ -118,9 +118,20 @@ def _version_view(manifest: Manifest) -> dict:
         "popularity_recall@20": manifest.metric("popularity", "recall@20"),
         "gate": {"passed": manifest.gate.passed, "forced": manifest.gate.forced,
                  "against": manifest.gate.against, "current_recall": manifest.gate.current_recall},
-        "index": IndexSpec.from_dict(manifest.index).label() if manifest.index else None,  # None: as configured
+        "index": _index_view(manifest.index),
         "blend": manifest.params.blend.to_json(),
     }  # fmt: skip
+
+
+def _index_view(index: dict) -> dict | None:
+    """The trainer's index choice and what it measured; None: as configured."""
+    if not index:
+        return None
+    measured = index.get("measured")
+    numbers = ("k", "recall", "p99_ms", "bytes_per_item")
+    if not isinstance(measured, dict) or not all(isinstance(measured.get(n), int | float) for n in numbers):
+        measured = None  # a version tuned before the figures were kept
+    return {"label": IndexSpec.from_dict(index).label(), "measured": measured and {n: measured[n] for n in numbers}}
 
 
 def _json(path: Path) -> dict | None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Gauge
 
 from foundation.codec import encode
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.005  # how long the loop sleeps when nothing is due
 LATENCIES_KEPT = 100_000  # recent event-to-publish latencies, for percentiles
+RECENT_PUBLISHES = 2_000  # the p99 /metrics and /status report is of these newest publishes
+ERROR_PAUSE_S = 1.0  # after the broker refused an answer, the publisher waits this long
 
 
 @dataclass
@@ -49,6 +52,7 @@ class PublisherStatus:
     published: int = 0
     coalesced: int = 0  # notes folded into a later publish of the same user
     without_model: int = 0  # answers published from live popularity, before any model
+    errors: int = 0  # answers the broker refused (answered again after the interval) or did not acknowledge
     last_publish: float = 0.0  # monotonic time of the newest publish
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
 
@@ -59,6 +63,15 @@ class PublisherStatus:
         kept = np.fromiter(self.latencies_ms, dtype=np.float64)
         p50, p99 = np.percentile(kept[-last:] if last else kept, [50, 99])
         return float(p50), float(p99)
+
+    def view(self, backlog: int, model_version: str | None) -> dict:
+        """What the worker's /status shows of its publisher (the console reads it)."""
+        p50, p99 = self.percentiles(last=RECENT_PUBLISHES)
+        return {
+            "model_version": model_version, "backlog_users": backlog, "published": self.published,
+            "without_model": self.without_model, "coalesced": self.coalesced, "errors": self.errors,
+            "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+        }  # fmt: skip
 
 
 def export_metrics(publisher: RecommendationPublisher, registry: CollectorRegistry) -> None:
@@ -71,8 +84,9 @@ def export_metrics(publisher: RecommendationPublisher, registry: CollectorRegist
          lambda: status.without_model),
         ("streamrec_publisher_coalesced", "Changes folded into a later publish of the same user.",
          lambda: status.coalesced),
+        ("streamrec_publisher_errors", "Answers the broker did not take.", lambda: status.errors),
         ("streamrec_publisher_p99_ms", "Event-to-publish p99 of the last 2,000 publishes.",
-         lambda: status.percentiles(last=2000)[1]),
+         lambda: status.percentiles(last=RECENT_PUBLISHES)[1]),
     ):  # fmt: skip
         Gauge(name, doc, registry=registry).set_function(read)
 
@@ -116,6 +130,9 @@ class RecommendationPublisher:
         """Users with a change not yet published."""
         return len(self._waiting)
 
+    def view(self) -> dict:
+        return self.status.view(self.waiting, self.live.version)
+
     def due(self, now: float) -> list[str]:
         """Waiting users whose last publish is at least an interval old, in the order first noted."""
         last, interval = self._last_publish, self.interval_s
@@ -146,7 +163,11 @@ class RecommendationPublisher:
                     pass
                 continue
             for first in range(0, len(ready), self.batch_size):
-                await self.publish(ready[first : first + self.batch_size])
+                try:
+                    await self.publish(ready[first : first + self.batch_size])
+                except KafkaError as exc:  # the batch's users stay waiting: answered again, not lost
+                    log.warning("the broker did not take recommendations (retrying): %s", exc)
+                    await asyncio.sleep(ERROR_PAUSE_S)
                 await asyncio.sleep(0)  # let the worker fold the next events
 
     async def publish(self, user_ids: list[str]) -> None:
@@ -156,15 +177,31 @@ class RecommendationPublisher:
         held = [user_id for user_id, user in users.items() if user is not None]
         answers, version = self._answer([users[user_id] for user_id in held])
         sent_at, wall = time.monotonic(), time.time()
-        for user_id, answer in zip(held, answers, strict=True):
+        for n, (user_id, answer) in enumerate(zip(held, answers, strict=True)):
             _, event_id, event_ts = notes[user_id]
             latency_ms = max(0.0, (wall - event_ts) * 1000)
             message = Recommendation(user_id, tuple(answer), version, event_id, wall, round(latency_ms, 3))
-            await self.producer.send(self.topic, encode(message.to_wire()), key=user_id.encode())
+            try:
+                delivery = await self.producer.send(self.topic, encode(message.to_wire()), key=user_id.encode())
+            except KafkaError:
+                self.status.errors += 1
+                self._again({user_id: notes[user_id] for user_id in held[n:]}, sent_at)
+                raise
+            delivery.add_done_callback(self._delivered)
             self._last_publish[user_id] = sent_at
             self.status.latencies_ms.append(latency_ms)
-        self.status.published += len(held)
+            self.status.published += 1
         self.status.last_publish = sent_at
+
+    def _again(self, notes: dict[str, tuple[int, str, float]], now: float) -> None:
+        """Users whose answer was refused wait one interval, unless noted again meanwhile."""
+        for user_id, note in notes.items():
+            self._waiting.setdefault(user_id, note)
+            self._last_publish[user_id] = now
+
+    def _delivered(self, delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            self.status.errors += 1
 
     def _answer(self, users: list[UserFeatures]) -> tuple[list[list[ScoredItem]], str]:
         """The served model's answers, or live popularity's before the first model."""

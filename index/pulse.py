@@ -3,9 +3,13 @@
 A server holds no worker's counters, so it reads what the workers write:
 events counted (the item-statistics replica it already follows), the
 recommendations published (their `latency_ms`, read from the topic's end),
-dead letters by reason (their `reason` header) and the worker group's lag per
-partition (committed offsets against the ends, asked of the cluster). Every
-SAMPLE_S a point is kept, for the last KEPT_S.
+dead letters by reason (their `reason` header), the worker group's lag per
+partition (committed offsets against the ends, asked of the cluster) and each
+worker's own `/status` (its publisher's backlog, errors and served version).
+Workers are found through the group's members (Apache Kafka describes what
+each advertised; tansu does not) and through the peers the workers already
+asked name, starting from this host's own worker URL. Every SAMPLE_S a point
+is kept, for the last KEPT_S.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 
+import httpx
 import numpy as np
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from foundation.codec import decode
+from foundation.http import API_KEY_HEADER, Access
 from foundation.kafka import FollowedTopic, KafkaConnection, admin_client, partitions_of, reader
 from foundation.topics import Topics
 from index.live import ItemStatsReplica
@@ -33,6 +41,12 @@ LAG_EVERY_S = 10.0  # the group's lag is asked of the cluster this often
 KEPT_S = 600.0  # the time series a page shows: the last ten minutes
 REASONS_KEPT = 50  # distinct dead-letter reasons counted; the rest count as "other"
 LATENCIES_KEPT = 20_000  # recent publish latencies, for p50/p99
+WORKERS_ASKED = 64  # at most this many workers' /status, each within WORKER_TIMEOUT_S
+WORKER_TIMEOUT_S = 2.0
+PUBLISHER_FIELDS = ("model_version", "backlog_users", "published", "without_model", "errors", "p50_ms", "p99_ms")
+
+Advertised = tuple[str, str]  # a worker's URL and its signature
+WorkerFinder = Callable[[AIOKafkaAdminClient, str], Awaitable[list[Advertised]]]  # (admin, group) -> members
 
 
 @dataclass
@@ -105,8 +119,12 @@ class Pulse:
     kafka: KafkaConnection
     topics: Topics
     item_stats: ItemStatsReplica
+    access: Access
+    find_workers: WorkerFinder | None = None
+    local_worker: Advertised | None = None  # asked first; left out of the table when it does not answer
     points: deque[Point] = field(default_factory=lambda: deque(maxlen=int(KEPT_S / SAMPLE_S)))
     lag_by_partition: dict[str, int] = field(default_factory=dict)
+    workers: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.recommendations = RecommendationsTap(self.topics.recommendations)
@@ -129,6 +147,8 @@ class Pulse:
                     lag_due = time.monotonic() + LAG_EVERY_S
                     with contextlib.suppress(Exception):  # a cluster that does not answer leaves the last lag
                         self.lag_by_partition = await self._lag(admin, ends)
+                    with contextlib.suppress(Exception):  # nor the last workers
+                        self.workers = await self._workers(admin)
                 last = self._sample(last)
         finally:
             await asyncio.gather(self.recommendations.stop(), self.dead_letters.stop(), admin.close(), ends.stop())
@@ -158,9 +178,55 @@ class Pulse:
             for tp in sorted(ends)
         }
 
+    async def _workers(self, admin) -> list[dict]:
+        """Each worker's /status: the group's members and this host's worker,
+        then the peers they name. Only URLs this server vouches for are asked
+        (`Access.vouches_for`: any group member can advertise any URL)."""
+        members: list[Advertised] = []
+        if self.find_workers is not None:
+            with contextlib.suppress(Exception):  # a broker that cannot describe groups
+                members = list(await self.find_workers(admin, self.topics.worker_group))
+        local = [self.local_worker] if self.local_worker is not None else []
+        statuses: dict[Advertised, dict] = {}
+        key = self.access.peer_key
+        async with httpx.AsyncClient(timeout=WORKER_TIMEOUT_S, headers={API_KEY_HEADER: key} if key else {}) as client:
+            to_ask = list(dict.fromkeys(members + local))
+            while to_ask and len(statuses) < WORKERS_ASKED:
+                asked = to_ask[: WORKERS_ASKED - len(statuses)]
+                for worker, status in zip(
+                    asked, await asyncio.gather(*(self._ask(client, w) for w in asked)), strict=True
+                ):
+                    statuses[worker] = status
+                peers = (tuple(peer) for status in statuses.values() for peer in status.pop("peers", ()))
+                to_ask = [peer for peer in dict.fromkeys(peers) if peer not in statuses]
+        silent_local = [w for w in local if "error" in statuses.get(w, {}) and w not in members]
+        return [status for worker, status in statuses.items() if worker not in silent_local]
+
+    async def _ask(self, client: httpx.AsyncClient, worker: Advertised) -> dict:
+        url, signature = worker
+        if not self.access.vouches_for(url, signature):
+            return {"url": url[:200], "error": "advertised a URL this server does not trust"}
+        try:
+            answer = await client.get(f"{url}/status")
+            answer.raise_for_status()
+            status = answer.json()
+            publisher = status.get("publisher") or {}
+            return {
+                "url": url, "ready": bool(status.get("ready")), "lag": int(status.get("lag") or 0),
+                "partitions": [int(p) for p in status.get("partitions", [])][:1024],
+                "publisher": {name: publisher.get(name) for name in PUBLISHER_FIELDS} if publisher else None,
+                "peers": [(str(u), str(s)) for u, s in status.get("peers", [])][:WORKERS_ASKED],
+            }  # fmt: skip
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
+            return {"url": url, "error": f"no status: {str(exc)[:200]}"}
+
     def overview(self) -> dict:
+        answering = [w["publisher"] for w in self.workers if w.get("publisher")]
         return {
             "points": [asdict(point) for point in self.points],
             "lag_by_partition": self.lag_by_partition,
             "dead_letters_by_reason": dict(self.dead_letters.reasons.most_common()),
+            "workers": self.workers,
+            "publisher_backlog": sum(int(p["backlog_users"] or 0) for p in answering) if answering else None,
+            "publisher_errors": sum(int(p["errors"] or 0) for p in answering) if answering else None,
         }

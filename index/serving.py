@@ -18,7 +18,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -235,12 +235,15 @@ class ServingIndex:
         the users excludes (purchases are bounded), then each user's own
         exclusions are dropped: k is kept without a per-user bitmap. With
         `diversity` (default: the configured one) more candidates are searched
-        and each category is capped (`diversify`); `explain` adds `because`."""
+        and each category is capped (`diversify`); `explain` adds `because` and
+        `source`."""
         diversity = self.config.diversity if diversity is None else diversity
         answers: list[list[ScoredItem]] = [[] for _ in users]
         warm = [n for n, user in enumerate(users) if user is not None and user.recent_items]
         for n in set(range(len(users))) - set(warm):
             answers[n] = self.cold_start(users[n], k, now)
+            if explain:
+                answers[n] = [replace(s, source="popularity") for s in answers[n]]
         if not warm:
             return answers
         excluded = [self._excluded(users[n]) for n in warm]
@@ -248,16 +251,26 @@ class ServingIndex:
         wanted = depth + max(len(e) for e in excluded)
         vectors = self.user_vectors([users[n] for n in warm], now)
         scores, rows = self.index.search(vectors, wanted, self._allow)
+        led_by_votes = None
         if self._moments is not None:
-            scores, rows = self._blend(warm, users, vectors, scores, rows)
-        for n, skip, user_scores, user_rows in zip(warm, excluded, scores, rows, strict=True):
-            answer = self.diversify(self._answer(user_scores, user_rows, depth, skip), k, diversity)
-            answers[n] = self.explain(users[n], answer) if explain else answer
+            scores, rows, led_by_votes = self._blend(warm, users, vectors, scores, rows)
+        for i, (n, skip) in enumerate(zip(warm, excluded, strict=True)):
+            answer = self.diversify(self._answer(scores[i], rows[i], depth, skip), k, diversity)
+            if explain:
+                led = led_by_votes[i] if led_by_votes is not None else np.zeros(len(rows[i]), dtype=bool)
+                answer = self.explain(users[n], answer, self._sources(answer, rows[i], led))
+            answers[n] = answer
         return answers
+
+    def _sources(self, answer: list[ScoredItem], rows: np.ndarray, led_by_votes: np.ndarray) -> dict[str, str]:
+        """Which source ranked each answered item: the item neighbours' votes or the towers."""
+        by_row = dict(zip(rows.tolist(), led_by_votes.tolist(), strict=True))
+        return {s.item_id: "neighbours" if by_row.get(self.row_of[s.item_id]) else "towers" for s in answer}
 
     def _blend(self, warm: list[int], users: list, vectors: np.ndarray, scores: np.ndarray, rows: np.ndarray):
         """Each user's candidates from both sources, ranked by the blended score:
-        the index's rows and the rows the user's recent items vote for."""
+        the index's rows and the rows the user's recent items vote for; with
+        each, whether the votes' part of its score outweighs the towers'."""
         neighbours, trained = self.version.neighbours, self._trained_rows
         tower_means, tower_stds = self._moments.standardise(vectors)
         merged = []
@@ -270,7 +283,7 @@ class ServingIndex:
             extra = np.setdiff1d(voted[allowed], rows[i][found])
             candidates = np.concatenate([rows[i][found], extra])
             if not len(candidates):  # nothing allowed at all (every item out of stock)
-                merged.append((np.zeros(0), candidates))
+                merged.append((np.zeros(0), candidates, np.zeros(0, dtype=bool)))
                 continue
             tower = np.concatenate([scores[i][found], self.version.item_vectors[extra] @ vectors[i]])
             all_votes = np.zeros(len(candidates))
@@ -280,8 +293,9 @@ class ServingIndex:
             all_votes[by_row[at[hit]]] = votes[hit]
             score = blended(tower, tower_means[i], tower_stds[i], all_votes, vote_mean, vote_std, self.blend_weight)
             order = np.argsort(-score, kind="stable")
-            merged.append((score[order], candidates[order]))
-        return [m[0] for m in merged], [m[1] for m in merged]
+            votes_part = self.blend_weight * (all_votes - vote_mean) / vote_std
+            merged.append((score[order], candidates[order], (2 * votes_part > score)[order]))  # votes > towers
+        return [m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged]
 
     def diversify(self, ranked: list[ScoredItem], k: int, diversity: float) -> list[ScoredItem]:
         """The first k of `ranked` with at most ceil(k * (1 - diversity)) items
@@ -303,21 +317,27 @@ class ServingIndex:
                 capped.append(scored)
         return (kept + capped)[:k]
 
-    def explain(self, user: UserFeatures | None, answer: list[ScoredItem]) -> list[ScoredItem]:
+    def explain(
+        self, user: UserFeatures | None, answer: list[ScoredItem], sources: dict[str, str] | None = None
+    ) -> list[ScoredItem]:
         """Each item with `because`: the user's recent item whose vector is
         nearest to it (what contributed most), or its category when the user
-        has no recent item the model knows."""
+        has no recent item the model knows; and with its `source` when given."""
         recent = list(dict.fromkeys(reversed(user.recent_items))) if user is not None else []
+        sources = sources or {}
         if not answer:
             return answer
         if not recent:
-            return [ScoredItem(s.item_id, s.score, self._item(s.item_id).category or None) for s in answer]
+            return [
+                ScoredItem(s.item_id, s.score, self._item(s.item_id).category or None, sources.get(s.item_id))
+                for s in answer
+            ]
         answered = self.item_vectors([self._item(s.item_id) for s in answer])
         likeness = answered @ self.item_vectors([self._item(i) for i in recent]).T
         itself = np.array([[s.item_id == i for i in recent] for s in answer])
         nearest = np.where(itself, -np.inf, likeness).argmax(axis=1)  # an item is never its own reason
         return [
-            ScoredItem(s.item_id, s.score, recent[int(j)] if not itself[n, j] else None)
+            ScoredItem(s.item_id, s.score, recent[int(j)] if not itself[n, j] else None, sources.get(s.item_id))
             for n, (s, j) in enumerate(zip(answer, nearest, strict=True))
         ]
 

@@ -85,7 +85,7 @@ def tune(
     return Tuning(measured, choose(measured, target), target, from_users)
 
 
-def best_spec(version: ModelVersion, users: list[UserFeatures], settings: Settings) -> IndexSpec | None:
+def best_measured(version: ModelVersion, users: list[UserFeatures], settings: Settings) -> Measurement | None:
     """The cheapest configuration meeting the settings' target among the
     catalog size's candidates, measured on the version's users; None if none meets it."""
     tuning = tune(version, users, settings, builds=candidates_for(len(version.item_ids)))
@@ -96,11 +96,20 @@ def best_spec(version: ModelVersion, users: list[UserFeatures], settings: Settin
         "index for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)", version.version, tuning.chosen.spec.label(),
         tuning.chosen.recall_at_k, tuning.chosen.p99_ms, tuning.chosen.bytes_per_item,
     )  # fmt: skip
-    return tuning.chosen.spec
+    return tuning.chosen
+
+
+def best_spec(version: ModelVersion, users: list[UserFeatures], settings: Settings) -> IndexSpec | None:
+    chosen = best_measured(version, users, settings)
+    return chosen.spec if chosen is not None else None
 
 
 def choose_for_version(store: ModelStore, settings: Settings, version: str, users: list[UserFeatures]) -> dict | None:
     """The trainer's hook: the configuration for a just-written version's
-    manifest (None: servers build the configured one)."""
-    spec = best_spec(load_version(store, version), users, settings)
-    return spec.to_dict() if spec is not None else None
+    manifest, with what it measured (None: servers build the configured one)."""
+    chosen = best_measured(load_version(store, version), users, settings)
+    if chosen is None:
+        return None
+    measured = {"k": settings.tune_k, "recall": round(chosen.recall_at_k, 4), "p99_ms": round(chosen.p99_ms, 3),
+                "bytes_per_item": round(chosen.bytes_per_item, 1), "queries": settings.tune_queries}  # fmt: skip
+    return {**chosen.spec.to_dict(), "measured": measured}

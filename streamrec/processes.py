@@ -20,6 +20,7 @@ from foundation.popular import LivePopularity
 from foundation.schema import Limits
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
+from streams.assignor import group_workers
 from streams.engines import stream_worker
 from streams.web import create_worker_api, render_metrics
 
@@ -61,7 +62,9 @@ class WorkerProcess:
         await worker.start()
         tasks = {
             asyncio.create_task(
-                serve_http(create_worker_api(worker), settings.worker_host, settings.worker_port, stop)
+                serve_http(
+                    create_worker_api(worker, self._publisher_view), settings.worker_host, settings.worker_port, stop
+                )
             ),
             asyncio.create_task(worker.run()),
         }
@@ -85,6 +88,9 @@ class WorkerProcess:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await worker.close()
+
+    def _publisher_view(self) -> dict | None:
+        return self.publisher.view() if self.publisher is not None else None
 
     async def _start_publisher(self) -> RecommendationPublisher:
         from index.live import LiveModel  # torch and faiss load only when publishing
@@ -130,7 +136,9 @@ async def run_server(
     log.info("API on http://%s:%d (OpenAPI at /docs, the console at /console), model %s",
              settings.api_host, settings.api_port, live.version)  # fmt: skip
     metrics = ApiMetrics(live)
-    pulse = Pulse(kafka, Topics.from_settings(settings), live.item_stats)
+    access = Access.from_settings(settings)
+    local_worker = (settings.worker_url, access.sign(settings.worker_url))
+    pulse = Pulse(kafka, Topics.from_settings(settings), live.item_stats, access, group_workers, local_worker)
     api = create_api(live, metrics)
     add_console(api, live, pulse, functools.partial(rollback_and_announce, settings, kafka))
     tasks = {

@@ -12,11 +12,14 @@ endpoint uses to forward a request for a user held elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
@@ -29,6 +32,39 @@ class Owner(NamedTuple):
 
     url: str
     signature: str
+
+    @classmethod
+    def from_canonical_url(cls, url: str) -> Owner:
+        """Faust's members advertise one URL, with the signature as its path."""
+        parts = urlsplit(url)
+        return cls(f"{parts.scheme}://{parts.netloc}", parts.path.strip("/"))
+
+
+def advertised(user_data: bytes) -> Owner | None:
+    """The worker a member's metadata advertises: this assignor's `url` and
+    `sig`, or a Faust member's canonical URL; None for anything else."""
+    try:
+        info = json.loads(user_data or b"{}")
+    except ValueError:
+        return None
+    url = info.get("url") if isinstance(info, dict) else None
+    if not isinstance(url, str) or not url:
+        return None
+    return Owner(url, str(info["sig"])) if "sig" in info else Owner.from_canonical_url(url)
+
+
+async def group_workers(admin: AIOKafkaAdminClient, group: str) -> list[Owner]:
+    """The workers in the group now, as each advertised itself (the console's
+    workers table; the caller decides which URLs it trusts)."""
+    workers: list[Owner] = []
+    for response in await admin.describe_consumer_groups([group]):
+        for described in response.groups:
+            for member in described[5]:  # (member_id, client_id, client_host, metadata, assignment)
+                with contextlib.suppress(Exception):  # a member that is not a worker is left out
+                    owner = advertised(ConsumerProtocolMemberMetadata.decode(member[3]).user_data)
+                    if owner is not None:
+                        workers.append(owner)
+    return workers
 
 
 def balanced_owners(partitions: list[int], members: Mapping[str, list[int]]) -> dict[int, str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from urllib.parse import urlsplit
 
 import faust
 from aiokafka import TopicPartition
@@ -208,8 +207,7 @@ class FaustAgents(WorkerState):
         table. A member's canonical URL carries its signature as its path."""
         owners: dict[int, Owner] = {}
         for url, topics in self.app.assignor.table_metadata(self.topics.user_features_changelog).items():
-            parts = urlsplit(url)
-            owner = Owner(f"{parts.scheme}://{parts.netloc}", parts.path.strip("/"))
+            owner = Owner.from_canonical_url(url)
             for partition in topics.get(self.topics.user_features_changelog, ()):
                 owners[partition] = owner
         return owners

@@ -1,5 +1,5 @@
-"""The worker's HTTP port: a user's live features, forgetting a user, health
-and metrics.
+"""The worker's HTTP port: a user's live features, forgetting a user, health,
+status and metrics.
 
 A user's state lives in the worker that owns the user's partition. A request
 that reaches another worker is forwarded once to the owner, found in the owner
@@ -9,6 +9,7 @@ advertised URL this worker vouches for (`Access.vouches_for`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 import httpx
@@ -28,8 +29,9 @@ def render_metrics(worker: WorkerState) -> bytes:
     return worker.metrics.render()
 
 
-def create_worker_api(worker: WorkerState) -> FastAPI:
-    """The worker's endpoints; /metrics too unless it has a port of its own."""
+def create_worker_api(worker: WorkerState, publisher_view: Callable[[], dict | None] = lambda: None) -> FastAPI:
+    """The worker's endpoints; /metrics too unless it has a port of its own.
+    `publisher_view` is what /status shows of the real-time publisher, if any."""
     settings = worker.settings
     api = FastAPI(title="streamrec worker", description="Live user features held by the stream workers.")
     user_id_path = Path(..., min_length=1, max_length=settings.max_id_chars)
@@ -37,7 +39,7 @@ def create_worker_api(worker: WorkerState) -> FastAPI:
     pseudonym = worker.pseudonyms
 
     access = Access.from_settings(settings)
-    admins = [Depends(access.require("admin"))]
+    readers, admins = [Depends(access.require("read"))], [Depends(access.require("admin"))]
     forwarded_headers = {FORWARDED_HEADER: "1"}
     if access.admin_key is not None:
         forwarded_headers[API_KEY_HEADER] = access.admin_key
@@ -85,6 +87,16 @@ def create_worker_api(worker: WorkerState) -> FastAPI:
             {"ready": ready, "partitions": sorted(worker.users.partitions), "lag": worker.lag()},
             status_code=200 if ready else 503,
         )
+
+    @api.get(
+        "/status", summary="This worker's partitions, lag and publisher (the console's view)", dependencies=readers
+    )
+    async def status() -> dict:
+        return {
+            "url": settings.worker_url, "engine": settings.engine, "ready": worker.status.ready,
+            "partitions": sorted(worker.users.partitions), "lag": worker.lag(), "publisher": publisher_view(),
+            "peers": sorted({tuple(owner) for owner in worker.owners.values()}),  # the group as assigned
+        }  # fmt: skip
 
     if not settings.worker_metrics_port:
         add_metrics(api, lambda: render_metrics(worker), access)

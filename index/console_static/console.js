@@ -75,23 +75,48 @@ async function overview() {
   $("#lag").textContent = last.lag ?? "–";
   $("#dead-letters").textContent = last.dead_letters ?? "–";
   $("#model-version").textContent = view.model_version || "none yet (live popularity)";
+  $("#backlog").textContent = view.publisher_backlog ?? "–";
+  $("#publish-errors").textContent = view.publisher_errors ?? "–";
   chart($("#chart-rates"), [[points.map((p) => p.events_per_s), "events"], [points.map((p) => p.publishes_per_s), "publishes"]]);
   chart($("#chart-p99"), [[points.map((p) => p.p99_ms), "p99"]]);
   fill($("#lag-table"), Object.entries(view.lag_by_partition || {}), ([partition, lag]) => [partition, lag], "not known yet");
   fill($("#dead-table"), Object.entries(view.dead_letters_by_reason || {}), ([reason, n]) => [reason, n]);
+  fill($("#workers-table"), view.workers || [], workerRow, "none found yet");
+}
+
+const served = (publisher) => (publisher ? publisher.model_version || "live popularity" : "not publishing");
+
+function workerRow(worker) {
+  if (worker.error) return [worker.url, worker.error, "", "", "", "", "", ""];
+  const p = worker.publisher || {};
+  return [worker.url + (worker.ready ? "" : " (restoring)"), worker.partitions.join(" "), worker.lag,
+    served(worker.publisher), p.backlog_users, p.published, fixed(p.p99_ms), p.errors];
 }
 
 // --- models -----------------------------------------------------------------
 
+function indexCell(index) {
+  const cell = document.createElement("span");
+  cell.textContent = index ? index.label : "as configured";
+  const m = index && index.measured;
+  if (m) {
+    const measured = `recall@${m.k} ${fixed(m.recall, 3)}, p99 ${fixed(m.p99_ms, 2)} ms, ${fixed(m.bytes_per_item, 0)} B/item`;
+    cell.append(document.createElement("br"), Object.assign(document.createElement("small"), { textContent: measured }));
+  }
+  return cell;
+}
+
 async function models() {
-  const view = await json("/console/api/models");
+  const [view, live] = await Promise.all([json("/console/api/models"), json("/console/api/overview")]);
+  const versions = new Set((live.workers || []).filter((w) => !w.error).map((w) => served(w.publisher)));
+  $("#worker-versions").textContent = [...versions].join(", ") || "none found";
   $("#serving-version").textContent = view.serving || "none";
   $("#current-version").textContent = view.current || "none";
   fill($("#versions"), view.versions, (v) => [
     v.version, when(v.created), v.kind, v.window ? v.window.events.toLocaleString() : "–",
     fixed(v["recall@20"], 4), fixed(v["popularity_recall@20"], 4), fixed(v["ndcg@20"], 4),
     v.gate.passed ? "passed" : v.gate.forced ? "forced" : "held back",
-    v.index || "as configured",
+    indexCell(v.index),
     v.blend && v.blend.neighbours ? `${v.blend.source} x ${v.blend.weight}` : "towers only",
   ]);
   [...$("#versions").tBodies[0].rows].forEach((row, i) => row.classList.toggle("serving", view.versions[i].version === view.serving));
@@ -122,7 +147,7 @@ async function recommend() {
   const diversity = $("#diversity").value;
   const answer = await json(`/recommendations/${encodeURIComponent(user)}?k=10&explain=true&details=true&diversity=${diversity}`);
   $("#answer-source").textContent = `served by ${answer.model_version}`;
-  fill($("#recommendations"), answer.items, (item) => [itemLink(item), item.category, fixed(item.score, 3), item.because]);
+  fill($("#recommendations"), answer.items, (item) => [itemLink(item), item.category, fixed(item.score, 3), item.source, item.because]);
   try {
     const features = await json(`/console/api/users/${encodeURIComponent(user)}`);
     $("#features").textContent = "";

@@ -377,7 +377,9 @@ def bench_quality(
             f"{summary['ratio_to_best_peer']:.3f} x the best peer ({summary['best_peer']}), per seed "
             f"{summary['ratio_to_best_peer_per_seed']}; target >= 1.10 (no seed below 1.05)"
         )
-    paths = write_figures(report, out, f"{log.events_csv.name}: each user's newest 20%, new items")
+    title = f"{log.events_csv.name}: each user's newest 20%, new items"
+    # The second copy is the console's: its Quality page shows DATA_DIR/reports.
+    paths = [*write_figures(report, out, title), *write_figures(report, settings.data_dir / "reports", title)]
     console.print(f"written: {', '.join(str(p) for p in paths)}")
     if as_json:
         print(json.dumps(summary))

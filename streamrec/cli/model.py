@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -145,4 +146,8 @@ def evaluate(
     curves = {f"two-tower {loaded.version}": result.model, "popularity": result.popularity}
     path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
     recall_curves(path, curves, f"recall@K of {result.model.users} held-out users' newest events")
-    console.print(f"plot written to {path}")
+    figures = {f"{label} (model, popularity)": [round(ours, 4), round(theirs, 4)] for label, ours, theirs in rows}
+    summary = {"version": loaded.version, "users": result.model.users, "items": judged.items, "events": judged.events,
+               **figures}  # fmt: skip
+    path.with_suffix(".json").write_text(json.dumps(summary, indent=1))  # the console's Quality page shows it
+    console.print(f"plot and summary written to {path} and {path.with_suffix('.json')}")

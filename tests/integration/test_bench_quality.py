@@ -58,6 +58,10 @@ def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, t
     assert report["product_neighbours_per_seed"][0]["source"] in ("cosine", "ease")
     assert set(report["buy_again"]) == {"streamrec buy-again", "recency", "frequency"}
     assert all(0.0 <= again["recall@20"] <= 1.0 for again in report["buy_again"].values())
+    reports = settings.data_dir / "reports"  # the console's Quality page shows them
+    assert (
+        json.loads((reports / "bench-quality.json").read_text()) == report and (reports / "bench-quality.png").exists()
+    )
     spread = report["product_over_seeds"]["recall@20"]
     assert spread["min"] <= spread["mean"] <= spread["max"]
     assert (tmp_path / "figures" / "bench-quality.png").stat().st_size > 10_000

@@ -26,7 +26,7 @@ from foundation.schema import Event
 from foundation.store import ModelStore
 from foundation.topics import Topics
 from index.live import LiveModel
-from streamrec.processes import WorkerProcess, run_server
+from streamrec.processes import WorkerProcess, index_chooser, run_server
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.conftest import free_port
@@ -76,6 +76,25 @@ async def _running(kafka, settings, items):
         await asyncio.gather(*running)
 
 
+async def _fits_a_phone(browser, route, base: str, shots: Path) -> None:
+    """Every page at a phone's width: nothing wider than the screen but the
+    tables made to scroll sideways."""
+    phone = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    await phone.route("**/*", route)
+    await phone.add_init_script(f"localStorage.setItem('streamrec-key', '{ADMIN}')")
+    page = await phone.new_page()
+    await page.goto(f"{base}/console")
+    await page.wait_for_function("document.querySelectorAll('#workers-table tbody td').length > 1")
+    for name in ("overview", "models", "playground", "quality"):
+        await page.click(f"nav button[data-page={name}]")
+        await page.wait_for_timeout(500)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the {name} page is {width} px wide on a 390 px phone"
+    await page.click("nav button[data-page=overview]")
+    await page.screenshot(path=shots / "phone-overview.png", full_page=True)
+    await phone.close()
+
+
 def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, settings, tmp_path):
     from playwright.async_api import async_playwright
 
@@ -96,7 +115,8 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
         async with _running(kafka, settings, items) as live, async_playwright() as playwright:
             # A version from the trainer itself (window, test figures, gate), after one published by hand.
             await until(lambda: live.item_stats.events_counted() >= 3000, 60, "3,000 events counted")
-            await train_once(settings.derive(**SMALL_TRAINING), kafka, force=True)
+            trainer = settings.derive(**SMALL_TRAINING, index_tune=True)  # the index chosen and measured
+            await train_once(trainer, kafka, force=True, choose_index=index_chooser(trainer))
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
 
@@ -122,6 +142,16 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
                 )
             await page.wait_for_function("!document.querySelector('#dead-table td.none')", timeout=30_000)
             await page.wait_for_function("document.querySelectorAll('#lag-table tr').length > 1", timeout=30_000)
+            # The workers table: each worker found, the version its publisher serves, no publish errors.
+            cells = "[...document.querySelectorAll('#workers-table tbody td')].map(c => c.textContent)"
+            await page.wait_for_function(
+                f"(cells => cells[0] === '{settings.worker_url}' && cells[3] === '{store.current()}' "
+                f"&& cells[7] === '0')({cells})",
+                timeout=30_000,
+            )
+            assert (await page.text_content("#publish-errors")) == "0" and (
+                await page.text_content("#backlog")
+            ).isdigit()
             await page.wait_for_timeout(6000)  # a few more points in the charts
             await page.screenshot(path=shots / "overview.png")
 
@@ -132,13 +162,13 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             await page.click("#user-form button")
             await page.wait_for_selector("#recommendations tbody tr")
             shown = await page.eval_on_selector_all(
-                "#recommendations tbody tr td:first-child", "cells => cells.map(c => c.textContent)"
+                "#recommendations tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
             )
             async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": READER}) as http:
                 answer = (await http.get(f"/recommendations/{user}?k=10&explain=true&details=true&diversity=0")).json()
-            assert [re.search(r"\(([^()]*)\)$", text).group(1) for text in shown] == [
-                item["item_id"] for item in answer["items"]
-            ]
+            assert [(re.search(r"\(([^()]*)\)$", row[0]).group(1), row[3]) for row in shown] == [
+                (item["item_id"], item["source"]) for item in answer["items"]
+            ]  # the same items, each with the source that ranked it
             await page.wait_for_selector("#features dl")  # the admin key sees the user's features
 
             # Search: the item whose title is asked for comes back.
@@ -157,6 +187,9 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             await page.dispatch_event("#api-key", "change")
             await page.click("nav button[data-page=models]")
             await page.wait_for_selector("#versions tbody tr")
+            await page.wait_for_function(f"document.querySelector('#worker-versions').textContent === '{live.version}'")
+            index_cell = await page.text_content("#versions tbody tr:first-child td:nth-child(9)")
+            assert re.search(r"recall@10 [01]\.\d{3}, p99 [\d.]+ ms, \d+ B/item", index_cell), index_cell
             await page.click("#rollback")
             await page.wait_for_function("document.querySelector('#rollback-result').textContent.includes('403')")
             assert store.current() == current
@@ -166,6 +199,7 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             await page.click("nav button[data-page=quality]")
             await page.wait_for_selector("#reports img")
             await page.screenshot(path=shots / "quality.png", full_page=True)
+            await _fits_a_phone(browser, only_the_server, base, shots)
             await browser.close()
 
     asyncio.run(scenario())

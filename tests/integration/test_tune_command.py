@@ -1,9 +1,11 @@
-"""`streamrec tune` end to end on a real broker: users from the changelog, a
-table, a choice with the settings that select it, a plot."""
+"""`streamrec tune` and `evaluate` end to end on a real broker: users from the
+changelog, a table, a choice with the settings that select it, a plot; the
+evaluation's summary beside its plot."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from typer.testing import CliRunner
 
@@ -40,3 +42,8 @@ def test_tune_measures_with_real_users_and_prints_its_choice(kafka, settings, mo
     assert "50 queries came from users" in result.output
     assert "STREAMREC_INDEX_KIND=" in result.stdout
     assert (settings.data_dir / "reports" / f"tune-{version.version}.png").exists()
+
+    result = CliRunner().invoke(app, ["evaluate"])  # the same version on the same users' newest events
+    assert result.exit_code == 0, result.output
+    summary = json.loads((settings.data_dir / "reports" / f"evaluate-{version.version}.json").read_text())
+    assert summary["version"] == version.version and 0 <= summary["recall@20 (model, popularity)"][0] <= 1

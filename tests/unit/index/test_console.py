@@ -13,6 +13,7 @@ from foundation.settings import Settings
 from foundation.store import ModelStore
 from index.api import create_api
 from index.console import add_console
+from index.kinds import IndexSpec
 from index.live import LiveModel
 from tests.versions import publish_random_version
 
@@ -35,6 +36,8 @@ def test_a_read_key_sees_the_models_and_only_an_admin_key_rolls_back(tmp_path):
     settings = Settings(data_dir=tmp_path, index_kind="flat", api_keys="reader-key", admin_api_keys="admin-key")
     store = ModelStore.from_settings(settings)
     first, second = (publish_random_version(store, ITEMS).version for _ in range(2))
+    measured = {"k": 10, "recall": 0.97, "p99_ms": 0.4, "bytes_per_item": 96.0, "queries": 500}
+    store.record_index(first, {**IndexSpec("hnsw", hnsw_m=16).to_dict(), "measured": measured})
     live = LiveModel(settings)
     reader, admin = KEYS
 
@@ -59,6 +62,11 @@ def test_a_read_key_sees_the_models_and_only_an_admin_key_rolls_back(tmp_path):
     models = found["models"].json()
     assert models["current"] == second and [v["version"] for v in models["versions"]] == [second, first]
     assert {"recall@20", "gate", "index", "window"} <= set(models["versions"][0])
+    assert models["versions"][0]["index"] is None  # as configured: not tuned by the trainer
+    assert models["versions"][1]["index"] == {
+        "label": IndexSpec("hnsw", hnsw_m=16).label(),
+        "measured": {k: measured[k] for k in list(measured)[:4]},
+    }
     assert found["read rollback"].status_code == 403
     assert found["elsewhere's rollback"].status_code == 403  # without the console's header
     assert found["rollback"].json() == {"current": first} and store.current() == first

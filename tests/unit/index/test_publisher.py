@@ -6,6 +6,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+
 from foundation.codec import decode
 from foundation.features import UserFeatures
 from foundation.popular import LivePopularity
@@ -29,6 +32,10 @@ class FakeIndex:
 class FakeLive:
     current: FakeIndex | None = field(default_factory=FakeIndex)
 
+    @property
+    def version(self) -> str | None:
+        return None if self.current is None else self.current.version.version
+
     async def follow(self, stop: asyncio.Event) -> None:
         await stop.wait()
 
@@ -39,11 +46,15 @@ class FakeLive:
 class FakeProducer:
     def __init__(self):
         self.sent: list[tuple[str, dict, bytes]] = []
+        self.refuse: set[bytes] = set()  # keys whose send raises at once
+        self.lose: set[bytes] = set()  # keys sent but never acknowledged
 
     async def send(self, topic: str, value: bytes, key: bytes):
+        if key in self.refuse:
+            raise KafkaTimeoutError("buffer full")
         self.sent.append((topic, decode(value), key))
         done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
+        done.set_exception(KafkaTimeoutError("no ack")) if key in self.lose else done.set_result(None)
         return done
 
 
@@ -118,3 +129,27 @@ def test_latency_percentiles_of_the_last_publishes():
     publisher.status.latencies_ms.extend([1000.0] * 10 + [5.0] * 100)
     assert publisher.status.percentiles(last=100) == (5.0, 5.0)
     assert publisher.status.percentiles()[1] > 5.0
+
+
+def test_a_refused_answer_is_counted_and_the_user_answered_again_after_the_interval():
+    publisher, producer = _publisher(FakeLive())
+    producer.refuse, producer.lose = {b"u2"}, {b"u3"}
+    publisher.note({"u1": (0, "e1", 1.0), "u2": (0, "e2", 1.0), "u3": (0, "e3", 1.0)})
+    with pytest.raises(KafkaTimeoutError):  # the loop logs it, pauses and goes on
+        asyncio.run(_publish_due(publisher, time.monotonic()))
+    assert [key for _, _, key in producer.sent] == [b"u1"]  # u3 was behind the refused u2
+    assert publisher.status.errors == 1 and publisher.waiting == 2
+    assert publisher.due(time.monotonic()) == []  # refused ones wait an interval: no busy loop
+
+    producer.refuse = set()
+    asyncio.run(_publish_due(publisher, time.monotonic() + 0.5))
+    assert [key for _, _, key in producer.sent] == [b"u1", b"u2", b"u3"]
+    view = publisher.view()  # u3's answer was sent but never acknowledged: a second error
+    assert (view["errors"], view["backlog_users"], view["published"], view["model_version"]) == (2, 0, 3, "v1")
+
+
+async def _publish_due(publisher: RecommendationPublisher, now: float) -> None:
+    try:
+        await publisher.publish(publisher.due(now))
+    finally:
+        await asyncio.sleep(0)  # delivery callbacks run

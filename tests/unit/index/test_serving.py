@@ -175,8 +175,9 @@ def test_explanations_name_a_recent_item_never_the_item_itself(serving):
         all("because" in s.to_wire() for s in answer if s.because)
         and "because" not in answer[0].__class__("x", 1.0).to_wire()
     )
+    assert {s.source for s in answer} == {"towers"}  # a version without item neighbours
     cold = serving.recommend(None, 5, explain=True)  # no history: no reason to give
-    assert all(s.because is None for s in cold)
+    assert all(s.because is None and s.source == "popularity" for s in cold)
 
 
 def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
@@ -200,5 +201,8 @@ def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
     catalog = to_tensors(encode_items(ITEMS, SMALL))
     judged = ranked_lists(model, encoded, catalog, ITEMS, torch.device("cpu"), 10, neighbours, (0.0, 0.5))
     assert served == judged[0.5]["0"] and served != judged[0.0]["0"]
+    # Each item's source is the part of its blended score that leads: here both.
+    sources = [s.source for s in serving.recommend(user, 10, explain=True)]
+    assert set(sources) == {"towers", "neighbours"}
     serving.sync([Item(i.item_id, i.title, i.category, price=i.price, in_stock=False) for i in ITEMS])
     assert serving.recommend(user, 10) == []  # nothing in stock: an empty answer, not an error

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.assignor import balanced_owners
+from streams.assignor import CopartitionedAssignor, Owner, advertised, balanced_owners
 
 
 @given(
@@ -27,3 +29,12 @@ def test_partitions_stay_with_their_owner_when_a_member_joins():
     after = balanced_owners(list(range(8)), {**held, "c": []})
     moved = [p for p in range(8) if before[p] != after[p]]
     assert len(moved) == 2  # only what the newcomer needs (8 // 3 rounded down)
+
+
+def test_a_member_advertises_its_url_in_either_engines_metadata():
+    batch = CopartitionedAssignor("http://w1:8001", "sig1").metadata(["clicks"]).user_data
+    assert advertised(batch) == Owner("http://w1:8001", "sig1")
+    faust = json.dumps({"url": "http://w2:8002/sig2", "assignment": {}, "changelog_distribution": {}}).encode()
+    assert advertised(faust) == Owner("http://w2:8002", "sig2")
+    for stranger in (b"", b"\xc1 not json", b"[1]", b'{"url": 7}', b'{"other": "x"}'):
+        assert advertised(stranger) is None
