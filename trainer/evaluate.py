@@ -5,6 +5,7 @@ manifest and `evaluate` report is what `streamrec bench quality` measures."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -174,12 +175,23 @@ def choose_blend(
     k: int = 20,
 ) -> tuple[float, dict[float, float]]:
     """The neighbours' weight with the best recall@k on `holdout` (the
-    validation users; never the test ones), and recall@k at every weight tried."""
+    validation users; never the test ones), and recall@k at every weight
+    tried: the grid, then halfway to the best one's neighbours in it."""
     catalog = to_tensors(encode_items(items, config), device)
     encoded = encode_holdout(holdout, items, config, affinity_half_life_s)
-    lists = ranked_lists(model, encoded, catalog, items, device, k, neighbours, BLEND_WEIGHTS)
-    recalls = {w: _judge_rankings(holdout, lists[w], items, (k,)).recall[k] for w in BLEND_WEIGHTS}
-    return max(recalls, key=lambda w: (recalls[w], -w)), recalls
+
+    def recalls_at(weights: tuple[float, ...]) -> dict[float, float]:
+        lists = ranked_lists(model, encoded, catalog, items, device, k, neighbours, weights)
+        return {w: _judge_rankings(holdout, lists[w], items, (k,)).recall[k] for w in weights}
+
+    def best(recalls: dict[float, float]) -> float:
+        return max(recalls, key=lambda w: (recalls[w], -w))
+
+    recalls = recalls_at(BLEND_WEIGHTS)
+    at = BLEND_WEIGHTS.index(best(recalls))
+    around = BLEND_WEIGHTS[max(0, at - 1) : at + 2]
+    recalls |= recalls_at(tuple((a + b) / 2 for a, b in itertools.pairwise(around)))
+    return best(recalls), recalls
 
 
 def judge_popularity(
