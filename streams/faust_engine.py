@@ -35,7 +35,7 @@ from streams.agents import Outcome
 from streams.assignor import Owner
 from streams.metrics import WorkerMetrics
 from streams.state import StreamEngine, WorkerState
-from streams.tables import ChangelogTable
+from streams.tables import ChangelogTable, flush
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +150,7 @@ class FaustAgents(WorkerState):
         its changelog and acknowledged. A failed write fails the commit and
         crashes the app, so the group redelivers those events."""
 
-        async def flush(writer) -> None:
-            users, items = self.users.take(), self.items.take()  # the same events in both
-            try:
-                await self.users.write(writer, users)
-                await self.items.write(writer, items)
-            except BaseException:
-                self.users.mark_again(users)
-                self.items.mark_again(items)
-                raise
-
-        faust_compat.commit_after(self.app.consumer, flush)
+        faust_compat.commit_after(self.app.consumer, lambda writer: flush(writer, self.users, self.items))
 
     def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
         by_partition: dict[tuple[str, int], list] = {}

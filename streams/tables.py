@@ -22,6 +22,7 @@ from foundation.kafka import KafkaConnection, read_to_end, reader
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
+Taken = dict[int, list[tuple[str, bytes | None]]]  # a table's changed rows by partition, encoded (None: tombstone)
 
 
 class ChangelogTable(Generic[V]):
@@ -66,25 +67,9 @@ class ChangelogTable(Generic[V]):
         dirty.add(key)
         return True
 
-    async def flush(self, producer: AIOKafkaProducer) -> int:
-        """Write every changed key to the changelog and wait for the acks.
-
-        The changed rows are taken first: rows changed while this awaits the
-        broker are marked for the next flush, never forgotten. If any write
-        fails, every taken key is marked again, so the next flush writes it
-        before its worker commits offsets past it.
-        """
-        taken = self.take()
-        try:
-            return await self.write(producer, taken)
-        except BaseException:
-            self.mark_again(taken)
-            raise
-
-    def take(self) -> dict[int, list[tuple[str, bytes | None]]]:
-        """Every changed key's row, encoded now (None: a deleted key's tombstone):
-        a snapshot, taken without yielding, so that two tables taken together
-        hold the same events (a row folded later goes in the next snapshot)."""
+    def take(self) -> Taken:
+        """Every changed key's row, encoded now (None: a deleted key's tombstone),
+        taken without yielding (`Snapshot.take` takes several tables so)."""
         dirty, self._dirty = self._dirty, {}
         to_wire, taken = self._to_wire, {}
         for partition, keys in dirty.items():
@@ -94,13 +79,13 @@ class ChangelogTable(Generic[V]):
             taken[partition] = [(key, None if (row := rows.get(key)) is None else encode(to_wire(row))) for key in keys]
         return taken
 
-    def mark_again(self, taken: dict[int, list[tuple[str, bytes | None]]]) -> None:
+    def mark_again(self, taken: Taken) -> None:
         """A snapshot that was not written: its keys go in the next one."""
         for partition, rows in taken.items():
             if partition in self._rows:
                 self._dirty.setdefault(partition, set()).update(key for key, _ in rows)
 
-    async def write(self, producer: AIOKafkaProducer, taken: dict[int, list[tuple[str, bytes | None]]]) -> int:
+    async def write(self, producer: AIOKafkaProducer, taken: Taken) -> int:
         """Send a snapshot (`take`) to the changelog and wait for the acks."""
         sends = []
         for partition, rows in taken.items():
@@ -161,6 +146,36 @@ class ChangelogTable(Generic[V]):
         for partition, rows in self._rows.items():
             for key, value in rows.items():
                 yield partition, key, value
+
+
+class Snapshot:
+    """Several tables' changed rows, taken at one instant of the fold: an event
+    is in all of them or in none (item rows taken after the user rows' awaited
+    writes once held events the user rows did not). Rows changed while a
+    snapshot is written go in the next one; a snapshot not written is marked
+    again, so the next one writes its keys before any offset passes them."""
+
+    def __init__(self, *tables: ChangelogTable):
+        self._taken = [(table, table.take()) for table in tables]
+
+    async def write(self, producer: AIOKafkaProducer) -> int:
+        """Send every table's rows and wait for the acks; the records written."""
+        return sum([await table.write(producer, taken) for table, taken in self._taken])
+
+    def mark_again(self) -> None:
+        for table, taken in self._taken:
+            table.mark_again(taken)
+
+
+async def flush(producer: AIOKafkaProducer, *tables: ChangelogTable) -> int:
+    """Write every row the tables changed, together, and wait for the acks;
+    on failure their keys stay marked for the next flush."""
+    snapshot = Snapshot(*tables)
+    try:
+        return await snapshot.write(producer)
+    except BaseException:
+        snapshot.mark_again()
+        raise
 
 
 async def read_changelog(kafka: KafkaConnection, topic: str, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:

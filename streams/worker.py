@@ -33,7 +33,6 @@ import gc
 import logging
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
@@ -48,17 +47,11 @@ from streams.agents import Outcome
 from streams.assignor import CopartitionedAssignor, Owner
 from streams.metrics import WorkerMetrics
 from streams.state import StreamEngine
+from streams.tables import Snapshot
 
 log = logging.getLogger(__name__)
 
 SESSION_TIMEOUT_S = 6.0  # the group's session: a member silent this long is given no partitions
-
-
-class Rows(NamedTuple):
-    """Both tables' changed rows, taken together for one commit."""
-
-    users: dict[int, list[tuple[str, bytes | None]]]
-    items: dict[int, list[tuple[str, bytes | None]]]
 
 
 class StreamWorker(StreamEngine):
@@ -207,12 +200,10 @@ class StreamWorker(StreamEngine):
         assert self._producer is not None and self._consumer is not None
         async with self._commit_lock:
             # Offsets, outcome and both tables' rows at one instant of the fold (no
-            # await between): an event is in all of them or in none. (Item rows
-            # taken after the user rows' awaited writes once held events the user
-            # rows did not; a crash then counted those again in item statistics.)
+            # await between): an event is in all of them or in none.
             offsets, self._offsets = self._offsets, {}
             outcome, self._outcome = self._outcome, Outcome()
-            rows = Rows(self.users.take(), self.items.take())
+            rows = Snapshot(self.users, self.items)
             try:
                 if self._transactions is not None:
                     committed = await self._in_a_transaction(outcome, rows, offsets)
@@ -225,8 +216,7 @@ class StreamWorker(StreamEngine):
                 # whose effects were not written.
                 self._offsets = {**offsets, **self._offsets}
                 self._outcome = outcome.absorb(self._outcome)
-                self.users.mark_again(rows.users)
-                self.items.mark_again(rows.items)
+                rows.mark_again()
                 raise
             if offsets and self._transactions is None:
                 try:
@@ -244,7 +234,7 @@ class StreamWorker(StreamEngine):
             # Refcounting still frees every replaced row.
             gc.freeze()
 
-    async def _write(self, producer: AIOKafkaProducer, outcome: Outcome, rows: Rows) -> None:
+    async def _write(self, producer: AIOKafkaProducer, outcome: Outcome, rows: Snapshot) -> None:
         """Send a commit's records and wait for every acknowledgement."""
         keep_payload = self.settings.deadletter_payload
         sends = [
@@ -261,11 +251,10 @@ class StreamWorker(StreamEngine):
             for user_id in outcome.forgotten
         ]
         sends += [await producer.send(r.topic, r.value, key=r.key) for r in outcome.reroutes]
-        await self.users.write(producer, rows.users)
-        await self.items.write(producer, rows.items)
+        await rows.write(producer)
         await asyncio.gather(*sends)
 
-    async def _in_a_transaction(self, outcome: Outcome, rows: Rows, offsets: dict[TopicPartition, int]) -> bool:
+    async def _in_a_transaction(self, outcome: Outcome, rows: Snapshot, offsets: dict[TopicPartition, int]) -> bool:
         """The commit as one transaction. One that outlived the group's session
         (the process was stopped, the machine froze), or that the broker aborted
         meanwhile (its timeout fences the producer), is not committed: the group
@@ -294,7 +283,7 @@ class StreamWorker(StreamEngine):
         return False
 
     async def _write_with_offsets(
-        self, producer: AIOKafkaProducer, outcome: Outcome, rows: Rows, offsets: dict[TopicPartition, int]
+        self, producer: AIOKafkaProducer, outcome: Outcome, rows: Snapshot, offsets: dict[TopicPartition, int]
     ) -> None:
         await self._write(producer, outcome, rows)
         if offsets:
