@@ -43,7 +43,7 @@ REASONS_KEPT = 50  # distinct dead-letter reasons counted; the rest count as "ot
 LATENCIES_KEPT = 20_000  # recent publish latencies, for p50/p99
 WORKERS_ASKED = 64  # at most this many workers' /status, each within WORKER_TIMEOUT_S
 WORKER_TIMEOUT_S = 2.0
-PUBLISHER_FIELDS = ("model_version", "backlog_users", "published", "without_model", "errors", "p50_ms", "p99_ms")
+PUBLISHER_COUNTS = ("backlog_users", "published", "without_model", "errors", "p50_ms", "p99_ms")
 
 Advertised = tuple[str, str]  # a worker's URL and its signature
 WorkerFinder = Callable[[AIOKafkaAdminClient, str], Awaitable[list[Advertised]]]  # (admin, group) -> members
@@ -214,7 +214,7 @@ class Pulse:
             return {
                 "url": url, "ready": bool(status.get("ready")), "lag": int(status.get("lag") or 0),
                 "partitions": [int(p) for p in status.get("partitions", [])][:1024],
-                "publisher": {name: publisher.get(name) for name in PUBLISHER_FIELDS} if publisher else None,
+                "publisher": _publisher_view(publisher) if publisher else None,
                 "peers": [(str(u), str(s)) for u, s in status.get("peers", [])][:WORKERS_ASKED],
             }  # fmt: skip
         except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
@@ -227,6 +227,16 @@ class Pulse:
             "lag_by_partition": self.lag_by_partition,
             "dead_letters_by_reason": dict(self.dead_letters.reasons.most_common()),
             "workers": self.workers,
-            "publisher_backlog": sum(int(p["backlog_users"] or 0) for p in answering) if answering else None,
-            "publisher_errors": sum(int(p["errors"] or 0) for p in answering) if answering else None,
+            "publisher_backlog": sum(p["backlog_users"] or 0 for p in answering) if answering else None,
+            "publisher_errors": sum(p["errors"] or 0 for p in answering) if answering else None,
         }
+
+
+def _publisher_view(publisher: dict) -> dict:
+    """A worker's publisher as the page shows it: numbers or None, a short version name."""
+    version = publisher.get("model_version")
+    counts = {name: publisher.get(name) for name in PUBLISHER_COUNTS}
+    return {
+        "model_version": None if version is None else str(version)[:64],
+        **{name: v if isinstance(v, int | float) and not isinstance(v, bool) else None for name, v in counts.items()},
+    }

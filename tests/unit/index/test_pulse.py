@@ -1,0 +1,56 @@
+"""The console's workers table: who is asked, who is trusted, what is kept of a hostile answer."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import httpx
+from pydantic import SecretStr
+
+from foundation.http import Access
+from foundation.settings import Settings
+from foundation.topics import Topics
+from index import pulse as pulse_module
+from index.pulse import Pulse
+
+PUBLISHER = {"model_version": "v1", "backlog_users": 3, "published": 10, "without_model": 0, "errors": 1,
+             "p50_ms": 2.0, "p99_ms": 9.5}  # fmt: skip
+ANSWERS = {
+    "w1": {"ready": True, "lag": 4, "partitions": [0, 1], "publisher": PUBLISHER, "peers": [["http://w2:3", ""]]},
+    "w2": {"ready": True, "lag": 0, "partitions": [2], "peers": "not a list of pairs",
+           "publisher": {"model_version": "x" * 10_000, "backlog_users": "abc", "errors": True}},
+}  # fmt: skip
+
+
+def _answer(request: httpx.Request) -> httpx.Response:
+    host = request.url.host
+    if host not in ANSWERS:
+        raise httpx.ConnectError("refused", request=request)
+    return httpx.Response(200, json=ANSWERS[host])
+
+
+def test_workers_are_found_through_the_group_and_their_peers_and_hostile_answers_are_bounded(monkeypatch):
+    monkeypatch.setattr(
+        pulse_module.httpx, "AsyncClient",
+        functools.partial(httpx.AsyncClient, transport=httpx.MockTransport(_answer)),
+    )  # fmt: skip
+
+    async def members(admin, group: str) -> list[tuple[str, str]]:
+        return [("http://w1:1", ""), ("http://w9:9/elsewhere", "")]
+
+    access = Access(SecretStr(""), SecretStr(""))
+    pulse = Pulse(None, Topics.from_settings(Settings()), None, access, members, ("http://local:2", ""))
+    pulse.workers = asyncio.run(pulse._workers(admin=None))
+    by_url = {w["url"]: w for w in pulse.workers}
+
+    assert set(by_url) == {"http://w1:1", "http://w9:9/elsewhere", "http://w2:3"}  # the silent local one left out
+    assert by_url["http://w1:1"]["publisher"] == PUBLISHER and "peers" not in by_url["http://w1:1"]
+    assert by_url["http://w9:9/elsewhere"]["error"] == "advertised a URL this server does not trust"
+    assert "no status" in by_url["http://w2:3"]["error"]  # peers that are not pairs: the answer is refused
+    assert pulse.overview()["publisher_backlog"] == 3 and pulse.overview()["publisher_errors"] == 1
+
+
+def test_a_publisher_answer_keeps_only_numbers_and_a_short_version():
+    view = pulse_module._publisher_view(ANSWERS["w2"]["publisher"])
+    assert len(view["model_version"]) == 64 and view["backlog_users"] is None and view["errors"] is None
