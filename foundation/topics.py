@@ -13,6 +13,8 @@ from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SERVING_RETENTION_HOURS = 24.0  # a stopped server's heartbeats are gone within this
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -24,6 +26,7 @@ class Topics:
     deadletter: str
     recommendations: str
     model_updates: str
+    serving: str  # each API server's heartbeat: the version it serves (the console's servers table)
     control: str
     user_features_changelog: str
     item_stats_changelog: str
@@ -40,6 +43,7 @@ class Topics:
             deadletter=t("shop.deadletter"),
             recommendations=t("recs.recommendations"),
             model_updates=t("recs.model-updates"),
+            serving=t("recs.serving"),
             control=t("recs.control"),
             user_features_changelog=t(f"{settings.app_id}-user-features-changelog"),
             item_stats_changelog=t(f"{settings.app_id}-item-stats-changelog"),
@@ -96,6 +100,13 @@ def topic_specs(settings: Settings, replication: Replication = Replication(1, 1)
         # Compacted too: a forgotten user's tombstone removes their older answers.
         NewTopic(topics.recommendations, n, rf, topic_configs={**events, "cleanup.policy": "compact,delete"}),
         NewTopic(topics.model_updates, 1, rf, topic_configs=common),
+        # Heartbeats: compacted to the newest per server.
+        NewTopic(
+            topics.serving,
+            1,
+            rf,
+            topic_configs={**common, "cleanup.policy": "compact,delete", **_retention(SERVING_RETENTION_HOURS)},
+        ),
         NewTopic(topics.control, n, rf, topic_configs=events),
         NewTopic(topics.user_features_changelog, n, rf, topic_configs=compacted),
         NewTopic(topics.item_stats_changelog, n, rf, topic_configs=compacted),

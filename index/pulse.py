@@ -5,7 +5,9 @@ events counted (the item-statistics replica it already follows), the
 recommendations published (their `latency_ms`, read from the topic's end),
 dead letters by reason (their `reason` header), the worker group's lag per
 partition (committed offsets against the ends, asked of the cluster) and each
-worker's own `/status` (its publisher's backlog, errors and served version).
+worker's own `/status` (its publisher's backlog, errors and served version),
+and every server's heartbeat on `recs.serving` (the version it serves; this
+server writes its own there).
 Workers are found through the group's members (Apache Kafka describes what
 each advertised; tansu does not) and through the peers the workers already
 asked name, starting from this host's own worker URL. Every SAMPLE_S a point
@@ -28,9 +30,9 @@ import numpy as np
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from foundation.codec import decode
+from foundation.codec import decode, encode
 from foundation.http import API_KEY_HEADER, Access
-from foundation.kafka import FollowedTopic, KafkaConnection, admin_client, partitions_of, reader
+from foundation.kafka import FollowedTopic, KafkaConnection, admin_client, partitions_of, reader, start_producer
 from foundation.topics import Topics
 from index.live import ItemStatsReplica
 
@@ -43,6 +45,8 @@ REASONS_KEPT = 50  # distinct dead-letter reasons counted; the rest count as "ot
 LATENCIES_KEPT = 20_000  # recent publish latencies, for p50/p99
 WORKERS_ASKED = 64  # at most this many workers' /status, each within WORKER_TIMEOUT_S
 WORKER_TIMEOUT_S = 2.0
+SERVERS_KEPT = 256  # distinct servers remembered from recs.serving; the rest are not shown
+SERVER_SILENT_S = 3 * LAG_EVERY_S  # a server not heard of for this long is not listed
 PUBLISHER_COUNTS = ("backlog_users", "published", "without_model", "errors", "p50_ms", "p99_ms")
 
 Advertised = tuple[str, str]  # a worker's URL and its signature
@@ -112,6 +116,34 @@ class DeadLetterTap(FollowedTopic):
         self.reasons[reason] += 1
 
 
+class ServingTap(FollowedTopic):
+    """Servers' heartbeats on `recs.serving`: the newest version each serves.
+    Anyone who can write the topic can write one: only a short name and the
+    time are kept, of at most SERVERS_KEPT servers."""
+
+    def __init__(self, topic: str):
+        super().__init__(topic)
+        self.servers: dict[str, tuple[str | None, float]] = {}  # server -> (version, wall clock)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        with contextlib.suppress(Exception):  # a record that is not a heartbeat is ignored
+            server = key.decode()[:200]
+            if value is None:
+                self.servers.pop(server, None)
+                return
+            beat = decode(value)
+            version, ts = beat["version"], float(beat["ts"])
+            if server in self.servers or len(self.servers) < SERVERS_KEPT:
+                self.servers[server] = (None if version is None else str(version)[:64], ts)
+
+    def heard(self, now: float) -> list[dict]:
+        return [
+            {"server": server, "version": version, "seen_s_ago": round(max(0.0, now - ts), 1)}
+            for server, (version, ts) in sorted(self.servers.items())
+            if now - ts <= SERVER_SILENT_S
+        ]
+
+
 @dataclass
 class Pulse:
     """The sampler: start it with the server, read `overview()` from a request."""
@@ -122,6 +154,8 @@ class Pulse:
     access: Access
     find_workers: WorkerFinder | None = None
     local_worker: Advertised | None = None  # asked first; left out of the table when it does not answer
+    server: str = ""  # this server's name in its heartbeats
+    serving: Callable[[], str | None] = lambda: None  # the version this server serves now
     points: deque[Point] = field(default_factory=lambda: deque(maxlen=int(KEPT_S / SAMPLE_S)))
     lag_by_partition: dict[str, int] = field(default_factory=dict)
     workers: list[dict] = field(default_factory=list)
@@ -129,10 +163,12 @@ class Pulse:
     def __post_init__(self) -> None:
         self.recommendations = RecommendationsTap(self.topics.recommendations)
         self.dead_letters = DeadLetterTap(self.topics.deadletter)
+        self.servers = ServingTap(self.topics.serving)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(self.recommendations.start(self.kafka), self.dead_letters.start(self.kafka))
-        admin, ends = admin_client(self.kafka), reader(self.kafka)
+        taps = (self.recommendations, self.dead_letters, self.servers)
+        await asyncio.gather(*(tap.start(self.kafka) for tap in taps))
+        admin, ends, beats = admin_client(self.kafka), reader(self.kafka), await start_producer(self.kafka)
         await admin.start()
         await ends.start()
         last = (time.monotonic(), self.item_stats.events_counted(), self.recommendations.published)
@@ -141,17 +177,19 @@ class Pulse:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), SAMPLE_S)
-                await self.recommendations.poll()
-                await self.dead_letters.poll()
+                for tap in taps:
+                    await tap.poll()
                 if time.monotonic() >= lag_due:
                     lag_due = time.monotonic() + LAG_EVERY_S
+                    with contextlib.suppress(Exception):  # a heartbeat missed is sent again next time
+                        await self._beat(beats)
                     with contextlib.suppress(Exception):  # a cluster that does not answer leaves the last lag
                         self.lag_by_partition = await self._lag(admin, ends)
                     with contextlib.suppress(Exception):  # nor the last workers
                         self.workers = await self._workers(admin)
                 last = self._sample(last)
         finally:
-            await asyncio.gather(self.recommendations.stop(), self.dead_letters.stop(), admin.close(), ends.stop())
+            await asyncio.gather(*(tap.stop() for tap in taps), admin.close(), ends.stop(), beats.stop())
 
     def _sample(self, last: tuple[float, int, int]) -> tuple[float, int, int]:
         now, events, published = time.monotonic(), self.item_stats.events_counted(), self.recommendations.published
@@ -177,6 +215,10 @@ class Pulse:
             f"{tp.topic}[{tp.partition}]": ends[tp] - max(0, committed[tp].offset if tp in committed else 0)
             for tp in sorted(ends)
         }
+
+    async def _beat(self, producer) -> None:
+        beat = {"version": self.serving(), "ts": time.time()}
+        await producer.send_and_wait(self.topics.serving, encode(beat), key=self.server.encode())
 
     async def _workers(self, admin) -> list[dict]:
         """Each worker's /status: the group's members and this host's worker,
@@ -227,6 +269,7 @@ class Pulse:
             "lag_by_partition": self.lag_by_partition,
             "dead_letters_by_reason": dict(self.dead_letters.reasons.most_common()),
             "workers": self.workers,
+            "servers": self.servers.heard(time.time()),
             "publisher_backlog": sum(p["backlog_users"] or 0 for p in answering) if answering else None,
             "publisher_errors": sum(p["errors"] or 0 for p in answering) if answering else None,
         }

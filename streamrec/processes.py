@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from foundation.catalog import CatalogView
@@ -138,7 +139,9 @@ async def run_server(
     metrics = ApiMetrics(live)
     access = Access.from_settings(settings)
     local_worker = (settings.worker_url, access.sign(settings.worker_url))
-    pulse = Pulse(kafka, Topics.from_settings(settings), live.item_stats, access, group_workers, local_worker)
+    server = f"{socket.gethostname()}:{settings.api_port}"  # a pod's name in Kubernetes: one per replica
+    pulse = Pulse(kafka, Topics.from_settings(settings), live.item_stats, access, group_workers, local_worker,
+                  server, lambda: live.version)  # fmt: skip
     api = create_api(live, metrics)
     add_console(api, live, pulse, functools.partial(rollback_and_announce, settings, kafka))
     tasks = {

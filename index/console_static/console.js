@@ -82,6 +82,7 @@ async function overview() {
   fill($("#lag-table"), Object.entries(view.lag_by_partition || {}), ([partition, lag]) => [partition, lag], "not known yet");
   fill($("#dead-table"), Object.entries(view.dead_letters_by_reason || {}), ([reason, n]) => [reason, n]);
   fill($("#workers-table"), view.workers || [], workerRow, "none found yet");
+  fill($("#servers-table"), view.servers || [], (s) => [s.server, s.version || "none yet", `${fixed(s.seen_s_ago, 0)} s ago`], "none heard from yet");
 }
 
 const served = (publisher) => (publisher ? publisher.model_version || "live popularity" : "not publishing");
@@ -110,6 +111,8 @@ async function models() {
   const [view, live] = await Promise.all([json("/console/api/models"), json("/console/api/overview")]);
   const versions = new Set((live.workers || []).filter((w) => !w.error).map((w) => served(w.publisher)));
   $("#worker-versions").textContent = [...versions].join(", ") || "none found";
+  const byServer = new Set((live.servers || []).map((s) => s.version || "none yet"));
+  $("#server-versions").textContent = [...byServer].join(", ") || "none heard from";
   $("#serving-version").textContent = view.serving || "none";
   $("#current-version").textContent = view.current || "none";
   fill($("#versions"), view.versions, (v) => [

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -152,6 +153,13 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             assert (await page.text_content("#publish-errors")) == "0" and (
                 await page.text_content("#backlog")
             ).isdigit()
+            # The servers table: this server's heartbeat on recs.serving, with the version it serves.
+            await page.wait_for_function(
+                "([server, version]) => { const cells = [...document.querySelectorAll('#servers-table tbody td')]"
+                ".map(c => c.textContent); return cells[0] === server && cells[1] === version; }",
+                arg=[f"{socket.gethostname()}:{settings.api_port}", store.current()],
+                timeout=30_000,
+            )
             await page.wait_for_timeout(6000)  # a few more points in the charts
             await page.screenshot(path=shots / "overview.png")
 

@@ -8,11 +8,12 @@ import functools
 import httpx
 from pydantic import SecretStr
 
+from foundation.codec import encode
 from foundation.http import Access
 from foundation.settings import Settings
 from foundation.topics import Topics
 from index import pulse as pulse_module
-from index.pulse import Pulse
+from index.pulse import Pulse, ServingTap
 
 PUBLISHER = {"model_version": "v1", "backlog_users": 3, "published": 10, "without_model": 0, "errors": 1,
              "p50_ms": 2.0, "p99_ms": 9.5}  # fmt: skip
@@ -54,3 +55,25 @@ def test_workers_are_found_through_the_group_and_their_peers_and_hostile_answers
 def test_a_publisher_answer_keeps_only_numbers_and_a_short_version():
     view = pulse_module._publisher_view(ANSWERS["w2"]["publisher"])
     assert len(view["model_version"]) == 64 and view["backlog_users"] is None and view["errors"] is None
+
+
+def test_server_heartbeats_keep_the_newest_version_of_a_bounded_number_of_servers(monkeypatch):
+    monkeypatch.setattr(pulse_module, "SERVERS_KEPT", 3)
+    tap = ServingTap("recs.serving")
+    now = 1_000.0
+    tap.apply(b"api-0:8000", encode({"version": "v1", "ts": now - 5}))
+    tap.apply(b"api-0:8000", encode({"version": "v2", "ts": now - 1}))  # the newest wins
+    tap.apply(b"api-1:8000", encode({"version": "x" * 500, "ts": now}))
+    tap.apply(b"gone:8000", encode({"version": "v1", "ts": now - 3600}))  # silent for an hour: not listed
+    tap.apply(b"one-too-many:8000", encode({"version": "v1", "ts": now}))
+    for hostile in (b"\xc1", encode({"version": "v1"}), encode([1, 2]), encode({"version": "v", "ts": "soon"})):
+        tap.apply(b"api-2:8000", hostile)
+    tap.apply(None, encode({"version": "v1", "ts": now}))
+    heard = tap.heard(now)
+    assert [(s["server"], s["version"][:2], s["seen_s_ago"]) for s in heard] == [
+        ("api-0:8000", "v2", 1.0),
+        ("api-1:8000", "xx", 0.0),
+    ]
+    assert len(heard[1]["version"]) == 64
+    tap.apply(b"api-1:8000", None)  # a tombstone forgets it
+    assert [s["server"] for s in tap.heard(now)] == ["api-0:8000"]
