@@ -206,13 +206,14 @@ class Pulse:
 
     async def _lag(self, admin, consumer) -> dict[str, int]:
         """Records not yet processed by the worker group, per event partition
-        (the partitions named: tansu drops a connection asking for all)."""
+        (the partitions named: tansu drops a connection asking for all; never
+        below 0: tansu answers an end a batch short)."""
         inputs = [self.topics.clicks, self.topics.purchases]
         tps = [TopicPartition(t, p) for t, ps in (await partitions_of(self.kafka, inputs)).items() for p in ps]
         committed = await admin.list_consumer_group_offsets(self.topics.worker_group, partitions=tps)
         ends = await consumer.end_offsets(tps) if tps else {}
         return {
-            f"{tp.topic}[{tp.partition}]": ends[tp] - max(0, committed[tp].offset if tp in committed else 0)
+            f"{tp.topic}[{tp.partition}]": max(0, ends[tp] - max(0, committed[tp].offset if tp in committed else 0))
             for tp in sorted(ends)
         }
 

@@ -161,7 +161,7 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
                 timeout=30_000,
             )
             await page.wait_for_timeout(6000)  # a few more points in the charts
-            await page.screenshot(path=shots / "overview.png")
+            await page.screenshot(path=shots / "overview.png", full_page=True)
 
             # Playground: the page's answer is the API's.
             user = next(u for u in (f"u{n}" for n in range(SHOP.users)) if live.features.get(u) is not None)
