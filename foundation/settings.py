@@ -262,7 +262,7 @@ class Settings(BaseSettings):
     )
     index_threads: int = Field(0, ge=0, description="FAISS threads; 0: FAISS's default (all cores).")
     index_batch_size: int = Field(
-        64,
+        256,
         ge=1,
         le=4096,
         description="Queries searched together by the real-time publisher (and timed so by the tuner).",
