@@ -80,21 +80,20 @@ def create_worker_api(worker: WorkerState, publisher_view: Callable[[], dict | N
         sent = await send_forget(worker.producer, worker.topics, pseudonym, user_id)
         return {"user_id": user_id, "status": "requested", "partition": sent.partition, "offset": sent.offset}
 
+    def health() -> dict:
+        return {"ready": worker.status.ready, "partitions": sorted(worker.users.partitions), "lag": worker.lag()}
+
     @api.get("/healthz", summary="200 once partitions are assigned and their state restored")
     async def healthz() -> JSONResponse:
-        ready = worker.status.ready
-        return JSONResponse(
-            {"ready": ready, "partitions": sorted(worker.users.partitions), "lag": worker.lag()},
-            status_code=200 if ready else 503,
-        )
+        answer = health()
+        return JSONResponse(answer, status_code=200 if answer["ready"] else 503)
 
     @api.get(
         "/status", summary="This worker's partitions, lag and publisher (the console's view)", dependencies=readers
     )
     async def status() -> dict:
         return {
-            "url": settings.worker_url, "engine": settings.engine, "ready": worker.status.ready,
-            "partitions": sorted(worker.users.partitions), "lag": worker.lag(), "publisher": publisher_view(),
+            "url": settings.worker_url, "engine": settings.engine, **health(), "publisher": publisher_view(),
             "peers": sorted({tuple(owner) for owner in worker.owners.values()}),  # the group as assigned
         }  # fmt: skip
 
