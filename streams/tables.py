@@ -69,7 +69,7 @@ class ChangelogTable(Generic[V]):
 
     def take(self) -> Taken:
         """Every changed key's row, encoded now (None: a deleted key's tombstone),
-        taken without yielding (`Snapshot.take` takes several tables so)."""
+        taken without yielding (`Snapshot` takes several tables so, at one instant)."""
         dirty, self._dirty = self._dirty, {}
         to_wire, taken = self._to_wire, {}
         for partition, keys in dirty.items():
