@@ -45,6 +45,7 @@ REASONS_KEPT = 50  # distinct dead-letter reasons counted; the rest count as "ot
 LATENCIES_KEPT = 20_000  # recent publish latencies, for p50/p99
 WORKERS_ASKED = 64  # at most this many workers' /status, each within WORKER_TIMEOUT_S
 WORKER_TIMEOUT_S = 2.0
+VERSION_CHARS = 64  # a version name as another process reported it, cut to this
 SERVERS_KEPT = 256  # distinct servers remembered from recs.serving; the rest are not shown
 SERVER_SILENT_S = 3 * LAG_EVERY_S  # a server not heard of for this long is not listed
 PUBLISHER_COUNTS = ("backlog_users", "published", "without_model", "errors", "p50_ms", "p99_ms")
@@ -134,7 +135,7 @@ class ServingTap(FollowedTopic):
             beat = decode(value)
             version, ts = beat["version"], float(beat["ts"])
             if server in self.servers or len(self.servers) < SERVERS_KEPT:
-                self.servers[server] = (None if version is None else str(version)[:64], ts)
+                self.servers[server] = (_version_name(version), ts)
 
     def heard(self, now: float) -> list[dict]:
         return [
@@ -281,6 +282,10 @@ def _publisher_view(publisher: dict) -> dict:
     version = publisher.get("model_version")
     counts = {name: publisher.get(name) for name in PUBLISHER_COUNTS}
     return {
-        "model_version": None if version is None else str(version)[:64],
+        "model_version": _version_name(version),
         **{name: v if isinstance(v, int | float) and not isinstance(v, bool) else None for name, v in counts.items()},
     }
+
+
+def _version_name(version: object) -> str | None:
+    return None if version is None else str(version)[:VERSION_CHARS]
