@@ -18,12 +18,15 @@ from rich.table import Table
 from foundation.settings import Settings
 from streamrec.broker import kafka_connection
 from streamrec.cli.common import (
+    ApacheKafka,
     JsonLine,
     LogFile,
     add_measurements,
+    broker_name,
     console,
     figure,
     measurement_table,
+    run_broker,
     show_result,
     training_progress,
     with_log_options,
@@ -216,13 +219,14 @@ def bench_freshness(
     rate: Annotated[float, typer.Option(help="Events per second in the paced phase.")] = 1000.0,
     seconds: Annotated[float, typer.Option(help="Length of the paced phase.")] = 30.0,
     burst: Annotated[int, typer.Option(help="Events sent at once to measure publishes/s.")] = 50_000,
+    apache_kafka: ApacheKafka = False,
     as_json: JsonLine = False,
 ) -> None:
     """Event-to-published-recommendation latency at a steady rate, and publishes/s under a burst."""
     from streamrec.bench.freshness import bench_freshness as run_bench
 
     settings = Settings()
-    with kafka_connection(settings) as kafka:
+    with run_broker(settings, apache_kafka, settings.data_dir / "bench" / "kafka") as kafka:
         result = asyncio.run(
             run_bench(
                 settings,
@@ -235,7 +239,7 @@ def bench_freshness(
                 on_status=console.print,
             )
         )
-    show_result(result, as_json)
+    show_result({**result, "broker": broker_name(settings, apache_kafka)}, as_json)
 
 
 @bench_app.command("http")

@@ -4,12 +4,14 @@ the benchmarks' JSON line and the interaction log's column options."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
 import logging
+import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
@@ -19,7 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
+from streamrec.broker import kafka_connection
 
 console = Console(stderr=True)
 log = logging.getLogger("streamrec")
@@ -86,6 +90,35 @@ def load_version(settings: Settings, version: str | None) -> Any:
 # --- benchmarks' output -------------------------------------------------------------
 
 JsonLine = Annotated[bool, typer.Option("--json", help="End with one JSON line.")]  # every benchmark's flag
+ApacheKafka = Annotated[
+    bool,
+    typer.Option(
+        "--apache-kafka",
+        help="On a one-node Apache Kafka instead of the embedded tansu (needs java and mvn; jars fetched once).",
+    ),
+]
+
+
+def broker_name(settings: Settings, apache_kafka: bool) -> str:
+    """Which broker `run_broker` runs on, for a benchmark's figures."""
+    return "apache-kafka" if apache_kafka else "configured" if settings.kafka_bootstrap else "tansu"
+
+
+@contextlib.contextmanager
+def run_broker(settings: Settings, apache_kafka: bool, workdir: Path) -> Iterator[KafkaConnection]:
+    """The configured or embedded broker, or a one-node Apache Kafka in
+    `workdir`, emptied first: each run's cluster starts empty, as tansu does."""
+    if not apache_kafka:
+        with kafka_connection(settings) as kafka:
+            yield kafka
+        return
+    from streamrec.apache_kafka import KafkaCluster
+    from streamrec.broker import free_ports
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    console.print(f"starting a one-node Apache Kafka (logs in {workdir}) ...")
+    with KafkaCluster(1, free_ports(2), workdir=workdir) as cluster:
+        yield KafkaConnection(cluster.bootstrap)
 
 
 def figure(value: Any) -> str:

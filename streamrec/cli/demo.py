@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
-from streamrec.broker import kafka_connection
-from streamrec.cli.common import console, parse_duration, run_until_signal
-
-
-@contextlib.contextmanager
-def demo_broker(settings: Settings, apache_kafka: bool) -> Iterator[KafkaConnection]:
-    """The configured or embedded broker, or a one-node Apache Kafka in DATA_DIR/demo/kafka."""
-    if not apache_kafka:
-        with kafka_connection(settings) as kafka:
-            yield kafka
-        return
-    from streamrec.apache_kafka import KafkaCluster
-    from streamrec.broker import free_ports
-
-    workdir = settings.data_dir / "demo" / "kafka"
-    shutil.rmtree(workdir, ignore_errors=True)  # each demo's cluster starts empty, as the embedded one does
-    console.print(f"starting a one-node Apache Kafka (logs in {workdir}) ...")
-    with KafkaCluster(1, free_ports(2), workdir=workdir) as cluster:
-        yield KafkaConnection(cluster.bootstrap)
+from streamrec.cli.common import console, parse_duration, run_broker, run_until_signal
 
 
 def demo(
@@ -53,7 +31,7 @@ def demo(
 
     parse_duration(train_every)
     settings = Settings()
-    with demo_broker(settings, apache_kafka) as kafka:
+    with run_broker(settings, apache_kafka, settings.data_dir / "demo" / "kafka") as kafka:
         milestones = run_until_signal(
             lambda stop: run_demo(
                 settings,
