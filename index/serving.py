@@ -231,9 +231,9 @@ class ServingIndex:
     ) -> list[list[ScoredItem]]:
         """Top-k for each user, searched together (the publisher's batches).
 
-        One search over the allowed rows asks for k plus the most items any of
-        the users excludes (purchases are bounded), then each user's own
-        exclusions are dropped: k is kept without a per-user bitmap. With
+        Each user's search over the allowed rows asks for k plus the items
+        that user excludes (purchases are bounded), then the exclusions are
+        dropped: k is kept without a per-user bitmap. With
         `diversity` (default: the configured one) more candidates are searched
         and each category is capped (`diversify`); `explain` adds `because` and
         `source`."""
@@ -248,9 +248,8 @@ class ServingIndex:
             return answers
         excluded = [self._excluded(users[n]) for n in warm]
         depth = k * DIVERSE_CANDIDATES if diversity > 0 else k
-        wanted = depth + max(len(e) for e in excluded)
         vectors = self.user_vectors([users[n] for n in warm], now)
-        scores, rows = self.index.search(vectors, wanted, self._allow)
+        scores, rows = self._search_deep_enough(vectors, depth, [len(skip) for skip in excluded])
         led_by_votes = None
         if self._moments is not None:
             scores, rows, led_by_votes = self._blend(warm, users, vectors, scores, rows)
@@ -261,6 +260,22 @@ class ServingIndex:
                 answer = self.explain(users[n], answer, self._sources(answer, rows[i], led))
             answers[n] = answer
         return answers
+
+    def _search_deep_enough(self, vectors: np.ndarray, depth: int, skipped: list[int]) -> tuple[list, list]:
+        """Each query's top `depth` rows plus as many as its user skips, rounded
+        up to a power of two; queries of the same depth are searched together.
+        One heavy buyer in a batch no longer deepens every user's search (an
+        HNSW search costs about as much as its k, past efSearch), and a user's
+        answer does not depend on who shares the batch."""
+        extra = np.asarray(skipped)
+        depths = depth + np.where(extra > 0, 1 << np.ceil(np.log2(np.maximum(extra, 1))).astype(int), 0)
+        scores, rows = [None] * len(skipped), [None] * len(skipped)
+        for searched in np.unique(depths):
+            members = np.flatnonzero(depths == searched)
+            found_scores, found_rows = self.index.search(vectors[members], int(searched), self._allow)
+            for j, n in enumerate(members):
+                scores[n], rows[n] = found_scores[j], found_rows[j]
+        return scores, rows
 
     def _sources(self, answer: list[ScoredItem], rows: np.ndarray, led_by_votes: np.ndarray) -> dict[str, str]:
         """Which source ranked each answered item: the item neighbours' votes or the towers."""

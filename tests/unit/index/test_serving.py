@@ -64,6 +64,19 @@ def test_purchased_and_out_of_stock_items_never_appear_and_k_is_kept(serving):
     assert not similar & set(gone) and "i1" not in similar
 
 
+def test_a_heavy_buyer_in_a_batch_leaves_the_others_search_as_deep_as_their_own(serving):
+    light, heavy = _user(["i1", "i2"]), _user(["i5"], purchases=[f"i{n}" for n in range(100, 140)])
+    depths = []
+    search = serving.index.search
+    serving.index.search = lambda queries, k, allow=None: depths.append((len(queries), k)) or search(queries, k, allow)
+    together = serving.recommend_many([light, heavy, light], 10, now=2000.0)
+    assert sorted(depths) == [(1, 10 + 64), (2, 10)]  # 40 purchases, rounded up to a power of two
+    alone = [serving.recommend(user, 10, now=2000.0) for user in (light, heavy, light)]
+    assert [[s.item_id for s in answer] for answer in together] == [[s.item_id for s in answer] for answer in alone]
+    assert len(together[1]) == 10
+    assert not {s.item_id for s in together[1]} & set(heavy.purchased)
+
+
 def test_a_new_catalog_item_is_served_at_once_without_retraining(serving):
     new = Item("brand-new", "purple lamp deluxe", "c1", price=30.0)
     assert serving.sync([new]) == 1
