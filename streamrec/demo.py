@@ -43,6 +43,11 @@ FIVE_MINUTES_S = 300.0
 # broker`); fewer, larger batches slow that growth down (the worker fetches
 # each new batch and each fetch lists them all: about the square of the factor).
 EMBEDDED_LINGER_MS = 200
+# For the same reason the demo's topics have this many partitions on the
+# embedded tansu (unless STREAMREC_PARTITIONS says otherwise): its one worker
+# needs no more, and every partition adds its own growing list to each round
+# of fetches.
+EMBEDDED_PARTITIONS = 2
 DRIFT_WINDOW_MIN = 10  # minutes compared at the start and the end of a run, for latency drift
 # The demo's trainer, unless the environment says otherwise: a few epochs over
 # the newest events, so a version arrives within a couple of minutes, on one
@@ -181,7 +186,8 @@ async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Eve
                    duration: float | None, train_every: str, console: Console,
                    linger_ms: int = 10) -> Milestones:  # fmt: skip
     log_dir = settings.data_dir / "demo"
-    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir)}
+    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir),
+           "STREAMREC_PARTITIONS": str(settings.partitions)}  # fmt: skip
     children = [
         # 10k events (20 s at the default rate) make a first model better than popularity.
         Child(

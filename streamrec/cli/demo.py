@@ -27,10 +27,13 @@ def demo(
     ] = False,
 ) -> None:
     """Everything on one machine: broker, worker, trainer, API server and simulated traffic, with a dashboard."""
-    from streamrec.demo import EMBEDDED_LINGER_MS, FIVE_MINUTES_S, run_demo, write_report
+    from streamrec.demo import EMBEDDED_LINGER_MS, EMBEDDED_PARTITIONS, FIVE_MINUTES_S, run_demo, write_report
 
     parse_duration(train_every)
     settings = Settings()
+    embedded = not (apache_kafka or settings.kafka_bootstrap)
+    if embedded and "partitions" not in settings.model_fields_set:
+        settings = settings.derive(partitions=EMBEDDED_PARTITIONS)
     with run_broker(settings, apache_kafka, settings.data_dir / "demo" / "kafka") as kafka:
         milestones = run_until_signal(
             lambda stop: run_demo(
@@ -41,7 +44,7 @@ def demo(
                 duration=duration,
                 train_every=train_every,
                 console=Console(),
-                linger_ms=10 if apache_kafka or settings.kafka_bootstrap else EMBEDDED_LINGER_MS,
+                linger_ms=EMBEDDED_LINGER_MS if embedded else 10,
             )
         )
     if duration is not None:
