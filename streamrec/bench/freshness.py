@@ -48,6 +48,19 @@ async def send_paced(
     return sent
 
 
+def machine_baseline_ms() -> float:
+    """A fixed single-core Python workload (a million dict writes and reads),
+    best of three: this machine's speed, to read the other figures against
+    (machines of the same kind differ 3-4x)."""
+    times = []
+    for _ in range(3):
+        started, table = time.perf_counter(), {}
+        for n in range(1_000_000):
+            table[n & 4095] = table.get(n & 4095, 0) + n
+        times.append(time.perf_counter() - started)
+    return round(min(times) * 1000, 1)
+
+
 def random_click(rng: np.random.Generator, users: int, items: int, n: int) -> Event:
     return Event(
         f"f{n}-{uuid.uuid4().hex[:8]}", "click", f"u{rng.integers(users)}", f"i{rng.integers(items)}", time.time()
@@ -114,7 +127,7 @@ async def bench_freshness(
             stop.set()
             await running
     return {
-        "benchmark": "freshness",
+        "benchmark": "freshness", "machine_baseline_ms": machine_baseline_ms(),
         "users": users, "items": items, "index": settings.index_kind, "model_version": version,
         "rate_events_per_s": rate, "seconds": seconds, "events_sent": sent, "published": paced_published,
         "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
