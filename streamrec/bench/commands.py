@@ -186,9 +186,8 @@ def bench_broker(
 ) -> None:
     """Fetch time as a partition's log grows: the embedded tansu beside Apache Kafka."""
     from foundation.kafka import KafkaConnection
-    from streamrec.apache_kafka import KafkaCluster, fetch_jars
     from streamrec.bench.broker import fetch_times
-    from streamrec.broker import EmbeddedBroker, free_port, free_ports
+    from streamrec.broker import EmbeddedBroker, free_port
 
     counts = tuple(sorted({int(step) for step in steps.split(",") if step.strip()}))
     settings = Settings()
@@ -198,8 +197,7 @@ def bench_broker(
         brokers["tansu"] = asyncio.run(fetch_times(KafkaConnection(tansu.bootstrap), counts, console.print))
     if apache_kafka:
         console.print("Apache Kafka (one node):")
-        with KafkaCluster(1, free_ports(2), jars=fetch_jars()) as cluster:
-            kafka = KafkaConnection(cluster.bootstrap)
+        with run_broker(settings, True, settings.data_dir / "bench" / "kafka") as kafka:
             brokers["apache-kafka"] = asyncio.run(fetch_times(kafka, counts, console.print))
     table = Table("batches in the partition", *(f"{name} fetch ms" for name in brokers))
     for n, batches in enumerate(counts):
