@@ -11,9 +11,9 @@ publish per user per `publish_interval_s` (a user clicking in a burst gets one
 publish now and one, on the newest state, when the interval ends), and
 answers users in batches of `index_batch_size`: one user-tower pass, and
 one index search per search depth in the batch. The index is the worker's
-own LiveModel, hot-swapped on `recs.model-updates`; features come from the worker's tables (wired in
-`streamrec.processes`), so a recommendation always sees the event that
-triggered it.
+own LiveModel, hot-swapped on `recs.model-updates`; features come from the
+worker's tables (wired in `streamrec.processes`), so a recommendation always
+sees the event that triggered it.
 
 Everything runs on the worker's event loop, between its batches: the index
 is never searched while catalog changes are added to it.
