@@ -47,7 +47,7 @@ EMBEDDED_LINGER_MS = 200
 # embedded tansu (unless STREAMREC_PARTITIONS says otherwise): its one worker
 # needs no more, and every partition adds its own growing list to each round
 # of fetches.
-EMBEDDED_PARTITIONS = 2
+EMBEDDED_PARTITIONS = 1
 DRIFT_WINDOW_MIN = 10  # minutes compared at the start and the end of a run, for latency drift
 # The demo's trainer, unless the environment says otherwise: a few epochs over
 # the newest events, so a version arrives within a couple of minutes, on one
