@@ -23,7 +23,7 @@ from rich.table import Table
 
 from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
-from streamrec.broker import kafka_connection
+from streamrec.broker import free_ports, kafka_connection
 
 console = Console(stderr=True)
 log = logging.getLogger("streamrec")
@@ -113,7 +113,6 @@ def run_broker(settings: Settings, apache_kafka: bool, workdir: Path) -> Iterato
             yield kafka
         return
     from streamrec.apache_kafka import KafkaCluster
-    from streamrec.broker import free_ports
 
     shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"starting a one-node Apache Kafka (logs in {workdir}) ...")

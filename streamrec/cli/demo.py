@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from foundation.settings import Settings
-from streamrec.cli.common import console, parse_duration, run_broker, run_until_signal
+from streamrec.cli.common import broker_name, console, parse_duration, run_broker, run_until_signal
 
 
 def demo(
@@ -31,7 +31,7 @@ def demo(
 
     parse_duration(train_every)
     settings = Settings()
-    embedded = not (apache_kafka or settings.kafka_bootstrap)
+    embedded = broker_name(settings, apache_kafka) == "tansu"
     if embedded and "partitions" not in settings.model_fields_set:
         settings = settings.derive(partitions=EMBEDDED_PARTITIONS)
     with run_broker(settings, apache_kafka, settings.data_dir / "demo" / "kafka") as kafka:
