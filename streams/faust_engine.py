@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import faust
 from aiokafka import TopicPartition
@@ -335,7 +335,7 @@ class FaustWorker(FaustAgents, StreamEngine):
                 # A timed commit under way may predate the last acks, and commit() would only wait for it.
                 await self.app.consumer.maybe_wait_for_commit_to_finish()
                 await self.app.consumer.commit()
-            await self.app.stop()
+            await _within(self.app.stop(), "the Faust app's stop")
         finally:
             await self._leave()
 
@@ -353,3 +353,12 @@ class FaustWorker(FaustAgents, StreamEngine):
         await self.catalog.stop()
         if self._producer is not None:
             await self._producer.stop()
+
+
+async def _within(step: Awaitable[None], what: str) -> None:
+    """A shutdown step bounded: after a crash Faust's stop can wait forever on
+    a service that is gone, and a worker that cannot stop cannot be restarted."""
+    try:
+        await asyncio.wait_for(step, CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("%s took over %.0f s: leaving without it", what, CLOSE_TIMEOUT_S)
