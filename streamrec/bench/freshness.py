@@ -3,7 +3,8 @@ how many recommendations a worker publishes per second when pushed.
 
 One worker with its publisher, a model version over the catalog (a random
 two-tower of the configured size: latency does not depend on what it learned)
-and the configured index, on a real broker. Phase one sends clicks at a fixed
+and the configured index, on a real broker; the clicks come from a process of
+their own (`bench.traffic`), as a shop's do. Phase one sends clicks at a fixed
 rate from random users and reports the latency each publish carries (event
 time to publish). Phase two sends a burst as fast as the producer can and
 reports publishes per second while the publisher keeps up.
@@ -16,15 +17,14 @@ import time
 import uuid
 from collections.abc import Callable
 
-import numpy as np
-
 from embeddings.encoding import ModelConfig
 from embeddings.model import TwoTower
 from embeddings.versions import publish_model
 from foundation.kafka import KafkaConnection
-from foundation.schema import Event, Item
+from foundation.schema import Item
 from foundation.settings import Settings
 from foundation.store import Manifest, ModelStore
+from streamrec.bench.traffic import Traffic
 from streamrec.processes import WorkerProcess
 from streamrec.shop.producer import ShopProducer
 
@@ -33,19 +33,6 @@ def publish_untrained_version(settings: Settings, items: list[Item]) -> str:
     """A current version over `items` with the configured model size."""
     model = TwoTower(ModelConfig.from_settings(settings)).eval()
     return publish_model(ModelStore.from_settings(settings), model, items, None, Manifest(created=time.time()))
-
-
-async def send_paced(
-    producer: ShopProducer, users: int, items: int, rate: float, seconds: float, rng: np.random.Generator
-) -> int:
-    """Clicks from random users at `rate` per second, stamped when sent."""
-    tick, sent, started = 0.01, 0, time.monotonic()
-    while (elapsed := time.monotonic() - started) < seconds:
-        for _ in range(int(elapsed * rate) - sent):
-            await producer.send_event(random_click(rng, users, items, sent))
-            sent += 1
-        await asyncio.sleep(tick)
-    return sent
 
 
 def machine_baseline_ms() -> float:
@@ -61,12 +48,6 @@ def machine_baseline_ms() -> float:
     return round(min(times) * 1000, 1)
 
 
-def random_click(rng: np.random.Generator, users: int, items: int, n: int) -> Event:
-    return Event(
-        f"f{n}-{uuid.uuid4().hex[:8]}", "click", f"u{rng.integers(users)}", f"i{rng.integers(items)}", time.time()
-    )
-
-
 async def bench_freshness(
     settings: Settings, kafka: KafkaConnection, *, users: int, items: int, rate: float, seconds: float, burst: int,
     on_status: Callable[[str], None] = lambda text: None,
@@ -79,9 +60,9 @@ async def bench_freshness(
     catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]
     on_status(f"publishing a model over {items:,} items ...")
     version = publish_untrained_version(settings, catalog)
-    rng = np.random.default_rng(0)
     async with ShopProducer(kafka, settings) as producer:
         await producer.send_catalog(catalog)
+    async with Traffic(settings, kafka, users, items) as traffic:
         stop = asyncio.Event()
         process = WorkerProcess(settings, kafka)
         worker = process.worker
@@ -95,12 +76,12 @@ async def bench_freshness(
             publisher = process.publisher
             status = publisher.status
             on_status("warming up ...")
-            await send_paced(producer, users, items, rate, 3.0, rng)
+            await traffic.paced(rate, 3.0)
             await asyncio.sleep(1.0)
             status.latencies_ms.clear()
             on_status(f"{rate:,.0f} events/s for {seconds:.0f} s ...")
             published_before = status.published
-            sent = await send_paced(producer, users, items, rate, seconds, rng)
+            sent = await traffic.paced(rate, seconds)
             await asyncio.sleep(1.0)
             p50, p99 = status.percentiles()
             paced_published = status.published - published_before
@@ -108,9 +89,7 @@ async def bench_freshness(
             on_status(f"a burst of {burst:,} events ...")
             published_before, coalesced_before = status.published, status.coalesced
             started = time.monotonic()
-            for n in range(burst):
-                await producer.send_event(random_click(rng, users, items, sent + n))
-            await producer.flush()
+            await traffic.burst(burst)
             # Done when publishing started, then nothing is left to read or publish and it went quiet.
             while (
                 status.published == published_before

@@ -32,7 +32,8 @@ from foundation.kafka import KafkaConnection, read_to_end, reader
 from foundation.schema import Item
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
-from streamrec.bench.freshness import publish_untrained_version, random_click, send_paced
+from streamrec.bench.freshness import publish_untrained_version
+from streamrec.bench.traffic import send_burst, send_paced
 from streamrec.broker import free_port
 from streamrec.shop.producer import ShopProducer
 
@@ -148,7 +149,7 @@ async def run_group(
             await asyncio.sleep(2.0)  # each publisher loads its index once its partitions are restored
             on_status(f"{count} worker(s): {rate:,.0f} events/s for {seconds:.0f} s ...")
             paced_from = time.time()
-            sent = await send_paced(producer, users, items, rate, seconds, rng)
+            sent = await send_paced(producer, users, items, rate, seconds, rng, first=0)
             await producer.flush()
             await asyncio.sleep(2.0)
             paced_to = time.time()
@@ -156,9 +157,7 @@ async def run_group(
             async with CommittedOffsets(settings, kafka) as committed:
                 before = await committed.total()
                 started = time.time()
-                for n in range(burst):
-                    await producer.send_event(random_click(rng, users, items, sent + n))
-                await producer.flush()
+                await send_burst(producer, users, items, burst, rng, first=sent)
                 while await committed.total() < before + burst:
                     if time.time() - started > 600:
                         raise RuntimeError("the burst was not committed within 10 minutes")
