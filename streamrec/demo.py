@@ -43,11 +43,7 @@ FIVE_MINUTES_S = 300.0
 # broker`); fewer, larger batches slow that growth down (the worker fetches
 # each new batch and each fetch lists them all: about the square of the factor).
 EMBEDDED_LINGER_MS = 200
-# For the same reason the demo's topics have this many partitions on the
-# embedded tansu (unless STREAMREC_PARTITIONS says otherwise): its one worker
-# needs no more, and every partition adds its own growing list to each round
-# of fetches.
-EMBEDDED_PARTITIONS = 1
+# For the same reason its topics have one partition there (`cli.common.for_one_worker`).
 DRIFT_WINDOW_MIN = 10  # minutes compared at the start and the end of a run, for latency drift
 # The demo's trainer, unless the environment says otherwise: a few epochs over
 # the newest events, so a version arrives within a couple of minutes, on one

@@ -25,6 +25,7 @@ from streamrec.cli.common import (
     broker_name,
     console,
     figure,
+    for_one_worker,
     measurement_table,
     run_broker,
     show_result,
@@ -223,7 +224,7 @@ def bench_freshness(
     """Event-to-published-recommendation latency at a steady rate, and publishes/s under a burst."""
     from streamrec.bench.freshness import bench_freshness as run_bench
 
-    settings = Settings()
+    settings = for_one_worker(Settings(), apache_kafka)
     with run_broker(settings, apache_kafka, settings.data_dir / "bench" / "kafka") as kafka:
         result = asyncio.run(
             run_bench(

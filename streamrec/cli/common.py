@@ -104,6 +104,22 @@ def broker_name(settings: Settings, apache_kafka: bool) -> str:
     return "apache-kafka" if apache_kafka else "configured" if settings.kafka_bootstrap else "tansu"
 
 
+# One worker on the embedded tansu (the demo, `bench freshness`) gets topics of
+# this many partitions unless STREAMREC_PARTITIONS says otherwise: tansu's
+# memory storage lists every batch of a partition on each fetch, so each
+# partition adds its own growing list to every round of fetches (p99 98 ms
+# with 8 partitions, 22 ms with 1 in `bench freshness`), and one worker needs
+# no more.
+EMBEDDED_PARTITIONS = 1
+
+
+def for_one_worker(settings: Settings, apache_kafka: bool) -> Settings:
+    """The settings of a one-worker run: on the embedded tansu, its partitions."""
+    if broker_name(settings, apache_kafka) == "tansu" and "partitions" not in settings.model_fields_set:
+        return settings.derive(partitions=EMBEDDED_PARTITIONS)
+    return settings
+
+
 @contextlib.contextmanager
 def run_broker(settings: Settings, apache_kafka: bool, workdir: Path) -> Iterator[KafkaConnection]:
     """The configured or embedded broker, or a one-node Apache Kafka in

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from foundation.settings import Settings
-from streamrec.cli.common import broker_name, console, parse_duration, run_broker, run_until_signal
+from streamrec.cli.common import broker_name, console, for_one_worker, parse_duration, run_broker, run_until_signal
 
 
 def demo(
@@ -27,13 +27,11 @@ def demo(
     ] = False,
 ) -> None:
     """Everything on one machine: broker, worker, trainer, API server and simulated traffic, with a dashboard."""
-    from streamrec.demo import EMBEDDED_LINGER_MS, EMBEDDED_PARTITIONS, FIVE_MINUTES_S, run_demo, write_report
+    from streamrec.demo import EMBEDDED_LINGER_MS, FIVE_MINUTES_S, run_demo, write_report
 
     parse_duration(train_every)
-    settings = Settings()
+    settings = for_one_worker(Settings(), apache_kafka)
     embedded = broker_name(settings, apache_kafka) == "tansu"
-    if embedded and "partitions" not in settings.model_fields_set:
-        settings = settings.derive(partitions=EMBEDDED_PARTITIONS)
     with run_broker(settings, apache_kafka, settings.data_dir / "demo" / "kafka") as kafka:
         milestones = run_until_signal(
             lambda stop: run_demo(
