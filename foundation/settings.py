@@ -288,6 +288,13 @@ class Settings(BaseSettings):
         True, description="Workers publish fresh recommendations on recs.recommendations after each user's events."
     )
     publish_k: int = Field(10, ge=1, le=1000, description="Items per published recommendation.")
+    publisher_process: bool = Field(
+        False,
+        description=(
+            "Each worker's publisher answers (user tower, index search, sending) in a process of its own, "
+            "on another core; off: on the worker's event loop."
+        ),
+    )
     publish_interval_s: float = Field(
         0.5,
         ge=0,

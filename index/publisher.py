@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -37,7 +38,10 @@ from foundation.codec import encode
 from foundation.features import UserFeatures
 from foundation.popular import LIVE_POPULARITY, LivePopularity
 from foundation.schema import Recommendation, ScoredItem
-from index.live import LiveModel
+
+if TYPE_CHECKING:
+    from index.live import LiveModel
+    from index.publisher_process import PublisherProcess
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +95,56 @@ def export_metrics(publisher: RecommendationPublisher, registry: CollectorRegist
         Gauge(name, doc, registry=registry).set_function(read)
 
 
+@dataclass(frozen=True)
+class Due:
+    """A user to answer now: their features, and the event that changed them."""
+
+    user: UserFeatures
+    partition: int
+    event_id: str
+    event_ts: float
+
+    @property
+    def note(self) -> tuple[int, str, float]:
+        return self.partition, self.event_id, self.event_ts
+
+
+@dataclass
+class Sent:
+    """What sending one batch of answers did."""
+
+    latencies_ms: dict[str, float]  # user id -> event-to-publish latency, of each answer sent
+    sent_at: float  # monotonic
+    refused: dict[str, tuple[int, str, float]] = field(default_factory=dict)  # notes of users the broker refused
+    without_model: int = 0
+
+
+async def send_answers(
+    producer: AIOKafkaProducer, topic: str, due: list[Due], answers: list[list[ScoredItem]], version: str,
+    on_delivered: Callable[[asyncio.Future], None],
+) -> Sent:  # fmt: skip
+    """Each user's answer on `topic`, keyed by user; stops at the first the broker refuses."""
+    sent = Sent({}, time.monotonic())
+    wall = time.time()
+    for n, (one, answer) in enumerate(zip(due, answers, strict=True)):
+        user_id = one.user.user_id
+        latency_ms = max(0.0, (wall - one.event_ts) * 1000)
+        message = Recommendation(user_id, tuple(answer), version, one.event_id, wall, round(latency_ms, 3))
+        try:
+            delivery = await producer.send(topic, encode(message.to_wire()), key=user_id.encode())
+        except KafkaError as exc:
+            log.warning("the broker did not take recommendations (retrying): %s", exc)
+            sent.refused = {later.user.user_id: later.note for later in due[n:]}
+            break
+        delivery.add_done_callback(on_delivered)
+        sent.latencies_ms[user_id] = latency_ms
+    return sent
+
+
 class RecommendationPublisher:
     def __init__(
         self,
-        live: LiveModel,
+        live: LiveModel | None,
         features: Callable[[int, str], UserFeatures | None],
         producer: AIOKafkaProducer,
         topic: str,
@@ -104,8 +154,12 @@ class RecommendationPublisher:
         interval_s: float = 0.5,
         batch_size: int = 64,
         explain: bool = False,
+        process: PublisherProcess | None = None,
     ):
+        """The model's answers come from `live`, in this process, or from
+        `process`, which answers and sends them in a process of its own."""
         self.live = live
+        self.process = process
         self.features = features  # (partition, user id) -> the worker's live row
         self.producer = producer
         self.topic = topic
@@ -119,6 +173,11 @@ class RecommendationPublisher:
         self._last_publish: dict[str, float] = {}  # user -> monotonic time, within the interval only
         self._wake = asyncio.Event()
 
+    @property
+    def model_version(self) -> str | None:
+        """The version answering, None before the first model."""
+        return self.process.version if self.process is not None else self.live.version if self.live else None
+
     def note(self, touched: dict[str, tuple[int, str, float]]) -> None:
         """Users whose features just changed, with their newest event."""
         self.status.coalesced += sum(1 for user_id in touched if user_id in self._waiting)
@@ -131,7 +190,7 @@ class RecommendationPublisher:
         return len(self._waiting)
 
     def view(self) -> dict:
-        return self.status.view(self.waiting, self.live.version)
+        return self.status.view(self.waiting, self.model_version)
 
     def due(self, now: float) -> list[str]:
         """Waiting users whose last publish is at least an interval old, in the order first noted."""
@@ -143,16 +202,19 @@ class RecommendationPublisher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop`, following the catalog and model versions meanwhile."""
-        follow = asyncio.create_task(self.live.follow(stop))
+        follow = asyncio.create_task(self.process.run(stop, self.record) if self.process else self.live.follow(stop))
         try:
-            await self._publish_until(stop)
+            await self._publish_until(stop, follow)
         finally:
             follow.cancel()
             await asyncio.gather(follow, return_exceptions=True)
-            await self.live.stop()
+            if self.live is not None:
+                await self.live.stop()
 
-    async def _publish_until(self, stop: asyncio.Event) -> None:
+    async def _publish_until(self, stop: asyncio.Event, follow: asyncio.Task) -> None:
         while not stop.is_set():
+            if follow.done():
+                follow.result()  # the answering process ended: so does the worker, with its reason
             ready = self.due(time.monotonic())
             if not ready:
                 self._wake.clear()
@@ -163,41 +225,43 @@ class RecommendationPublisher:
                     pass
                 continue
             for first in range(0, len(ready), self.batch_size):
-                try:
-                    await self.publish(ready[first : first + self.batch_size])
-                except KafkaError as exc:  # the batch's users stay waiting: answered again, not lost
-                    log.warning("the broker did not take recommendations (retrying): %s", exc)
-                    await asyncio.sleep(ERROR_PAUSE_S)
+                if await self.publish(ready[first : first + self.batch_size]):
+                    await asyncio.sleep(ERROR_PAUSE_S)  # the refused users wait too
                 await asyncio.sleep(0)  # let the worker fold the next events
 
-    async def publish(self, user_ids: list[str]) -> None:
-        notes = {user_id: self._waiting.pop(user_id) for user_id in user_ids}
-        # A user whose partition just moved to another worker is that worker's to answer.
-        users = {user_id: self.features(partition, user_id) for user_id, (partition, _, _) in notes.items()}
-        held = [user_id for user_id, user in users.items() if user is not None]
-        answers, version = self._answer([users[user_id] for user_id in held])
-        sent_at, wall = time.monotonic(), time.time()
-        for n, (user_id, answer) in enumerate(zip(held, answers, strict=True)):
-            _, event_id, event_ts = notes[user_id]
-            latency_ms = max(0.0, (wall - event_ts) * 1000)
-            message = Recommendation(user_id, tuple(answer), version, event_id, wall, round(latency_ms, 3))
-            try:
-                delivery = await self.producer.send(self.topic, encode(message.to_wire()), key=user_id.encode())
-            except KafkaError:
-                self.status.errors += 1
-                self._again({user_id: notes[user_id] for user_id in held[n:]}, sent_at)
-                raise
-            delivery.add_done_callback(self._delivered)
-            self._last_publish[user_id] = sent_at
-            self.status.latencies_ms.append(latency_ms)
-            self.status.published += 1
-        self.status.last_publish = sent_at
+    async def publish(self, user_ids: list[str]) -> bool:
+        """Answer these waiting users; True when the broker refused some (they wait again)."""
+        due = []
+        for user_id in user_ids:
+            note = self._waiting.pop(user_id)
+            # A user whose partition just moved to another worker is that worker's to answer.
+            if (user := self.features(note[0], user_id)) is not None:
+                due.append(Due(user, *note))
+        if self.process is not None and self.process.version is not None:
+            now = time.monotonic()
+            self._last_publish.update((one.user.user_id, now) for one in due)
+            await self.process.publish(due)  # its report comes back to `record`
+            return False
+        answers, version = self._answer([one.user for one in due])
+        sent = await send_answers(self.producer, self.topic, due, answers, version, self._delivered)
+        sent.without_model = len(sent.latencies_ms) if version == LIVE_POPULARITY else 0
+        self.record(sent)
+        return bool(sent.refused)
 
-    def _again(self, notes: dict[str, tuple[int, str, float]], now: float) -> None:
-        """Users whose answer was refused wait one interval, unless noted again meanwhile."""
-        for user_id, note in notes.items():
+    def record(self, sent: Sent, errors: int = 0) -> None:
+        """A batch's answers sent (here or by the answering process): the
+        status, and the refused users wait one interval, unless noted again."""
+        status = self.status
+        self._last_publish.update(dict.fromkeys(sent.latencies_ms, sent.sent_at))
+        status.latencies_ms.extend(sent.latencies_ms.values())
+        status.published += len(sent.latencies_ms)
+        status.without_model += sent.without_model
+        status.errors += errors + (1 if sent.refused else 0)
+        if sent.latencies_ms:
+            status.last_publish = sent.sent_at
+        for user_id, note in sent.refused.items():
             self._waiting.setdefault(user_id, note)
-            self._last_publish[user_id] = now
+            self._last_publish[user_id] = sent.sent_at
 
     def _delivered(self, delivery: asyncio.Future) -> None:
         if not delivery.cancelled() and delivery.exception() is not None:
@@ -205,8 +269,7 @@ class RecommendationPublisher:
 
     def _answer(self, users: list[UserFeatures]) -> tuple[list[list[ScoredItem]], str]:
         """The served model's answers, or live popularity's before the first model."""
-        current = self.live.current
+        current = self.live.current if self.live is not None else None
         if current is None:
-            self.status.without_model += len(users)
             return [self.fallback.recommend(user, self.k) for user in users], LIVE_POPULARITY
         return current.recommend_many(users, self.k, explain=self.explain), current.version.version

@@ -155,7 +155,7 @@ def dashboard(
     if publisher is None or not publisher.status.published:
         table.add_row("recommendations published", "none yet")
     else:
-        by = "live popularity, until the first model" if publisher.live.current is None else "the model"
+        by = "live popularity, until the first model" if publisher.model_version is None else "the model"
         table.add_row(
             "recommendations published", f"{publisher.status.published:,} ({sample.publishes_per_s:,.0f}/s, by {by})"
         )
@@ -260,10 +260,10 @@ def _note_milestones(milestones: Milestones, sample: Sample, api_state: str, pro
     publisher = process.publisher
     if milestones.recommendation_published is None and publisher is not None and publisher.status.published:
         milestones.recommendation_published = sample.t
-    if milestones.model_recommendation is None and publisher is not None and publisher.live.current is not None:
+    if milestones.model_recommendation is None and publisher is not None and publisher.model_version is not None:
         if publisher.status.published > publisher.status.without_model:
             milestones.model_recommendation = sample.t
-    served = publisher.live.version if publisher is not None else None
+    served = publisher.model_version if publisher is not None else None
     if served is not None and served not in milestones.served_at:
         milestones.served_at[served] = time.time()
 

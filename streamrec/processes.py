@@ -48,14 +48,15 @@ class WorkerProcess:
         self.kafka = kafka
         publishing = settings.publish_recommendations
         topics = Topics.from_settings(settings)
-        self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=publishing)
+        in_process = publishing and not settings.publisher_process  # whose index takes the worker's catalog changes
+        self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=in_process)
         self.worker = stream_worker(settings, kafka, catalog=self.catalog)
         self.publisher: RecommendationPublisher | None = None  # set once its index is loaded
 
     @property
     def publishing(self) -> bool:
         """The worker's partitions are restored and its publisher serves a model."""
-        return self.worker.status.ready and self.publisher is not None and self.publisher.live.current is not None
+        return self.worker.status.ready and self.publisher is not None and self.publisher.model_version is not None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then flush, commit and leave the group cleanly."""
@@ -94,19 +95,26 @@ class WorkerProcess:
         return self.publisher.view() if self.publisher is not None else None
 
     async def _start_publisher(self) -> RecommendationPublisher:
-        from index.live import LiveModel  # torch and faiss load only when publishing
         from index.publisher import RecommendationPublisher, export_metrics
+        from index.publisher_process import PublisherProcess
 
         settings, worker = self.settings, self.worker
-        live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
-        await live.start(self.kafka)
+        live, process = None, None
+        if settings.publisher_process:
+            process = PublisherProcess(settings, self.kafka)
+            await process.start()
+        else:
+            from index.live import LiveModel  # torch and faiss load only where the answers are
+
+            live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
+            await live.start(self.kafka)
         fallback = LivePopularity(
             worker.live_popularity, self.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
         )
         publisher = RecommendationPublisher(
             live, worker.users.get, worker.producer, worker.topics.recommendations, fallback,
             k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
-            explain=settings.publish_explanations,
+            explain=settings.publish_explanations, process=process,
         )  # fmt: skip
         worker.watch_users(publisher.note)
         export_metrics(publisher, worker.metrics.registry)

@@ -148,7 +148,7 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
                 await until(
                     lambda: all(recs.for_user(u, e) for u, e in lasts.items()), 30, "every user's newest recommendation"
                 )
-                await until(lambda: process.publisher.live.version == newer.version, 30, "the swap in the worker")
+                await until(lambda: process.publisher.model_version == newer.version, 30, "the swap in the worker")
                 await producer.click("after-swap", firsts[0], ts=time.time())
                 await producer.flush()
                 await until(lambda: recs.for_user("after-swap"), 10, "a recommendation after the swap")
