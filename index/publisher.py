@@ -171,6 +171,7 @@ class RecommendationPublisher:
         self.status = PublisherStatus()
         self._waiting: dict[str, tuple[int, str, float]] = {}  # user -> newest note not yet published
         self._last_publish: dict[str, float] = {}  # user -> monotonic time, within the interval only
+        self._forgotten: list[str] = []  # users the answering process must stop answering
         self._wake = asyncio.Event()
 
     @property
@@ -178,10 +179,16 @@ class RecommendationPublisher:
         """The version answering, None before the first model."""
         return self.process.version if self.process is not None else self.live.version if self.live else None
 
-    def note(self, touched: dict[str, tuple[int, str, float]]) -> None:
-        """Users whose features just changed, with their newest event."""
+    def note(self, touched: dict[str, tuple[int, str, float]], forgotten: list[str] = ()) -> None:
+        """Users whose features just changed, with their newest event, and
+        users just forgotten: none of their answers may follow the worker's
+        tombstone, so the answering process gets to send one after its own."""
         self.status.coalesced += sum(1 for user_id in touched if user_id in self._waiting)
         self._waiting.update(touched)
+        for user_id in forgotten:
+            self._waiting.pop(user_id, None)
+        if self.process is not None:
+            self._forgotten.extend(forgotten)
         self._wake.set()
 
     @property
@@ -217,6 +224,8 @@ class RecommendationPublisher:
                 follow.result()  # the answering process ended: so does the worker, with its reason
             ready = self.due(time.monotonic())
             if not ready:
+                if self._forgotten:
+                    await self.process.publish([], self._take_forgotten())
                 self._wake.clear()
                 with_timeout = min(IDLE_WAIT_S if self._waiting else 1.0, self.interval_s or IDLE_WAIT_S)
                 try:
@@ -240,13 +249,17 @@ class RecommendationPublisher:
         if self.process is not None and self.process.version is not None:
             now = time.monotonic()
             self._last_publish.update((one.user.user_id, now) for one in due)
-            await self.process.publish(due)  # its report comes back to `record`
+            await self.process.publish(due, self._take_forgotten())  # its report comes back to `record`
             return False
         answers, version = self._answer([one.user for one in due])
         sent = await send_answers(self.producer, self.topic, due, answers, version, self._delivered)
         sent.without_model = len(sent.latencies_ms) if version == LIVE_POPULARITY else 0
         self.record(sent)
         return bool(sent.refused)
+
+    def _take_forgotten(self) -> list[str]:
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten
 
     def record(self, sent: Sent, errors: int = 0) -> None:
         """A batch's answers sent (here or by the answering process): the

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -60,11 +61,12 @@ class PublisherProcess:
             raise RuntimeError(f"the publisher process did not start within {STARTUP_TIMEOUT_S:.0f} s")
         self._take(self._receive(), lambda sent, errors: None)
 
-    async def publish(self, due: list[Due]) -> None:
-        """Hand a batch over; waits while MAX_IN_FLIGHT batches are unreported."""
+    async def publish(self, due: list[Due], forgotten: list[str]) -> None:
+        """Hand a batch over, and users whose answers must end with a
+        tombstone; waits while MAX_IN_FLIGHT batches are unreported."""
         await self._slots.acquire()
         batch = [(one.user.to_wire(), one.partition, one.event_id, one.event_ts) for one in due]
-        await asyncio.to_thread(self._pipe.send_bytes, msgpack.packb(batch))
+        await asyncio.to_thread(self._pipe.send_bytes, msgpack.packb({"due": batch, "forget": forgotten}))
 
     async def run(self, stop: asyncio.Event, record: Callable[[Sent, int], None]) -> None:
         """Take the process's reports into `record` until `stop`, then stop it;
@@ -140,12 +142,15 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
     report()
     try:
         while batches := await _waiting_batches(pipe):
-            due = [Due(UserFeatures.from_wire(wire), *note) for batch in batches for wire, *note in batch]
+            due = [Due(UserFeatures.from_wire(wire), *note) for batch in batches for wire, *note in batch["due"]]
             answered.extend(one.user for one in due)
-            current = live.current  # the worker sends batches only once a version is served
-            answers = current.recommend_many([one.user for one in due], settings.publish_k,
-                                             explain=settings.publish_explanations)  # fmt: skip
-            sent = await send_answers(producer, topic, due, answers, current.version.version, delivered)
+            sent = Sent({}, time.monotonic())
+            if due and (current := live.current) is not None:  # the worker sends users once a version is served
+                answers = current.recommend_many([one.user for one in due], settings.publish_k,
+                                                 explain=settings.publish_explanations)  # fmt: skip
+                sent = await send_answers(producer, topic, due, answers, current.version.version, delivered)
+            for user_id in (user_id for batch in batches for user_id in batch["forget"]):
+                (await producer.send(topic, None, key=user_id.encode())).add_done_callback(delivered)
             errors, lost[0] = lost[0], 0
             report(sent=sent.latencies_ms, at=sent.sent_at, refused=sent.refused, errors=errors, batches=len(batches))
             if sent.refused:
@@ -157,7 +162,7 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
         await producer.stop()
 
 
-async def _waiting_batches(pipe: Connection) -> list[list]:
+async def _waiting_batches(pipe: Connection) -> list[dict[str, list]]:
     """The next batch and those queued behind it (at most MAX_IN_FLIGHT),
     answered together: one tower pass and one search for more users costs
     less per user. Empty when the worker said it is done."""

@@ -112,6 +112,7 @@ class Agents:
         # user id -> (partition, event id, event ts) of the user's latest event,
         # for the real-time publisher to drain; None when nothing publishes.
         self.touched: dict[str, tuple[int, str, float]] | None = None
+        self.forgotten: list[str] = []  # users forgotten since the last hand-over, while `touched` is kept
 
     def on_events(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
         """Clicks and purchases: user features and item statistics.
@@ -206,6 +207,7 @@ class Agents:
                 self.users.delete(partition, user_id)
                 if self.touched is not None:
                     self.touched.pop(user_id, None)
+                    self.forgotten.append(user_id)
                 outcome.forgotten.append(user_id)
 
 

@@ -83,7 +83,7 @@ class WorkerState(ABC):
         self._producer: AIOKafkaProducer | None = None
         self._ready: set[int] = set()
         # Called after each batch with the users it changed (the real-time publisher).
-        self.on_touched: Callable[[dict[str, tuple[int, str, float]]], None] | None = None
+        self.on_touched: Callable[[dict[str, tuple[int, str, float]], list[str]], None] | None = None
 
     # --- what the group tells: each runner answers from its own consumer -------
 
@@ -101,15 +101,16 @@ class WorkerState(ABC):
 
     # --- shared by the engines --------------------------------------------------
 
-    def watch_users(self, on_touched: Callable[[dict[str, tuple[int, str, float]]], None]) -> None:
-        """After each batch, `on_touched({user id: (partition, event id, event ts)})`."""
+    def watch_users(self, on_touched: Callable[[dict[str, tuple[int, str, float]], list[str]], None]) -> None:
+        """After each batch, `on_touched({user id: (partition, event id, event ts)}, [forgotten user id])`."""
         self.agents.touched = {}
         self.on_touched = on_touched
 
     def _hand_over_touched(self) -> None:
-        if self.on_touched is not None and self.agents.touched:
-            touched, self.agents.touched = self.agents.touched, {}
-            self.on_touched(touched)
+        agents = self.agents
+        if self.on_touched is not None and (agents.touched or agents.forgotten):
+            touched, forgotten, agents.touched, agents.forgotten = agents.touched, agents.forgotten, {}, []
+            self.on_touched(touched, forgotten)
 
     @property
     def producer(self) -> AIOKafkaProducer:

@@ -10,6 +10,7 @@ import logging
 import time
 
 import httpx
+import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -89,8 +90,11 @@ def _latest(records: list, key: str) -> list:
     return [record.value for record in records if record.key == key.encode()]
 
 
-def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings):
-    settings = _private(settings, worker_metrics_port=free_port(), api_metrics_port=free_port())
+@pytest.mark.parametrize("publisher_process", [False, True], ids=["answers-in-the-worker", "answers-in-a-process"])
+def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, publisher_process):
+    settings = _private(
+        settings, worker_metrics_port=free_port(), api_metrics_port=free_port(), publisher_process=publisher_process
+    )
     topics = Topics.from_settings(settings)
     _, items = publish_trained_version(ModelStore.from_settings(settings), SHOP, events=4000, epochs=2)
     item_ids = [item.item_id for item in items]

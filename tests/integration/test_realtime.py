@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 from aiokafka import TopicPartition
 from typer.testing import CliRunner
 
@@ -72,8 +73,11 @@ def _share(item_ids: list[str], category: str, category_of: dict[str, str]) -> f
     return sum(category_of[i] == category for i in item_ids) / max(1, len(item_ids))
 
 
-def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings):
-    settings = settings.derive(api_port=free_port(), publish_interval_s=0.1, index_kind="flat")
+@pytest.mark.parametrize("publisher_process", [False, True], ids=["answers-in-the-worker", "answers-in-a-process"])
+def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, publisher_process):
+    settings = settings.derive(
+        api_port=free_port(), publish_interval_s=0.1, index_kind="flat", publisher_process=publisher_process
+    )
     store = ModelStore.from_settings(settings)
     version, items = publish_trained_version(store, SHOP)
     category_of = {i.item_id: i.category for i in items}

@@ -151,3 +151,11 @@ async def _publish_due(publisher: RecommendationPublisher, now: float) -> bool:
         return await publisher.publish(publisher.due(now))
     finally:
         await asyncio.sleep(0)  # delivery callbacks run
+
+
+def test_a_forgotten_user_waits_no_more():
+    publisher, producer = _publisher(FakeLive())
+    publisher.note({"u1": (0, "e1", 1.0), "u2": (0, "e2", 1.0)})
+    publisher.note({}, ["u1"])
+    asyncio.run(_publish_due(publisher, time.monotonic()))
+    assert [key for _, _, key in producer.sent] == [b"u2"] and publisher.waiting == 0
