@@ -16,7 +16,9 @@ worker's tables (wired in `streamrec.processes`), so a recommendation always
 sees the event that triggered it.
 
 Everything runs on the worker's event loop, between its batches: the index
-is never searched while catalog changes are added to it.
+is never searched while catalog changes are added to it. Or, with
+`STREAMREC_PUBLISHER_PROCESS`, the model's answers are computed and sent by
+a process of its own (`index.publisher_process`); the rest stays here.
 """
 
 from __future__ import annotations
