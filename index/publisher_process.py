@@ -65,6 +65,8 @@ class PublisherProcess:
         """Hand a batch over, and users whose answers must end with a
         tombstone; waits while MAX_IN_FLIGHT batches are unreported."""
         await self._slots.acquire()
+        if not self._process.is_alive():  # `run` raises why; the publisher ends on it
+            raise RuntimeError(f"the publisher process ended (exit code {self._process.exitcode})")
         batch = [(one.user.to_wire(), one.partition, one.event_id, one.event_ts) for one in due]
         await asyncio.to_thread(self._pipe.send_bytes, msgpack.packb({"due": batch, "forget": forgotten}))
 
@@ -86,6 +88,8 @@ class PublisherProcess:
         finally:
             loop.remove_reader(self._pipe.fileno())
             await self._stop()
+            for _ in range(MAX_IN_FLIGHT):  # a publish waiting for a report that will never come
+                self._slots.release()
 
     def _receive(self) -> dict[str, Any]:
         try:

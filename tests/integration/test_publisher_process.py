@@ -1,0 +1,100 @@
+"""The publisher's answering process (`STREAMREC_PUBLISHER_PROCESS`) under
+hard faults: killed, it ends its worker with the reason; its worker killed,
+it goes too (no orphan answering with stale features)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from foundation.store import ModelStore
+from streamrec.processes import WorkerProcess
+from streamrec.shop.producer import ShopProducer
+from streamrec.shop.simulate import Shop, ShopConfig
+from tests.conftest import free_port
+from tests.integration.helpers import until
+from tests.versions import publish_random_version
+
+SHOP = ShopConfig(users=50, items=100, categories=4, seed=2, new_item_every=0)
+
+
+def _answering(worker_pid: int) -> list[int]:
+    """The worker's answering process: its live child started by multiprocessing's spawn."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            spawned = b"spawn_main" in (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == worker_pid and fields[0] != "Z" and spawned:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_answering_process_ends_its_worker_with_the_reason(kafka, settings):
+    settings = settings.derive(publisher_process=True, index_kind="flat")
+    items = Shop(SHOP).catalog()
+    publish_random_version(ModelStore.from_settings(settings), items, seed=1)
+
+    async def scenario() -> None:
+        async with ShopProducer(kafka, settings) as producer:
+            await producer.send_catalog(items)
+        process, stop = WorkerProcess(settings, kafka), asyncio.Event()
+        running = asyncio.create_task(process.run(stop))
+        try:
+            await until(lambda: process.publishing or running.done(), 60, "the answering process's index")
+            answering = _answering(os.getpid())
+            assert answering, "no answering process"
+            for pid in answering:
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(RuntimeError, match="the publisher process ended"):
+                await asyncio.wait_for(running, 30)
+        finally:
+            stop.set()
+            await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_a_killed_worker_takes_its_answering_process_with_it(kafka, settings):
+    env = {
+        **os.environ,
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMREC_APP_ID": settings.app_id,
+        "STREAMREC_DATA_DIR": str(settings.data_dir),
+        "STREAMREC_PARTITIONS": str(settings.partitions),
+        "STREAMREC_WORKER_PORT": str(free_port()),
+        "STREAMREC_PUBLISHER_PROCESS": "true",
+    }
+    worker = subprocess.Popen([sys.executable, "-m", "streamrec.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (answering := _answering(worker.pid)):
+            assert worker.poll() is None and time.monotonic() < deadline, "the worker started no answering process"
+            time.sleep(0.2)
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in answering):
+            assert time.monotonic() < deadline, "the answering process outlived its worker by 30 s"
+            time.sleep(0.2)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
