@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import socket
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,8 @@ class WorkerProcess:
 
     Worker and publisher share one catalog view (the worker reads the catalog
     topic, the publisher's index takes the changes) and the publisher reads
-    features straight from the worker's tables. Watchers (the demo, the
+    features straight from the worker's tables. With `publisher_process` the
+    answers come from a process of their own, which follows the catalog itself. Watchers (the demo, the
     freshness benchmark, tests) read `worker` and `publisher` while it runs.
     """
 
@@ -119,6 +121,18 @@ class WorkerProcess:
         worker.watch_users(publisher.note)
         export_metrics(publisher, worker.metrics.registry)
         return publisher
+
+
+def worker_env(settings: Settings, kafka: KafkaConnection) -> dict[str, str]:
+    """The environment of a `streamrec worker` child in the same group, topics and store."""
+    return {
+        **os.environ,
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMREC_APP_ID": settings.app_id,
+        "STREAMREC_DATA_DIR": str(settings.data_dir),
+        "STREAMREC_PARTITIONS": str(settings.partitions),
+    }
 
 
 async def run_worker(settings: Settings, kafka: KafkaConnection, stop: asyncio.Event) -> WorkerProcess:

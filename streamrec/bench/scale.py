@@ -35,6 +35,7 @@ from foundation.topics import Topics, ensure_topics
 from streamrec.bench.freshness import publish_untrained_version
 from streamrec.bench.traffic import send_burst, send_paced
 from streamrec.broker import free_port
+from streamrec.processes import worker_env
 from streamrec.shop.producer import ShopProducer
 
 
@@ -51,14 +52,7 @@ class GroupRun:
 
 def _start_workers(settings: Settings, kafka: KafkaConnection, count: int) -> tuple[list[subprocess.Popen], list[int]]:
     ports = [free_port() for _ in range(count)]
-    env = {
-        **os.environ,
-        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
-        "STREAMREC_APP_ID": settings.app_id,
-        "STREAMREC_DATA_DIR": str(settings.data_dir),
-        "STREAMREC_PARTITIONS": str(settings.partitions),
-    }
+    env = worker_env(settings, kafka)
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "streamrec.cli", "worker", "--port", str(port)],

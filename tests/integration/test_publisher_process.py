@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from foundation.store import ModelStore
-from streamrec.processes import WorkerProcess
+from streamrec.processes import WorkerProcess, worker_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.conftest import free_port
@@ -72,16 +72,8 @@ def test_a_killed_answering_process_ends_its_worker_with_the_reason(kafka, setti
 
 
 def test_a_killed_worker_takes_its_answering_process_with_it(kafka, settings):
-    env = {
-        **os.environ,
-        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
-        "STREAMREC_APP_ID": settings.app_id,
-        "STREAMREC_DATA_DIR": str(settings.data_dir),
-        "STREAMREC_PARTITIONS": str(settings.partitions),
-        "STREAMREC_WORKER_PORT": str(free_port()),
-        "STREAMREC_PUBLISHER_PROCESS": "true",
-    }
+    env = {**worker_env(settings, kafka), "STREAMREC_WORKER_PORT": str(free_port())}
+    env["STREAMREC_PUBLISHER_PROCESS"] = "true"
     worker = subprocess.Popen([sys.executable, "-m", "streamrec.cli", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:

@@ -57,7 +57,9 @@ class FakeProducer:
         return done
 
 
-def _publisher(live: FakeLive, held: set[str] | None = None, **options) -> tuple[RecommendationPublisher, FakeProducer]:
+def _publisher(
+    live: FakeLive | None, held: set[str] | None = None, **options
+) -> tuple[RecommendationPublisher, FakeProducer]:
     """A publisher whose worker holds every user in `held` (all, by default)."""
     producer = FakeProducer()
 
@@ -159,3 +161,24 @@ def test_a_forgotten_user_waits_no_more():
     publisher.note({}, ["u1"])
     asyncio.run(_publish_due(publisher, time.monotonic()))
     assert [key for _, _, key in producer.sent] == [b"u2"] and publisher.waiting == 0
+
+
+class FakeProcess:
+    """An answering process that serves v1 and keeps what it was handed."""
+
+    version = "v1"
+
+    def __init__(self):
+        self.handed: list[tuple[list[str], list[str]]] = []
+
+    async def publish(self, due, forgotten: list[str]) -> None:
+        self.handed.append(([one.user.user_id for one in due], forgotten))
+
+
+def test_with_an_answering_process_the_due_and_the_forgotten_are_handed_over_together():
+    process = FakeProcess()
+    publisher, producer = _publisher(None, process=process)
+    publisher.note({"u1": (0, "e1", 1.0), "u2": (0, "e2", 1.0)})
+    publisher.note({}, ["u1"])  # its tombstone must follow whatever the process already answered
+    assert asyncio.run(_publish_due(publisher, time.monotonic())) is False
+    assert process.handed == [(["u2"], ["u1"])] and producer.sent == [] and publisher.model_version == "v1"
