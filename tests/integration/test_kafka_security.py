@@ -25,6 +25,7 @@ from foundation.topics import Topics
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.apache_kafka_security import ADMIN, ClusterSecurity, make_authority
 from streamrec.broker import free_ports
+from streamrec.processes import worker_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.conftest import _brokers, free_port
@@ -67,11 +68,7 @@ def _grant(cluster: KafkaCluster, settings) -> None:
 
 def _environment(cluster: KafkaCluster, settings, user: str) -> dict[str, str]:
     return {
-        "STREAMREC_KAFKA_BOOTSTRAP": cluster.bootstrap,
-        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
-        "STREAMREC_APP_ID": settings.app_id,
-        "STREAMREC_PARTITIONS": str(settings.partitions),
-        "STREAMREC_DATA_DIR": str(settings.data_dir),
+        **worker_env(settings, KafkaConnection(cluster.bootstrap)),
         **cluster.security.settings_environment(user),
         **SMALL_MODEL,
     }

@@ -23,6 +23,7 @@ from foundation.features import ItemStats
 from foundation.kafka import KafkaConnection
 from foundation.topics import Topics
 from streamrec.broker import port_open
+from streamrec.processes import worker_env
 from streamrec.shop import ShopProducer
 from streams.tables import read_changelog
 from tests.conftest import free_port
@@ -118,14 +119,10 @@ def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, sett
         pytest.skip("tansu has no transactions: exactly_once is refused there (tested in test_commands)")
     port = free_port()
     env = {
-        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
-        "STREAMREC_APP_ID": settings.app_id,
-        "STREAMREC_PARTITIONS": str(settings.partitions),
+        **worker_env(settings, kafka),
         "STREAMREC_COMMIT_INTERVAL_S": "0.2",
         "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
         "STREAMREC_WORKER_PORT": str(port),
-        "STREAMREC_DATA_DIR": str(settings.data_dir),
         "STREAMREC_PROCESSING_GUARANTEE": guarantee,
     }
     users, rate = 200, 2000.0
@@ -179,13 +176,10 @@ def test_three_workers_on_eight_partitions_one_killed_one_late_every_user_exact_
     afterwards every user's features are exact and every worker answers for
     every user (forwarding to the owner)."""
     base = {
-        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
-        "STREAMREC_APP_ID": settings.app_id,
+        **worker_env(settings, kafka),
         "STREAMREC_PARTITIONS": "8",
         "STREAMREC_COMMIT_INTERVAL_S": "0.2",
         "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
-        "STREAMREC_DATA_DIR": str(settings.data_dir),
     }
     ports = [free_port() for _ in range(3)]
     settings = settings.derive(partitions=8)
