@@ -71,7 +71,7 @@ class Milestones:
     trained_model: float | None = None
     api_serving: float | None = None
     recommendation_published: float | None = None  # by live popularity when before the first model
-    first_event: float | None = None
+    first_event: float | None = None  # seen at the first commit: up to a commit interval after the fold
     model_recommendation: float | None = None  # the first one a model answered
     samples: list[Sample] = field(default_factory=list)
     latencies_by_minute: dict[int, list[float]] = field(default_factory=dict)  # every publish's, by minute of the run
@@ -328,7 +328,7 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         f"- trained model after: {_seconds(milestones.trained_model)}; versions served: {versions}",
         f"- API serving after: {_seconds(milestones.api_serving)}",
         f"- first recommendation published after: {_seconds(milestones.recommendation_published)} "
-        f"(first event after {_seconds(milestones.first_event)}; "
+        f"(first events committed after {_seconds(milestones.first_event)}; "
         f"first one by a model after {_seconds(milestones.model_recommendation)})",
         f"- all three within five minutes: {verdict}",
         f"- median events/s {summary['median_events_per_s']:,.0f}, "
