@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from foundation.kafka import KafkaConnection
 from foundation.settings import Settings
 from foundation.store import ModelStore
 from streamrec.broker import die_with_parent
-from streamrec.processes import WorkerProcess
+from streamrec.processes import WorkerProcess, child_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
 
@@ -182,8 +181,7 @@ async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Eve
                    duration: float | None, train_every: str, console: Console,
                    linger_ms: int = 10) -> Milestones:  # fmt: skip
     log_dir = settings.data_dir / "demo"
-    env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap, "STREAMREC_DATA_DIR": str(settings.data_dir),
-           "STREAMREC_PARTITIONS": str(settings.partitions)}  # fmt: skip
+    env = child_env(settings, kafka)
     children = [
         # 10k events (20 s at the default rate) make a first model better than popularity.
         Child(

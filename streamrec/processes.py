@@ -123,8 +123,9 @@ class WorkerProcess:
         return publisher
 
 
-def worker_env(settings: Settings, kafka: KafkaConnection) -> dict[str, str]:
-    """The environment of a `streamrec worker` child in the same group, topics and store."""
+def child_env(settings: Settings, kafka: KafkaConnection) -> dict[str, str]:
+    """The environment of a `streamrec` child (worker, trainer, server) on the
+    same broker, topics, group and store as `settings`."""
     return {
         **os.environ,
         "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,

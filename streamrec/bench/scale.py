@@ -35,7 +35,7 @@ from foundation.topics import Topics, ensure_topics
 from streamrec.bench.freshness import publish_untrained_version
 from streamrec.bench.traffic import send_burst, send_paced
 from streamrec.broker import free_port
-from streamrec.processes import worker_env
+from streamrec.processes import child_env
 from streamrec.shop.producer import ShopProducer
 
 
@@ -52,7 +52,7 @@ class GroupRun:
 
 def _start_workers(settings: Settings, kafka: KafkaConnection, count: int) -> tuple[list[subprocess.Popen], list[int]]:
     ports = [free_port() for _ in range(count)]
-    env = worker_env(settings, kafka)
+    env = child_env(settings, kafka)
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "streamrec.cli", "worker", "--port", str(port)],

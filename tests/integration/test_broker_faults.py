@@ -27,7 +27,7 @@ from foundation.kafka import KafkaConnection, admin_client
 from foundation.topics import Topics, ensure_topics
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.broker import free_ports, port_open
-from streamrec.processes import worker_env
+from streamrec.processes import child_env
 from tests.conftest import _brokers, free_port
 from tests.integration.helpers import RunningWorker, end_process, run_scenario, until
 from tests.integration.test_soak import _worker_process, held, produce
@@ -156,7 +156,7 @@ def test_a_worker_cut_off_and_healed_loses_and_doubles_nothing(cluster, settings
     other way."""
     kafka = KafkaConnection(cluster.bootstrap)
     env = {
-        **worker_env(settings, kafka),
+        **child_env(settings, kafka),
         "STREAMREC_COMMIT_INTERVAL_S": "0.2",
         "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
         "STREAMREC_PROCESSING_GUARANTEE": guarantee,

@@ -25,7 +25,7 @@ from foundation.topics import Topics
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.apache_kafka_security import ADMIN, ClusterSecurity, make_authority
 from streamrec.broker import free_ports
-from streamrec.processes import worker_env
+from streamrec.processes import child_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.conftest import _brokers, free_port
@@ -68,7 +68,7 @@ def _grant(cluster: KafkaCluster, settings) -> None:
 
 def _environment(cluster: KafkaCluster, settings, user: str) -> dict[str, str]:
     return {
-        **worker_env(settings, KafkaConnection(cluster.bootstrap)),
+        **child_env(settings, KafkaConnection(cluster.bootstrap)),
         **cluster.security.settings_environment(user),
         **SMALL_MODEL,
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from foundation.store import ModelStore
-from streamrec.processes import WorkerProcess, worker_env
+from streamrec.processes import WorkerProcess, child_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.conftest import free_port
@@ -72,7 +72,7 @@ def test_a_killed_answering_process_ends_its_worker_with_the_reason(kafka, setti
 
 
 def test_a_killed_worker_takes_its_answering_process_with_it(kafka, settings):
-    env = {**worker_env(settings, kafka), "STREAMREC_WORKER_PORT": str(free_port())}
+    env = {**child_env(settings, kafka), "STREAMREC_WORKER_PORT": str(free_port())}
     env["STREAMREC_PUBLISHER_PROCESS"] = "true"
     worker = subprocess.Popen([sys.executable, "-m", "streamrec.cli", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -23,7 +23,7 @@ from foundation.features import ItemStats
 from foundation.kafka import KafkaConnection
 from foundation.topics import Topics
 from streamrec.broker import port_open
-from streamrec.processes import worker_env
+from streamrec.processes import child_env
 from streamrec.shop import ShopProducer
 from streams.tables import read_changelog
 from tests.conftest import free_port
@@ -119,7 +119,7 @@ def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, sett
         pytest.skip("tansu has no transactions: exactly_once is refused there (tested in test_commands)")
     port = free_port()
     env = {
-        **worker_env(settings, kafka),
+        **child_env(settings, kafka),
         "STREAMREC_COMMIT_INTERVAL_S": "0.2",
         "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
         "STREAMREC_WORKER_PORT": str(port),
@@ -176,7 +176,7 @@ def test_three_workers_on_eight_partitions_one_killed_one_late_every_user_exact_
     afterwards every user's features are exact and every worker answers for
     every user (forwarding to the owner)."""
     base = {
-        **worker_env(settings, kafka),
+        **child_env(settings, kafka),
         "STREAMREC_PARTITIONS": "8",
         "STREAMREC_COMMIT_INTERVAL_S": "0.2",
         "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
