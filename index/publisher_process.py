@@ -16,6 +16,7 @@ and users coalesce in its backlog instead of queueing in the pipe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import time
@@ -107,7 +108,8 @@ class PublisherProcess:
 
     async def _stop(self) -> None:
         if self._process.is_alive():
-            self._pipe.send_bytes(b"")  # nothing more: the process stops
+            with contextlib.suppress(BrokenPipeError):  # it died, and is not reaped yet
+                self._pipe.send_bytes(b"")  # nothing more: the process stops
             await asyncio.to_thread(self._process.join, STOP_TIMEOUT_S)
         if self._process.is_alive():
             log.warning("the publisher process did not stop within %.0f s: killed", STOP_TIMEOUT_S)
