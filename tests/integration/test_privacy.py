@@ -122,8 +122,12 @@ def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, pub
                 worker_metrics = f"http://{settings.worker_host}:{settings.worker_metrics_port}/metrics"
                 api_metrics = f"http://{settings.api_host}:{settings.api_metrics_port}/metrics"
                 assert (await internal.get(worker_metrics)).status_code == 401
-                scraped = await internal.get(worker_metrics, headers=READER)
-                assert 'streamrec_worker_events_total{outcome="forget"} 2.0' in scraped.text
+                # Counted once the commit that wrote the tombstone has committed its offsets too.
+                forgets = 'streamrec_worker_events_total{outcome="forget"} 2.0'
+                deadline = time.monotonic() + 30
+                while forgets not in (await internal.get(worker_metrics, headers=READER)).text:
+                    assert time.monotonic() < deadline, f"no {forgets} on the worker's /metrics after 30 s"
+                    await asyncio.sleep(0.1)
                 assert "streamrec_index_items 200.0" in (await internal.get(api_metrics, headers=READER)).text
             assert (await worker.get("/metrics", headers=READER)).status_code == 404
             assert (await worker.get("/users/victim", headers=ADMIN)).status_code == 404
