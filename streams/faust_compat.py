@@ -1,16 +1,18 @@
 """Every faust-streaming internal the faust engine relies on, in one place.
 
-Faust offers no public hook for five things the engine needs, so it reaches
+Faust offers no public hook for six things the engine needs, so it reaches
 into faust-streaming 0.15's private API here and nowhere else:
 
 1. `Consumer._commit`: flush the tables' changed rows before offsets are
    committed (and hold commits, for the fault tests);
-2. `Producer._ensure_producer()`: the aiokafka producer under Faust's, whose
+2. `Consumer._commit_offsets` and `_committed_offset`: a commit the group
+   refused is not taken as done (see `forget_refused_commits`);
+3. `Producer._ensure_producer()`: the aiokafka producer under Faust's, whose
    record batches carry those rows;
-3. `Consumer.highwaters`: where a restore ends (tansu's ListOffsets answers a
+4. `Consumer.highwaters`: where a restore ends (tansu's ListOffsets answers a
    batch short);
-4. `Consumer._read_offset`: how far an agent has read, for the lag;
-5. `Table._new_store()`: the store that holds the batch engine's rows.
+5. `Consumer._read_offset`: how far an agent has read, for the lag;
+6. `Table._new_store()`: the store that holds the batch engine's rows.
 
 `check_installed()` refuses a faust-streaming outside the tested range with
 a message that says what to install, instead of failing somewhere inside.
@@ -53,6 +55,25 @@ def commit_after(consumer: Any, before: Callable[[Any], Awaitable[None]]) -> Non
         return await commit(offsets)
 
     consumer._commit = flush_then_commit
+
+
+def forget_refused_commits(consumer: Any) -> None:
+    """A commit the group refused leaves its partitions' committed offsets
+    unknown, as after a fresh assignment. Faust records the offsets as
+    committed even when the broker refused them ("already rebalanced", a
+    rebalance under way); the events redelivered after that rebalance fell
+    below the recorded offset, their acks were dropped, they were never
+    committed, and the next owner of the partition met them again."""
+    commit_offsets = consumer._commit_offsets
+
+    async def commit_or_forget(offsets: Any, start_new_transaction: bool = True) -> bool:
+        did_commit = await commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        if not did_commit:
+            for tp in offsets:
+                consumer._committed_offset.pop(tp, None)
+        return did_commit
+
+    consumer._commit_offsets = commit_or_forget
 
 
 def hold_commits(consumer: Any) -> None:

@@ -148,9 +148,10 @@ class FaustAgents(WorkerState):
         """Flush, then commit, as the batch engine: before Faust commits
         offsets, every row changed since the last commit is written once to
         its changelog and acknowledged. A failed write fails the commit and
-        crashes the app, so the group redelivers those events."""
-
+        crashes the app, so the group redelivers those events. A commit the
+        group refused is not taken as done."""
         faust_compat.commit_after(self.app.consumer, lambda writer: flush(writer, self.users, self.items))
+        faust_compat.forget_refused_commits(self.app.consumer)
 
     def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
         by_partition: dict[tuple[str, int], list] = {}

@@ -69,3 +69,40 @@ def test_what_mount_returns_has_the_queries_and_no_lifecycle_to_trip_over():
     for lifecycle in ("start", "run", "stop", "close", "abort"):
         assert not hasattr(agents, lifecycle)  # the app runs the agents
     assert agents.popular_items(3) == [] and agents.ready_partitions == frozenset()
+
+
+def test_events_redelivered_after_a_refused_commit_are_committed_again():
+    """Faust's own consumer, its broker calls replaced: the group refuses a
+    commit of offsets 10-12 (a rebalance), the partition is read again from
+    10, and those acks must lead to a commit of 13, not be dropped."""
+    app = faust.App("compat-test", broker="kafka://127.0.0.1:9", autodiscover=False)
+    tp = faust.types.TP("clicks", 0)
+    consumer, sent = app.consumer, []
+
+    async def group(offsets) -> bool:
+        sent.append(dict(offsets))
+        return len(sent) > 1  # the first is refused
+
+    async def flushed() -> None:
+        return None
+
+    consumer._commit, consumer.assignment, app.producer.flush = group, lambda: {tp}, flushed
+    app.topics.add(app.topic("clicks"))
+    faust_compat.forget_refused_commits(consumer)
+
+    def read(offset: int) -> None:
+        message = faust.types.Message("clicks", 0, offset, 0.0, 0, None, b"k", b"v", b"")
+        consumer.ack(message)
+
+    async def scenario() -> None:
+        await app.topics._update_indices()  # what subscribing does: acks count for "clicks"
+        consumer._committed_offset[tp] = 10
+        for offset in (10, 11, 12):
+            read(offset)
+        assert await consumer.commit() is False  # refused
+        for offset in (10, 11, 12):  # redelivered from the group's offset
+            read(offset)
+        assert await consumer.commit() is True
+
+    asyncio.run(scenario())
+    assert sent == [{tp: 13}, {tp: 13}]
