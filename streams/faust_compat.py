@@ -1,6 +1,6 @@
 """Every faust-streaming internal the faust engine relies on, in one place.
 
-Faust offers no public hook for six things the engine needs, so it reaches
+Faust offers no public hook for seven things the engine needs, so it reaches
 into faust-streaming 0.15's private API here and nowhere else:
 
 1. `Consumer._commit`: flush the tables' changed rows before offsets are
@@ -12,7 +12,9 @@ into faust-streaming 0.15's private API here and nowhere else:
 4. `Consumer.highwaters`: where a restore ends (tansu's ListOffsets answers a
    batch short);
 5. `Consumer._read_offset`: how far an agent has read, for the lag;
-6. `Table._new_store()`: the store that holds the batch engine's rows.
+6. `Table._new_store()`: the store that holds the batch engine's rows;
+7. `Consumer._thread._consumer`: the aiokafka consumer under Faust's, to
+   leave the group on tansu (see `foundation.kafka.leave_even_at_generation_zero`).
 
 `check_installed()` refuses a faust-streaming outside the tested range with
 a message that says what to install, instead of failing somewhere inside.
@@ -25,6 +27,8 @@ from importlib import metadata
 from typing import Any
 
 import faust
+
+from foundation.kafka import leave_even_at_generation_zero
 
 TESTED = (0, 15)  # faust-streaming 0.15.x: the pin of pyproject.toml's faust extra
 
@@ -83,6 +87,13 @@ def hold_commits(consumer: Any) -> None:
         return False
 
     consumer._commit = no_commit
+
+
+def leave_on_stop(consumer: Any) -> None:
+    """`consumer`'s stop leaves its group even at tansu's generation 0."""
+    underlying = consumer._thread._consumer
+    if underlying is not None:
+        leave_even_at_generation_zero(underlying)
 
 
 def restore_to(consumer: Any, highwaters: Callable[..., Awaitable[dict]]) -> None:

@@ -336,6 +336,7 @@ class FaustWorker(FaustAgents, StreamEngine):
                 # A timed commit under way may predate the last acks, and commit() would only wait for it.
                 await self.app.consumer.maybe_wait_for_commit_to_finish()
                 await self.app.consumer.commit()
+            faust_compat.leave_on_stop(self.app.consumer)
             await _within(self.app.stop(), "the Faust app's stop")
         finally:
             await self._leave()

@@ -40,7 +40,12 @@ from aiokafka.protocol.group import JoinGroupRequest
 
 from foundation.catalog import CatalogView
 from foundation.http import Access
-from foundation.kafka import KafkaConnection, start_producer, start_transactional_producer
+from foundation.kafka import (
+    KafkaConnection,
+    leave_even_at_generation_zero,
+    start_producer,
+    start_transactional_producer,
+)
 from foundation.settings import Settings
 from foundation.topics import ensure_topics
 from streams.agents import Outcome
@@ -167,6 +172,7 @@ class StreamWorker(StreamEngine):
 
     async def _leave(self) -> None:
         if self._consumer is not None:
+            leave_even_at_generation_zero(self._consumer)
             await self._consumer.stop()
         await self.catalog.stop()
         for producer in (self._producer, self._transactions):

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 import streams.worker
 from foundation.codec import encode
 from foundation.features import merge_item_stats
-from foundation.kafka import KafkaConnection
+from foundation.kafka import KafkaConnection, admin_client
 from foundation.settings import Settings
 from foundation.topics import Topics
 from streamrec.broker import port_open
@@ -373,3 +373,31 @@ def test_a_user_is_answered_by_any_worker_whatever_characters_the_id_holds(kafka
             await asyncio.gather(*running, return_exceptions=True)
 
     run_scenario(scenario)
+
+
+def test_a_stopped_worker_leaves_its_group_at_once(kafka, settings):
+    """A clean stop leaves the consumer group, on tansu too (its first
+    generation is 0, from which aiokafka would not leave): a restarted worker
+    gets the partitions without waiting for the old member's session to time out."""
+
+    async def scenario() -> None:
+        worker = await RunningWorker(settings, kafka).start()
+        await until(lambda: len(worker.worker.ready_partitions) == 4, what="the first assignment")
+        group = worker.worker.topics.worker_group
+        assert len(await group_members(kafka, group)) == 1
+        await worker.stop()
+        assert await group_members(kafka, group) == []
+
+    run_scenario(scenario)
+
+
+async def group_members(kafka: KafkaConnection, group: str) -> list:
+    """The group's members, as the broker describes them (DescribeGroups)."""
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        [(_error, _group, _state, _protocol_type, _protocol, members)] = response.groups
+        return list(members)
+    finally:
+        await admin.close()
