@@ -4,7 +4,8 @@ Faust offers no public hook for seven things the engine needs, so it reaches
 into faust-streaming 0.15's private API here and nowhere else:
 
 1. `Consumer._commit`: flush the tables' changed rows before offsets are
-   committed (and hold commits, for the fault tests);
+   committed, commit what the agents folded at a clean stop, and hold
+   commits (the fault tests);
 2. `Consumer._commit_offsets` and `_committed_offset`: a commit the group
    refused is not taken as done (see `forget_refused_commits`);
 3. `Producer._ensure_producer()`: the aiokafka producer under Faust's, whose
@@ -22,7 +23,7 @@ a message that says what to install, instead of failing somewhere inside.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -78,6 +79,14 @@ def forget_refused_commits(consumer: Any) -> None:
         return did_commit
 
     consumer._commit_offsets = commit_or_forget
+
+
+async def commit_positions(consumer: Any, positions: Mapping[Any, int]) -> bool:
+    """Commit these next offsets of the partitions still assigned, after the
+    flush of `commit_after` (Faust crashes on a commit of no offsets)."""
+    assigned = consumer.assignment()
+    offsets = {tp: offset for tp, offset in positions.items() if tp in assigned}
+    return bool(offsets) and await consumer._commit(offsets)
 
 
 def hold_commits(consumer: Any) -> None:

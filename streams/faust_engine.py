@@ -119,6 +119,7 @@ class FaustAgents(WorkerState):
         outputs = (topics.deadletter, topics.recommendations, *topics.events, topics.control)
         self._out = {name: app.topic(name, **RAW) for name in outputs}
         self._started: asyncio.Future | None = None  # the first batch's setup
+        self._folded: dict[TP, int] = {}  # the offset after the newest event folded, by partition (`close`)
         for topic in topics.events:
             self._agent(topic, self.agents.on_events)
         self._agent(topics.control, self.agents.on_control)
@@ -155,9 +156,11 @@ class FaustAgents(WorkerState):
 
     def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
         by_partition: dict[tuple[str, int], list] = {}
+        folded = self._folded
         for event in events:
             message = event.message
             by_partition.setdefault((message.topic, message.partition), []).append(message)
+            folded[message.tp] = max(folded.get(message.tp, 0), message.offset + 1)
         outcome = Outcome()
         for (topic, partition), messages in by_partition.items():
             fold(topic, partition, messages, outcome)
@@ -189,6 +192,8 @@ class FaustAgents(WorkerState):
 
     async def _on_revoked(self, app: faust.App, revoked: set, **_) -> None:
         self._ready -= {tp.partition for tp in revoked}
+        for tp in revoked:
+            self._folded.pop(tp, None)
 
     # --- what the HTTP port asks ------------------------------------------------
 
@@ -336,6 +341,9 @@ class FaustWorker(FaustAgents, StreamEngine):
                 # A timed commit under way may predate the last acks, and commit() would only wait for it.
                 await self.app.consumer.maybe_wait_for_commit_to_finish()
                 await self.app.consumer.commit()
+                # Faust's own record of acks can lose those of events redelivered around a
+                # rebalance (a restart then met them again): what the agents folded is committed.
+                await faust_compat.commit_positions(self.app.consumer, self._folded)
             faust_compat.leave_on_stop(self.app.consumer)
             await _within(self.app.stop(), "the Faust app's stop")
         finally:

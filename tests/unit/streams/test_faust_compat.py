@@ -106,3 +106,12 @@ def test_events_redelivered_after_a_refused_commit_are_committed_again():
 
     asyncio.run(scenario())
     assert sent == [{tp: 13}, {tp: 13}]
+
+
+def test_positions_are_committed_only_for_partitions_still_assigned_and_never_empty():
+    calls: list = []
+    consumer = _consumer(calls)
+    consumer.assignment = lambda: {"tp0"}
+    assert asyncio.run(faust_compat.commit_positions(consumer, {"tp0": 7, "tp1": 9}))
+    assert asyncio.run(faust_compat.commit_positions(consumer, {"tp1": 9})) is False  # Faust crashes on {}
+    assert calls == [("commit", {"tp0": 7})]
