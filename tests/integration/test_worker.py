@@ -155,8 +155,9 @@ async def produce_round(bootstrap: KafkaConnection, settings: Settings, round_no
 
 def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
     """Round 1 with one worker; a second joins for round 2; the first crashes
-    (no flush, no commit) after round 3; a fresh worker restores from the
-    changelog for round 4. Every user ends with exactly 12 clicks."""
+    (no flush, no commit) after round 3; the second stops cleanly, and a
+    fresh worker restores from the changelog, meets none of those events
+    again, and takes round 4. Every user ends with exactly 12 clicks."""
     users = 40
     second_settings = settings.derive(worker_port=free_port())
 
@@ -194,10 +195,13 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
         await second.stop()
         third = await RunningWorker(settings, kafka).start()
         await until(lambda: len(third.worker.ready_partitions) == 4, what="restart restoring from the changelog")
+        await asyncio.sleep(1.0)  # time for any event the clean stop left uncommitted to show
+        assert third.worker.status.duplicates == 0
+        # Checked before round 4: a rebalance during it may hand the third its own
+        # uncommitted events again, which the exact counts below show absorbed.
         await produce_round(kafka, settings, 4, users)
         await until(lambda: all(v == 12 for v in clicks_held(third).values())
                     and len(clicks_held(third)) == users, timeout_s=60, what="round 4")  # fmt: skip
-        assert third.worker.status.duplicates == 0
         await third.stop()
 
     run_scenario(scenario)
