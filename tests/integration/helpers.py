@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import subprocess
 import time
@@ -15,12 +16,20 @@ from foundation.settings import Settings
 from streams.engines import stream_worker
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 60.0, what: str = "condition"
+) -> None:
+    """Wait for `condition` (a plain or an async callable) to hold, polling."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while not await _holds(condition):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
+    result = condition()
+    return bool(await result if inspect.isawaitable(result) else result)
 
 
 class RunningWorker:

@@ -133,10 +133,7 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, p
                     answer = (await http.get("/recommendations/shifter?k=10")).json()
                     return _share([i["item_id"] for i in answer["items"]], second_category, category_of) >= 0.5
 
-                deadline = time.monotonic() + 5
-                while not await http_shifted():
-                    assert time.monotonic() < deadline, "the HTTP answer did not follow the shift"
-                    await asyncio.sleep(0.05)
+                await until(http_shifted, 5, "the HTTP answer to follow the shift")
 
                 # A swap while 40 users click: each user's newest event gets its recommendation.
                 newer = publish_random_version(store, items, seed=3)
