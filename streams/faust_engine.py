@@ -156,14 +156,14 @@ class FaustAgents(WorkerState):
 
     def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:
         by_partition: dict[tuple[str, int], list] = {}
-        folded = self._folded
         for event in events:
             message = event.message
             by_partition.setdefault((message.topic, message.partition), []).append(message)
-            folded[message.tp] = max(folded.get(message.tp, 0), message.offset + 1)
-        outcome = Outcome()
+        outcome, folded = Outcome(), self._folded
         for (topic, partition), messages in by_partition.items():
             fold(topic, partition, messages, outcome)
+            newest = messages[-1]  # a partition's events arrive in order
+            folded[newest.tp] = max(folded.get(newest.tp, 0), newest.offset + 1)
         self._send(outcome)
         self._count(outcome)
         self._hand_over_touched()
