@@ -91,10 +91,13 @@ def encode_users(
     (each example at its event's time) and serving (each user at the time of
     the newest event). The recent items of all users are
     gathered into flat arrays first: each distinct id is hashed once, and ages
-    and types are computed by numpy, not per slot in Python.
+    and types are computed by numpy, not per slot in Python. The slots end at
+    the longest history among `users` (at most `max_recent`): the tower masks
+    padding out, so a batch of new users (a burst's) costs it a few slots, not all.
     """
     nows = np.asarray(now if isinstance(now, list) else [now] * len(users), dtype=np.float64)
-    n, r, h, c = len(users), config.max_recent, config.id_hashes, config.max_categories
+    longest = max((len(user.recent_items) for user in users), default=0)
+    n, r, h, c = len(users), max(1, min(config.max_recent, longest)), config.id_hashes, config.max_categories
     rows: list[int] = []
     slots: list[int] = []
     ids: list[str] = []

@@ -32,7 +32,7 @@ def test_serving_state_from_the_changelog_encodes_like_the_trainers():
 
 def test_user_encoding_is_newest_first_and_padded():
     encoded = encode_users([user_with_events(3), UserFeatures("new")], 2000.0, CONFIG, 86_400.0)
-    assert encoded["recent_types"].tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
+    assert encoded["recent_types"].tolist() == [[1, 1, 1], [0, 0, 0]]  # slots end at the longest history
     assert encoded["recent_age_s"][0, 0] < encoded["recent_age_s"][0, 1]
     assert encoded["category_weights"][0].sum() == pytest.approx(1.0)
     assert encoded["counts"][1].tolist() == [0.0, 0.0]
