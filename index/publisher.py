@@ -235,10 +235,12 @@ class RecommendationPublisher:
                 except TimeoutError:
                     pass
                 continue
+            handed_over = self.process is not None and self.process.version is not None
             for first in range(0, len(ready), self.batch_size):
                 if await self.publish(ready[first : first + self.batch_size]):
                     await asyncio.sleep(ERROR_PAUSE_S)  # the refused users wait too
-                await asyncio.sleep(0)  # let the worker fold the next events
+                if not handed_over:  # answered here: let the worker fold the next events
+                    await asyncio.sleep(0)  # (a hand-over is cheap; a full pipe waits in `publish`)
 
     async def publish(self, user_ids: list[str]) -> bool:
         """Answer these waiting users; True when the broker refused some (they wait again)."""

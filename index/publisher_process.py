@@ -16,9 +16,11 @@ and users coalesce in its backlog instead of queueing in the pipe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
+import os
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,7 +37,9 @@ from index.publisher import ERROR_PAUSE_S, Due, Sent, send_answers
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 4  # batches sent to the process and not yet reported
+MAX_IN_FLIGHT = 8  # batches sent to the process and not yet reported
+ANSWERED_TOGETHER = MAX_IN_FLIGHT // 2  # the rest are handed over while these are answered
+LENGTH = struct.Struct("!I")  # each message on the pipe: its length, then msgpack
 STARTUP_TIMEOUT_S = 300.0  # loading torch and faiss, building the current version's index
 STOP_TIMEOUT_S = 10.0
 REPORT_EVERY_S = 0.5  # how soon the worker hears of a new model version
@@ -47,56 +51,59 @@ class PublisherProcess:
 
     def __init__(self, settings: Settings, kafka: KafkaConnection):
         context = multiprocessing.get_context("spawn")  # no copy of the worker's loop, threads and tables
-        self._pipe, child_end = context.Pipe()
+        self._pipe, self._child_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(child_end, settings, kafka), name="streamrec-publisher", daemon=True
+            target=_serve, args=(self._child_end, settings, kafka), name="streamrec-publisher", daemon=True
         )
         self.version: str | None = None  # the version the process serves, None before the first model
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
 
     async def start(self) -> None:
         """Start the process; back once its index is built (or no version exists yet)."""
         self._process.start()
-        if not await asyncio.to_thread(self._pipe.poll, STARTUP_TIMEOUT_S):
+        self._child_end.close()  # the child's now: its death reads as the pipe's end here
+        self._reader, self._writer = await open_pipe(self._pipe)
+        try:
+            first = await asyncio.wait_for(read_message(self._reader), STARTUP_TIMEOUT_S)
+        except TimeoutError:
             self._process.kill()
-            raise RuntimeError(f"the publisher process did not start within {STARTUP_TIMEOUT_S:.0f} s")
-        self._take(self._receive(), lambda sent, errors: None)
+            raise RuntimeError(f"the publisher process did not start within {STARTUP_TIMEOUT_S:.0f} s") from None
+        self._take(self._ended_if_none(first), lambda sent, errors: None)
 
     async def publish(self, due: list[Due], forgotten: list[str]) -> None:
         """Hand a batch over, and users whose answers must end with a
-        tombstone; waits while MAX_IN_FLIGHT batches are unreported."""
+        tombstone; waits while MAX_IN_FLIGHT batches are unreported. The
+        write never blocks: at most MAX_IN_FLIGHT batches wait in the pipe."""
         await self._slots.acquire()
         if not self._process.is_alive():  # `run` raises why; the publisher ends on it
             raise RuntimeError(f"the publisher process ended (exit code {self._process.exitcode})")
         batch = [(one.user.to_wire(), one.partition, one.event_id, one.event_ts) for one in due]
-        await asyncio.to_thread(self._pipe.send_bytes, msgpack.packb({"due": batch, "forget": forgotten}))
+        write_message(self._writer, {"due": batch, "forget": forgotten})
 
     async def run(self, stop: asyncio.Event, record: Callable[[Sent, int], None]) -> None:
         """Take the process's reports into `record` until `stop`, then stop it;
         a process that ended raises here, and the worker ends with it."""
-        loop = asyncio.get_running_loop()
-        readable = asyncio.Event()
-        loop.add_reader(self._pipe.fileno(), readable.set)
+        reports = asyncio.create_task(self._take_reports(record))
         try:
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(readable.wait(), REPORT_EVERY_S)
-                except TimeoutError:
-                    continue
-                readable.clear()
-                while self._pipe.poll():
-                    self._take(self._receive(), record)
+            await asyncio.wait({reports, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            if reports.done():
+                reports.result()
         finally:
-            loop.remove_reader(self._pipe.fileno())
+            reports.cancel()
             await self._stop()
             for _ in range(MAX_IN_FLIGHT):  # a publish waiting for a report that will never come
                 self._slots.release()
 
-    def _receive(self) -> dict[str, Any]:
-        try:
-            return msgpack.unpackb(self._pipe.recv_bytes())
-        except EOFError:
-            raise RuntimeError(f"the publisher process ended (exit code {self._process.exitcode})") from None
+    async def _take_reports(self, record: Callable[[Sent, int], None]) -> None:
+        while True:
+            self._take(self._ended_if_none(await read_message(self._reader)), record)
+
+    def _ended_if_none(self, report: dict[str, Any] | None) -> dict[str, Any]:
+        if report is None:
+            raise RuntimeError(f"the publisher process ended (exit code {self._process.exitcode})")
+        return report
 
     def _take(self, report: dict[str, Any], record: Callable[[Sent, int], None]) -> None:
         self.version = report["version"]
@@ -107,28 +114,48 @@ class PublisherProcess:
                 self._slots.release()
 
     async def _stop(self) -> None:
+        if self._writer is not None:
+            self._writer.close()  # the pipe's end: the process answers what it has, then stops
         if self._process.is_alive():
-            with contextlib.suppress(BrokenPipeError):  # it died, and is not reaped yet
-                self._pipe.send_bytes(b"")  # nothing more: the process stops
             await asyncio.to_thread(self._process.join, STOP_TIMEOUT_S)
         if self._process.is_alive():
             log.warning("the publisher process did not stop within %.0f s: killed", STOP_TIMEOUT_S)
             self._process.kill()
 
 
+async def open_pipe(end: Connection) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """One end of a duplex pipe (a Unix socket pair) as asyncio streams:
+    a write never blocks the loop, a read waits without a thread."""
+    pipe = socket.socket(fileno=os.dup(end.fileno()))
+    end.close()
+    return await asyncio.open_unix_connection(sock=pipe)
+
+
+def write_message(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    payload = msgpack.packb(message)
+    writer.write(LENGTH.pack(len(payload)) + payload)
+
+
+async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next message; None when the other end closed the pipe (or died)."""
+    try:
+        length = LENGTH.unpack(await reader.readexactly(LENGTH.size))[0]
+        return msgpack.unpackb(await reader.readexactly(length))
+    except (asyncio.IncompleteReadError, ConnectionResetError):
+        return None
+
+
 def _serve(pipe: Connection, settings: Settings, kafka: KafkaConnection) -> None:
     logging.basicConfig(level=logging.INFO, format="publisher: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    try:
-        asyncio.run(_answer_when_asked(pipe, settings, kafka))
-    except EOFError:
-        pass  # the worker is gone: so is its publisher
+    asyncio.run(_answer_when_asked(pipe, settings, kafka))
 
 
 async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaConnection) -> None:
     from index.live import LiveModel  # torch and faiss load here, not in the worker
 
+    reader, writer = await open_pipe(pipe)
     answered: deque[UserFeatures] = deque(maxlen=TUNING_SAMPLE)
     live = LiveModel(settings, sample_users=lambda n: list(answered)[-n:])
     await live.start(kafka)
@@ -141,13 +168,15 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
             lost[0] += 1
 
     def report(**batch: Any) -> None:
-        pipe.send_bytes(msgpack.packb({"version": live.version, **batch}))
+        write_message(writer, {"version": live.version, **batch})
 
     follow = asyncio.create_task(live.follow(stop))
     tell_version = asyncio.create_task(_tell_new_versions(live, report, stop))
+    asked: asyncio.Queue[dict[str, list] | None] = asyncio.Queue()
+    reading = asyncio.create_task(_read_batches(reader, asked))
     report()
     try:
-        while batches := await _waiting_batches(pipe):
+        while batches := await _waiting_batches(asked):
             due = [Due(UserFeatures.from_wire(wire), *note) for batch in batches for wire, *note in batch["due"]]
             answered.extend(one.user for one in due)
             sent = Sent({}, time.monotonic())
@@ -163,21 +192,31 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
                 await asyncio.sleep(ERROR_PAUSE_S)
     finally:
         stop.set()
-        await asyncio.gather(follow, tell_version, return_exceptions=True)
+        reading.cancel()
+        await asyncio.gather(follow, tell_version, reading, return_exceptions=True)
         await live.stop()
         await producer.stop()
+        writer.close()
 
 
-async def _waiting_batches(pipe: Connection) -> list[dict[str, list]]:
-    """The next batch and those queued behind it (at most MAX_IN_FLIGHT),
+async def _read_batches(reader: asyncio.StreamReader, asked: asyncio.Queue) -> None:
+    """The worker's batches as they come, while the last ones are answered;
+    None once the worker closed the pipe (stopped, or died)."""
+    while (batch := await read_message(reader)) is not None:
+        asked.put_nowait(batch)
+    asked.put_nowait(None)
+
+
+async def _waiting_batches(asked: asyncio.Queue) -> list[dict[str, list]]:
+    """The next batch and those queued behind it (at most ANSWERED_TOGETHER),
     answered together: one tower pass and one search for more users costs
-    less per user. Empty when the worker said it is done."""
-    batches = [await asyncio.to_thread(pipe.recv_bytes)]
-    while len(batches) < MAX_IN_FLIGHT and batches[-1] and pipe.poll():
-        batches.append(pipe.recv_bytes())
-    if not batches[-1]:
+    less per user. Empty when the worker is gone."""
+    batches = [await asked.get()]
+    while len(batches) < ANSWERED_TOGETHER and batches[-1] is not None and not asked.empty():
+        batches.append(asked.get_nowait())
+    if batches[-1] is None:
         return []
-    return [msgpack.unpackb(batch) for batch in batches]
+    return batches
 
 
 async def _tell_new_versions(live: Any, report: Callable[..., None], stop: asyncio.Event) -> None:

@@ -142,6 +142,7 @@ class StreamWorker(StreamEngine):
                 await self.catalog.poll()
                 if batches:
                     self._process(batches)
+                    await asyncio.sleep(0)  # a turn for the publisher: getmany does not yield while records wait
                 if committing is not None and committing.done():
                     committing, done = None, committing
                     done.result()  # a failed commit stops the worker; the group redelivers
