@@ -288,11 +288,13 @@ class Settings(BaseSettings):
         True, description="Workers publish fresh recommendations on recs.recommendations after each user's events."
     )
     publish_k: int = Field(10, ge=1, le=1000, description="Items per published recommendation.")
-    publisher_process: bool = Field(
-        False,
+    publisher_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
         description=(
-            "Each worker's publisher answers (user tower, index search, sending) in a process of its own, "
-            "on another core; off: on the worker's event loop."
+            "Processes per worker that answer for its publisher (user tower, index search, sending), on other "
+            "cores, each for its share of the users; 0: on the worker's event loop."
         ),
     )
     publish_interval_s: float = Field(

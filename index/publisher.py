@@ -17,8 +17,8 @@ sees the event that triggered it.
 
 Everything runs on the worker's event loop, between its batches: the index
 is never searched while catalog changes are added to it. Or, with
-`STREAMREC_PUBLISHER_PROCESS`, the model's answers are computed and sent by
-a process of its own (`index.publisher_process`); the rest stays here.
+`STREAMREC_PUBLISHER_PROCESSES`, the model's answers are computed and sent by
+processes of their own (`index.publisher_process`); the rest stays here.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from foundation.schema import Recommendation, ScoredItem
 
 if TYPE_CHECKING:
     from index.live import LiveModel
-    from index.publisher_process import PublisherProcess
+    from index.publisher_process import PublisherProcesses
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,12 @@ class RecommendationPublisher:
         interval_s: float = 0.5,
         batch_size: int = 64,
         explain: bool = False,
-        process: PublisherProcess | None = None,
+        processes: PublisherProcesses | None = None,
     ):
         """The model's answers come from `live`, in this process, or from
-        `process`, which answers and sends them in a process of its own."""
+        `processes`, which answer and send them in processes of their own."""
         self.live = live
-        self.process = process
+        self.processes = processes
         self.features = features  # (partition, user id) -> the worker's live row
         self.producer = producer
         self.topic = topic
@@ -173,23 +173,23 @@ class RecommendationPublisher:
         self.status = PublisherStatus()
         self._waiting: dict[str, tuple[int, str, float]] = {}  # user -> newest note not yet published
         self._last_publish: dict[str, float] = {}  # user -> monotonic time, within the interval only
-        self._forgotten: list[str] = []  # users the answering process must stop answering
+        self._forgotten: list[str] = []  # users the answering processes must stop answering
         self._wake = asyncio.Event()
 
     @property
     def model_version(self) -> str | None:
         """The version answering, None before the first model."""
-        return self.process.version if self.process is not None else self.live.version if self.live else None
+        return self.processes.version if self.processes is not None else self.live.version if self.live else None
 
     def note(self, touched: dict[str, tuple[int, str, float]], forgotten: list[str] = ()) -> None:
         """Users whose features just changed, with their newest event, and
         users just forgotten: none of their answers may follow the worker's
-        tombstone, so the answering process gets to send one after its own."""
+        tombstone, so their answering process gets to send one after its own."""
         self.status.coalesced += sum(1 for user_id in touched if user_id in self._waiting)
         self._waiting.update(touched)
         for user_id in forgotten:
             self._waiting.pop(user_id, None)
-        if self.process is not None:
+        if self.processes is not None:
             self._forgotten.extend(forgotten)
         self._wake.set()
 
@@ -211,7 +211,8 @@ class RecommendationPublisher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop`, following the catalog and model versions meanwhile."""
-        follow = asyncio.create_task(self.process.run(stop, self.record) if self.process else self.live.follow(stop))
+        processes = self.processes
+        follow = asyncio.create_task(processes.run(stop, self.record) if processes else self.live.follow(stop))
         try:
             await self._publish_until(stop, follow)
         finally:
@@ -223,11 +224,11 @@ class RecommendationPublisher:
     async def _publish_until(self, stop: asyncio.Event, follow: asyncio.Task) -> None:
         while not stop.is_set():
             if follow.done():
-                follow.result()  # the answering process ended: so does the worker, with its reason
+                follow.result()  # an answering process ended: so does the worker, with its reason
             ready = self.due(time.monotonic())
             if not ready:
                 if self._forgotten:
-                    await self.process.publish([], self._take_forgotten())
+                    await self.processes.publish([], self._take_forgotten())
                 self._wake.clear()
                 with_timeout = min(IDLE_WAIT_S if self._waiting else 1.0, self.interval_s or IDLE_WAIT_S)
                 try:
@@ -235,7 +236,7 @@ class RecommendationPublisher:
                 except TimeoutError:
                     pass
                 continue
-            handed_over = self.process is not None and self.process.version is not None
+            handed_over = self.processes is not None and self.processes.version is not None
             for first in range(0, len(ready), self.batch_size):
                 if await self.publish(ready[first : first + self.batch_size]):
                     await asyncio.sleep(ERROR_PAUSE_S)  # the refused users wait too
@@ -250,10 +251,10 @@ class RecommendationPublisher:
             # A user whose partition just moved to another worker is that worker's to answer.
             if (user := self.features(note[0], user_id)) is not None:
                 due.append(Due(user, *note))
-        if self.process is not None and self.process.version is not None:
+        if self.processes is not None and self.processes.version is not None:
             now = time.monotonic()
             self._last_publish.update((one.user.user_id, now) for one in due)
-            await self.process.publish(due, self._take_forgotten())  # its report comes back to `record`
+            await self.processes.publish(due, self._take_forgotten())  # its report comes back to `record`
             return False
         answers, version = self._answer([one.user for one in due])
         sent = await send_answers(self.producer, self.topic, due, answers, version, self._delivered)
@@ -266,7 +267,7 @@ class RecommendationPublisher:
         return forgotten
 
     def record(self, sent: Sent, errors: int = 0) -> None:
-        """A batch's answers sent (here or by the answering process): the
+        """A batch's answers sent (here or by an answering process): the
         status, and the refused users wait one interval, unless noted again."""
         status = self.status
         self._last_publish.update(dict.fromkeys(sent.latencies_ms, sent.sent_at))

@@ -1,16 +1,18 @@
-"""A worker's publisher answering in a process of its own
-(`STREAMREC_PUBLISHER_PROCESS`): the user tower, the index search and the
-sending run beside the worker's event loop, on another core, instead of
+"""A worker's publisher answering in processes of their own
+(`STREAMREC_PUBLISHER_PROCESSES`): the user tower, the index search and the
+sending run beside the worker's event loop, on other cores, instead of
 taking turns with it (they were 40% of the loop under a burst).
 
 The worker keeps what needs its tables: which users are due, their features,
 the answers before the first model. It sends each due batch (the features
-and the triggering event, msgpack) down a pipe. The process answers with its
+and the triggering event, msgpack) down a pipe. Each process answers with its
 own LiveModel, which follows the catalog and the model versions itself,
 sends the answers with its own producer and reports each batch back, so the
-worker's /status, /metrics and the demo show the same figures as before. At
-most MAX_IN_FLIGHT batches wait in the process: past that the worker waits,
-and users coalesce in its backlog instead of queueing in the pipe.
+worker's /status, /metrics and the demo show the same figures as before.
+With several processes each user belongs to one (a hash of the id), so a
+user's answers, and the tombstone that ends them, leave in order. At most
+MAX_IN_FLIGHT batches wait in a process: past that the worker waits, and
+users coalesce in its backlog instead of queueing in the pipe.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import socket
 import struct
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -46,14 +49,70 @@ REPORT_EVERY_S = 0.5  # how soon the worker hears of a new model version
 TUNING_SAMPLE = 2_000  # the newest users answered: the index tuner's queries
 
 
-class PublisherProcess:
-    """The worker's end of the answering process."""
+class PublisherProcesses:
+    """The worker's end of its answering processes: each user's batch goes to
+    the process that owns the user."""
 
-    def __init__(self, settings: Settings, kafka: KafkaConnection):
+    def __init__(self, processes: list[AnsweringProcess]):
+        self._processes = processes
+
+    @classmethod
+    def spawn(cls, settings: Settings, kafka: KafkaConnection) -> PublisherProcesses:
+        """`publisher_processes` of them, not started yet; with several, they share the cores' threads."""
+        count = settings.publisher_processes
+        threads = max(1, (os.cpu_count() or 1) // count) if count > 1 else None  # torch's and faiss's, each
+        return cls([AnsweringProcess(settings, kafka, threads) for _ in range(count)])
+
+    @property
+    def version(self) -> str | None:
+        """The oldest version a process serves (they swap one by one), None before all serve one."""
+        versions = [process.version for process in self._processes]
+        return None if None in versions else min(versions)
+
+    async def start(self) -> None:
+        await asyncio.gather(*(process.start() for process in self._processes))
+
+    async def publish(self, due: list[Due], forgotten: list[str]) -> None:
+        """Each process gets its users' share of the batch (`AnsweringProcess.publish`)."""
+        count = len(self._processes)
+        shares: list[tuple[list[Due], list[str]]] = [([], []) for _ in range(count)]
+        for one in due:
+            shares[owner(one.user.user_id, count)][0].append(one)
+        for user_id in forgotten:
+            shares[owner(user_id, count)][1].append(user_id)
+        for process, (its_due, its_forgotten) in zip(self._processes, shares, strict=True):
+            if its_due or its_forgotten:
+                await process.publish(its_due, its_forgotten)
+
+    async def run(self, stop: asyncio.Event, record: Callable[[Sent, int], None]) -> None:
+        """Every process's reports until `stop`; one that ends stops the others, and this raises why."""
+        halt = asyncio.Event()  # the worker's stop, or a process's end
+        running = [asyncio.create_task(process.run(halt, record)) for process in self._processes]
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({*running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.set()
+            stopping.cancel()
+            ended = await asyncio.gather(*running, return_exceptions=True)
+        for why in ended:
+            if isinstance(why, BaseException):
+                raise why
+
+
+def owner(user_id: str, processes: int) -> int:
+    """The answering process of a user: the same for all of the user's answers."""
+    return zlib.crc32(user_id.encode()) % processes
+
+
+class AnsweringProcess:
+    """The worker's end of one answering process."""
+
+    def __init__(self, settings: Settings, kafka: KafkaConnection, threads: int | None):
         context = multiprocessing.get_context("spawn")  # no copy of the worker's loop, threads and tables
         self._pipe, self._child_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(self._child_end, settings, kafka), name="streamrec-publisher", daemon=True
+            target=_serve, args=(self._child_end, settings, kafka, threads), name="streamrec-publisher", daemon=True
         )
         self.version: str | None = None  # the version the process serves, None before the first model
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -145,10 +204,16 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
         return None
 
 
-def _serve(pipe: Connection, settings: Settings, kafka: KafkaConnection) -> None:
+def _serve(pipe: Connection, settings: Settings, kafka: KafkaConnection, threads: int | None) -> None:
     logging.basicConfig(level=logging.INFO, format="publisher: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    if threads:  # several processes share the cores
+        import faiss
+        import torch
+
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
     asyncio.run(_answer_when_asked(pipe, settings, kafka))
 
 

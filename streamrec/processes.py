@@ -40,8 +40,8 @@ class WorkerProcess:
 
     Worker and publisher share one catalog view (the worker reads the catalog
     topic, the publisher's index takes the changes) and the publisher reads
-    features straight from the worker's tables. With `publisher_process` the
-    answers come from a process of their own, which follows the catalog itself. Watchers (the demo, the
+    features straight from the worker's tables. With `publisher_processes` the
+    answers come from processes of their own, which follow the catalog themselves. Watchers (the demo, the
     freshness benchmark, tests) read `worker` and `publisher` while it runs.
     """
 
@@ -50,7 +50,7 @@ class WorkerProcess:
         self.kafka = kafka
         publishing = settings.publish_recommendations
         topics = Topics.from_settings(settings)
-        in_process = publishing and not settings.publisher_process  # whose index takes the worker's catalog changes
+        in_process = publishing and not settings.publisher_processes  # whose index takes the worker's catalog changes
         self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=in_process)
         self.worker = stream_worker(settings, kafka, catalog=self.catalog)
         self.publisher: RecommendationPublisher | None = None  # set once its index is loaded
@@ -98,13 +98,13 @@ class WorkerProcess:
 
     async def _start_publisher(self) -> RecommendationPublisher:
         from index.publisher import RecommendationPublisher, export_metrics
-        from index.publisher_process import PublisherProcess
+        from index.publisher_process import PublisherProcesses
 
         settings, worker = self.settings, self.worker
-        live, process = None, None
-        if settings.publisher_process:
-            process = PublisherProcess(settings, self.kafka)
-            await process.start()
+        live, processes = None, None
+        if settings.publisher_processes:
+            processes = PublisherProcesses.spawn(settings, self.kafka)
+            await processes.start()
         else:
             from index.live import LiveModel  # torch and faiss load only where the answers are
 
@@ -116,7 +116,7 @@ class WorkerProcess:
         publisher = RecommendationPublisher(
             live, worker.users.get, worker.producer, worker.topics.recommendations, fallback,
             k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
-            explain=settings.publish_explanations, process=process,
+            explain=settings.publish_explanations, processes=processes,
         )  # fmt: skip
         worker.watch_users(publisher.note)
         export_metrics(publisher, worker.metrics.registry)

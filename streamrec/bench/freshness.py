@@ -112,7 +112,7 @@ async def bench_freshness(
     return {
         "benchmark": "freshness", "machine_baseline_ms": machine_baseline_ms(),
         "users": users, "items": items, "index": settings.index_kind, "model_version": version,
-        "partitions": settings.partitions, "publisher_process": settings.publisher_process,
+        "partitions": settings.partitions, "publisher_processes": settings.publisher_processes,
         "rate_events_per_s": rate, "seconds": seconds, "events_sent": sent, "published": paced_published,
         "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
         "burst_events": burst, "burst_sent_s": round(sent_s, 2), "burst_folded_s": round(folded_s or 0.0, 2),

@@ -90,10 +90,10 @@ def _latest(records: list, key: str) -> list:
     return [record.value for record in records if record.key == key.encode()]
 
 
-@pytest.mark.parametrize("publisher_process", [False, True], ids=["answers-in-the-worker", "answers-in-a-process"])
-def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, publisher_process):
+@pytest.mark.parametrize("publisher_processes", [0, 2], ids=["answers-in-the-worker", "answers-in-processes"])
+def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, publisher_processes):
     settings = _private(
-        settings, worker_metrics_port=free_port(), api_metrics_port=free_port(), publisher_process=publisher_process
+        settings, worker_metrics_port=free_port(), api_metrics_port=free_port(), publisher_processes=publisher_processes
     )
     topics = Topics.from_settings(settings)
     _, items = publish_trained_version(ModelStore.from_settings(settings), SHOP, events=4000, epochs=2)

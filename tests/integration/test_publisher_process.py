@@ -1,6 +1,6 @@
-"""The publisher's answering process (`STREAMREC_PUBLISHER_PROCESS`) under
-hard faults: killed, it ends its worker with the reason; its worker killed,
-it goes too (no orphan answering with stale features)."""
+"""The publisher's answering processes (`STREAMREC_PUBLISHER_PROCESSES`) under
+hard faults: one killed, it ends its worker with the reason; their worker
+killed, they go too (no orphan answering with stale features)."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_killed_answering_process_ends_its_worker_with_the_reason(kafka, settings):
-    settings = settings.derive(publisher_process=True, index_kind="flat")
+def test_one_killed_answering_process_ends_its_worker_with_the_reason(kafka, settings):
+    settings = settings.derive(publisher_processes=2, index_kind="flat")
     items = Shop(SHOP).catalog()
     publish_random_version(ModelStore.from_settings(settings), items, seed=1)
 
@@ -59,11 +59,11 @@ def test_a_killed_answering_process_ends_its_worker_with_the_reason(kafka, setti
         try:
             await until(lambda: process.publishing or running.done(), 60, "the answering process's index")
             answering = _answering(os.getpid())
-            assert answering, "no answering process"
-            for pid in answering:
-                os.kill(pid, signal.SIGKILL)
+            assert len(answering) == 2, answering
+            os.kill(answering[0], signal.SIGKILL)
             with pytest.raises(RuntimeError, match="the publisher process ended"):
                 await asyncio.wait_for(running, 30)
+            assert not any(_alive(pid) for pid in answering), "the other answering process outlived its worker"
         finally:
             stop.set()
             await asyncio.gather(running, return_exceptions=True)
@@ -71,21 +71,21 @@ def test_a_killed_answering_process_ends_its_worker_with_the_reason(kafka, setti
     asyncio.run(scenario())
 
 
-def test_a_killed_worker_takes_its_answering_process_with_it(kafka, settings):
+def test_a_killed_worker_takes_its_answering_processes_with_it(kafka, settings):
     env = {**child_env(settings, kafka), "STREAMREC_WORKER_PORT": str(free_port())}
-    env["STREAMREC_PUBLISHER_PROCESS"] = "true"
+    env["STREAMREC_PUBLISHER_PROCESSES"] = "2"
     worker = subprocess.Popen([sys.executable, "-m", "streamrec.cli", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while not (answering := _answering(worker.pid)):
-            assert worker.poll() is None and time.monotonic() < deadline, "the worker started no answering process"
+        while len(answering := _answering(worker.pid)) < 2:
+            assert worker.poll() is None and time.monotonic() < deadline, "the worker started no answering processes"
             time.sleep(0.2)
         worker.kill()
         worker.wait()
         deadline = time.monotonic() + 30
         while any(_alive(pid) for pid in answering):
-            assert time.monotonic() < deadline, "the answering process outlived its worker by 30 s"
+            assert time.monotonic() < deadline, "an answering process outlived its worker by 30 s"
             time.sleep(0.2)
     finally:
         if worker.poll() is None:

@@ -73,10 +73,10 @@ def _share(item_ids: list[str], category: str, category_of: dict[str, str]) -> f
     return sum(category_of[i] == category for i in item_ids) / max(1, len(item_ids))
 
 
-@pytest.mark.parametrize("publisher_process", [False, True], ids=["answers-in-the-worker", "answers-in-a-process"])
-def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, publisher_process):
+@pytest.mark.parametrize("publisher_processes", [0, 2], ids=["answers-in-the-worker", "answers-in-processes"])
+def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, publisher_processes):
     settings = settings.derive(
-        api_port=free_port(), publish_interval_s=0.1, index_kind="flat", publisher_process=publisher_process
+        api_port=free_port(), publish_interval_s=0.1, index_kind="flat", publisher_processes=publisher_processes
     )
     store = ModelStore.from_settings(settings)
     version, items = publish_trained_version(store, SHOP)

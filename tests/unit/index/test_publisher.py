@@ -12,7 +12,8 @@ from foundation.codec import decode
 from foundation.features import UserFeatures
 from foundation.popular import LivePopularity
 from foundation.schema import ScoredItem
-from index.publisher import RecommendationPublisher
+from index.publisher import Due, RecommendationPublisher
+from index.publisher_process import PublisherProcesses, owner
 
 
 @dataclass
@@ -175,10 +176,25 @@ class FakeProcess:
         self.handed.append(([one.user.user_id for one in due], forgotten))
 
 
-def test_with_an_answering_process_the_due_and_the_forgotten_are_handed_over_together():
+def test_with_answering_processes_the_due_and_the_forgotten_are_handed_over_together():
     process = FakeProcess()
-    publisher, producer = _publisher(None, process=process)
+    publisher, producer = _publisher(None, processes=process)
     publisher.note({"u1": (0, "e1", 1.0), "u2": (0, "e2", 1.0)})
     publisher.note({}, ["u1"])  # its tombstone must follow whatever the process already answered
     assert asyncio.run(_publish_due(publisher, time.monotonic())) is False
     assert process.handed == [(["u2"], ["u1"])] and producer.sent == [] and publisher.model_version == "v1"
+
+
+def test_each_user_is_always_handed_to_the_same_answering_process():
+    """A user's answers and the tombstone that ends them leave from one process, in order."""
+    fakes = [FakeProcess(), FakeProcess(), FakeProcess()]
+    processes = PublisherProcesses(fakes)
+    users = [f"u{n}" for n in range(300)]
+    due = [Due(UserFeatures(user_id), 0, "e", 1.0) for user_id in users]
+    asyncio.run(processes.publish(due, []))
+    asyncio.run(processes.publish(due[:10], users[:10]))
+    handed = [[user_id for due_ids, forgotten in fake.handed for user_id in due_ids + forgotten] for fake in fakes]
+    assert all(handed), "a process without a share"
+    for n, its_users in enumerate(handed):
+        assert {owner(user_id, 3) for user_id in its_users} == {n}
+    assert sorted(user_id for its_users in handed for user_id in its_users) == sorted(users + users[:10] * 2)
