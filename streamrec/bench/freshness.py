@@ -87,9 +87,10 @@ async def bench_freshness(
             paced_published = status.published - published_before
 
             on_status(f"a burst of {burst:,} events ...")
+            await traffic.prepare_burst(burst)
             published_before, coalesced_before = status.published, status.coalesced
             started = time.monotonic()
-            await traffic.burst(burst)
+            await traffic.burst()
             sent_s = time.monotonic() - started
             # Done when publishing started, then nothing is left to read or publish and it went quiet.
             folded_s = None

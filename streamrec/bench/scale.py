@@ -33,7 +33,7 @@ from foundation.schema import Item
 from foundation.settings import Settings
 from foundation.topics import Topics, ensure_topics
 from streamrec.bench.freshness import publish_untrained_version
-from streamrec.bench.traffic import send_burst, send_paced
+from streamrec.bench.traffic import random_clicks, send_burst, send_paced
 from streamrec.broker import free_port
 from streamrec.processes import child_env
 from streamrec.shop.producer import ShopProducer
@@ -148,10 +148,11 @@ async def run_group(
             await asyncio.sleep(2.0)
             paced_to = time.time()
             on_status(f"{count} worker(s): a burst of {burst:,} events ...")
+            clicks = random_clicks(rng, users, items, burst, first=sent)
             async with CommittedOffsets(settings, kafka) as committed:
                 before = await committed.total()
                 started = time.time()
-                await send_burst(producer, users, items, burst, rng, first=sent)
+                await send_burst(producer, clicks)
                 while await committed.total() < before + burst:
                     if time.time() - started > 600:
                         raise RuntimeError("the burst was not committed within 10 minutes")

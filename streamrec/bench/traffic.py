@@ -44,17 +44,25 @@ async def send_paced(
     return sent
 
 
-async def send_burst(producer: ShopProducer, users: int, items: int, count: int, rng: np.random.Generator, first: int):
-    """`count` clicks as fast as the producer takes them, flushed."""
-    for n in range(count):
-        await producer.send_event(random_click(rng, users, items, first + n))
+def random_clicks(rng: np.random.Generator, users: int, items: int, count: int, first: int) -> list[Event]:
+    """A burst's clicks, made before it is timed: a shop's producers run on
+    machines of their own, and making them took most of this process's
+    core, on the two cores the worker measures itself on."""
+    return [random_click(rng, users, items, first + n) for n in range(count)]
+
+
+async def send_burst(producer: ShopProducer, clicks: list[Event]) -> int:
+    """The clicks as fast as the producer takes them, flushed."""
+    for click in clicks:
+        await producer.send_event(click)
     await producer.flush()
-    return count
+    return len(clicks)
 
 
 class Traffic:
     """The shop's process, told what to send: `paced` and `burst` return how
-    many clicks it sent, once they are sent."""
+    many clicks it sent, once they are sent; `prepare_burst` makes the
+    burst's clicks beforehand (`random_clicks`)."""
 
     def __init__(self, settings: Settings, kafka: KafkaConnection, users: int, items: int, seed: int = 0):
         context = multiprocessing.get_context("spawn")  # no copy of the worker's loop and threads
@@ -80,8 +88,11 @@ class Traffic:
     async def paced(self, rate: float, seconds: float) -> int:
         return await self._ask(("paced", rate, seconds))
 
-    async def burst(self, count: int) -> int:
-        return await self._ask(("burst", count))
+    async def prepare_burst(self, count: int) -> int:
+        return await self._ask(("prepare", count))
+
+    async def burst(self) -> int:
+        return await self._ask(("burst",))
 
     async def _ask(self, command: tuple) -> int:
         self._commands.send(command)
@@ -105,13 +116,16 @@ def _serve(commands: Connection, settings: Settings, kafka: KafkaConnection, use
 async def _send_when_told(
     commands: Connection, settings: Settings, kafka: KafkaConnection, users: int, items: int, rng: np.random.Generator
 ) -> None:
-    sent = 0
+    sent, burst = 0, []
     async with ShopProducer(kafka, settings) as producer:
         commands.send(("ready", 0))
         while (command := await asyncio.to_thread(commands.recv)) is not None:
+            count = 0
             if command[0] == "paced":
                 count = await send_paced(producer, users, items, *command[1:], rng, first=sent)
+            elif command[0] == "prepare":
+                burst = random_clicks(rng, users, items, command[1], first=sent)
             else:
-                count = await send_burst(producer, users, items, command[1], rng, first=sent)
+                count, burst = await send_burst(producer, burst), []
             sent += count
             commands.send(("sent", count))
