@@ -38,10 +38,13 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from foundation.codec import encode
 from foundation.features import UserFeatures
+from foundation.kafka import partition_for
 from foundation.popular import LIVE_POPULARITY, LivePopularity
 from foundation.schema import Recommendation, ScoredItem
 
 if TYPE_CHECKING:
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
     from index.live import LiveModel
     from index.publisher_process import PublisherProcesses
 
@@ -123,24 +126,51 @@ class Sent:
 
 async def send_answers(
     producer: AIOKafkaProducer, topic: str, due: list[Due], answers: list[list[ScoredItem]], version: str,
-    on_delivered: Callable[[asyncio.Future], None],
+    on_lost: Callable[[int], None],
 ) -> Sent:  # fmt: skip
-    """Each user's answer on `topic`, keyed by user; stops at the first the broker refuses."""
+    """Each user's answer on `topic`, keyed by user, in the partition Kafka's
+    default partitioner gives the key, one record batch per partition (an
+    aiokafka send per answer cost 11 µs, an append to a batch 3). A batch the
+    broker refuses leaves its users, and those of the batches after it,
+    waiting; `on_lost(n)`: n answers sent were not acknowledged."""
     sent = Sent({}, time.monotonic())
     wall = time.time()
-    for n, (one, answer) in enumerate(zip(due, answers, strict=True)):
+    partitions = len(await producer.partitions_for(topic))
+    filling: dict[int, tuple[BatchBuilder, list[tuple[Due, float]]]] = {}
+    full: list[tuple[int, BatchBuilder, list[tuple[Due, float]]]] = []
+    for one, answer in zip(due, answers, strict=True):
         user_id = one.user.user_id
         latency_ms = max(0.0, (wall - one.event_ts) * 1000)
         message = Recommendation(user_id, tuple(answer), version, one.event_id, wall, round(latency_ms, 3))
+        value = encode(message.to_wire())
+        partition = partition_for(user_id, partitions)
+        batch, members = filling.get(partition) or filling.setdefault(partition, (producer.create_batch(), []))
+        if batch.append(key=user_id.encode(), value=value, timestamp=None) is None:  # full: the next one
+            full.append((partition, batch, members))
+            batch, members = filling[partition] = (producer.create_batch(), [])
+            batch.append(key=user_id.encode(), value=value, timestamp=None)
+        members.append((one, latency_ms))
+    full += [(partition, batch, members) for partition, (batch, members) in filling.items()]
+    for n, (partition, batch, members) in enumerate(full):
         try:
-            delivery = await producer.send(topic, encode(message.to_wire()), key=user_id.encode())
+            delivery = await producer.send_batch(batch, topic, partition=partition)
         except KafkaError as exc:
             log.warning("the broker did not take recommendations (retrying): %s", exc)
-            sent.refused = {later.user.user_id: later.note for later in due[n:]}
+            sent.refused = {one.user.user_id: one.note for _, _, later in full[n:] for one, _ in later}
             break
-        delivery.add_done_callback(on_delivered)
-        sent.latencies_ms[user_id] = latency_ms
+        delivery.add_done_callback(count_if_lost(on_lost, len(members)))
+        sent.latencies_ms.update((one.user.user_id, latency_ms) for one, latency_ms in members)
     return sent
+
+
+def count_if_lost(on_lost: Callable[[int], None], count: int) -> Callable[[asyncio.Future], None]:
+    """A delivery's callback: `on_lost(count)` when the broker did not acknowledge it."""
+
+    def delivered(delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            on_lost(count)
+
+    return delivered
 
 
 class RecommendationPublisher:
@@ -257,7 +287,7 @@ class RecommendationPublisher:
             await self.processes.publish(due, self._take_forgotten())  # its report comes back to `record`
             return False
         answers, version = self._answer([one.user for one in due])
-        sent = await send_answers(self.producer, self.topic, due, answers, version, self._delivered)
+        sent = await send_answers(self.producer, self.topic, due, answers, version, self._lost)
         sent.without_model = len(sent.latencies_ms) if version == LIVE_POPULARITY else 0
         self.record(sent)
         return bool(sent.refused)
@@ -281,9 +311,8 @@ class RecommendationPublisher:
             self._waiting.setdefault(user_id, note)
             self._last_publish[user_id] = sent.sent_at
 
-    def _delivered(self, delivery: asyncio.Future) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
-            self.status.errors += 1
+    def _lost(self, count: int) -> None:
+        self.status.errors += count
 
     def _answer(self, users: list[UserFeatures]) -> tuple[list[list[ScoredItem]], str]:
         """The served model's answers, or live popularity's before the first model."""

@@ -36,7 +36,7 @@ from foundation.features import UserFeatures
 from foundation.kafka import KafkaConnection, start_producer
 from foundation.settings import Settings
 from foundation.topics import Topics
-from index.publisher import ERROR_PAUSE_S, Due, Sent, send_answers
+from index.publisher import ERROR_PAUSE_S, Due, Sent, count_if_lost, send_answers
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +228,8 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
     topic = Topics.from_settings(settings).recommendations
     stop, lost = asyncio.Event(), [0]
 
-    def delivered(delivery: asyncio.Future) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
-            lost[0] += 1
+    def lose(count: int) -> None:
+        lost[0] += count
 
     def report(**batch: Any) -> None:
         write_message(writer, {"version": live.version, **batch})
@@ -248,9 +247,9 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
             if due and (current := live.current) is not None:  # the worker sends users once a version is served
                 answers = current.recommend_many([one.user for one in due], settings.publish_k,
                                                  explain=settings.publish_explanations)  # fmt: skip
-                sent = await send_answers(producer, topic, due, answers, current.version.version, delivered)
+                sent = await send_answers(producer, topic, due, answers, current.version.version, lose)
             for user_id in (user_id for batch in batches for user_id in batch["forget"]):
-                (await producer.send(topic, None, key=user_id.encode())).add_done_callback(delivered)
+                (await producer.send(topic, None, key=user_id.encode())).add_done_callback(count_if_lost(lose, 1))
             errors, lost[0] = lost[0], 0
             report(sent=sent.latencies_ms, at=sent.sent_at, refused=sent.refused, errors=errors, batches=len(batches))
             if sent.refused:

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaTimeoutError
 
 from foundation.codec import decode
 from foundation.features import UserFeatures
+from foundation.kafka import partition_for
 from foundation.popular import LivePopularity
 from foundation.schema import ScoredItem
 from index.publisher import Due, RecommendationPublisher
@@ -43,18 +44,42 @@ class FakeLive:
         pass
 
 
-class FakeProducer:
-    def __init__(self):
-        self.sent: list[tuple[str, dict, bytes]] = []
-        self.refuse: set[bytes] = set()  # keys whose send raises at once
-        self.lose: set[bytes] = set()  # keys sent but never acknowledged
+class FakeBatch:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.records: list[tuple[bytes, bytes]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes):
-        if key in self.refuse:
+    def append(self, *, key: bytes, value: bytes, timestamp: None):
+        if len(self.records) == self.capacity:
+            return None
+        self.records.append((key, value))
+        return object()  # aiokafka's record metadata
+
+
+class FakeProducer:
+    """Record batches of `capacity` answers (1: each answer its own, refused or lost alone)."""
+
+    def __init__(self, partitions: int = 1, capacity: int = 1):
+        self.partitions, self.capacity = partitions, capacity
+        self.sent: list[tuple[str, dict, bytes]] = []
+        self.batches: list[tuple[int, list[bytes]]] = []  # partition, keys
+        self.refuse: set[bytes] = set()  # keys whose batch's send raises at once
+        self.lose: set[bytes] = set()  # keys whose batch is sent but never acknowledged
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.capacity)
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int):
+        keys = [key for key, _ in batch.records]
+        if self.refuse & set(keys):
             raise KafkaTimeoutError("buffer full")
-        self.sent.append((topic, decode(value), key))
+        self.sent += [(topic, decode(value), key) for key, value in batch.records]
+        self.batches.append((partition, keys))
         done = asyncio.get_running_loop().create_future()
-        done.set_exception(KafkaTimeoutError("no ack")) if key in self.lose else done.set_result(None)
+        done.set_exception(KafkaTimeoutError("no ack")) if self.lose & set(keys) else done.set_result(None)
         return done
 
 
@@ -147,6 +172,21 @@ def test_a_refused_answer_is_counted_and_the_user_answered_again_after_the_inter
     assert [key for _, _, key in producer.sent] == [b"u1", b"u2", b"u3"]
     view = publisher.view()  # u3's answer was sent but never acknowledged: a second error
     assert (view["errors"], view["backlog_users"], view["published"], view["model_version"]) == (2, 0, 3, "v1")
+
+
+def test_answers_leave_in_one_record_batch_per_partition_of_their_users_keys():
+    publisher, producer = _publisher(FakeLive())
+    producer.partitions, producer.capacity = 3, 100
+    users = {f"u{n}": (0, f"e{n}", 1.0) for n in range(20)}
+    publisher.note(users)
+    producer.lose = {b"u7"}  # its batch's answers all count as lost
+    asyncio.run(_publish_due(publisher, time.monotonic()))
+    assert len(producer.batches) == 3
+    assert sorted(key for _, _, key in producer.sent) == sorted(user_id.encode() for user_id in users)
+    for partition, keys in producer.batches:
+        assert {partition_for(key.decode(), 3) for key in keys} == {partition}  # as Kafka's default partitioner
+    lost = next(keys for _, keys in producer.batches if b"u7" in keys)
+    assert publisher.status.errors == len(lost) > 1 and publisher.status.published == 20
 
 
 async def _publish_due(publisher: RecommendationPublisher, now: float) -> bool:
