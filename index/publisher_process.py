@@ -40,7 +40,7 @@ from index.publisher import ERROR_PAUSE_S, Due, Sent, count_if_lost, send_answer
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 8  # batches sent to the process and not yet reported
+MAX_IN_FLIGHT = 16  # batches sent to the process and not yet reported: the work of a commit's pause
 ANSWERED_TOGETHER = MAX_IN_FLIGHT // 2  # the rest are handed over while these are answered
 LENGTH = struct.Struct("!I")  # each message on the pipe: its length, then msgpack
 STARTUP_TIMEOUT_S = 300.0  # loading torch and faiss, building the current version's index
