@@ -69,9 +69,6 @@ class PublisherProcesses:
         versions = [process.version for process in self._processes]
         return None if None in versions else min(versions)
 
-    async def start(self) -> None:
-        await asyncio.gather(*(process.start() for process in self._processes))
-
     async def publish(self, due: list[Due], forgotten: list[str]) -> None:
         """Each process gets its users' share of the batch (`AnsweringProcess.publish`)."""
         count = len(self._processes)
@@ -85,7 +82,9 @@ class PublisherProcesses:
                 await process.publish(its_due, its_forgotten)
 
     async def run(self, stop: asyncio.Event, record: Callable[[Sent, int], None]) -> None:
-        """Every process's reports until `stop`; one that ends stops the others, and this raises why."""
+        """Start every process and take its reports until `stop`; one that
+        ends stops the others, and this raises why. Until all serve a version
+        the worker answers from live popularity itself."""
         halt = asyncio.Event()  # the worker's stop, or a process's end
         running = [asyncio.create_task(process.run(halt, record)) for process in self._processes]
         stopping = asyncio.create_task(stop.wait())
@@ -119,7 +118,7 @@ class AnsweringProcess:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
         """Start the process; back once its index is built (or no version exists yet)."""
         self._process.start()
         self._child_end.close()  # the child's now: its death reads as the pipe's end here
@@ -134,7 +133,11 @@ class AnsweringProcess:
     async def publish(self, due: list[Due], forgotten: list[str]) -> None:
         """Hand a batch over, and users whose answers must end with a
         tombstone; waits while MAX_IN_FLIGHT batches are unreported. The
-        write never blocks: at most MAX_IN_FLIGHT batches wait in the pipe."""
+        write never blocks: at most MAX_IN_FLIGHT batches wait in the pipe.
+        Users are handed over only once it serves a version; before it
+        started it answered no one, so a forgotten user needs nothing from it."""
+        if self._writer is None:
+            return
         await self._slots.acquire()
         if not self._process.is_alive():  # `run` raises why; the publisher ends on it
             raise RuntimeError(f"the publisher process ended (exit code {self._process.exitcode})")
@@ -142,20 +145,23 @@ class AnsweringProcess:
         write_message(self._writer, {"due": batch, "forget": forgotten})
 
     async def run(self, stop: asyncio.Event, record: Callable[[Sent, int], None]) -> None:
-        """Take the process's reports into `record` until `stop`, then stop it;
-        a process that ended raises here, and the worker ends with it."""
-        reports = asyncio.create_task(self._take_reports(record))
+        """Start the process and take its reports into `record` until `stop`,
+        then stop it; a process that ended raises here, and the worker ends with it."""
+        serving = asyncio.create_task(self._take_reports(record))
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait({reports, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
-            if reports.done():
-                reports.result()
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                serving.result()
         finally:
-            reports.cancel()
+            serving.cancel()
+            stopping.cancel()
             await self._stop()
             for _ in range(MAX_IN_FLIGHT):  # a publish waiting for a report that will never come
                 self._slots.release()
 
     async def _take_reports(self, record: Callable[[Sent, int], None]) -> None:
+        await self._start()
         while True:
             self._take(self._ended_if_none(await read_message(self._reader)), record)
 

@@ -103,8 +103,7 @@ class WorkerProcess:
         settings, worker = self.settings, self.worker
         live, processes = None, None
         if settings.publisher_processes:
-            processes = PublisherProcesses.spawn(settings, self.kafka)
-            await processes.start()
+            processes = PublisherProcesses.spawn(settings, self.kafka)  # started by the publisher's run
         else:
             from index.live import LiveModel  # torch and faiss load only where the answers are
 
