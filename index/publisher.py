@@ -124,6 +124,9 @@ class Sent:
     without_model: int = 0
 
 
+Batch = tuple[int, "BatchBuilder", list[tuple[Due, float]]]  # a partition's record batch, its users and latencies
+
+
 async def send_answers(
     producer: AIOKafkaProducer, topic: str, due: list[Due], answers: list[list[ScoredItem]], version: str,
     on_lost: Callable[[int], None],
@@ -134,33 +137,40 @@ async def send_answers(
     broker refuses leaves its users, and those of the batches after it,
     waiting; `on_lost(n)`: n answers sent were not acknowledged."""
     sent = Sent({}, time.monotonic())
-    wall = time.time()
-    partitions = len(await producer.partitions_for(topic))
-    filling: dict[int, tuple[BatchBuilder, list[tuple[Due, float]]]] = {}
-    full: list[tuple[int, BatchBuilder, list[tuple[Due, float]]]] = []
-    for one, answer in zip(due, answers, strict=True):
-        user_id = one.user.user_id
-        latency_ms = max(0.0, (wall - one.event_ts) * 1000)
-        message = Recommendation(user_id, tuple(answer), version, one.event_id, wall, round(latency_ms, 3))
-        value = encode(message.to_wire())
-        partition = partition_for(user_id, partitions)
-        batch, members = filling.get(partition) or filling.setdefault(partition, (producer.create_batch(), []))
-        if batch.append(key=user_id.encode(), value=value, timestamp=None) is None:  # full: the next one
-            full.append((partition, batch, members))
-            batch, members = filling[partition] = (producer.create_batch(), [])
-            batch.append(key=user_id.encode(), value=value, timestamp=None)
-        members.append((one, latency_ms))
-    full += [(partition, batch, members) for partition, (batch, members) in filling.items()]
-    for n, (partition, batch, members) in enumerate(full):
+    batches = _record_batches(producer, len(await producer.partitions_for(topic)), due, answers, version)
+    for n, (partition, batch, members) in enumerate(batches):
         try:
             delivery = await producer.send_batch(batch, topic, partition=partition)
         except KafkaError as exc:
             log.warning("the broker did not take recommendations (retrying): %s", exc)
-            sent.refused = {one.user.user_id: one.note for _, _, later in full[n:] for one, _ in later}
+            sent.refused = {one.user.user_id: one.note for _, _, later in batches[n:] for one, _ in later}
             break
         delivery.add_done_callback(count_if_lost(on_lost, len(members)))
         sent.latencies_ms.update((one.user.user_id, latency_ms) for one, latency_ms in members)
     return sent
+
+
+def _record_batches(
+    producer: AIOKafkaProducer, partitions: int, due: list[Due], answers: list[list[ScoredItem]], version: str
+) -> list[Batch]:
+    """The answers encoded into record batches, each full one before the partition's next."""
+    wall = time.time()
+    filling: dict[int, Batch] = {}
+    full: list[Batch] = []
+    for one, answer in zip(due, answers, strict=True):
+        user_id = one.user.user_id
+        latency_ms = max(0.0, (wall - one.event_ts) * 1000)
+        message = Recommendation(user_id, tuple(answer), version, one.event_id, wall, round(latency_ms, 3))
+        key, value = user_id.encode(), encode(message.to_wire())
+        partition = partition_for(user_id, partitions)
+        if partition not in filling:
+            filling[partition] = (partition, producer.create_batch(), [])
+        if filling[partition][1].append(key=key, value=value, timestamp=None) is None:  # full: a new one
+            full.append(filling[partition])
+            filling[partition] = (partition, producer.create_batch(), [])
+            filling[partition][1].append(key=key, value=value, timestamp=None)
+        filling[partition][2].append((one, latency_ms))
+    return full + list(filling.values())
 
 
 def count_if_lost(on_lost: Callable[[int], None], count: int) -> Callable[[asyncio.Future], None]:

@@ -46,8 +46,8 @@ async def send_paced(
 
 def random_clicks(rng: np.random.Generator, users: int, items: int, count: int, first: int) -> list[Event]:
     """A burst's clicks, made before it is timed: a shop's producers run on
-    machines of their own, and making them took most of this process's
-    core, on the two cores the worker measures itself on."""
+    machines of their own, and making them was about half of this process's
+    CPU during a burst, on the two cores the worker measures itself on."""
     return [random_click(rng, users, items, first + n) for n in range(count)]
 
 
