@@ -280,12 +280,14 @@ async def _read_batches(reader: asyncio.StreamReader, asked: asyncio.Queue) -> N
 async def _waiting_batches(asked: asyncio.Queue) -> list[dict[str, list]]:
     """The next batch and those queued behind it (at most ANSWERED_TOGETHER),
     answered together: one tower pass and one search for more users costs
-    less per user. Empty when the worker is gone."""
+    less per user. Empty when the worker is gone; batches taken together with
+    its end are answered first, and the end comes on the next call."""
     batches = [await asked.get()]
     while len(batches) < ANSWERED_TOGETHER and batches[-1] is not None and not asked.empty():
         batches.append(asked.get_nowait())
     if batches[-1] is None:
-        return []
+        batches.pop()
+        asked.put_nowait(None)
     return batches
 
 

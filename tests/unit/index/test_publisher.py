@@ -14,7 +14,7 @@ from foundation.kafka import partition_for
 from foundation.popular import LivePopularity
 from foundation.schema import ScoredItem
 from index.publisher import Due, RecommendationPublisher
-from index.publisher_process import PublisherProcesses, owner
+from index.publisher_process import PublisherProcesses, _waiting_batches, owner
 
 
 @dataclass
@@ -238,3 +238,15 @@ def test_each_user_is_always_handed_to_the_same_answering_process():
     for n, its_users in enumerate(handed):
         assert {owner(user_id, 3) for user_id in its_users} == {n}
     assert sorted(user_id for its_users in handed for user_id in its_users) == sorted(users + users[:10] * 2)
+
+
+def test_an_answering_process_answers_the_batches_taken_with_the_workers_end_before_it_stops():
+    """At a clean stop the pipe's end can arrive behind batches read in the same turn."""
+
+    async def turns() -> list[list[dict]]:
+        asked: asyncio.Queue = asyncio.Queue()
+        for message in ({"due": [1]}, {"due": [2]}, None):
+            asked.put_nowait(message)
+        return [await _waiting_batches(asked), await _waiting_batches(asked)]
+
+    assert asyncio.run(turns()) == [[{"due": [1]}, {"due": [2]}], []]
