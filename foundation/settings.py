@@ -296,12 +296,13 @@ class Settings(BaseSettings):
     )
     publish_k: int = Field(10, ge=1, le=1000, description="Items per published recommendation.")
     publisher_processes: int = Field(
-        0,
+        1,
         ge=0,
         le=64,
         description=(
             "Processes per worker that answer for its publisher (user tower, index search, sending), on other "
-            "cores, each for its share of the users; 0: on the worker's event loop."
+            "cores, each for its share of the users; each holds its own torch and index in memory. 0: on the "
+            "worker's event loop."
         ),
     )
     publish_interval_s: float = Field(

@@ -91,6 +91,7 @@ def settings(tmp_path) -> Settings:
         worker_port=free_port(),
         commit_interval_s=0.2,
         data_dir=tmp_path / "data",
+        publisher_processes=0,  # a worker that starts in seconds; the suites of answering processes say so
     )
 
 
