@@ -15,10 +15,11 @@ own LiveModel, hot-swapped on `recs.model-updates`; features come from the
 worker's tables (wired in `streamrec.processes`), so a recommendation always
 sees the event that triggered it.
 
-Everything runs on the worker's event loop, between its batches: the index
-is never searched while catalog changes are added to it. Or, with
-`STREAMREC_PUBLISHER_PROCESSES`, the model's answers are computed and sent by
-processes of their own (`index.publisher_process`); the rest stays here.
+By default the model's answers are computed and sent by a process of its
+own beside the worker (`index.publisher_process`, `STREAMREC_PUBLISHER_PROCESSES`
+of them); deciding who is due, and the answers before the first model, stay
+here. With 0, everything runs on the worker's event loop, between its
+batches: the index is never searched while catalog changes are added to it.
 """
 
 from __future__ import annotations
