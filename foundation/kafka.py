@@ -66,6 +66,16 @@ class KafkaConnection:
         """A connection to `bootstrap` with the settings' TLS and SASL."""
         return cls(bootstrap, security_options(settings))
 
+    def to_child(self) -> tuple[str, dict[str, bool]]:
+        """What a spawned process needs to connect again (`from_parent`): an SSLContext does not pickle."""
+        return self.bootstrap, dict(self.facts)
+
+    @classmethod
+    def from_parent(cls, settings: Settings, sent: tuple[str, dict[str, bool]]) -> KafkaConnection:
+        """The connection a parent sent (`to_child`), its TLS and SASL made again from the same settings."""
+        bootstrap, facts = sent
+        return cls(bootstrap, security_options(settings), facts)
+
     @property
     def secured(self) -> bool:
         return bool(self.security)

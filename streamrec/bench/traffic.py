@@ -68,7 +68,10 @@ class Traffic:
         context = multiprocessing.get_context("spawn")  # no copy of the worker's loop and threads
         self._commands, child_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(child_end, settings, kafka, users, items, seed), name="bench-traffic", daemon=True
+            target=_serve,
+            args=(child_end, settings, kafka.to_child(), users, items, seed),
+            name="bench-traffic",
+            daemon=True,
         )
 
     async def __aenter__(self) -> Traffic:
@@ -106,7 +109,8 @@ class Traffic:
         return value
 
 
-def _serve(commands: Connection, settings: Settings, kafka: KafkaConnection, users: int, items: int, seed: int):
+def _serve(commands: Connection, settings: Settings, kafka_sent: tuple, users: int, items: int, seed: int):
+    kafka = KafkaConnection.from_parent(settings, kafka_sent)
     try:
         asyncio.run(_send_when_told(commands, settings, kafka, users, items, np.random.default_rng(seed)))
     except Exception as exc:  # the parent raises it

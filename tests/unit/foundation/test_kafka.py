@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import ssl
 
 from pydantic import SecretStr
@@ -31,6 +32,19 @@ def test_sasl_over_tls_passes_the_mechanism_credentials_and_a_tls_context():
         "sasl_plain_username": "streamrec",
         "sasl_plain_password": "s3cret",
     }
+
+
+def test_a_secured_connection_crosses_to_a_spawned_process_and_is_secured_again_there():
+    """An SSLContext does not pickle: the answering and traffic processes got none (found with SASL_SSL)."""
+    settings = Settings(
+        kafka_security_protocol="SASL_SSL", kafka_sasl_username="streamrec", kafka_sasl_password=SecretStr("s3cret")
+    )
+    connection = kafka.KafkaConnection.from_settings(settings, "b:9093")
+    connection.facts["idempotence"] = False
+    again = kafka.KafkaConnection.from_parent(settings, pickle.loads(pickle.dumps(connection.to_child())))
+    assert (again.bootstrap, again.facts) == ("b:9093", {"idempotence": False})
+    options = again.client_options()
+    assert isinstance(options["ssl_context"], ssl.SSLContext) and options["sasl_plain_password"] == "s3cret"
 
 
 def test_every_client_made_from_a_connection_takes_its_security():
