@@ -164,13 +164,12 @@ def _record_batches(
         message = Recommendation(user_id, tuple(answer), version, one.event_id, wall, round(latency_ms, 3))
         key, value = user_id.encode(), encode(message.to_wire())
         partition = partition_for(user_id, partitions)
-        if partition not in filling:
-            filling[partition] = (partition, producer.create_batch(), [])
-        if filling[partition][1].append(key=key, value=value, timestamp=None) is None:  # full: a new one
-            full.append(filling[partition])
-            filling[partition] = (partition, producer.create_batch(), [])
-            filling[partition][1].append(key=key, value=value, timestamp=None)
-        filling[partition][2].append((one, latency_ms))
+        batch = filling.get(partition) or filling.setdefault(partition, (partition, producer.create_batch(), []))
+        if batch[1].append(key=key, value=value, timestamp=None) is None:  # full: a new one
+            full.append(batch)
+            batch = filling[partition] = (partition, producer.create_batch(), [])
+            batch[1].append(key=key, value=value, timestamp=None)
+        batch[2].append((one, latency_ms))
     return full + list(filling.values())
 
 

@@ -111,9 +111,11 @@ class AnsweringProcess:
         context = multiprocessing.get_context("spawn")  # no copy of the worker's loop, threads and tables
         self._pipe, self._child_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(self._child_end, settings, kafka.to_child(), threads), name="streamrec-publisher",
+            target=_serve,
+            args=(self._child_end, settings, kafka.to_child(), threads),
+            name="streamrec-publisher",
             daemon=True,
-        )  # fmt: skip
+        )
         self.version: str | None = None  # the version the process serves, None before the first model
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._reader: asyncio.StreamReader | None = None
@@ -211,7 +213,7 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
         return None
 
 
-def _serve(pipe: Connection, settings: Settings, kafka_sent: tuple, threads: int | None) -> None:
+def _serve(pipe: Connection, settings: Settings, kafka_sent: tuple[str, dict[str, bool]], threads: int | None) -> None:
     kafka = KafkaConnection.from_parent(settings, kafka_sent)
     logging.basicConfig(level=logging.INFO, format="publisher: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -109,7 +109,9 @@ class Traffic:
         return value
 
 
-def _serve(commands: Connection, settings: Settings, kafka_sent: tuple, users: int, items: int, seed: int):
+def _serve(
+    commands: Connection, settings: Settings, kafka_sent: tuple[str, dict[str, bool]], users: int, items: int, seed: int
+):
     kafka = KafkaConnection.from_parent(settings, kafka_sent)
     try:
         asyncio.run(_send_when_told(commands, settings, kafka, users, items, np.random.default_rng(seed)))
