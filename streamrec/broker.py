@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from foundation.kafka import KafkaConnection
-from foundation.settings import Settings
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from foundation.kafka import KafkaConnection
-from foundation.settings import Settings
-from foundation.store import ModelStore
 from streamrec.broker import die_with_parent
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
 from streamrec.processes import WorkerProcess, child_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
 import numpy as np  # noqa: E402
 
-from index.cost import Measurement  # noqa: E402
-from trainer.protocol import Quality  # noqa: E402
+from streamrec.index.cost import Measurement  # noqa: E402
+from streamrec.trainer.eval_protocol import Quality  # noqa: E402
 
 
 def recall_curves(

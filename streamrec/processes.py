@@ -15,21 +15,21 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from foundation.catalog import CatalogView
-from foundation.http import Access, metrics_app, serve_http
-from foundation.kafka import KafkaConnection
-from foundation.popular import LivePopularity
-from foundation.schema import Limits
-from foundation.settings import Settings
-from foundation.topics import Topics, ensure_topics
-from streams.assignor import group_workers
-from streams.engines import stream_worker
-from streams.web import create_worker_api, render_metrics
+from streamrec.foundation.catalog import CatalogView
+from streamrec.foundation.http import Access, metrics_app, serve_http
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.popular import LivePopularity
+from streamrec.foundation.schema import Limits
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics, ensure_topics
+from streamrec.streams.assignor import group_workers
+from streamrec.streams.engines import stream_worker
+from streamrec.streams.web import create_worker_api, render_metrics
 
 if TYPE_CHECKING:
-    from index.live import LiveModel
-    from index.publisher import RecommendationPublisher
-    from trainer.job import IndexChooser
+    from streamrec.serving.live import LiveModel
+    from streamrec.serving.publisher import RecommendationPublisher
+    from streamrec.trainer.job import IndexChooser
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +97,15 @@ class WorkerProcess:
         return self.publisher.view() if self.publisher is not None else None
 
     async def _start_publisher(self) -> RecommendationPublisher:
-        from index.publisher import RecommendationPublisher, export_metrics
-        from index.publisher_process import PublisherProcesses
+        from streamrec.serving.publisher import RecommendationPublisher, export_metrics
+        from streamrec.serving.publisher_process import PublisherProcesses
 
         settings, worker = self.settings, self.worker
         live, processes = None, None
         if settings.publisher_processes:
             processes = PublisherProcesses.spawn(settings, self.kafka)  # started by the publisher's run
         else:
-            from index.live import LiveModel  # torch and faiss load only where the answers are
+            from streamrec.serving.live import LiveModel  # torch and faiss load only where the answers are
 
             live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
             await live.start(self.kafka)
@@ -147,10 +147,10 @@ async def run_server(
 ) -> LiveModel:
     """The HTTP API until `stop`: follow the catalog, features and model
     versions and serve; pass a `live` model to watch it (tests, the demo)."""
-    from index.api import ApiMetrics, create_api
-    from index.console import add_console
-    from index.live import LiveModel
-    from index.pulse import Pulse
+    from streamrec.serving.api import ApiMetrics, create_api
+    from streamrec.serving.console import add_console
+    from streamrec.serving.live import LiveModel
+    from streamrec.serving.pulse import Pulse
 
     await ensure_topics(settings, kafka)
     live = live or LiveModel(settings)
@@ -187,8 +187,8 @@ async def run_server(
 
 async def rollback_and_announce(settings: Settings, kafka: KafkaConnection) -> str:
     """The console's rollback: the previous version current again, announced to every process."""
-    from foundation.store import ModelStore
-    from trainer.announce import announce
+    from streamrec.foundation.store import ModelStore
+    from streamrec.trainer.announce import announce
 
     store = ModelStore.from_settings(settings)
     version = store.rollback()
@@ -202,7 +202,7 @@ def index_chooser(settings: Settings) -> IndexChooser | None:
     if not settings.index_tune:
         return None
 
-    from foundation.store import ModelStore
-    from index.tune import choose_for_version
+    from streamrec.foundation.store import ModelStore
+    from streamrec.index.tune import choose_for_version
 
     return functools.partial(choose_for_version, ModelStore.from_settings(settings), settings)

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from foundation.kafka import KafkaConnection
-from foundation.settings import Settings
 from streamrec.broker import EmbeddedBroker, free_port, free_ports
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.settings import Settings
 
 __all__ = ["free_port"]  # the tests' import of it
 

@@ -8,15 +8,15 @@ import time
 import numpy as np
 import torch
 
-from embeddings.encoding import ModelConfig
-from embeddings.model import TwoTower
-from embeddings.versions import ModelVersion, load_version, publish_model
-from foundation.features import FeatureConfig
-from foundation.schema import Event, Item
-from foundation.store import Manifest, ModelStore
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.embeddings.model import TwoTower
+from streamrec.embeddings.versions import ModelVersion, load_version, publish_model
+from streamrec.foundation.features import FeatureConfig
+from streamrec.foundation.schema import Event, Item
+from streamrec.foundation.store import Manifest, ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.examples import build_examples
-from trainer.train import TrainConfig, train
+from streamrec.trainer.examples import build_examples
+from streamrec.trainer.train import TrainConfig, train
 
 SMALL = ModelConfig(dim=16, hidden=32, id_buckets=4096, category_buckets=64, text_buckets=4096, max_recent=10)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
-from foundation.kafka import KafkaConnection, admin_client, reader, start_producer
+from streamrec.foundation.kafka import KafkaConnection, admin_client, reader, start_producer
 
 FETCHES = 30  # per step: the median of these is reported
 VALUE = b"x" * 200  # about an event's size

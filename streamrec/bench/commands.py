@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from foundation.settings import Settings
 from streamrec.broker import kafka_connection
 from streamrec.cli.common import (
     ApacheKafka,
@@ -32,6 +31,7 @@ from streamrec.cli.common import (
     training_progress,
     with_log_options,
 )
+from streamrec.foundation.settings import Settings
 
 bench_app = typer.Typer(help="Benchmarks: each prints figures; with --json its last line is one JSON object.")
 
@@ -134,8 +134,8 @@ def bench_index(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of every configuration.")] = False,
 ) -> None:
     """Every index kind and its knobs against exact search at each catalog size, beside hnswlib."""
-    from index.cost import Target, choose
     from streamrec.bench.index import bench_index as run_bench
+    from streamrec.index.cost import Target, choose
     from streamrec.plots import tuning_map
 
     settings = Settings()
@@ -186,9 +186,9 @@ def bench_broker(
     as_json: JsonLine = False,
 ) -> None:
     """Fetch time as a partition's log grows: the embedded tansu beside Apache Kafka."""
-    from foundation.kafka import KafkaConnection
     from streamrec.bench.broker import fetch_times
     from streamrec.broker import EmbeddedBroker, free_port
+    from streamrec.foundation.kafka import KafkaConnection
 
     counts = tuple(sorted({int(step) for step in steps.split(",") if step.strip()}))
     settings = Settings()

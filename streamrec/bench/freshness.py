@@ -17,14 +17,14 @@ import time
 import uuid
 from collections.abc import Callable
 
-from embeddings.encoding import ModelConfig
-from embeddings.model import TwoTower
-from embeddings.versions import publish_model
-from foundation.kafka import KafkaConnection
-from foundation.schema import Item
-from foundation.settings import Settings
-from foundation.store import Manifest, ModelStore
 from streamrec.bench.traffic import Traffic
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.embeddings.model import TwoTower
+from streamrec.embeddings.versions import publish_model
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.schema import Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import Manifest, ModelStore
 from streamrec.processes import WorkerProcess
 from streamrec.shop.producer import ShopProducer
 

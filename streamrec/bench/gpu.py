@@ -4,7 +4,7 @@ Three parts, each on CUDA where torch and faiss see a GPU, and on the CPU
 beside it (its threads capped, to stand for the 2-core machine the CPU
 figures elsewhere come from):
 
-- **trainer**: `trainer.train.train` on a simulated log, the same data, config
+- **trainer**: `streamrec.trainer.train.train` on a simulated log, the same data, config
   and seed on each device (CUDA with mixed precision): examples/s, seconds per
   epoch, validation recall@20;
 - **index**: flat, IVF-Flat, IVF-PQ and (where the faiss build has it) CAGRA at
@@ -26,17 +26,17 @@ from dataclasses import replace
 import faiss
 import torch
 
-from embeddings.encoding import ModelConfig, encode_users
-from embeddings.model import TwoTower, to_tensors
-from foundation.features import FeatureConfig, UserFeatures
-from foundation.schema import Event
-from foundation.settings import Settings
-from index.cost import exact_neighbours, measure_build
-from index.kinds import IndexSpec, build, cagra_available, gpu_count
 from streamrec.bench.index import embedding_like
+from streamrec.embeddings.encoding import ModelConfig, encode_users
+from streamrec.embeddings.model import TwoTower, to_tensors
+from streamrec.foundation.features import FeatureConfig, UserFeatures
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
+from streamrec.index.cost import exact_neighbours, measure_build
+from streamrec.index.kinds import IndexSpec, build, cagra_available, gpu_count
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.examples import Split, build_examples
-from trainer.train import TrainConfig, TrainResult, train
+from streamrec.trainer.examples import Split, build_examples
+from streamrec.trainer.train import TrainConfig, TrainResult, train
 
 K = 10
 GPU_KINDS = ("flat", "ivf_flat", "ivf_pq", "cagra")

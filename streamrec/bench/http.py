@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.encoding import ModelConfig
-from embeddings.model import TwoTower
-from embeddings.versions import ModelVersion
-from foundation.codec import encode
-from foundation.features import FeatureConfig, UserFeatures, apply_event
-from foundation.schema import Event, Item
-from foundation.store import Manifest
-from index.live import index_spec, serving_config
 from streamrec.bench.index import embedding_like
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.embeddings.model import TwoTower
+from streamrec.embeddings.versions import ModelVersion
+from streamrec.foundation.codec import encode
+from streamrec.foundation.features import FeatureConfig, UserFeatures, apply_event
+from streamrec.foundation.schema import Event, Item
+from streamrec.foundation.store import Manifest
+from streamrec.serving.live import index_spec, serving_config
 
 
 def _synthetic_version(items: int, dim: int, settings) -> ModelVersion:
@@ -99,10 +99,10 @@ def bench_http(
     """p50/p99 of `GET /recommendations/{user}` over HTTP (keep-alive, one
     client process) against a server holding `items` items and `users` users;
     one request in ten is for an unknown user (the cold-start answer)."""
-    from foundation.http import serve_http
-    from index.api import create_api
-    from index.live import LiveModel
-    from index.serving import ServingIndex
+    from streamrec.foundation.http import serve_http
+    from streamrec.serving.api import create_api
+    from streamrec.serving.live import LiveModel
+    from streamrec.serving.serving_index import ServingIndex
 
     on_status(f"building the {settings.index_kind} index over {items:,} items ...")
     version = _synthetic_version(items, dim, settings)

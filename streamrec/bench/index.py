@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from index.cost import BUILDS, EF_SEARCH, Measurement, exact_neighbours, measure, recall, time_queries
-from index.kinds import IndexSpec
+from streamrec.index.cost import BUILDS, EF_SEARCH, Measurement, exact_neighbours, measure, recall, time_queries
+from streamrec.index.kinds import IndexSpec
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def bench_index(
     threads: int | None = None,
     on_measured: Callable[[int, str, list[Measurement]], None] = lambda *_: None,
 ) -> dict[int, dict[str, list[Measurement]]]:
-    """Every build of `index.cost.BUILDS` and hnswlib at each size:
+    """Every build of `streamrec.index.cost.BUILDS` and hnswlib at each size:
     size -> {"faiss": [...], "hnswlib": [...]}."""
     results: dict[int, dict[str, list[Measurement]]] = {}
     for n in sizes:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import msgpack
 from aiokafka import TopicPartition
 
-from foundation.kafka import KafkaConnection, reader
-from foundation.schema import Event, Item
-from foundation.settings import Settings
-from foundation.topics import Topics
+from streamrec.foundation.kafka import KafkaConnection, reader
+from streamrec.foundation.schema import Event, Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics
 from streamrec.shop.producer import ShopProducer
-from streams.engines import stream_worker
+from streamrec.streams.engines import stream_worker
 
 
 @dataclass

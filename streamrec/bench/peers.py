@@ -21,9 +21,9 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from embeddings.neighbours import ease_weights
-from foundation.schema import Event
-from trainer.protocol import DEPTH, WindowSplit, judge, window_split, without_past
+from streamrec.embeddings.neighbours import ease_weights
+from streamrec.foundation.schema import Event
+from streamrec.trainer.eval_protocol import DEPTH, WindowSplit, judge, window_split, without_past
 
 log = logging.getLogger(__name__)
 

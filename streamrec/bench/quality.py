@@ -1,5 +1,5 @@
 """`streamrec bench quality`: the product against tuned classical peers on a
-real interaction log, judged the way users feel it (`trainer.protocol`).
+real interaction log, judged the way users feel it (`streamrec.trainer.eval_protocol`).
 
 The product side goes the whole way a shop's data goes: the training events
 are replayed to a broker, folded by a worker, cached and learned by the
@@ -21,17 +21,17 @@ from urllib.parse import quote
 
 import httpx
 
-from foundation.kafka import KafkaConnection
-from foundation.schema import Event, Item
-from foundation.settings import Settings
-from foundation.store import ModelStore
-from index.live import LiveModel
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.schema import Event, Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
 from streamrec.processes import WorkerProcess, run_server
+from streamrec.serving.live import LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.replay import send_replay
-from trainer.data import open_cache, refresh_cache
-from trainer.job import train_and_publish
-from trainer.protocol import DEPTH, Quality, WindowSplit, judge, window_split
+from streamrec.trainer.data import open_cache, refresh_cache
+from streamrec.trainer.eval_protocol import DEPTH, Quality, WindowSplit, judge, window_split
+from streamrec.trainer.job import train_and_publish
 
 PRODUCT = "streamrec"
 DIVERSITIES = (0.0, 0.5, 0.8)  # the knob's settings the trade-off is measured at

@@ -27,14 +27,14 @@ import httpx
 import numpy as np
 from aiokafka import TopicPartition
 
-from foundation.codec import decode
-from foundation.kafka import KafkaConnection, read_to_end, reader
-from foundation.schema import Item
-from foundation.settings import Settings
-from foundation.topics import Topics, ensure_topics
 from streamrec.bench.freshness import publish_untrained_version
 from streamrec.bench.traffic import random_clicks, send_burst, send_paced
 from streamrec.broker import free_port
+from streamrec.foundation.codec import decode
+from streamrec.foundation.kafka import KafkaConnection, read_to_end, reader
+from streamrec.foundation.schema import Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.processes import child_env
 from streamrec.shop.producer import ShopProducer
 

@@ -17,9 +17,9 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from foundation.kafka import KafkaConnection
-from foundation.schema import Event
-from foundation.settings import Settings
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
 from streamrec.shop.producer import ShopProducer
 
 STARTUP_TIMEOUT_S = 60.0

@@ -16,15 +16,15 @@ import shutil
 import time
 import uuid
 
-from foundation.kafka import KafkaConnection
-from foundation.schema import Event
-from foundation.settings import Settings
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.cache import InteractionCache
-from trainer.data import open_cache
-from trainer.job import RunOutcome
-from trainer.schedule import train_once
+from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.data import open_cache
+from streamrec.trainer.job import RunOutcome
+from streamrec.trainer.schedule import train_once
 
 
 def _figures(outcome: RunOutcome, seconds: float) -> dict:

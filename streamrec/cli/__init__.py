@@ -16,13 +16,13 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.logging import RichHandler
 
-from foundation.kafka_errors import BootstrapCauses, explain
-from foundation.settings import SettingsError
-from foundation.store import StoreError
 from streamrec.bench.commands import bench_app
 from streamrec.broker import BrokerError
 from streamrec.cli import demo, model, serving, settings, stream, traffic
 from streamrec.cli.common import console
+from streamrec.foundation.kafka_errors import BootstrapCauses, explain
+from streamrec.foundation.settings import SettingsError
+from streamrec.foundation.store import StoreError
 
 app = typer.Typer(help="streamrec: streaming recommendations for online shops.", no_args_is_help=True)
 for command in (stream.broker, stream.worker, stream.forget, traffic.simulate, traffic.replay, demo.demo,

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from foundation.kafka import KafkaConnection
-from foundation.settings import Settings
 from streamrec.broker import free_ports, kafka_connection
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.settings import Settings
 
 console = Console(stderr=True)
 log = logging.getLogger("streamrec")
@@ -81,8 +81,8 @@ def parse_duration(text: str) -> float:
 def load_version(settings: Settings, version: str | None) -> Any:
     """A stored version (the current one by default); a missing or malformed one
     is a StoreError, which `run` reports in one line with exit code 2."""
-    from embeddings.versions import load_version as load
-    from foundation.store import ModelStore
+    from streamrec.embeddings.versions import load_version as load
+    from streamrec.foundation.store import ModelStore
 
     return load(ModelStore.from_settings(settings), version)
 
@@ -227,7 +227,7 @@ class LogFile:
     def read(self, settings: Settings) -> tuple[list, list]:
         """The log's events and its catalog (the item file's, or a bare one from
         the events' item ids); a malformed file is one line and exit code 2."""
-        from foundation.schema import Limits
+        from streamrec.foundation.schema import Limits
         from streamrec.shop.replay import ReplayError, bare_catalog, read_events, read_items
 
         limits = Limits.from_settings(settings)

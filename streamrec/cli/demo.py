@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from foundation.settings import Settings
 from streamrec.cli.common import broker_name, console, for_one_worker, parse_duration, run_broker, run_until_signal
+from streamrec.foundation.settings import Settings
 
 
 def demo(

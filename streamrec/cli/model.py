@@ -12,10 +12,10 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
-from foundation.settings import Settings
-from foundation.store import ModelStore, StoreError
 from streamrec.broker import kafka_connection
 from streamrec.cli.common import console, load_version, parse_duration, run_until_signal, training_progress
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore, StoreError
 
 
 def train(
@@ -60,7 +60,7 @@ def _rollback(settings: Settings) -> None:
 
 def _train_now(settings: Settings, **options: Any) -> None:
     from streamrec.processes import index_chooser
-    from trainer.schedule import train_once
+    from streamrec.trainer.schedule import train_once
 
     progress, update = training_progress()
     with kafka_connection(settings) as kafka:
@@ -79,7 +79,7 @@ def _train_now(settings: Settings, **options: Any) -> None:
 
 def _train_every(settings: Settings, every: str, min_new_events: int) -> None:
     from streamrec.processes import index_chooser
-    from trainer.schedule import train_every
+    from streamrec.trainer.schedule import train_every
 
     interval = parse_duration(every)
     with kafka_connection(settings) as kafka:
@@ -124,7 +124,7 @@ def evaluate(
 ) -> None:
     """Recall, NDCG, coverage and diversity of a version against popularity, on the held-out users' newest events."""
     from streamrec.plots import recall_curves
-    from trainer.schedule import evaluate_on_log
+    from streamrec.trainer.schedule import evaluate_on_log
 
     settings = Settings()
     loaded = load_version(settings, version)

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from foundation.kafka import KafkaConnection
-from foundation.settings import Settings
 from streamrec.broker import kafka_connection
 from streamrec.cli.common import add_measurements, console, load_version, measurement_table, run_until_signal
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.settings import Settings
 
 
 def serve(port: Annotated[int | None, typer.Option(help="HTTP port (default: STREAMREC_API_PORT).")] = None) -> None:
@@ -47,11 +47,11 @@ def tune(
     ] = None,
 ) -> None:
     """Measure index configurations on a version with real user queries; pick the cheapest meeting the target."""
-    from foundation.topics import Topics
-    from index.cost import settings_for
-    from index.live import FeatureReplica
-    from index.tune import tune as run_tune
+    from streamrec.foundation.topics import Topics
+    from streamrec.index.cost import settings_for
+    from streamrec.index.tune import tune as run_tune
     from streamrec.plots import tuning_map
+    from streamrec.serving.live import FeatureReplica
 
     given = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes,
              "tune_prefer": prefer and prefer.value}  # fmt: skip

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from foundation.settings import Settings
+from streamrec.foundation.settings import Settings
 
 
 def show_settings(

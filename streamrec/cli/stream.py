@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from foundation.kafka import KafkaConnection
-from foundation.settings import Settings
 from streamrec.broker import EmbeddedBroker, kafka_connection
 from streamrec.cli.common import console, run_until_signal
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.settings import Settings
 
 
 def broker(
@@ -68,10 +68,10 @@ def worker(
 def forget(user_id: Annotated[str, typer.Argument(help="The shop's id of the user.")]) -> None:
     """Forget a user everywhere: the workers' features and changelog, the servers' replicas,
     the published recommendations and the trainer's cache (via the recs.control topic)."""
-    from foundation.control import send_forget
-    from foundation.kafka import start_producer
-    from foundation.privacy import Pseudonyms
-    from foundation.topics import Topics, ensure_topics
+    from streamrec.foundation.control import send_forget
+    from streamrec.foundation.kafka import start_producer
+    from streamrec.foundation.privacy import Pseudonyms
+    from streamrec.foundation.topics import Topics, ensure_topics
 
     settings = Settings()
     if not 0 < len(user_id) <= settings.max_id_chars:

@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from foundation.settings import Settings
 from streamrec.broker import kafka_connection
 from streamrec.cli.common import LogFile, console, progress_bar, run_until_signal, with_log_options
+from streamrec.foundation.settings import Settings
 
 
 def simulate(

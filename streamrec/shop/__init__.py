@@ -12,7 +12,7 @@ of `recs.recommendations` finds its users' answers under
 `Pseudonyms(key)(user_id)`.
 """
 
-from foundation.privacy import Pseudonyms
+from streamrec.foundation.privacy import Pseudonyms
 from streamrec.shop.producer import ProduceError, ShopProducer
 from streamrec.shop.replay import EventColumns, ItemColumns, ReplayError, read_events, read_items, send_replay
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic

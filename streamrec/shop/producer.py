@@ -32,11 +32,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from foundation.codec import encode
-from foundation.kafka import KafkaConnection, partition_for, start_producer
-from foundation.schema import Event, Item, Limits, validate_event, validate_item
-from foundation.settings import Settings
-from foundation.topics import Topics, ensure_topics
+from streamrec.foundation.codec import encode
+from streamrec.foundation.kafka import KafkaConnection, partition_for, start_producer
+from streamrec.foundation.schema import Event, Item, Limits, validate_event, validate_item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from foundation.schema import Event, InvalidRecord, Item, Limits, validate_event, validate_item
+from streamrec.foundation.schema import Event, InvalidRecord, Item, Limits, validate_event, validate_item
 from streamrec.shop.producer import ShopProducer
 
 

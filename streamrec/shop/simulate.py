@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from foundation.schema import Event, Item
+from streamrec.foundation.schema import Event, Item
 from streamrec.shop.producer import ShopProducer
 
 CATEGORY_NAMES = (

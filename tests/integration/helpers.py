@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
 
-from foundation.kafka import KafkaConnection, read_to_end, reader
-from foundation.settings import Settings
-from streams.engines import stream_worker
+from streamrec.foundation.kafka import KafkaConnection, read_to_end, reader
+from streamrec.foundation.settings import Settings
+from streamrec.streams.engines import stream_worker
 
 
 async def until(

@@ -9,13 +9,13 @@ import faust
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from foundation.control import send_forget
-from foundation.kafka import admin_client, partition_for, start_producer
-from foundation.privacy import Pseudonyms
-from foundation.settings import Settings
-from foundation.topics import Topics, ensure_topics
+from streamrec.foundation.control import send_forget
+from streamrec.foundation.kafka import admin_client, partition_for, start_producer
+from streamrec.foundation.privacy import Pseudonyms
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.shop.producer import ShopProducer
-from streams.faust_engine import FaustAgents, mount
+from streamrec.streams.faust_engine import FaustAgents, mount
 from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
 from tests.integration.test_soak import held, item_totals, item_totals_in_changelog, produce
 

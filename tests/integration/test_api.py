@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from foundation.kafka import KafkaConnection
-from foundation.schema import Item
-from foundation.store import ModelStore
-from index.live import LiveModel
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.schema import Item
+from streamrec.foundation.store import ModelStore
 from streamrec.processes import run_server
+from streamrec.serving.live import LiveModel
 from streamrec.shop.producer import ShopProducer
+from streamrec.trainer.announce import announce
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version
-from trainer.announce import announce
 
 ITEMS = [Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp {n}", f"c{n % 3}") for n in range(200)]
 

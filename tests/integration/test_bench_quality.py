@@ -9,8 +9,8 @@ import json
 
 from typer.testing import CliRunner
 
-from foundation.schema import Event
 from streamrec.cli import app
+from streamrec.foundation.schema import Event
 from streamrec.shop.simulate import Shop, ShopConfig
 from tests.conftest import free_port
 

@@ -23,10 +23,10 @@ from collections import Counter
 import httpx
 import pytest
 
-from foundation.kafka import KafkaConnection, admin_client
-from foundation.topics import Topics, ensure_topics
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.broker import free_ports, port_open
+from streamrec.foundation.kafka import KafkaConnection, admin_client
+from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.processes import child_env
 from tests.conftest import _brokers, free_port
 from tests.integration.helpers import RunningWorker, end_process, run_scenario, until

@@ -22,18 +22,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from foundation.kafka import start_producer
-from foundation.schema import Event
-from foundation.store import ModelStore
-from foundation.topics import Topics
-from index.live import LiveModel
+from streamrec.foundation.kafka import start_producer
+from streamrec.foundation.schema import Event
+from streamrec.foundation.store import ModelStore
+from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, index_chooser, run_server
+from streamrec.serving.live import LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
+from streamrec.trainer.schedule import train_once
 from tests.conftest import free_port
 from tests.integration.helpers import until
 from tests.versions import publish_trained_version
-from trainer.schedule import train_once
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `make test` installs Debian's")

@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
 
-from foundation.http import serve_http
-from foundation.schema import Item
-from foundation.store import ModelStore
-from index.api import create_api
-from index.live import LiveModel, index_spec, serving_config
-from index.serving import ServingIndex
 from streamrec.broker import port_open
-from streams.web import create_worker_api
+from streamrec.foundation.http import serve_http
+from streamrec.foundation.schema import Item
+from streamrec.foundation.store import ModelStore
+from streamrec.serving.api import create_api
+from streamrec.serving.live import LiveModel, index_spec, serving_config
+from streamrec.serving.serving_index import ServingIndex
+from streamrec.streams.web import create_worker_api
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version

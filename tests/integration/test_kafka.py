@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from foundation.kafka import KafkaConnection, start_producer
+from streamrec.foundation.kafka import KafkaConnection, start_producer
 
 
 def test_producers_start_without_errors_and_a_refusal_is_said_once(kafka, caplog):

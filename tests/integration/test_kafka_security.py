@@ -19,12 +19,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import TopicAuthorizationFailedError
 
-from foundation.kafka import KafkaConnection
-from foundation.schema import Event
-from foundation.topics import Topics
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.apache_kafka_security import ADMIN, ClusterSecurity, make_authority
 from streamrec.broker import free_ports
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.schema import Event
+from streamrec.foundation.topics import Topics
 from streamrec.processes import child_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig

@@ -11,9 +11,9 @@ from collections import Counter
 import httpx
 from confluent_kafka import Producer
 
-from foundation.codec import encode
-from foundation.kafka import KafkaConnection, partition_for
-from foundation.topics import Topics, ensure_topics
+from streamrec.foundation.codec import encode
+from streamrec.foundation.kafka import KafkaConnection, partition_for
+from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.processes import WorkerProcess
 from streamrec.shop import ShopProducer
 from tests.integration.helpers import read_topic, until

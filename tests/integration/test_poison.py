@@ -19,17 +19,17 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from foundation.codec import Rejected, decode_records
-from foundation.schema import Item, Limits, validate_control, validate_event, validate_item
-from foundation.store import ModelStore
-from foundation.topics import Topics, ensure_topics
-from index.live import LiveModel
+from streamrec.foundation.codec import Rejected, decode_records
+from streamrec.foundation.schema import Item, Limits, validate_control, validate_event, validate_item
+from streamrec.foundation.store import ModelStore
+from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.processes import WorkerProcess, run_server
+from streamrec.serving.live import LiveModel
 from streamrec.shop import ShopProducer
+from streamrec.trainer.data import open_cache, refresh_cache
 from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
 from tests.versions import publish_random_version
-from trainer.data import open_cache, refresh_cache
 
 VALUES_PER_EXAMPLE = 250
 EXAMPLES = 2

@@ -14,21 +14,21 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from foundation.codec import decode
-from foundation.kafka import KafkaConnection
-from foundation.privacy import Pseudonyms
-from foundation.settings import Settings
-from foundation.store import ModelStore
-from foundation.topics import Topics
-from index.live import LiveModel
 from streamrec.cli import app
+from streamrec.foundation.codec import decode
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.privacy import Pseudonyms
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
+from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, run_server
+from streamrec.serving.live import LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import ShopConfig
+from streamrec.trainer.data import open_cache, refresh_cache
 from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
 from tests.versions import publish_trained_version
-from trainer.data import open_cache, refresh_cache
 
 SHOP = ShopConfig(users=200, items=200, categories=5, seed=2, new_item_every=0)
 ADMIN, READER = {"X-API-Key": "admin-key"}, {"X-API-Key": "read-key"}

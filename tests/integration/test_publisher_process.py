@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.store import ModelStore
+from streamrec.foundation.store import ModelStore
 from streamrec.processes import WorkerProcess, child_env
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig

@@ -14,19 +14,19 @@ import pytest
 from aiokafka import TopicPartition
 from typer.testing import CliRunner
 
-from foundation.codec import decode
-from foundation.kafka import KafkaConnection, reader
-from foundation.store import ModelStore
-from foundation.topics import Topics
-from index.live import LiveModel
 from streamrec.cli import app
+from streamrec.foundation.codec import decode
+from streamrec.foundation.kafka import KafkaConnection, reader
+from streamrec.foundation.store import ModelStore
+from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, run_server
+from streamrec.serving.live import LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import ShopConfig
+from streamrec.trainer.announce import announce
 from tests.conftest import free_port
 from tests.integration.helpers import until
 from tests.versions import publish_random_version, publish_trained_version
-from trainer.announce import announce
 
 SHOP = ShopConfig(users=300, items=300, categories=6, seed=1, new_item_every=0)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from foundation.settings import Settings
-from foundation.topics import Topics, ensure_topics
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics, ensure_topics
 from tests.integration.helpers import RunningWorker, run_scenario, until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -8,10 +8,10 @@ import msgpack
 import pytest
 from aiokafka.errors import KafkaTimeoutError, UnknownError
 
-import foundation.kafka
+import streamrec.foundation.kafka
 import streamrec.shop.producer as producer_module
-from foundation.kafka import KafkaConnection
-from foundation.topics import Topics
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.topics import Topics
 from streamrec.shop import ProduceError, ShopProducer
 from tests.integration.helpers import read_topic
 
@@ -19,7 +19,7 @@ from tests.integration.helpers import read_topic
 def failing_sends(monkeypatch, failures: list[BaseException]) -> list[int]:
     """Make the first len(failures) batches the producer sends fail with those
     errors (as a broker or the client's queue would), after which sends succeed."""
-    real_start = foundation.kafka.start_producer
+    real_start = streamrec.foundation.kafka.start_producer
     attempts: list[int] = []
 
     async def start(bootstrap: KafkaConnection, **options):
@@ -101,7 +101,7 @@ def test_closing_while_batches_wait_for_a_free_slot_loses_none(kafka, settings, 
     """One batch in flight at a time, each taking 50 ms to be acknowledged, and
     a 1 ms linger: at close, the linger task is waiting for the slot with open
     batches of several partitions to send."""
-    real_start = foundation.kafka.start_producer
+    real_start = streamrec.foundation.kafka.start_producer
 
     async def start(bootstrap: KafkaConnection, **options):
         producer = await real_start(bootstrap, **options)

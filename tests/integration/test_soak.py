@@ -18,14 +18,14 @@ from collections import Counter
 import httpx
 import pytest
 
-from foundation.codec import decode
-from foundation.features import ItemStats
-from foundation.kafka import KafkaConnection
-from foundation.topics import Topics
 from streamrec.broker import port_open
+from streamrec.foundation.codec import decode
+from streamrec.foundation.features import ItemStats
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.topics import Topics
 from streamrec.processes import child_env
 from streamrec.shop import ShopProducer
-from streams.tables import read_changelog
+from streamrec.streams.tables import read_changelog
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, end_process, until
 

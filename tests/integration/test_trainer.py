@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from foundation.codec import decode
-from foundation.schema import Event
-from foundation.store import ModelStore
-from foundation.topics import Topics
+from streamrec.foundation.codec import decode
+from streamrec.foundation.schema import Event
+from streamrec.foundation.store import ModelStore
+from streamrec.foundation.topics import Topics
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
+from streamrec.trainer.data import open_cache
+from streamrec.trainer.schedule import train_every, train_once
 from tests.integration.helpers import read_topic
-from trainer.data import open_cache
-from trainer.schedule import train_every, train_once
 
 
 def _small(settings):

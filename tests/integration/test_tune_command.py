@@ -9,9 +9,9 @@ import json
 
 from typer.testing import CliRunner
 
-from foundation.schema import Item
-from foundation.store import ModelStore
 from streamrec.cli import app
+from streamrec.foundation.schema import Item
+from streamrec.foundation.store import ModelStore
 from streamrec.shop.producer import ShopProducer
 from tests.integration.helpers import RunningWorker, until
 from tests.versions import publish_random_version

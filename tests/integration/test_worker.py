@@ -13,16 +13,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 from pydantic import SecretStr
 
-import streams.worker
-from foundation.codec import encode
-from foundation.features import merge_item_stats
-from foundation.kafka import KafkaConnection, admin_client
-from foundation.settings import Settings
-from foundation.topics import Topics
+import streamrec.streams.worker
 from streamrec.broker import port_open
+from streamrec.foundation.codec import encode
+from streamrec.foundation.features import merge_item_stats
+from streamrec.foundation.kafka import KafkaConnection, admin_client
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics
 from streamrec.processes import run_worker
 from streamrec.shop.producer import ShopProducer
-from streams.tables import ChangelogTable
+from streamrec.streams.tables import ChangelogTable
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
 
@@ -245,7 +245,7 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
         pytest.skip("patches the batch engine's producer; the faust engine's case is the test below")
     changelog = Topics.from_settings(settings).user_features_changelog
     failing = {"on": True, "tried": False}
-    real_start = streams.worker.start_producer
+    real_start = streamrec.streams.worker.start_producer
 
     async def start_producer(bootstrap: KafkaConnection, **options):
         producer = await real_start(bootstrap, **options)
@@ -262,7 +262,7 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
         producer.send_batch = send_batch
         return producer
 
-    monkeypatch.setattr(streams.worker, "start_producer", start_producer)
+    monkeypatch.setattr(streamrec.streams.worker, "start_producer", start_producer)
     users = 40
 
     async def scenario() -> None:

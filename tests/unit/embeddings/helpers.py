@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from embeddings.encoding import ModelConfig
-from foundation.features import FeatureConfig, UserFeatures, apply_event
-from foundation.schema import Event
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.foundation.features import FeatureConfig, UserFeatures, apply_event
+from streamrec.foundation.schema import Event
 
 CONFIG = ModelConfig(dim=16, hidden=32, id_buckets=1024, category_buckets=64, text_buckets=2048, max_recent=5)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from embeddings.device import pick_device
+from streamrec.embeddings.device import pick_device
 
 
 def test_device_is_cuda_only_when_torch_sees_a_gpu():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from embeddings.encoding import age_buckets, encode_users, price_bucket
-from embeddings.model import TwoTower, to_tensors
-from foundation.features import UserFeatures
+from streamrec.embeddings.encoding import age_buckets, encode_users, price_bucket
+from streamrec.embeddings.model import TwoTower, to_tensors
+from streamrec.foundation.features import UserFeatures
 from tests.unit.embeddings.helpers import CONFIG, user_with_events
 
 

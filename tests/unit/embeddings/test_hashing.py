@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embeddings.hashing import bucket_ids, bucket_matrix
+from streamrec.embeddings.hashing import bucket_ids, bucket_matrix
 
 
 def test_buckets_are_stable_in_range_and_never_padding():

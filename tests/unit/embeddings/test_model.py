@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embeddings.encoding import ModelConfig, encode_items, encode_queries, encode_users
-from embeddings.model import TwoTower, to_tensors
-from foundation.features import UserFeatures
-from foundation.schema import Item
+from streamrec.embeddings.encoding import ModelConfig, encode_items, encode_queries, encode_users
+from streamrec.embeddings.model import TwoTower, to_tensors
+from streamrec.foundation.features import UserFeatures
+from streamrec.foundation.schema import Item
 from tests.unit.embeddings.helpers import CONFIG, user_with_events
 
 

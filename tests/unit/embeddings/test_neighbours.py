@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embeddings.neighbours import Neighbours, TowerMoments, blended, vote_moments
+from streamrec.embeddings.neighbours import Neighbours, TowerMoments, blended, vote_moments
 
 
 def test_ease_neighbours_are_the_closed_form_weights_largest_first():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embeddings.text import tokens
+from streamrec.embeddings.text import tokens
 
 
 def test_text_tokens_share_trigrams_between_close_words():

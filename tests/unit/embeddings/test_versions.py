@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embeddings.encoding import ModelConfig, encode_items
-from embeddings.model import TwoTower, to_tensors
-from embeddings.versions import load_version, publish_model
-from foundation.schema import Item
-from foundation.store import Manifest, ModelStore
+from streamrec.embeddings.encoding import ModelConfig, encode_items
+from streamrec.embeddings.model import TwoTower, to_tensors
+from streamrec.embeddings.versions import load_version, publish_model
+from streamrec.foundation.schema import Item
+from streamrec.foundation.store import Manifest, ModelStore
 
 CONFIG = ModelConfig(dim=8, hidden=16, id_buckets=256, category_buckets=32, text_buckets=256, max_recent=5)
 ITEMS = [Item(f"i{n}", f"thing {n}", "c") for n in range(10)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from foundation.buy_again import buy_again
-from foundation.features import FeatureConfig, UserFeatures, apply_event
-from foundation.schema import Event
+from streamrec.foundation.buy_again import buy_again
+from streamrec.foundation.features import FeatureConfig, UserFeatures, apply_event
+from streamrec.foundation.schema import Event
 
 DAY = 86_400.0
 CONFIG = FeatureConfig(purchased_items_max=10)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from foundation.catalog import CatalogView, Removed
-from foundation.codec import encode
-from foundation.schema import Item, Limits
+from streamrec.foundation.catalog import CatalogView, Removed
+from streamrec.foundation.codec import encode
+from streamrec.foundation.schema import Item, Limits
 
 
 def test_changes_are_drained_in_order_with_tombstones_and_bad_records_skipped():

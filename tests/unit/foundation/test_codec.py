@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foundation.codec import Rejected, decode_records, decode_values, encode
-from foundation.schema import InvalidRecord, Limits, validate_event
+from streamrec.foundation.codec import Rejected, decode_records, decode_values, encode
+from streamrec.foundation.schema import InvalidRecord, Limits, validate_event
 
 LIMITS = Limits(max_id_chars=16, max_text_chars=40, max_value_bytes=1024, max_batch_elements=3)
 

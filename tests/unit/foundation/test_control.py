@@ -6,12 +6,12 @@ import asyncio
 
 from pydantic import SecretStr
 
-from foundation.codec import decode
-from foundation.control import send_forget
-from foundation.kafka import partition_for
-from foundation.privacy import Pseudonyms
-from foundation.settings import Settings
-from foundation.topics import Topics
+from streamrec.foundation.codec import decode
+from streamrec.foundation.control import send_forget
+from streamrec.foundation.kafka import partition_for
+from streamrec.foundation.privacy import Pseudonyms
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics
 
 
 class Producer:

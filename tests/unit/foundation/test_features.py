@@ -7,8 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from foundation.codec import decode, encode
-from foundation.features import (
+from streamrec.foundation.codec import decode, encode
+from streamrec.foundation.features import (
     FeatureConfig,
     ItemStats,
     UserFeatures,
@@ -18,7 +18,7 @@ from foundation.features import (
     merge_item_stats,
     popular_items,
 )
-from foundation.schema import Event
+from streamrec.foundation.schema import Event
 
 CONFIG = FeatureConfig(
     recent_items_max=5, purchased_items_max=3, categories_max=2, dedup_window=4, affinity_half_life_s=100.0

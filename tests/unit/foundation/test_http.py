@@ -8,7 +8,7 @@ import httpx
 from fastapi import Depends, FastAPI
 from pydantic import SecretStr
 
-from foundation.http import Access
+from streamrec.foundation.http import Access
 
 
 def _app(access: Access) -> FastAPI:

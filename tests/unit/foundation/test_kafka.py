@@ -8,8 +8,8 @@ import ssl
 
 from pydantic import SecretStr
 
-from foundation import kafka
-from foundation.settings import Settings
+from streamrec.foundation import kafka
+from streamrec.foundation.settings import Settings
 
 
 def test_plaintext_adds_nothing():

@@ -6,7 +6,7 @@ import logging
 
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-from foundation.kafka_errors import BOOTSTRAP_FAILURES, BootstrapCauses, explain
+from streamrec.foundation.kafka_errors import BOOTSTRAP_FAILURES, BootstrapCauses, explain
 
 
 def _bootstrap_failure(causes: BootstrapCauses, cause: str, message: str = BOOTSTRAP_FAILURES[0]) -> bool:

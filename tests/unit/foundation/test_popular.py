@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from foundation.features import UserFeatures
-from foundation.popular import LivePopularity, pick_popular
-from foundation.schema import Item
+from streamrec.foundation.features import UserFeatures
+from streamrec.foundation.popular import LivePopularity, pick_popular
+from streamrec.foundation.schema import Item
 
 
 def _user(**fields) -> UserFeatures:

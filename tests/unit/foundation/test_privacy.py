@@ -7,8 +7,8 @@ import hmac
 
 from pydantic import SecretStr
 
-from foundation.privacy import PSEUDONYM_BYTES, Pseudonyms
-from foundation.settings import Settings
+from streamrec.foundation.privacy import PSEUDONYM_BYTES, Pseudonyms
+from streamrec.foundation.settings import Settings
 
 
 def test_a_pseudonym_is_the_truncated_hmac_of_the_id_under_the_key():

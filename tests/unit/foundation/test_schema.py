@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foundation.codec import decode_values
-from foundation.schema import Forget, InvalidRecord, Limits, validate_control, validate_event, validate_item
+from streamrec.foundation.codec import decode_values
+from streamrec.foundation.schema import Forget, InvalidRecord, Limits, validate_control, validate_event, validate_item
 
 LIMITS = Limits(max_id_chars=16, max_text_chars=40, max_value_bytes=1024, max_batch_elements=3)
 

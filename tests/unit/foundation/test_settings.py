@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from foundation.settings import Settings, SettingsError
+from streamrec.foundation.settings import Settings, SettingsError
 
 
 def test_derive_replaces_values_and_leaves_the_original_alone():

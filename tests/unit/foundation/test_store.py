@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import foundation.store as store_module
-from foundation.store import Blend, DataWindow, Gate, Manifest, ModelStore, Params, StoreError, Training
+import streamrec.foundation.store as store_module
+from streamrec.foundation.store import Blend, DataWindow, Gate, Manifest, ModelStore, Params, StoreError, Training
 
 IDS = [f"i{n}" for n in range(10)]
 

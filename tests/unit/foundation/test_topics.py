@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from foundation.settings import Settings
-from foundation.topics import MAX_MESSAGE_BYTES, Replication, Topics, topic_specs
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import MAX_MESSAGE_BYTES, Replication, Topics, topic_specs
 
 
 def test_topics_with_personal_data_get_the_configured_retention():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from foundation.settings import Settings
-from index.cost import Measurement, Target, choose, exact_neighbours, measure, settings_for
-from index.kinds import IndexSpec
-from index.live import index_spec
 from streamrec.bench.index import embedding_like
+from streamrec.foundation.settings import Settings
+from streamrec.index.cost import Measurement, Target, choose, exact_neighbours, measure, settings_for
+from streamrec.index.kinds import IndexSpec
+from streamrec.serving.live import index_spec
 
 VECTORS = embedding_like(3000, 16)
 
@@ -53,7 +53,7 @@ def test_printed_settings_give_back_the_chosen_spec(monkeypatch):
 
 
 def test_big_catalogs_skip_the_builds_that_take_minutes_to_train():
-    from index.cost import BUILDS, QUICK_ABOVE_ITEMS, candidates_for
+    from streamrec.index.cost import BUILDS, QUICK_ABOVE_ITEMS, candidates_for
 
     assert candidates_for(10_000) == BUILDS
     quick = candidates_for(QUICK_ABOVE_ITEMS + 1)

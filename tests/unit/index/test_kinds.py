@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import index.kinds
-from index.kinds import KINDS, IndexSpec, build
+import streamrec.index.kinds
+from streamrec.index.kinds import KINDS, IndexSpec, build
 
 
 def _clustered(n: int, dim: int = 32, clusters: int = 50, seed: int = 0) -> np.ndarray:
@@ -66,19 +66,19 @@ def test_cagra_without_a_gpu_is_built_as_hnsw_and_still_takes_new_rows():
 def test_cagra_is_a_candidate_only_where_a_gpu_and_the_faiss_build_both_have_it(monkeypatch):
     import faiss
 
-    from index.cost import candidates_for
+    from streamrec.index.cost import candidates_for
 
     def kinds() -> set[str]:
         return {spec.kind for spec in candidates_for(10_000)}
 
     assert "cagra" not in kinds()  # this machine: no GPU, faiss-cpu
-    monkeypatch.setattr(index.kinds, "gpu_count", lambda: 1)
+    monkeypatch.setattr(streamrec.index.kinds, "gpu_count", lambda: 1)
     if hasattr(faiss, "GpuIndexCagra"):
         monkeypatch.delattr(faiss, "GpuIndexCagra")
     assert "cagra" not in kinds()  # a GPU, but a build without cuVS (the faiss-gpu-cu12 wheel)
     monkeypatch.setattr(faiss, "GpuIndexCagra", object, raising=False)
     assert "cagra" in kinds()
-    monkeypatch.setattr(index.kinds, "gpu_count", lambda: 0)
+    monkeypatch.setattr(streamrec.index.kinds, "gpu_count", lambda: 0)
     assert "cagra" not in kinds()  # a cuVS build on a machine without a GPU
 
 
@@ -121,16 +121,16 @@ class GpuLikeIndex:
 
     def search(self, queries, k, params=None):
         assert params is None, "GPU indexes take no selector"
-        if k > index.kinds.GPU_MAX_K:
+        if k > streamrec.index.kinds.GPU_MAX_K:
             raise RuntimeError(f"k {k} is above the GPU's limit")
         return self.inner.search(queries, k)
 
 
 def test_the_gpu_filter_path_keeps_k_when_more_rows_are_off_than_a_gpu_returns(monkeypatch):
-    monkeypatch.setattr(index.kinds, "GPU_MAX_K", 50)  # faiss-gpu's 2048, scaled to this small catalog
+    monkeypatch.setattr(streamrec.index.kinds, "GPU_MAX_K", 50)  # faiss-gpu's 2048, scaled to this small catalog
     cpu = build(IndexSpec("flat"), VECTORS)
-    gpu = index.kinds.BuiltIndex(IndexSpec("flat"), GpuLikeIndex(cpu.index), cpu.dim, on_gpu=True)
-    monkeypatch.setattr(index.kinds, "to_cpu", lambda built: built.inner)
+    gpu = streamrec.index.kinds.BuiltIndex(IndexSpec("flat"), GpuLikeIndex(cpu.index), cpu.dim, on_gpu=True)
+    monkeypatch.setattr(streamrec.index.kinds, "to_cpu", lambda built: built.inner)
     allowed = np.zeros(len(VECTORS), dtype=bool)
     allowed[::20] = True  # 95% of the rows are off: 5,700 excluded, far beyond what one search returns
     bitmap = np.packbits(allowed, bitorder="little")

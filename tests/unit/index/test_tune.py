@@ -3,13 +3,13 @@ the queries (users first, item vectors for a young shop), and the choice."""
 
 from __future__ import annotations
 
-from foundation.features import FeatureConfig, UserFeatures, apply_event
-from foundation.schema import Event, Item
-from foundation.settings import Settings
-from foundation.store import ModelStore
-from index.cost import Target
-from index.kinds import IndexSpec
-from index.tune import MIN_USER_QUERIES, choose_for_version, target_of, tune, user_queries
+from streamrec.foundation.features import FeatureConfig, UserFeatures, apply_event
+from streamrec.foundation.schema import Event, Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
+from streamrec.index.cost import Target
+from streamrec.index.kinds import IndexSpec
+from streamrec.index.tune import MIN_USER_QUERIES, choose_for_version, target_of, tune, user_queries
 from tests.versions import publish_random_version
 
 ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 5}") for n in range(400)]

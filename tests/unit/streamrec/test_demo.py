@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from foundation.schema import Item
-from foundation.settings import Settings
-from foundation.store import DataWindow, ModelStore
 from streamrec.demo import Milestones, Sample, freshness_of_models, latency_drift, write_report
+from streamrec.foundation.schema import Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import DataWindow, ModelStore
 from tests.versions import publish_random_version
 
 
@@ -49,8 +49,8 @@ def test_each_served_model_says_how_long_after_its_events_it_served(tmp_path):
 def test_the_dashboard_says_nothing_was_published_rather_than_a_latency_of_zero(tmp_path):
     from rich.console import Console
 
-    from foundation.kafka import KafkaConnection
     from streamrec.demo import dashboard
+    from streamrec.foundation.kafka import KafkaConnection
     from streamrec.processes import WorkerProcess
 
     settings = Settings(data_dir=tmp_path)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from foundation.settings import Settings
 from streamrec.cli import app
+from streamrec.foundation.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 

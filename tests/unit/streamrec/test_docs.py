@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from foundation.settings import Settings
+from streamrec.foundation.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 README = ROOT / "README.md"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from index.cost import Measurement
-from index.kinds import IndexSpec
+from streamrec.index.cost import Measurement
+from streamrec.index.kinds import IndexSpec
 from streamrec.plots import tuning_map
 
 

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from foundation.catalog import CatalogView
-from foundation.codec import encode
-from foundation.features import FeatureConfig, ItemStats, UserFeatures
-from foundation.kafka import partition_for
-from foundation.privacy import Pseudonyms
-from foundation.schema import Item, Limits
-from streams.agents import Agents, Outcome
-from streams.tables import ChangelogTable
+from streamrec.foundation.catalog import CatalogView
+from streamrec.foundation.codec import encode
+from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures
+from streamrec.foundation.kafka import partition_for
+from streamrec.foundation.privacy import Pseudonyms
+from streamrec.foundation.schema import Item, Limits
+from streamrec.streams.agents import Agents, Outcome
+from streamrec.streams.tables import ChangelogTable
 
 GOOD = {"event_id": "e1", "type": "click", "user_id": "u1", "item_id": "i1", "ts": 7200.0}
 
@@ -113,16 +113,16 @@ def test_an_event_in_another_partition_than_its_users_is_rerouted():
 
 
 def test_a_record_whose_fold_fails_is_dead_lettered_and_the_partition_goes_on(monkeypatch):
-    import streams.agents
+    import streamrec.streams.agents
 
-    real_apply = streams.agents.apply_event
+    real_apply = streamrec.streams.agents.apply_event
 
     def apply_event(user, event, category, config):
         if event.event_id == "boom":
             raise OverflowError("math range error")
         return real_apply(user, event, category, config)
 
-    monkeypatch.setattr(streams.agents, "apply_event", apply_event)
+    monkeypatch.setattr(streamrec.streams.agents, "apply_event", apply_event)
     agents, outcome = _agents(), Outcome()
     records = [Record(b"u1", encode(_event(event_id=n)), i) for i, n in enumerate(["a", "boom", "b"])]
     agents.on_events("clicks", 0, records, outcome)

@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.assignor import CopartitionedAssignor, Owner, advertised, balanced_owners
+from streamrec.streams.assignor import CopartitionedAssignor, Owner, advertised, balanced_owners
 
 
 @given(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from foundation.kafka import KafkaConnection
-from foundation.settings import Settings
-from streams.engines import stream_worker
-from streams.faust_engine import FaustWorker
-from streams.state import StreamEngine
-from streams.worker import StreamWorker
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.settings import Settings
+from streamrec.streams.engines import stream_worker
+from streamrec.streams.faust_engine import FaustWorker
+from streamrec.streams.state import StreamEngine
+from streamrec.streams.worker import StreamWorker
 
 KAFKA = KafkaConnection("127.0.0.1:9")
 

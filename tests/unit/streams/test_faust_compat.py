@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import faust
 import pytest
 
-from foundation.settings import Settings
-from streams import faust_compat
-from streams.faust_engine import mount
+from streamrec.foundation.settings import Settings
+from streamrec.streams import faust_compat
+from streamrec.streams.faust_engine import mount
 
 
 def test_the_tested_faust_streaming_is_accepted_and_any_other_refused_with_what_to_install():

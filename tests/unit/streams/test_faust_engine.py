@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import faust
 import pytest
 
-from foundation.codec import encode
-from foundation.features import UserFeatures
-from foundation.settings import Settings
-from foundation.topics import Topics
-from streams.faust_engine import mount
-from streams.tables import ChangelogTable
+from streamrec.foundation.codec import encode
+from streamrec.foundation.features import UserFeatures
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics
+from streamrec.streams.faust_engine import mount
+from streamrec.streams.tables import ChangelogTable
 
 
 def app(**options) -> faust.App:

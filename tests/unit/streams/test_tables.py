@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from foundation.codec import decode, encode
-from streams.tables import ChangelogTable, flush
+from streamrec.foundation.codec import decode, encode
+from streamrec.streams.tables import ChangelogTable, flush
 
 
 class Batch:

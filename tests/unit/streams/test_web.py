@@ -7,9 +7,9 @@ import asyncio
 import httpx
 from pydantic import SecretStr
 
-from foundation.settings import Settings
-from streams.web import create_worker_api
-from streams.worker import StreamWorker
+from streamrec.foundation.settings import Settings
+from streamrec.streams.web import create_worker_api
+from streamrec.streams.worker import StreamWorker
 
 KEYS = {"api_keys": SecretStr("reader"), "admin_api_keys": SecretStr("admin")}
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from foundation.features import FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
-from foundation.schema import Event
-from foundation.settings import Settings
-from streams.worker import StreamWorker
+from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
+from streamrec.streams.worker import StreamWorker
 
 
 def test_a_workers_tuner_samples_copies_of_its_own_users():

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from foundation.schema import Item
-from foundation.store import Manifest, ModelStore
+from streamrec.foundation.schema import Item
+from streamrec.foundation.store import Manifest, ModelStore
+from streamrec.trainer.announce import announcement
 from tests.versions import publish_random_version
-from trainer.announce import announcement
 
 
 def test_an_announcement_names_the_version_its_path_and_its_figures(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from foundation.schema import Event, Item
-from trainer.cache import InteractionCache
+from streamrec.foundation.schema import Event, Item
+from streamrec.trainer.cache import InteractionCache
 
 
 def _events(start: int, n: int) -> list[Event]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from foundation.schema import Event, Item
-from foundation.settings import Settings
-from trainer.cache import InteractionCache
-from trainer.data import catalog_of, latest_states, neighbours_of, split_of
+from streamrec.foundation.schema import Event, Item
+from streamrec.foundation.settings import Settings
+from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.data import catalog_of, latest_states, neighbours_of, split_of
 
 
 def _log(tmp_path) -> InteractionCache:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from foundation.features import FeatureConfig
-from foundation.schema import Event
+from streamrec.foundation.features import FeatureConfig
+from streamrec.foundation.schema import Event
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.examples import build_examples, holdout_role
+from streamrec.trainer.examples import build_examples, holdout_role
 
 
 def _log() -> tuple[list[Event], dict]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from foundation.schema import Event
-from foundation.settings import Settings
-from foundation.store import ModelStore
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.cache import InteractionCache
-from trainer.gate import decide_gate, promotes
-from trainer.job import train_and_publish
+from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.gate import decide_gate, promotes
+from streamrec.trainer.job import train_and_publish
 
 
 def test_the_first_version_always_passes():

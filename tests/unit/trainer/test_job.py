@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from foundation.schema import Event
-from foundation.settings import Settings
-from foundation.store import ModelStore
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.cache import InteractionCache
-from trainer.evaluate import BLEND_WEIGHTS
-from trainer.job import train_and_publish
+from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.evaluate import BLEND_WEIGHTS
+from streamrec.trainer.job import train_and_publish
 
 
 def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):

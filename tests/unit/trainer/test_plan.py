@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import torch
 
-from embeddings.model import TwoTower
-from embeddings.versions import load_version
-from foundation.features import FeatureConfig
-from foundation.schema import Event
-from foundation.settings import Settings
-from foundation.store import ModelStore
+from streamrec.embeddings.model import TwoTower
+from streamrec.embeddings.versions import load_version
+from streamrec.foundation.features import FeatureConfig
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.cache import InteractionCache
-from trainer.examples import build_examples, newer_and_sampled
-from trainer.job import train_and_publish
+from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.examples import build_examples, newer_and_sampled
+from streamrec.trainer.job import train_and_publish
 
 CPU = torch.device("cpu")
 

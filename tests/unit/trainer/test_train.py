@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from embeddings.encoding import ModelConfig
-from foundation.features import FeatureConfig
-from foundation.schema import Event
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.foundation.features import FeatureConfig
+from streamrec.foundation.schema import Event
 from streamrec.shop.simulate import Shop, ShopConfig
-from trainer.evaluate import judge_model, judge_popularity
-from trainer.examples import build_examples
-from trainer.train import TrainConfig, train
+from streamrec.trainer.evaluate import judge_model, judge_popularity
+from streamrec.trainer.examples import build_examples
+from streamrec.trainer.train import TrainConfig, train
 
 
 def test_short_training_beats_popularity_twice():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from foundation.schema import Event, Item, Limits
+from streamrec.foundation.schema import Event, Item, Limits
 from streamrec.shop.replay import (
     EventColumns,
     ItemColumns,

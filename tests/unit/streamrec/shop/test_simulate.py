@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from foundation.schema import Event, Item
+from streamrec.foundation.schema import Event, Item
 from streamrec.shop.simulate import Shop, ShopConfig
 
 

@@ -1,0 +1,84 @@
+"""Model versions with their towers: a two-tower into the store, and back.
+
+The store (`streamrec.foundation.store`) keeps arrays and a manifest; this is the one
+place that knows which arrays make a `TwoTower`, so the trainer, the tests and
+the benchmarks publish a model the same way and serving loads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.embeddings.model import TwoTower, embed_items
+from streamrec.embeddings.neighbours import Neighbours
+from streamrec.foundation.schema import Item
+from streamrec.foundation.store import Manifest, ModelStore
+
+__all__ = ["ModelVersion", "load_version", "publish_model"]
+
+
+@dataclass
+class ModelVersion:
+    """A published version, loaded: the towers, the catalog's vectors, the manifest."""
+
+    version: str
+    path: Path
+    model: TwoTower
+    config: ModelConfig
+    item_ids: list[str]
+    item_vectors: np.ndarray  # float32 [items, dim], L2-normalised
+    item_popularity: np.ndarray  # float32 [items]
+    manifest: Manifest
+    neighbours: Neighbours | None = None  # the second source, over the version's item rows
+
+    @property
+    def blend_weight(self) -> float:
+        """The neighbours' weight the trainer chose on its validation users (0: towers only)."""
+        return self.manifest.params.blend.weight if self.neighbours else 0.0
+
+
+def publish_model(
+    store: ModelStore,
+    model: TwoTower,
+    items: list[Item],
+    popularity: np.ndarray | None,
+    manifest: Manifest,
+    *,
+    neighbours: Neighbours | None = None,
+    promote: bool = True,
+) -> str:
+    """Embed the catalog with `model` and publish both as a new version; returns its name.
+    `popularity` (training interactions per item, in `items`' order) defaults to zeros;
+    `neighbours` are over the rows of `items`."""
+    weights = {name: tensor.detach().cpu().contiguous().numpy() for name, tensor in model.state_dict().items()}
+    popularity = np.zeros(len(items), dtype=np.float32) if popularity is None else popularity
+    manifest = replace(manifest, model_config=model.config.to_dict())
+    return store.publish(
+        weights, [i.item_id for i in items], embed_items(model, items), popularity, manifest,
+        extras=neighbours.to_arrays() if neighbours else None, promote=promote,
+    )  # fmt: skip
+
+
+def load_version(store: ModelStore, version: str | None = None, device: torch.device | str = "cpu") -> ModelVersion:
+    """A version (default: the current one) ready to serve."""
+    stored = store.load(version)
+    config = ModelConfig.from_dict(stored.manifest.model_config)
+    model = TwoTower(config)
+    model.load_state_dict({name: torch.from_numpy(array) for name, array in stored.weights.items()})
+    model.to(device).eval()
+    return ModelVersion(
+        stored.version,
+        stored.path,
+        model,
+        config,
+        stored.item_ids,
+        stored.item_vectors,
+        stored.item_popularity,
+        stored.manifest,
+        Neighbours.from_arrays(stored.extras),
+    )

@@ -1,0 +1,176 @@
+"""The HTTP API of docs/architecture.md: recommendations, similar items, search.
+
+Handlers are `async` and run on the event loop that also applies catalog
+changes, so an index is never searched while it is being added to. Each
+handler reads `live.current` once: a swap during a request does not touch it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+
+from streamrec.foundation.buy_again import buy_again
+from streamrec.foundation.http import Access, add_metrics
+from streamrec.foundation.popular import LIVE_POPULARITY, LivePopularity
+from streamrec.foundation.privacy import Pseudonyms
+from streamrec.foundation.schema import Item, ScoredItem
+from streamrec.serving.live import LiveModel
+from streamrec.serving.serving_index import ServingIndex
+
+
+class ApiMetrics:
+    def __init__(self, live: LiveModel) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "streamrec_api_request_seconds", "Request latency by endpoint.", ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1), registry=self.registry,
+        )  # fmt: skip
+        self.items = Gauge("streamrec_index_items", "Rows in the serving index.", registry=self.registry)
+        self.users = Gauge("streamrec_feature_replica_users", "Users in the feature replica.", registry=self.registry)
+        self.age = Gauge("streamrec_model_age_seconds", "Age of the served model version.", registry=self.registry)
+        self.version = Gauge(
+            "streamrec_model_info", "The served model version (label).", ["version"], registry=self.registry
+        )
+        self.live = live
+
+    def render(self) -> bytes:
+        self.refresh()
+        return generate_latest(self.registry)
+
+    def refresh(self) -> None:
+        current = self.live.current
+        if current is None:
+            return
+        self.items.set(current.index.ntotal)
+        self.age.set(time.time() - current.version.manifest.created)
+        self.version.clear()
+        self.version.labels(current.version.version).set(1)
+        self.users.set(len(self.live.features))
+
+
+def _items(answer: list[ScoredItem], catalog: Mapping[str, Item] | None = None) -> list[dict]:
+    """The wire form of an answer; with a `catalog`, each item also carries the
+    title and category a person reads (the default wire stays compact)."""
+    if catalog is None:
+        return [scored.to_wire() for scored in answer]
+    return [{**scored.to_wire(), **_described(catalog.get(scored.item_id))} for scored in answer]
+
+
+def _described(item: Item | None) -> dict:
+    return {} if item is None else {"title": item.title, "category": item.category}
+
+
+def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
+    """The API's endpoints; /metrics too unless it has a port of its own."""
+    settings = live.settings
+    metrics = metrics or ApiMetrics(live)
+    api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
+    max_id, max_k = settings.max_id_chars, settings.max_k
+    K = Query(10, ge=1, le=max_k, description="How many items.")
+    DETAILS = Query(False, description="Each item carries its title and category, where the catalog has it.")
+    access = Access.from_settings(settings)
+    readers = [Depends(access.require("read"))]
+    pseudonym = Pseudonyms.from_settings(settings)
+    fallback = LivePopularity(
+        live.item_stats.popularity, live.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
+    )
+
+    def serving() -> ServingIndex:
+        current = live.current
+        if current is None:
+            raise HTTPException(503, "no model is being served yet: run `streamrec train` (the server picks it up)")
+        return current
+
+    def user(user_id: str):
+        """The features of the shop's user `user_id` (the replica holds stored ids)."""
+        return live.features.get(pseudonym(user_id))
+
+    def catalog(details: bool) -> Mapping[str, Item] | None:
+        return live.catalog.items if details else None
+
+    @api.get(
+        "/recommendations/{user_id}",
+        summary="Top-k items for a user (cold start for unknown users; live popularity before the first model)",
+        dependencies=readers,
+    )
+    async def recommendations(
+        user_id: str = Path(..., min_length=1, max_length=max_id),
+        k: int = K,
+        diversity: float = Query(
+            settings.diversity, ge=0, le=1, description="0: by score; up to 1: at most ceil(k (1 - d)) per category."
+        ),
+        explain: bool = Query(
+            False,
+            description="Each item carries `because` (the recent item it is most like) and `source` (what ranked it).",
+        ),
+        details: bool = DETAILS,
+    ) -> dict:
+        with metrics.latency.labels("recommendations").time():
+            current = live.current
+            if current is None:  # before the first model: what the stream knows
+                answer, version = fallback.recommend(user(user_id), k), LIVE_POPULARITY
+            else:
+                answer = current.recommend(user(user_id), k, diversity=diversity, explain=explain)
+                version = current.version.version
+            return {"user_id": user_id, "items": _items(answer, catalog(details)), "model_version": version}
+
+    @api.get(
+        "/users/{user_id}/buy-again",
+        summary="The user's own purchases, ranked by how often and how lately (no model needed)",
+        dependencies=readers,
+    )
+    async def again(user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS):
+        with metrics.latency.labels("buy_again").time():
+            features = user(user_id)
+            ranked = buy_again(features, settings.buy_again_half_life_s, k) if features is not None else []
+            described = catalog(details) or {}
+            items = [
+                {"item_id": item, "score": round(score, 6), "purchases": count, "last_ts": ts,
+                 **_described(described.get(item))}
+                for item, score, count, ts in ranked
+            ]  # fmt: skip
+            return {"user_id": user_id, "items": items, "source": "buy_again"}
+
+    @api.get("/items/{item_id}/similar", summary="Items near an item", dependencies=readers)
+    async def similar(
+        item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS
+    ) -> dict:
+        with metrics.latency.labels("similar").time():
+            current = serving()
+            answer = current.similar(item_id, k)
+            if answer is None:
+                raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
+            items = _items(answer, catalog(details))
+            return {"item_id": item_id, "items": items, "model_version": current.version.version}
+
+    @api.get(
+        "/search", summary="Personalised search: semantic candidates, exact title matches first", dependencies=readers
+    )
+    async def search(
+        q: str = Query(..., min_length=1, max_length=settings.max_text_chars, description="Search text."),
+        user_id: str | None = Query(None, min_length=1, max_length=max_id, description="Personalise for this user."),
+        k: int = K,
+        details: bool = DETAILS,
+    ) -> dict:
+        with metrics.latency.labels("search").time():
+            if not q.strip():
+                raise HTTPException(422, "q is blank")
+            current = serving()
+            answer = current.search(q, k, user(user_id) if user_id else None)
+            items = _items(answer, catalog(details))
+            return {"query": q, "user_id": user_id, "items": items, "model_version": current.version.version}
+
+    @api.get("/healthz", summary="200 when serving a model, 503 before")
+    async def healthz() -> JSONResponse:
+        current = live.current
+        body = {"model_version": live.version, "items": current.index.ntotal if current else 0, "swaps": live.swaps}
+        return JSONResponse(body, status_code=200 if current is not None else 503)
+
+    if not settings.api_metrics_port:
+        add_metrics(api, metrics.render, access)
+    return api

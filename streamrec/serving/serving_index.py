@@ -1,0 +1,431 @@
+"""One model version served from a FAISS index, kept current with the catalog.
+
+Rows are items in insertion order: the version's items first, then catalog
+items that arrived later (embedded by the item tower, no retraining). An item
+whose content changes gets a new row and its old row is switched off. Only
+items in the catalog are ever answered: an id the version learned from events
+alone, or one whose catalog tombstone arrived, stays switched off.
+Filters work at two depths: the allow-bitmap over rows, passed into the
+search, holds what no one may get (out of stock, stale rows); what one user
+or one query must not get (purchases, optionally clicks, the item itself for
+similar items) is bounded and dropped from a search asked for that many more.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from streamrec.embeddings.encoding import encode_queries
+from streamrec.embeddings.model import embed_items, embed_users, to_tensors
+from streamrec.embeddings.neighbours import TowerMoments, blended, vote_moments
+from streamrec.embeddings.text import words
+from streamrec.embeddings.versions import ModelVersion
+from streamrec.foundation.catalog import CatalogChange, Removed
+from streamrec.foundation.features import UserFeatures
+from streamrec.foundation.popular import excluded_items, pick_popular, preferred_categories
+from streamrec.foundation.schema import Item, ScoredItem
+from streamrec.foundation.settings import Settings
+from streamrec.index.kinds import BuiltIndex, IndexSpec, build
+
+log = logging.getLogger(__name__)
+
+MAX_EXACT_MATCHES = 1000  # title-word matches considered per search
+DIVERSE_CANDIDATES = 4  # with diversity on, k times this many candidates are searched to choose from
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    affinity_half_life_s: float = Settings.default("affinity_half_life_s")
+    exclude_clicked: bool = Settings.default("exclude_clicked")
+    search_blend: float = Settings.default("search_blend")  # weight of the user's embedding in personalised search
+    search_candidates: int = Settings.default("search_candidates")  # semantic candidates re-ranked per search
+    diversity: float = Settings.default("diversity")  # the per-category cap's default
+
+
+def _content(item: Item) -> tuple:
+    """What the item tower reads: a change here needs a new vector."""
+    return (item.title, item.category, item.price)
+
+
+class ServingIndex:
+    def __init__(
+        self,
+        version: ModelVersion,
+        spec: IndexSpec,
+        catalog: Iterable[Item],
+        config: ServingConfig,
+        threads: int | None = None,
+    ):
+        started = time.perf_counter()
+        self.version = version
+        self.model = version.model
+        self.config = config
+        self.index: BuiltIndex = build(spec, version.item_vectors, threads=threads)
+        self.row_ids: list[str] = list(version.item_ids)
+        self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.row_ids)}
+        self.row_category: list[str] = [""] * len(self.row_ids)
+        # Cold-start ranking per row: the version's training counts until live
+        # popularity arrives (`set_popularity`), which then ranks first.
+        self.trained_popularity = np.asarray(version.item_popularity, dtype=np.float32)
+        self.popularity = self.trained_popularity.copy()
+        self.items: dict[str, Item] = {}
+        self._words: dict[str, set[int]] = {}
+        self._allow = np.zeros(0, dtype=np.uint8)
+        self._grow(len(self.row_ids))  # every row off until the catalog switches it on
+        self.sync(catalog, trained_content=True)
+        self._popular: np.ndarray | None = None
+        # The second source: neighbours over the version's rows, at the weight the trainer chose.
+        self.blend_weight = version.blend_weight
+        self._trained_rows = len(version.item_ids)
+        self._moments = TowerMoments.of(version.item_vectors) if self.blend_weight > 0 else None
+        log.info(
+            "index %s for model %s: %d rows, %.1f s",
+            spec.label(),
+            version.version,
+            self.index.ntotal,
+            time.perf_counter() - started,
+        )
+
+    # --- the allow-bitmap -----------------------------------------------------
+
+    def _grow(self, rows: int) -> None:
+        needed = (rows + 7) // 8
+        if needed > len(self._allow):
+            grown = np.zeros(max(needed, 2 * len(self._allow)), dtype=np.uint8)
+            grown[: len(self._allow)] = self._allow
+            self._allow = grown
+
+    def _set_rows(self, rows: np.ndarray, allowed: bool) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        masks = (1 << (rows & 7)).astype(np.uint8)
+        if allowed:
+            np.bitwise_or.at(self._allow, rows >> 3, masks)
+        else:
+            np.bitwise_and.at(self._allow, rows >> 3, ~masks)
+
+    def _row_allowed(self, row: int) -> bool:
+        return bool(self._allow[row >> 3] >> (row & 7) & 1)
+
+    def is_allowed(self, item_id: str) -> bool:
+        row = self.row_of.get(item_id)
+        return row is not None and self._row_allowed(row)
+
+    # --- keeping up with the catalog ------------------------------------------
+
+    def sync(self, changes: Iterable[CatalogChange], *, trained_content: bool = False) -> int:
+        """Apply catalog changes in order: new or changed items are embedded and
+        added, stock flags take effect at once, removed items are switched off.
+        `trained_content`: the version's own items are taken as embedded already
+        (the start-up sync). Returns rows added."""
+        fresh: dict[str, Item] = {}
+        for item in changes:
+            if type(item) is Removed:
+                self._remove(item.item_id)
+                fresh.pop(item.item_id, None)
+                continue
+            known = self.items.get(item.item_id)
+            row = self.row_of.get(item.item_id)
+            if (
+                row is None
+                or (known is not None and _content(known) != _content(item))
+                or (known is None and not trained_content)
+            ):
+                fresh[item.item_id] = item
+            else:
+                if known is None:
+                    self._index_words(row, item)
+                self.row_category[row] = item.category
+                self._set_rows(np.array([row]), item.in_stock)
+            self.items[item.item_id] = item
+        if fresh:
+            self._add(list(fresh.values()))
+        return len(fresh)
+
+    def _remove(self, item_id: str) -> None:
+        row = self.row_of.get(item_id)
+        if row is not None:
+            self._set_rows(np.array([row]), False)
+        self.items.pop(item_id, None)
+
+    def _add(self, items: list[Item]) -> None:
+        vectors = self.item_vectors(items)
+        first = len(self.row_ids)
+        self.index.add(vectors)
+        self._grow(first + len(items))
+        self.popularity = np.concatenate([self.popularity, np.zeros(len(items), dtype=np.float32)])
+        self.trained_popularity = np.concatenate([self.trained_popularity, np.zeros(len(items), dtype=np.float32)])
+        for offset, item in enumerate(items):
+            row = first + offset
+            old = self.row_of.get(item.item_id)
+            if old is not None:
+                self._set_rows(np.array([old]), False)  # the stale vector stays, switched off
+                self.popularity[row] = self.popularity[old]
+                self.trained_popularity[row] = self.trained_popularity[old]
+            self.row_ids.append(item.item_id)
+            self.row_of[item.item_id] = row
+            self.row_category.append(item.category)
+            self._set_rows(np.array([row]), item.in_stock)
+            self._index_words(row, item)
+        self._popular = None
+
+    def _index_words(self, row: int, item: Item) -> None:
+        for word in set(words(item.title)):
+            self._words.setdefault(word, set()).add(row)
+
+    # --- vectors --------------------------------------------------------------
+
+    def item_vectors(self, items: list[Item]) -> np.ndarray:
+        return embed_items(self.model, items)
+
+    def user_vectors(self, users: list[UserFeatures], now: float | None = None) -> np.ndarray:
+        """Each user's vector at the user's own event time (the newest event's
+        ts), as training encodes each example at its event's time; or all at
+        `now`. Never the wall clock: a replayed old log and a live one alike
+        get the ages and decays the model learned from."""
+        clocks = [user.last_ts for user in users] if now is None else now
+        return embed_users(self.model, users, clocks, self.config.affinity_half_life_s)
+
+    def _item(self, item_id: str) -> Item:
+        return self.items.get(item_id) or Item(item_id, "", "")  # a log's bare id: how the trainer saw it
+
+    # --- answers ----------------------------------------------------------------
+
+    def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int, skip: set[str]) -> list[ScoredItem]:
+        """The first k found rows whose items are not in `skip`."""
+        ids, answer = self.row_ids, []
+        for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
+            if row >= 0 and ids[row] not in skip:
+                answer.append(ScoredItem(ids[row], score))
+                if len(answer) == k:  # a heavy buyer's search is deep: the rest is never read
+                    break
+        return answer
+
+    def recommend(
+        self,
+        user: UserFeatures | None,
+        k: int,
+        now: float | None = None,
+        *,
+        diversity: float | None = None,
+        explain: bool = False,
+    ) -> list[ScoredItem]:
+        """Top-k for a user; without any history, the cold-start answer."""
+        return self.recommend_many([user], k, now, diversity=diversity, explain=explain)[0]
+
+    def recommend_many(
+        self,
+        users: list[UserFeatures | None],
+        k: int,
+        now: float | None = None,
+        *,
+        diversity: float | None = None,
+        explain: bool = False,
+    ) -> list[list[ScoredItem]]:
+        """Top-k for each user, searched together (the publisher's batches).
+
+        Each user's search over the allowed rows asks for k plus the items
+        that user excludes (purchases are bounded), then the exclusions are
+        dropped: k is kept without a per-user bitmap. With
+        `diversity` (default: the configured one) more candidates are searched
+        and each category is capped (`diversify`); `explain` adds `because` and
+        `source`."""
+        diversity = self.config.diversity if diversity is None else diversity
+        answers: list[list[ScoredItem]] = [[] for _ in users]
+        warm = [n for n, user in enumerate(users) if user is not None and user.recent_items]
+        for n in set(range(len(users))) - set(warm):
+            answers[n] = self.cold_start(users[n], k, now)
+            if explain:
+                answers[n] = [replace(s, source="popularity") for s in answers[n]]
+        if not warm:
+            return answers
+        excluded = [self._excluded(users[n]) for n in warm]
+        depth = k * DIVERSE_CANDIDATES if diversity > 0 else k
+        vectors = self.user_vectors([users[n] for n in warm], now)
+        scores, rows = self._search_deep_enough(vectors, depth, [len(skip) for skip in excluded])
+        led_by_votes = None
+        if self._moments is not None:
+            scores, rows, led_by_votes = self._blend(warm, users, vectors, scores, rows)
+        for i, (n, skip) in enumerate(zip(warm, excluded, strict=True)):
+            answer = self.diversify(self._answer(scores[i], rows[i], depth, skip), k, diversity)
+            if explain:
+                led = led_by_votes[i] if led_by_votes is not None else np.zeros(len(rows[i]), dtype=bool)
+                answer = self.explain(users[n], answer, self._sources(answer, rows[i], led))
+            answers[n] = answer
+        return answers
+
+    def _search_deep_enough(self, vectors: np.ndarray, depth: int, skipped: list[int]) -> tuple[list, list]:
+        """Each query's top `depth` rows plus as many as its user skips, rounded
+        up to a power of two; queries of the same depth are searched together.
+        One heavy buyer in a batch no longer deepens every user's search (an
+        HNSW search costs about as much as its k, past efSearch), and a user's
+        answer does not depend on who shares the batch."""
+        extra = np.asarray(skipped)
+        depths = depth + np.where(extra > 0, 1 << np.ceil(np.log2(np.maximum(extra, 1))).astype(int), 0)
+        scores, rows = [None] * len(skipped), [None] * len(skipped)
+        for searched in np.unique(depths):
+            members = np.flatnonzero(depths == searched)
+            found_scores, found_rows = self.index.search(vectors[members], int(searched), self._allow)
+            for j, n in enumerate(members):
+                scores[n], rows[n] = found_scores[j], found_rows[j]
+        return scores, rows
+
+    def _sources(self, answer: list[ScoredItem], rows: np.ndarray, led_by_votes: np.ndarray) -> dict[str, str]:
+        """Which source ranked each answered item: the item neighbours' votes or the towers."""
+        by_row = dict(zip(rows.tolist(), led_by_votes.tolist(), strict=True))
+        return {s.item_id: "neighbours" if by_row.get(self.row_of[s.item_id]) else "towers" for s in answer}
+
+    def _blend(self, warm: list[int], users: list, vectors: np.ndarray, scores: np.ndarray, rows: np.ndarray):
+        """Each user's candidates from both sources, ranked by the blended score:
+        the index's rows and the rows the user's recent items vote for; with
+        each, whether the votes' part of its score outweighs the towers'."""
+        neighbours, trained = self.version.neighbours, self._trained_rows
+        tower_means, tower_stds = self._moments.standardise(vectors)
+        merged = []
+        for i, n in enumerate(warm):
+            found = rows[i] >= 0
+            history = np.array([self.row_of.get(item, trained) for item in dict.fromkeys(users[n].recent_items)])
+            voted, votes = neighbours.votes(history[history < trained])
+            allowed = (self._allow[voted >> 3] >> (voted & 7) & 1).astype(bool)
+            vote_mean, vote_std = vote_moments(votes, trained)
+            extra = np.setdiff1d(voted[allowed], rows[i][found])
+            candidates = np.concatenate([rows[i][found], extra])
+            if not len(candidates):  # nothing allowed at all (every item out of stock)
+                merged.append((np.zeros(0), candidates, np.zeros(0, dtype=bool)))
+                continue
+            tower = np.concatenate([scores[i][found], self.version.item_vectors[extra] @ vectors[i]])
+            all_votes = np.zeros(len(candidates))
+            by_row = np.argsort(candidates)
+            at = np.minimum(np.searchsorted(candidates[by_row], voted), len(candidates) - 1)
+            hit = candidates[by_row][at] == voted
+            all_votes[by_row[at[hit]]] = votes[hit]
+            score = blended(tower, tower_means[i], tower_stds[i], all_votes, vote_mean, vote_std, self.blend_weight)
+            order = np.argsort(-score, kind="stable")
+            votes_part = self.blend_weight * (all_votes - vote_mean) / vote_std
+            merged.append((score[order], candidates[order], (2 * votes_part > score)[order]))  # votes > towers
+        return [m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged]
+
+    def diversify(self, ranked: list[ScoredItem], k: int, diversity: float) -> list[ScoredItem]:
+        """The first k of `ranked` with at most ceil(k * (1 - diversity)) items
+        (at least one) per category, in score order; capped items fill what is
+        left when too few categories compete. Diversity 0 changes nothing."""
+        if diversity <= 0:
+            return ranked[:k]
+        cap = max(1, math.ceil(k * (1 - diversity)))
+        per_category: Counter[str] = Counter()
+        kept, capped = [], []
+        for scored in ranked:
+            category = self._item(scored.item_id).category
+            if per_category[category] < cap:
+                per_category[category] += 1
+                kept.append(scored)
+                if len(kept) == k:
+                    break
+            else:
+                capped.append(scored)
+        return (kept + capped)[:k]
+
+    def explain(
+        self, user: UserFeatures | None, answer: list[ScoredItem], sources: dict[str, str] | None = None
+    ) -> list[ScoredItem]:
+        """Each item with `because`: the user's recent item whose vector is
+        nearest to it (what contributed most), or its category when the user
+        has no recent item the model knows; and with its `source` when given."""
+        recent = list(dict.fromkeys(reversed(user.recent_items))) if user is not None else []
+        sources = sources or {}
+        if not answer:
+            return answer
+        if not recent:
+            return [
+                ScoredItem(s.item_id, s.score, self._item(s.item_id).category or None, sources.get(s.item_id))
+                for s in answer
+            ]
+        answered = self.item_vectors([self._item(s.item_id) for s in answer])
+        likeness = answered @ self.item_vectors([self._item(i) for i in recent]).T
+        itself = np.array([[s.item_id == i for i in recent] for s in answer])
+        nearest = np.where(itself, -np.inf, likeness).argmax(axis=1)  # an item is never its own reason
+        return [
+            ScoredItem(s.item_id, s.score, recent[int(j)] if not itself[n, j] else None, sources.get(s.item_id))
+            for n, (s, j) in enumerate(zip(answer, nearest, strict=True))
+        ]
+
+    def _excluded(self, user: UserFeatures | None) -> set[str]:
+        return excluded_items(user, self.config.exclude_clicked)
+
+    def set_popularity(self, live: dict[str, float]) -> None:
+        """Rank cold-start answers by live popularity (interactions in the
+        recent window, from the workers' item statistics); the version's
+        training counts only break ties. Without live counts nothing changes."""
+        if not live:
+            return
+        trained = self.trained_popularity
+        tie_break = trained / (1.0 + float(trained.max(initial=0.0)))  # below 1: never outranks a live count
+        self.popularity = np.array([live.get(i, 0.0) for i in self.row_ids], dtype=np.float32) + tie_break
+        self._popular = None
+
+    def _popular_rows(self) -> np.ndarray:
+        if self._popular is None:
+            self._popular = np.argsort(-self.popularity, kind="stable")
+        return self._popular
+
+    def cold_start(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
+        """Popular items in stock; first from the user's strongest categories
+        when there is any signal (a new user with no clicks gets the global list)."""
+        top = float(self.popularity.max()) if len(self.popularity) and self.popularity.max() > 0 else 1.0
+
+        def ranked():
+            for row in self._popular_rows():
+                if self._row_allowed(row):
+                    yield self.row_ids[row], self.row_category[row], float(self.popularity[row]) / top
+
+        preferred = preferred_categories(user, self.config.affinity_half_life_s, now)
+        return pick_popular(ranked, preferred, self._excluded(user), k)
+
+    def similar(self, item_id: str, k: int) -> list[ScoredItem] | None:
+        """Items near `item_id` (itself excluded); None for an item not in the catalog."""
+        if item_id not in self.row_of or item_id not in self.items:
+            return None
+        vector = self.item_vectors([self._item(item_id)])
+        scores, rows = self.index.search(vector, k + 1, self._allow)  # the item itself is among them
+        return self._answer(scores[0], rows[0], k, {item_id})
+
+    def search(
+        self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None
+    ) -> list[ScoredItem]:
+        """Semantic candidates for the query, plus every in-stock item whose title
+        holds all the query's words; exact matches rank first. With a user, the
+        score blends in the user's embedding (`search_blend`)."""
+        with torch.no_grad():
+            query_vector = self.model.query_vectors(
+                to_tensors({"q": encode_queries([query], self.version.config)})["q"]
+            ).numpy()
+        _, rows = self.index.search(query_vector, max(k, self.config.search_candidates), self._allow)
+        candidates = {int(r) for r in rows[0] if r >= 0}
+        exact = self._title_matches(query)
+        candidates |= exact
+        if not candidates:
+            return []
+        ordered = sorted(candidates)
+        vectors = self.item_vectors([self._item(self.row_ids[r]) for r in ordered])
+        scores = vectors @ query_vector[0]
+        if user is not None and user.recent_items:
+            blend = self.config.search_blend
+            scores = (1 - blend) * scores + blend * (vectors @ self.user_vectors([user], now)[0])
+        ranked = sorted(zip(ordered, scores, strict=True), key=lambda rs: (rs[0] not in exact, -rs[1]))
+        return [ScoredItem(self.row_ids[r], float(s)) for r, s in ranked[:k]]
+
+    def _title_matches(self, query: str) -> set[int]:
+        terms = set(words(query))
+        if not terms:
+            return set()
+        postings = sorted((self._words.get(term, set()) for term in terms), key=len)
+        matches = set.intersection(*postings) if postings else set()
+        allowed = {r for r in matches if self._row_allowed(r) and self.row_of.get(self.row_ids[r]) == r}
+        return set(sorted(allowed)[:MAX_EXACT_MATCHES])

@@ -1,0 +1,89 @@
+"""What a refresh learns from: the cached event log, its catalog and its split
+into training examples and held-out users, as the worker folds it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from streamrec.embeddings.neighbours import Neighbours
+from streamrec.foundation.features import FeatureConfig, UserFeatures
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.privacy import Pseudonyms
+from streamrec.foundation.schema import Event, Item, Limits
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.topics import Topics, ensure_topics
+from streamrec.trainer.cache import InteractionCache, Refresh
+from streamrec.trainer.examples import EventFilter, Split, build_examples
+
+
+def cache_dir(settings: Settings) -> Path:
+    return settings.data_dir / "trainer" / "cache"
+
+
+def open_cache(settings: Settings) -> InteractionCache:
+    return InteractionCache.open(cache_dir(settings), settings.train_max_events, settings.cache_max_age_days * 86_400)
+
+
+async def refresh_cache(
+    settings: Settings,
+    kafka: KafkaConnection,
+    cache: InteractionCache,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> Refresh:
+    """Read the records that arrived since the cache's offsets."""
+    await ensure_topics(settings, kafka)
+    topics = Topics.from_settings(settings)
+    return await cache.refresh(
+        kafka,
+        topics,
+        topics.trainer_group,
+        Limits.from_settings(settings),
+        Pseudonyms.from_settings(settings),
+        on_progress,
+    )
+
+
+def catalog_of(cache: InteractionCache) -> list[Item]:
+    """The catalog items, plus a bare item for every id seen only in events
+    (a log replayed without an item file): the id alone still trains."""
+    items = dict(cache.items)
+    for event in cache.events:
+        if event.item_id not in items:
+            items[event.item_id] = Item(event.item_id, "", "")
+    return list(items.values())
+
+
+def split_of(
+    events: list[Event], items: list[Item], settings: Settings, teaches: EventFilter = lambda event: True
+) -> Split:
+    """Training, validation and test examples of the log, as the worker folds it."""
+    return build_examples(
+        events,
+        {i.item_id: i for i in items},
+        FeatureConfig.from_settings(settings),
+        purchase_weight=settings.purchase_weight,
+        teaches=teaches,
+    )
+
+
+def neighbours_of(split: Split, items: list[Item], k: int, ease: float | None = None) -> Neighbours | None:
+    """Item neighbours from the training examples alone (no held-out window
+    leaks in): co-occurrence, or EASE's weights at regularisation `ease`."""
+    if k <= 0:
+        return None
+    row = {item.item_id: n for n, item in enumerate(items)}
+    histories = [[row[i] for i in history if i in row] for history in split.histories.values()]
+    if ease is not None:
+        return Neighbours.from_ease(histories, len(items), k, ease)
+    return Neighbours.from_histories(histories, len(items), k)
+
+
+def latest_states(split: Split, n: int) -> list[UserFeatures]:
+    """Up to `n` users' newest states known to the trainer: the queries a version's index is tuned with."""
+    newest: dict[str, UserFeatures] = {}
+    for state in reversed([*split.train.states, *split.valid.states, *split.test.states]):
+        newest.setdefault(state.user_id, state)
+        if len(newest) >= n:
+            break
+    return list(newest.values())

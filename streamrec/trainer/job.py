@@ -1,0 +1,244 @@
+"""One refresh: plan, train, blend, judge, gate, publish, tune, promote.
+
+The gate compares the new model and the current one on the *same* held-out
+users' windows (the newest split, by `streamrec.trainer.eval_protocol`), so "not worse"
+means the same thing for both, and what users of the served API would feel. A
+run that fails anywhere leaves the current version untouched: a version is
+only made current after it is completely written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+from streamrec.embeddings.device import pick_device
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.embeddings.neighbours import Neighbours
+from streamrec.embeddings.versions import ModelVersion, load_version, publish_model
+from streamrec.foundation.features import UserFeatures
+from streamrec.foundation.schema import Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import Blend, DataWindow, Gate, Manifest, ModelStore, Params, Training
+from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.data import catalog_of, latest_states, neighbours_of, split_of
+from streamrec.trainer.eval_protocol import Quality
+from streamrec.trainer.evaluate import choose_blend, evaluate_version, judge_model, judge_popularity
+from streamrec.trainer.examples import Split
+from streamrec.trainer.gate import GATE_K, decide_gate, promotes
+from streamrec.trainer.plan import Plan, plan_refresh
+from streamrec.trainer.train import TrainConfig, TrainResult, train
+
+log = logging.getLogger(__name__)
+
+IndexChooser = Callable[[str, list[UserFeatures]], dict | None]  # (version, users) -> the manifest's `index`
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    return settings.section(TrainConfig, "train_", eval_k=GATE_K)
+
+
+class Phases:
+    """Seconds between successive `end`s: where a run's time went."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._since = time.time()
+
+    def end(self, name: str) -> None:
+        now = time.time()
+        self.seconds[name], self._since = round(now - self._since, 2), now
+
+
+@dataclass
+class RunOutcome:
+    version: str | None = None
+    promoted: bool = False
+    reason: str = ""
+    manifest: Manifest | None = None
+
+
+@dataclass
+class _Refresh:
+    """What one run has so far: its inputs, then each step's result."""
+
+    settings: Settings
+    cache: InteractionCache
+    store: ModelStore
+    device: torch.device
+    items: list[Item]
+    plan: Plan
+    split: Split
+    current: ModelVersion | None
+    phases: Phases
+
+
+def train_and_publish(
+    settings: Settings,
+    cache: InteractionCache,
+    store: ModelStore,
+    *,
+    force: bool = False,
+    full: bool = False,
+    device: torch.device | None = None,
+    on_progress: Callable[[dict], None] = lambda s: None,
+    choose_index: IndexChooser | None = None,
+) -> RunOutcome:
+    """Train on the cache, write a version, make it current if the gate passes.
+
+    The refresh is warm or full by `plan_refresh` (`full` insists on full).
+    `choose_index(version, users)`, given, tunes the written version's index
+    before it is promoted; its answer goes into the manifest, and every server
+    and worker builds that instead of tuning on its own."""
+    started = time.time()
+    run = _prepare(settings, cache, store, device or pick_device(), full)
+    result, tconfig = _train(run, on_progress)
+    blend, neighbours = _choose_blend(run, result)
+    run.phases.end("neighbours_s")
+    test, popularity = _judge_new(run, result, neighbours, blend.weight)
+    gate, reason = _judge_gate(run, test.recall[GATE_K], force)
+    run.phases.end("judge_s")
+    training = Training(
+        run.plan.kind, run.plan.reason, run.plan.base, run.plan.warm_in_a_row, round(time.time() - started, 2),
+        **run.phases.seconds, epochs=len(result.history), examples_per_s=round(result.examples_per_s, 1),
+        history=result.history,
+    )  # fmt: skip
+    params = Params(asdict(tconfig), ModelConfig.from_settings(settings).to_dict(), blend)
+    manifest = _manifest(run, {"test": test, "popularity": popularity, "valid": result.valid}, params, training, gate)
+    version = _publish(run, result, neighbours, manifest, choose_index)
+    if promotes(gate):
+        store.promote(version)
+    store.prune(settings.models_keep)
+    return RunOutcome(version, promotes(gate), reason, store.load_manifest(version))
+
+
+def _prepare(
+    settings: Settings, cache: InteractionCache, store: ModelStore, device: torch.device, full: bool
+) -> _Refresh:
+    """The plan, the catalog, the examples and the current version, or why there is too little to learn."""
+    phases = Phases()
+    if not cache.events:
+        raise RuntimeError("no events to learn from: the event topics are empty")
+    items = catalog_of(cache)
+    plan = plan_refresh(settings, store, cache, full=full)
+    split = split_of(cache.events, items, settings, plan.teaches(cache.events, settings))
+    phases.end("examples_s")
+    if not len(split.train) or not len(split.test):
+        raise RuntimeError(
+            f"too little data: {len(split.train)} training examples and {len(split.test)} test users "
+            "(a test user needs two events and a new item among their newest)"
+        )
+    current_name = store.current()
+    current = load_version(store, current_name, device) if current_name is not None else None
+    return _Refresh(settings, cache, store, device, items, plan, split, current, phases)
+
+
+def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainResult, TrainConfig]:
+    """The towers, from scratch or (warm) from the current version's weights in small steps."""
+    settings, plan, split = run.settings, run.plan, run.split
+    tconfig = train_config(settings)
+    if plan.kind == "warm":
+        tconfig = replace(tconfig, epochs=min(tconfig.epochs, settings.train_warm_epochs), lr=settings.train_warm_lr)
+    log.info("%s refresh (%s) on %d examples (%d validation and %d test users held out), %d items, device %s",
+             plan.kind, plan.reason, len(split.train), len(split.valid), len(split.test), len(run.items),
+             run.device)  # fmt: skip
+    start = run.current.model if plan.kind == "warm" else None
+    result = train(split, run.items, ModelConfig.from_settings(settings), tconfig, run.device,
+                   settings.affinity_half_life_s, on_progress, start)  # fmt: skip
+    run.phases.end("train_s")
+    return result, tconfig
+
+
+EASE_REGULARISATIONS = (100.0, 300.0, 1000.0)  # EASE's lambdas tried on the validation users
+
+
+def neighbour_sources(settings: Settings, items: int) -> list[float | None]:
+    """The neighbours a full refresh tries: co-occurrence (None), and EASE at
+    each lambda where the catalog is small enough for its dense inverse."""
+    fits = 0 < items <= settings.model_ease_max_items
+    return [None, *(EASE_REGULARISATIONS if fits else ())]
+
+
+def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours | None]:
+    """The neighbours' kind and weight with the best recall on the validation
+    users, or (warm) the base's kind and weight."""
+    settings, count = run.settings, run.settings.model_neighbours
+    base = run.current.manifest.params.blend if run.current is not None else None
+    if count <= 0:
+        return Blend(count), None
+    sources = neighbour_sources(settings, len(run.items))
+    if run.plan.kind == "warm" and run.current.neighbours is not None:
+        # Small steps from the base's towers: the choice its validation users made stands (saves the judgings),
+        # on co-occurrence if the catalog outgrew EASE.
+        ease = base.regularisation if base.regularisation in sources else None
+        blend = replace(base, neighbours=count, weight_from=run.current.version, regularisation=ease)
+        return blend, neighbours_of(run.split, run.items, count, ease)
+    best: tuple[float, Blend, Neighbours | None] = (-1.0, Blend(count), None)
+    by_source = {}
+    for ease in sources:
+        neighbours = neighbours_of(run.split, run.items, count, ease)
+        weight, by_weight = choose_blend(result.model, neighbours, run.split.valid, run.items,
+                                         ModelConfig.from_settings(settings), run.device,
+                                         settings.affinity_half_life_s)  # fmt: skip
+        by_source["cosine" if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
+        if by_weight[weight] > best[0]:
+            evidence = {str(w): round(r, 5) for w, r in by_weight.items()}
+            best = (by_weight[weight], Blend(count, weight, evidence, regularisation=ease), neighbours)
+    _, blend, neighbours = best
+    blend = replace(blend, valid_recall_by_source=by_source)
+    log.info("neighbours: %s at weight %.2g (validation recall@20 by source: %s)", blend.source, blend.weight,
+             by_source)  # fmt: skip
+    return blend, neighbours
+
+
+def _judge_new(
+    run: _Refresh, result: TrainResult, neighbours: Neighbours | None, weight: float
+) -> tuple[Quality, Quality]:
+    """The new model as it will be served, and popularity, on the test users."""
+    test = judge_model(result.model, run.split.test, run.items, ModelConfig.from_settings(run.settings), run.device,
+                       run.settings.affinity_half_life_s, neighbours=neighbours, weight=weight)  # fmt: skip
+    return test, judge_popularity(run.split.test, run.items, run.split.item_counts)
+
+
+def _judge_gate(run: _Refresh, new_recall: float, force: bool) -> tuple[Gate, str]:
+    """The current version judged on the same test users, and the gate's decision."""
+    current_recall = None
+    if run.current is not None:
+        current_recall = evaluate_version(run.current, run.split, run.items, run.settings).model.recall[GATE_K]
+    current_name = run.current.version if run.current is not None else None
+    return decide_gate(new_recall, current_name, current_recall,
+                       tolerance=run.settings.train_gate_tolerance, force=force)  # fmt: skip
+
+
+def _manifest(run: _Refresh, qualities: dict[str, Quality], params: Params, training: Training, gate: Gate) -> Manifest:
+    times = [e.ts for e in run.cache.events]
+    window = DataWindow(
+        events=len(run.cache.events), first_ts=min(times), last_ts=max(times), items=len(run.items),
+        train_examples=len(run.split.train), test_examples=len(run.split.test), offsets=run.cache.offsets,
+    )  # fmt: skip
+    metrics = {name: quality.to_json() for name, quality in qualities.items()}
+    return Manifest(created=time.time(), device=run.device.type, metrics=metrics, data_window=window, params=params,
+                    training=training, gate=gate)  # fmt: skip
+
+
+def _publish(
+    run: _Refresh,
+    result: TrainResult,
+    neighbours: Neighbours | None,
+    manifest: Manifest,
+    choose_index: IndexChooser | None,
+) -> str:
+    """Write the version (not yet current) and, when asked, the index its servers will build."""
+    popularity = np.array([run.split.item_counts.get(i.item_id, 0.0) for i in run.items], dtype=np.float32)
+    version = publish_model(run.store, result.model, run.items, popularity, manifest, neighbours=neighbours,
+                            promote=False)  # fmt: skip
+    if choose_index is not None:
+        index = choose_index(version, latest_states(run.split, run.settings.tune_queries * 2))
+        if index:
+            run.store.record_index(version, index)
+    return version

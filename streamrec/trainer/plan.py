@@ -1,0 +1,66 @@
+"""Whether a refresh starts from scratch ("full") or continues from the
+current version's weights ("warm"), and what a warm one learns from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamrec.embeddings.encoding import ModelConfig
+from streamrec.foundation.schema import Event
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
+from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.examples import EventFilter, newer_and_sampled
+
+WARM_MAX_NEW_SHARE = 0.5  # above it a warm refresh saves little and learns less than a full one (the demo's case)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A refresh from scratch ("full") or from the current version's weights
+    ("warm": on the events after its data window, and a sample of the older
+    ones). Ids and text are hashed into fixed buckets, so a new item or word
+    has its rows already and no learned row moves: only a changed model shape
+    (the manifest's `model_config`) forbids continuing."""
+
+    kind: str
+    reason: str
+    base: str | None = None
+    since_ts: float = float("-inf")
+    warm_in_a_row: int = 0  # warm refreshes since the last full one, this one included
+    new_events: int = 0  # of the window, after `since_ts`
+
+    def teaches(self, events: list[Event], settings: Settings) -> EventFilter:
+        if self.kind == "full":
+            return lambda event: True
+        old = len(events) - self.new_events
+        return newer_and_sampled(self.since_ts, settings.train_warm_replay, self.new_events, old, settings.train_seed)
+
+
+def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
+    """Events newer than the current version's data window (all, before the first)."""
+    if store.current() is None:
+        return len(cache.events)
+    window = store.load_manifest(store.current()).data_window
+    last_ts = window.last_ts if window is not None else float("-inf")
+    return sum(1 for e in cache.events if e.ts > last_ts)
+
+
+def plan_refresh(settings: Settings, store: ModelStore, cache: InteractionCache, *, full: bool = False) -> Plan:
+    current = store.current()
+    if current is None:
+        return Plan("full", "first version")
+    if full:
+        return Plan("full", "asked for")
+    manifest = store.load_manifest(current)
+    in_a_row = manifest.training.warm_in_a_row + 1
+    if in_a_row >= settings.train_full_every:
+        return Plan("full", f"every {settings.train_full_every}th refresh (STREAMREC_TRAIN_FULL_EVERY)")
+    if ModelConfig.from_dict(manifest.model_config) != ModelConfig.from_settings(settings):
+        return Plan("full", f"the model's shape differs from {current}'s")
+    new = new_events_since_current(store, cache)  # all of them, for a version without a data window
+    if not new:
+        return Plan("full", f"no events after {current}'s data window")
+    if new > WARM_MAX_NEW_SHARE * len(cache.events):
+        return Plan("full", f"{new / len(cache.events):.0%} of the window is new: small steps would under-learn it")
+    return Plan("warm", f"from {current}", current, manifest.data_window.last_ts, in_a_row, new)

@@ -1,0 +1,66 @@
+"""The API's access control: every endpoint but /healthz needs a key once keys are set."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from streamrec.foundation.schema import Item
+from streamrec.foundation.settings import Settings
+from streamrec.foundation.store import ModelStore
+from streamrec.serving.api import create_api
+from streamrec.serving.live import LiveModel, index_spec, serving_config
+from streamrec.serving.serving_index import ServingIndex
+from tests.versions import publish_random_version
+
+ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 3}") for n in range(30)]
+
+
+def test_with_keys_set_only_healthz_answers_without_one(tmp_path):
+    settings = Settings(data_dir=tmp_path, index_kind="flat", api_keys="reader-key")
+    live = LiveModel(settings)
+    version = publish_random_version(ModelStore.from_settings(settings), ITEMS)
+    live.current = ServingIndex(version, index_spec(settings), ITEMS, serving_config(settings))
+
+    async def calls() -> dict[str, tuple[int, int, str]]:
+        transport = httpx.ASGITransport(app=create_api(live))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            found = {}
+            for path in ("/recommendations/u1", "/items/i1/similar", "/search?q=item", "/metrics", "/healthz"):
+                without = await http.get(path)
+                keyed = await http.get(path, headers={"X-API-Key": "reader-key"})
+                found[path] = (without.status_code, keyed.status_code, without.text)
+            found["schema"] = (0, 0, (await http.get("/openapi.json")).text)
+            return found
+
+    found = asyncio.run(calls())
+    for path in ("/recommendations/u1", "/items/i1/similar", "/search?q=item", "/metrics"):
+        assert found[path][:2] == (401, 200) and "X-API-Key" in found[path][2], path
+    assert found["/healthz"][:2] == (200, 200)
+    assert "APIKeyHeader" in found["schema"][2]  # the OpenAPI schema tells clients how to authenticate
+
+
+def test_details_add_each_items_title_and_category_and_the_default_wire_stays_compact(tmp_path):
+    settings = Settings(data_dir=tmp_path, index_kind="flat")
+    live = LiveModel(settings)
+    version = publish_random_version(ModelStore.from_settings(settings), ITEMS)
+    live.current = ServingIndex(version, index_spec(settings), ITEMS, serving_config(settings))
+    live.catalog.items.update({item.item_id: item for item in ITEMS})
+
+    async def calls() -> list[dict]:
+        transport = httpx.ASGITransport(app=create_api(live))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            paths = ("/recommendations/u1?k=5", "/items/i1/similar?k=5", "/search?q=item+7&k=5")
+            plain = [(await http.get(path)).json() for path in paths]
+            detailed = [(await http.get(path + "&details=true")).json() for path in paths]
+            return plain + detailed
+
+    answers = asyncio.run(calls())
+    for plain in answers[:3]:
+        assert all(set(item) == {"item_id", "score"} for item in plain["items"])
+    by_id = {item.item_id: item for item in ITEMS}
+    for detailed in answers[3:]:
+        assert detailed["items"]
+        for item in detailed["items"]:
+            assert (item["title"], item["category"]) == (by_id[item["item_id"]].title, by_id[item["item_id"]].category)
