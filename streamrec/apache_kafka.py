@@ -5,13 +5,15 @@ The jars come from Maven Central through the committed descriptor
 `apache-kafka.pom.xml` (fetched once into a cache directory); each node gets
 its own log directory, formatted with one cluster id, and listens on
 loopback. `streamrec broker --apache-kafka --nodes 3 --port P` runs one until
-Ctrl-C; the tests' `kafka` fixture starts one on the same code.
+Ctrl-C, restarting a node that dies while a majority serves (`supervise`);
+the tests' `kafka` fixture starts one on the same code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -19,8 +21,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,6 +42,7 @@ KAFKA_VERSION = "4.1.1"
 POM = Path(__file__).with_name("apache-kafka.pom.xml")
 CHECK = "streamrec-cluster-check"  # the topic and group that show the cluster serves
 HEAP = "-Xmx512m"  # three nodes and the tests share 24 GiB and two cores
+LOG_TAIL_LINES = 8  # of a dead node's log, in the launcher's report
 
 
 def default_jars_dir(version: str = KAFKA_VERSION) -> Path:
@@ -83,6 +90,37 @@ def new_cluster_id() -> str:
     return cluster_id
 
 
+@dataclass(frozen=True)
+class NodeExit:
+    """A node that exited: its code (negative: the signal that ended it) and its log's last lines."""
+
+    node: int
+    code: int
+    log_tail: str
+
+    def describe(self) -> str:
+        ended = f"was killed by {signal.Signals(-self.code).name}" if self.code < 0 else f"exited with code {self.code}"
+        return f"node {self.node} {ended}"
+
+
+class RestartBudget:
+    """A node restarted `limit` times within `window_s` is crash-looping: it is left down."""
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._restarts: dict[int, deque[float]] = {}
+
+    def allows(self, node: int) -> bool:
+        now = self.clock()
+        recent = self._restarts.setdefault(node, deque())
+        while recent and now - recent[0] > self.window_s:
+            recent.popleft()
+        if len(recent) >= self.limit:
+            return False
+        recent.append(now)
+        return True
+
+
 class KafkaCluster:
     """`nodes` combined broker+controller nodes: clients on port, port+1, ...;
     the controllers' quorum on the ports after those. With `security`, clients
@@ -117,9 +155,13 @@ class KafkaCluster:
         self.jars = fetch_jars(self.jars)
         for node in range(self.nodes):
             self._format(node)
-        for node in range(self.nodes):
-            self.start_node(node)
-        self.wait_until_serving(timeout_s)
+        try:
+            for node in range(self.nodes):
+                self.start_node(node)
+            self.wait_until_serving(timeout_s)
+        except BaseException:
+            self.stop()  # nodes that did start would outlive a failed start
+            raise
         log.info("Apache Kafka %s: %d nodes serving on %s", KAFKA_VERSION, self.nodes, self.bootstrap)
         return self
 
@@ -132,11 +174,18 @@ class KafkaCluster:
         )  # fmt: skip
         out.close()
 
-    def kill(self, node: int) -> None:
-        """SIGKILL one node (no controlled shutdown, no flush): a crashed broker; `start_node` brings it back."""
-        process = self._processes.pop(node)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    def exits(self) -> list[NodeExit]:
+        """The nodes that exited since the last look, with their code and the end
+        of their log; they count as down until `start_node` brings them back."""
+        gone = [node for node, process in self._processes.items() if process.poll() is not None]
+        return [NodeExit(node, self._processes.pop(node).returncode, self._log_tail(node)) for node in gone]
+
+    def alive(self) -> int:
+        return sum(process.poll() is None for process in self._processes.values())
+
+    def has_quorum(self) -> bool:
+        """Every node is a controller: the cluster serves while a majority of them lives."""
+        return self.alive() > self.nodes // 2
 
     def wait_until_serving(self, timeout_s: float = 120.0) -> None:
         """Every running node listens, is in the cluster's metadata, and a
@@ -167,9 +216,6 @@ class KafkaCluster:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self._processes.clear()
-
-    def running(self) -> bool:
-        return bool(self._processes) and all(p.poll() is None for p in self._processes.values())
 
     def grant(self, *acl: str) -> None:
         """Add ACLs as Kafka's own tool does (`kafka-acls.sh --add` with `acl`), as the admin user."""
@@ -240,6 +286,12 @@ class KafkaCluster:
         if finished.returncode != 0:
             raise BrokerError(f"formatting Kafka node {node}'s storage failed: {finished.stdout}{finished.stderr}")
 
+    def _log_tail(self, node: int) -> str:
+        with contextlib.suppress(OSError), self.log_file(node).open("rb") as log_lines:
+            last = deque(log_lines, maxlen=LOG_TAIL_LINES)
+            return b"".join(last).decode(errors="replace").rstrip()
+        return ""
+
     def _java(self, main_class: str, *arguments: str) -> list[str]:
         """The command line that runs one of Kafka's classes on the fetched jars."""
         return ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
@@ -276,6 +328,34 @@ class KafkaCluster:
         finally:
             await consumer.stop()
             await admin.close()
+
+
+def supervise(
+    cluster: KafkaCluster,
+    stop: threading.Event,
+    say: Callable[[str], None],
+    restart: bool = True,
+    budget: RestartBudget | None = None,
+    poll_s: float = 0.5,
+) -> str | None:
+    """Keep `cluster` serving until `stop` is set: each node that dies is reported
+    (its code and log) and, with `restart`, started again on its own data.
+    Returns why the cluster can no longer serve (a majority is down), or None on `stop`."""
+    budget = budget or RestartBudget()
+    while not stop.wait(poll_s):
+        for gone in cluster.exits():
+            say(f"{gone.describe()}; the last lines of {cluster.log_file(gone.node)}:\n{gone.log_tail}")
+            if restart and budget.allows(gone.node):
+                cluster.start_node(gone.node)
+                say(f"node {gone.node} restarted on its own data")
+            elif restart:
+                say(f"node {gone.node} died {budget.limit} times within {budget.window_s:.0f} s: left down")
+        if not cluster.has_quorum():
+            return (
+                f"{cluster.alive()} of {cluster.nodes} nodes alive: the controllers' quorum needs "
+                f"{cluster.nodes // 2 + 1}, the cluster cannot serve"
+            )
+    return None
 
 
 if __name__ == "__main__":  # `make kafka-jars`

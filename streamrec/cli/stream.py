@@ -27,8 +27,12 @@ def broker(
     data: Annotated[
         Path | None, typer.Option(help="Apache Kafka's log directories (default: a new temporary one).")
     ] = None,
+    restart: Annotated[
+        bool, typer.Option(help="Restart an Apache Kafka node that dies (--no-restart leaves it down).")
+    ] = True,
 ) -> None:
-    """Run a broker until Ctrl-C: the embedded tansu (memory storage), or an Apache Kafka cluster."""
+    """Run a broker until Ctrl-C: the embedded tansu (memory storage), or an Apache
+    Kafka cluster that keeps serving while a majority of its nodes lives."""
     settings = Settings()
     port = port or settings.broker_port
     # The handlers only note the request: stopping (and waiting for) the broker
@@ -37,21 +41,39 @@ def broker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if apache_kafka:
-        from streamrec.apache_kafka import KAFKA_VERSION, KafkaCluster
-
-        running = KafkaCluster(nodes, port, settings.broker_host, workdir=data).start()
-        console.print(f"Apache Kafka {KAFKA_VERSION}: {nodes} nodes on [bold]{running.bootstrap}[/] "
-                      f"(logs and data in {running.workdir}); Ctrl-C stops it")  # fmt: skip
+        failure = _run_apache_kafka(nodes, port, settings.broker_host, data, restart, stop)
     else:
-        running = EmbeddedBroker(settings.broker_host, port).start()
-        console.print(f"broker listening on [bold]{running.bootstrap}[/] (memory storage); Ctrl-C stops it")
-    while running.running() and not stop.wait(0.2):
-        pass
-    exited = not stop.is_set()
-    running.stop()
-    if exited:
-        console.print("[red]error:[/] the broker exited by itself (see its log)")
+        failure = _run_tansu(settings.broker_host, port, stop)
+    if failure:
+        console.print(f"[red]error:[/] {failure}")
         raise typer.Exit(1)
+
+
+def _run_apache_kafka(
+    nodes: int, port: int, host: str, data: Path | None, restart: bool, stop: threading.Event
+) -> str | None:
+    from streamrec.apache_kafka import KAFKA_VERSION, KafkaCluster, supervise
+
+    cluster = KafkaCluster(nodes, port, host, workdir=data).start()
+    console.print(
+        f"Apache Kafka {KAFKA_VERSION}: {nodes} nodes on [bold]{cluster.bootstrap}[/] (logs and data in "
+        f"{cluster.workdir}); Ctrl-C stops it"
+    )
+    try:
+        return supervise(cluster, stop, lambda line: console.print(line, markup=False, highlight=False), restart)
+    finally:
+        cluster.stop()
+
+
+def _run_tansu(host: str, port: int, stop: threading.Event) -> str | None:
+    running = EmbeddedBroker(host, port).start()
+    console.print(f"broker listening on [bold]{running.bootstrap}[/] (memory storage); Ctrl-C stops it")
+    try:
+        while running.running() and not stop.wait(0.2):
+            pass
+        return None if stop.is_set() else "the broker exited by itself (see its log)"
+    finally:
+        running.stop()
 
 
 def worker(

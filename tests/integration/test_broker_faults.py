@@ -1,8 +1,9 @@
 """Faults on a real three-node Apache Kafka cluster, the way Jepsen-style
 tests attack brokers. While shop events stream at a steady rate:
 
-- kill -9 the broker that leads the user-features changelog's first
-  partition (and with it a third of the event partitions), then restart it;
+- kill -9, from outside, the node of `streamrec broker --apache-kafka` that
+  leads the user-features changelog's first partition (and with it a third
+  of the event partitions): the launcher restarts it;
 - cut a worker process off (SIGSTOP: no heartbeat, no fetch, no write, as
   behind a network partition) long enough for the group to give its
   partitions away, then heal it (SIGCONT) while it still holds their state.
@@ -16,21 +17,29 @@ print how long things stalled and how fast they went during the fault
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 
 from streamrec.apache_kafka import KafkaCluster
 from streamrec.broker import free_ports, port_open
+from streamrec.foundation.codec import encode
 from streamrec.foundation.kafka import KafkaConnection, admin_client
 from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.processes import child_env
 from tests.conftest import _brokers, free_port
-from tests.integration.helpers import RunningWorker, end_process, run_scenario, until
-from tests.integration.test_soak import _worker_process, held, produce
+from tests.integration.helpers import end_process, run_scenario
+from tests.integration.test_soak import _worker_process, produce
 
 pytestmark = [
     pytest.mark.broker,
@@ -61,61 +70,99 @@ async def _leader_of_first_changelog_partition(kafka: KafkaConnection, settings)
     return leader, sorted(f"{topic}[{partition}]" for (topic, partition), node in leaders.items() if node == leader)
 
 
-def test_a_broker_killed_under_load_loses_and_doubles_nothing(cluster, settings):
-    kafka = KafkaConnection(cluster.bootstrap)
-    settings = settings.derive(commit_interval_s=0.2)
-    progress: list[tuple[float, int]] = []  # (time, events folded)
+def test_the_launcher_serves_on_through_a_leader_killed_by_the_os_and_loses_and_doubles_nothing(settings, tmp_path):
+    """`streamrec broker --apache-kafka --nodes 3` while a librdkafka producer
+    (acks=all) sends: the node leading the changelog's first partition is
+    killed with SIGKILL from outside; the launcher reports it and restarts it,
+    and the worker answers every user exactly over HTTP."""
+    first_port, data = free_ports(6), tmp_path / "cluster"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "streamrec.cli", "broker", "--apache-kafka", "--nodes", "3",
+         "--port", str(first_port), "--data", str(data)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    said = _lines_of(launcher)
+    kafka = KafkaConnection(",".join(f"127.0.0.1:{first_port + n}" for n in range(3)))
+    workers: list[subprocess.Popen] = []
+    try:
+        _wait_for_line(said, "nodes on", launcher, 240)
+        env = {
+            **child_env(settings, kafka),
+            "STREAMREC_WORKER_PORT": str(settings.worker_port),
+            "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
+        }
 
-    async def scenario() -> None:
-        await ensure_topics(settings, kafka)
-        worker = await RunningWorker(settings, kafka).start()
-        status = worker.worker.status
-        sending = asyncio.create_task(produce(kafka, settings, EVENTS, USERS, RATE))
+        async def scenario() -> None:
+            await ensure_topics(settings, kafka)
+            workers.append(_worker_process(env))
+            sending = asyncio.create_task(asyncio.to_thread(_produce_with_librdkafka, kafka, settings))
+            await asyncio.sleep(BEFORE_S)
+            node, led = await _leader_of_first_changelog_partition(kafka, settings)
+            os.kill(_node_pid(data, node), signal.SIGKILL)
+            killed_at = time.monotonic()
+            await asyncio.to_thread(_wait_for_line, said, f"node {node} restarted", launcher, 30)
+            assert any(f"node {node} was killed by SIGKILL" in line for line in said), said
+            restarted_s = time.monotonic() - killed_at
+            sent = await sending
+            exact_s = await _until_exact([settings.worker_port], sent, "the worker after the leader's kill")
+            assert launcher.poll() is None, "the launcher stopped with the cluster still able to serve"
+            print(
+                f"\nkilled node {node} (leading {', '.join(led)}) with SIGKILL: the launcher restarted it "
+                f"{restarted_s:.1f} s later; all {sum(sent.values()):,} events exact {exact_s:.1f} s after the last"
+            )
 
-        async def sample() -> None:
-            while True:
-                progress.append((time.monotonic(), status.events))
-                await asyncio.sleep(0.1)
-
-        sampling = asyncio.create_task(sample())
-        await asyncio.sleep(BEFORE_S)
-        node, led = await _leader_of_first_changelog_partition(kafka, settings)
-        killed_at = time.monotonic()
-        cluster.kill(node)
-        await asyncio.sleep(DOWN_S)
-        cluster.start_node(node)
-        restarted_at = time.monotonic()
-        sent = await sending
-        sent_until = time.monotonic()
-        total = sum(sent.values())
-        await until(lambda: status.events >= total, 120, f"all {total:,} events folded after the fault")
-        await asyncio.sleep(1.0)  # anything beyond would be a double count
-        sampling.cancel()
-        assert status.events == total and held(worker.worker) == sent  # exact, per user
-        await worker.stop()
-        stall, during = _figures(progress, killed_at, restarted_at, sent_until)
-        print(
-            f"\nkilled node {node} (leading {', '.join(led)}): the worker stalled {stall:.1f} s at most; "
-            f"{during:.0f} events/s while the node was down ({RATE:.0f} sent/s); all {total:,} events exact"
-        )
-        assert stall < 30.0
-
-    run_scenario(scenario)
+        run_scenario(scenario)
+    finally:
+        for worker in workers:
+            end_process(worker)
+        end_process(launcher, 60)
+    assert launcher.returncode == 0, said
 
 
-def _figures(
-    progress: list[tuple[float, int]], killed_at: float, restarted_at: float, sent_until: float
-) -> tuple[float, float]:
-    """The longest time, from the kill to the last event sent, without a folded
-    event; and the events/s folded while the node was down."""
-    after = [(t, n) for t, n in progress if killed_at <= t <= sent_until]
-    stall, last_change = 0.0, after[0][0]
-    for (_, before), (t, n) in zip(after, after[1:], strict=False):
-        if n > before:
-            stall, last_change = max(stall, t - last_change), t
-    stall = max(stall, after[-1][0] - last_change)
-    down = [(t, n) for t, n in after if t <= restarted_at]
-    return stall, (down[-1][1] - down[0][1]) / max(1e-9, down[-1][0] - down[0][0])
+def _lines_of(process: subprocess.Popen) -> list[str]:
+    """What `process` writes to its standard error, line by line, as it comes."""
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True).start()
+    return lines
+
+
+def _wait_for_line(lines: list[str], text: str, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any(text in line for line in lines):
+        assert process.poll() is None, f"the launcher exited with {process.returncode}: {lines}"
+        assert time.monotonic() < deadline, f"no line with {text!r} within {timeout_s:.0f} s: {lines}"
+        time.sleep(0.1)
+
+
+def _node_pid(data: Path, node: int) -> int:
+    """The process id of the JVM running `node` of the cluster in `data`, found as `ps` finds it."""
+    config = str(data / f"node-{node}" / "server.properties")
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and config in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                return int(proc.name)
+    raise AssertionError(f"no process runs {config}")
+
+
+def _produce_with_librdkafka(kafka: KafkaConnection, settings) -> Counter:
+    """EVENTS clicks of USERS users at RATE from librdkafka (acks=all, idempotent,
+    Java's murmur2 partitioner), as a shop's Go or .NET backend sends them."""
+    topic = Topics.from_settings(settings).clicks
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "partitioner": "murmur2_random", "linger.ms": 5})  # fmt: skip
+    sent: Counter = Counter()
+    failures: list[str] = []
+    started = time.monotonic()
+    for n in range(EVENTS):
+        user = f"u{n % USERS}"
+        event = {"event_id": f"v{n}", "type": "click", "user_id": user, "item_id": f"i{n % 997}", "ts": 1e9 + n}
+        producer.produce(topic, value=encode(event), key=user.encode(),
+                         on_delivery=lambda error, _: error is None or failures.append(str(error)))  # fmt: skip
+        sent[user] += 1
+        producer.poll(0)
+        time.sleep(max(0.0, started + n / RATE - time.monotonic()))
+    assert producer.flush(120) == 0 and not failures, failures
+    return sent
 
 
 async def _counts(port: int, users) -> Counter:
