@@ -15,7 +15,7 @@ TORCH := torch==2.13.0
 EXTRAS := cpu,test
 endif
 
-.PHONY: demo test soak bench venv clean kafka-jars examples chromium console-screenshots
+.PHONY: demo test unit lint soak bench venv clean kafka-jars examples chromium console-screenshots
 
 venv: $(STAMP)
 
@@ -50,12 +50,21 @@ chromium:
 console-screenshots: $(STAMP) chromium
 	STREAMREC_CONSOLE_SCREENSHOTS=figures/console $(BIN)/python -m pytest tests/integration/test_console.py
 
-# The layer contract (pyproject.toml, docs/architecture.md) and the style are checked before the tests run.
-test: $(STAMP) kafka-jars examples chromium
+# The layer contract (pyproject.toml, docs/architecture.md) and the style, checked before any test runs.
+lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(ARGS)
+
+# Tests run in TEST_WORKERS processes (pytest-xdist): most of a broker test's time is spent waiting, so
+# more processes than cores pay; the Apache Kafka cluster's tests share one process (tests/conftest.py).
+TEST_WORKERS ?= 4
+test: lint kafka-jars examples chromium
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+
+# The pure core's tests and the lint, without a broker, a JDK, Go, Node or Chromium.
+unit: lint
+	$(BIN)/python -m pytest -n 2 tests/unit $(ARGS)
 
 # The long versions of the volume, kill -9 and fuzzing suites (tests marked slow: about 15 minutes here).
 soak: $(STAMP)

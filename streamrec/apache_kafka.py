@@ -71,8 +71,17 @@ def fetch_jars(dest: Path | None = None, version: str = KAFKA_VERSION) -> Path:
     log.info("fetching Apache Kafka %s's jars from Maven Central into %s ...", version, dest)
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    command = ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}", "dependency:copy-dependencies",
-               f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]  # fmt: skip
+    command = [
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode != 0:
         raise BrokerError(f"Maven could not fetch Apache Kafka {version}: {finished.stdout[-2000:]}{finished.stderr}")
@@ -126,9 +135,16 @@ class KafkaCluster:
     the controllers' quorum on the ports after those. With `security`, clients
     and brokers authenticate (SASL/SCRAM over TLS) and ACLs are enforced."""
 
-    def __init__(self, nodes: int = 3, port: int = 9092, host: str = "127.0.0.1", workdir: Path | None = None,
-                 jars: Path | None = None, broker_options: dict[str, str] | None = None,
-                 security: ClusterSecurity | None = None):  # fmt: skip
+    def __init__(
+        self,
+        nodes: int = 3,
+        port: int = 9092,
+        host: str = "127.0.0.1",
+        workdir: Path | None = None,
+        jars: Path | None = None,
+        broker_options: dict[str, str] | None = None,
+        security: ClusterSecurity | None = None,
+    ):
         self.nodes, self.port, self.host = nodes, port, host
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="streamrec-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -170,8 +186,11 @@ class KafkaCluster:
         out = self.log_file(node).open("ab")
         self._processes[node] = subprocess.Popen(
             self._java("kafka.Kafka", str(self._config(node))),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         out.close()
 
     def exits(self) -> list[NodeExit]:
@@ -219,8 +238,9 @@ class KafkaCluster:
 
     def grant(self, *acl: str) -> None:
         """Add ACLs as Kafka's own tool does (`kafka-acls.sh --add` with `acl`), as the admin user."""
-        command = self._java("org.apache.kafka.tools.AclCommand", "--bootstrap-server", self.bootstrap, "--add",
-                             "--force", *acl)  # fmt: skip
+        command = self._java(
+            "org.apache.kafka.tools.AclCommand", "--bootstrap-server", self.bootstrap, "--add", "--force", *acl
+        )
         if self.security:
             admin = self.security.java_client_properties(self.workdir / "admin.properties")
             command += ["--command-config", str(admin)]
@@ -278,11 +298,19 @@ class KafkaCluster:
 
     def _format(self, node: int) -> None:
         finished = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "--cluster-id", self.cluster_id,
-                       "--config", str(self._config(node)), "--ignore-formatted",
-                       *(self.security.format_arguments() if self.security else [])),  # fmt: skip
-            capture_output=True, text=True,
-        )  # fmt: skip
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "--cluster-id",
+                self.cluster_id,
+                "--config",
+                str(self._config(node)),
+                "--ignore-formatted",
+                *(self.security.format_arguments() if self.security else []),
+            ),
+            capture_output=True,
+            text=True,
+        )
         if finished.returncode != 0:
             raise BrokerError(f"formatting Kafka node {node}'s storage failed: {finished.stdout}{finished.stderr}")
 
@@ -294,8 +322,15 @@ class KafkaCluster:
 
     def _java(self, main_class: str, *arguments: str) -> list[str]:
         """The command line that runs one of Kafka's classes on the fetched jars."""
-        return ["java", HEAP, "-cp", f"{self.jars}/*", f"-Dlog4j2.configurationFile={self._log4j()}",
-                main_class, *arguments]  # fmt: skip
+        return [
+            "java",
+            HEAP,
+            "-cp",
+            f"{self.jars}/*",
+            f"-Dlog4j2.configurationFile={self._log4j()}",
+            main_class,
+            *arguments,
+        ]
 
     def _log4j(self) -> Path:
         path = self.workdir / "log4j2.properties"
@@ -311,8 +346,9 @@ class KafkaCluster:
 
     async def _serves(self, nodes: int) -> bool:
         admin = AIOKafkaAdminClient(**self.client_options(), request_timeout_ms=5000)
-        consumer = AIOKafkaConsumer(**self.client_options(), group_id=CHECK, enable_auto_commit=False,
-                                    request_timeout_ms=5000)  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            **self.client_options(), group_id=CHECK, enable_auto_commit=False, request_timeout_ms=5000
+        )
         try:
             await admin.start()
             if len((await admin.describe_cluster())["brokers"]) < nodes:

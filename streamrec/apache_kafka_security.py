@@ -34,8 +34,22 @@ def _openssl(*arguments: str, cwd: Path) -> None:
 
 def make_authority(directory: Path, name: str) -> Path:
     """A self-signed certificate authority: `name`.pem and its key, in `directory`."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(CERTIFICATE_DAYS),
-             "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=directory)  # fmt: skip
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        str(CERTIFICATE_DAYS),
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        cwd=directory,
+    )
     return directory / f"{name}.pem"
 
 
@@ -44,11 +58,37 @@ def make_broker_keystore(directory: Path, authority: Path, host: str) -> Path:
     the name is in the subject alternative names, as clients verify it."""
     alt = f"IP:{host}" if host.replace(".", "").isdigit() else f"DNS:{host}"
     (directory / "broker.ext").write_text(f"subjectAltName={alt},DNS:localhost\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}", "-keyout", "broker.key",
-             "-out", "broker.csr", cwd=directory)  # fmt: skip
-    _openssl("x509", "-req", "-in", "broker.csr", "-CA", str(authority), "-CAkey", str(authority.with_suffix(".key")),
-             "-CAcreateserial", "-days", str(CERTIFICATE_DAYS), "-extfile", "broker.ext", "-out", "broker.crt",
-             cwd=directory)  # fmt: skip
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={host}",
+        "-keyout",
+        "broker.key",
+        "-out",
+        "broker.csr",
+        cwd=directory,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "broker.csr",
+        "-CA",
+        str(authority),
+        "-CAkey",
+        str(authority.with_suffix(".key")),
+        "-CAcreateserial",
+        "-days",
+        str(CERTIFICATE_DAYS),
+        "-extfile",
+        "broker.ext",
+        "-out",
+        "broker.crt",
+        cwd=directory,
+    )
     keystore = directory / "broker-keystore.pem"
     keystore.write_text((directory / "broker.key").read_text() + (directory / "broker.crt").read_text())
     return keystore
@@ -74,12 +114,14 @@ class ClusterSecurity:
 
     def broker_options(self) -> dict[str, str]:
         """server.properties for a node whose clients' listener is named SASL_SSL."""
-        admin = f'username="{ADMIN}" password="{self.users[ADMIN]}";'
+        login = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{ADMIN}" password="{self.users[ADMIN]}";'
+        )
         return {
             "sasl.enabled.mechanisms": MECHANISM,
             "sasl.mechanism.inter.broker.protocol": MECHANISM,
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
-                f"org.apache.kafka.common.security.scram.ScramLoginModule required {admin}",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": login,
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": str(self.keystore),
             "ssl.truststore.type": "PEM",
@@ -87,12 +129,15 @@ class ClusterSecurity:
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "super.users": f"User:{ADMIN};User:ANONYMOUS",
             "allow.everyone.if.no.acl.found": "false",
-        }  # fmt: skip
+        }
 
     def format_arguments(self) -> list[str]:
         """The storage tool's arguments that create every SCRAM user in the cluster's first metadata."""
-        return [a for name, password in self.users.items()
-                for a in ("--add-scram", f"{MECHANISM}=[name={name},password={password}]")]  # fmt: skip
+        return [
+            a
+            for name, password in self.users.items()
+            for a in ("--add-scram", f"{MECHANISM}=[name={name},password={password}]")
+        ]
 
     def client_options(self, user: str = ADMIN) -> dict[str, Any]:
         """aiokafka's options for `user` (what the STREAMREC_KAFKA_* settings give a streamrec process)."""

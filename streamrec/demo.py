@@ -177,9 +177,17 @@ async def _api_state(http: httpx.AsyncClient) -> str:
     return "serving" if answer.status_code == 200 else "up, waiting for a model"
 
 
-async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Event, *, rate: float,
-                   duration: float | None, train_every: str, console: Console,
-                   linger_ms: int = 10) -> Milestones:  # fmt: skip
+async def run_demo(
+    settings: Settings,
+    kafka: KafkaConnection,
+    stop: asyncio.Event,
+    *,
+    rate: float,
+    duration: float | None,
+    train_every: str,
+    console: Console,
+    linger_ms: int = 10,
+) -> Milestones:
     log_dir = settings.data_dir / "demo"
     env = child_env(settings, kafka)
     children = [
@@ -229,9 +237,12 @@ async def run_demo(settings: Settings, kafka: KafkaConnection, stop: asyncio.Eve
 
 
 def _sample(
-    process: WorkerProcess, model_version: str | None, started: float, last: tuple[float, int, int],
+    process: WorkerProcess,
+    model_version: str | None,
+    started: float,
+    last: tuple[float, int, int],
     milestones: Milestones,
-) -> tuple[Sample, tuple[float, int, int]]:  # fmt: skip
+) -> tuple[Sample, tuple[float, int, int]]:
     now = time.monotonic()
     worker, publisher = process.worker, process.publisher
     events = worker.status.events
@@ -242,9 +253,15 @@ def _sample(
         milestones.latencies_by_minute.setdefault(int((now - started) // 60), []).extend(newest)
     p50, p99 = publisher.status.percentiles(last=2000) if publisher is not None else (0.0, 0.0)
     sample = Sample(
-        round(now - started, 1), (events - last_events) / (now - then), (published - last_published) / (now - then),
-        p50, p99, worker.lag(), model_version, publisher.waiting if publisher is not None else 0,
-    )  # fmt: skip
+        round(now - started, 1),
+        (events - last_events) / (now - then),
+        (published - last_published) / (now - then),
+        p50,
+        p99,
+        worker.lag(),
+        model_version,
+        publisher.waiting if publisher is not None else 0,
+    )
     return sample, (now, events, published)
 
 
@@ -281,11 +298,15 @@ def freshness_of_models(milestones: Milestones, settings: Settings) -> list[dict
         if window is None:
             continue
         oldest = window.first_ts if previous is None else max(previous, window.first_ts)
-        rows.append({
-            "version": version, "served_at": round(served, 1),
-            "newest_event_s": round(served - window.last_ts, 1), "oldest_new_event_s": round(served - oldest, 1),
-            "mean_s": round(served - (window.last_ts + oldest) / 2, 1),
-        })  # fmt: skip
+        rows.append(
+            {
+                "version": version,
+                "served_at": round(served, 1),
+                "newest_event_s": round(served - window.last_ts, 1),
+                "oldest_new_event_s": round(served - oldest, 1),
+                "mean_s": round(served - (window.last_ts + oldest) / 2, 1),
+            }
+        )
         previous = window.last_ts
     return rows
 
@@ -321,7 +342,8 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
     verdict = "yes" if summary["all_within_five_minutes"] else "**no**"
     versions = ", ".join(summary["model_versions"]) or "none"
     lines = [
-        "# streamrec demo report", "",
+        "# streamrec demo report",
+        "",
         f"- traffic: {rate:,.0f} events/s for {summary['seconds']:,.0f} s",
         f"- trained model after: {_seconds(milestones.trained_model)}; versions served: {versions}",
         f"- API serving after: {_seconds(milestones.api_serving)}",
@@ -332,18 +354,29 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
         f"- median events/s {summary['median_events_per_s']:,.0f}, "
         f"recommendations published/s {summary['median_publishes_per_s']:,.0f}",
         "- event → recommendation latency (median of per-second p50 / p99): "
-        + (f"{summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms"
-           if milestones.recommendation_published is not None else "none published"),
-        *(f"- model {row['version']} served {row['newest_event_s']:,.0f} s after the newest event it learned, "
-          f"{row['oldest_new_event_s']:,.0f} s after the oldest it was the first to learn "
-          f"(mean over those events {row['mean_s']:,.0f} s)" for row in summary["event_to_served_model"]),
+        + (
+            f"{summary['median_p50_ms']:,.1f} / {summary['median_p99_ms']:,.1f} ms"
+            if milestones.recommendation_published is not None
+            else "none published"
+        ),
+        *(
+            f"- model {row['version']} served {row['newest_event_s']:,.0f} s after the newest event it learned, "
+            f"{row['oldest_new_event_s']:,.0f} s after the oldest it was the first to learn "
+            f"(mean over those events {row['mean_s']:,.0f} s)"
+            for row in summary["event_to_served_model"]
+        ),
         *_drift_lines(summary),
-        "", f"![timeline]({plot.name})", "",
-        "| minute | publishes | p50 ms | p99 ms |", "|---|---|---|---|",
-        *(f"| {row['minute']} | {row['publishes']:,} | {row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} |"
-          for row in summary["minutes"]),
         "",
-    ]  # fmt: skip
+        f"![timeline]({plot.name})",
+        "",
+        "| minute | publishes | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        *(
+            f"| {row['minute']} | {row['publishes']:,} | {row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} |"
+            for row in summary["minutes"]
+        ),
+        "",
+    ]
     path = reports / "demo.md"
     path.write_text("\n".join(lines))
     return path
@@ -352,10 +385,14 @@ def write_report(milestones: Milestones, settings: Settings, rate: float) -> Pat
 def latency_by_minute(milestones: Milestones) -> list[dict]:
     """p50/p99 of every publish of each minute of the run."""
     return [
-        {"minute": minute, "publishes": len(kept), "p50_ms": round(float(np.percentile(kept, 50)), 1),
-         "p99_ms": round(float(np.percentile(kept, 99)), 1)}
+        {
+            "minute": minute,
+            "publishes": len(kept),
+            "p50_ms": round(float(np.percentile(kept, 50)), 1),
+            "p99_ms": round(float(np.percentile(kept, 99)), 1),
+        }
         for minute, kept in sorted(milestones.latencies_by_minute.items())
-    ]  # fmt: skip
+    ]
 
 
 def latency_drift(milestones: Milestones) -> dict:
@@ -374,8 +411,12 @@ def latency_drift(milestones: Milestones) -> dict:
         for chosen in (minutes[:window], minutes[-window:])
     ]
     first, last = (float(np.percentile(kept, 99)) for kept in pooled)
-    return {"drift_window_min": window, "p99_first_ms": round(first, 1), "p99_last_ms": round(last, 1),
-            "p99_last_over_first": round(last / first, 2) if first else None}  # fmt: skip
+    return {
+        "drift_window_min": window,
+        "p99_first_ms": round(first, 1),
+        "p99_last_ms": round(last, 1),
+        "p99_last_over_first": round(last / first, 2) if first else None,
+    }
 
 
 def _drift_lines(summary: dict) -> list[str]:

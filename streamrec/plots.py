@@ -25,8 +25,14 @@ def recall_curves(
     axis = axes[0][0]
     for n, (name, quality) in enumerate(systems.items()):
         ks = sorted(quality.recall)
-        axis.plot(ks, [quality.recall[k] for k in ks], marker="o", markersize=3, linewidth=3 if n == 0 else 1.3,
-                  label=f"{name} ({quality.recall[20]:.3f} at 20)" if 20 in quality.recall else name)  # fmt: skip
+        axis.plot(
+            ks,
+            [quality.recall[k] for k in ks],
+            marker="o",
+            markersize=3,
+            linewidth=3 if n == 0 else 1.3,
+            label=f"{name} ({quality.recall[20]:.3f} at 20)" if 20 in quality.recall else name,
+        )
     axis.set_xscale("log")
     axis.set_xticks(ks, [str(k) for k in ks])
     axis.set_xlabel("K (list length)")
@@ -39,8 +45,9 @@ def recall_curves(
         settings = sorted(tradeoff)
         axis.plot([tradeoff[d][1] for d in settings], [tradeoff[d][0] for d in settings], marker="o")
         for d in settings:
-            axis.annotate(f"diversity={d:g}", (tradeoff[d][1], tradeoff[d][0]), textcoords="offset points",
-                          xytext=(6, 6))  # fmt: skip
+            axis.annotate(
+                f"diversity={d:g}", (tradeoff[d][1], tradeoff[d][0]), textcoords="offset points", xytext=(6, 6)
+            )
         axis.set_xlabel("intra-list diversity@20 (pairs from different categories)")
         axis.set_ylabel("recall@20")
         axis.grid(True, alpha=0.3)
@@ -59,9 +66,12 @@ def tuning_map(path: Path, series: dict[str, list[Measurement]], chosen: Measure
     largest = max(m.bytes_per_item for ms in series.values() for m in ms)
     for label, measured in series.items():
         axis.scatter(
-            [m.p99_ms for m in measured], [m.recall_at_k for m in measured],
-            s=[20 + 300 * m.bytes_per_item / largest for m in measured], alpha=0.6, label=label,
-        )  # fmt: skip
+            [m.p99_ms for m in measured],
+            [m.recall_at_k for m in measured],
+            s=[20 + 300 * m.bytes_per_item / largest for m in measured],
+            alpha=0.6,
+            label=label,
+        )
     if chosen is not None:
         axis.scatter(
             [chosen.p99_ms],
@@ -97,8 +107,14 @@ def demo_timeline(path: Path, samples: list, milestones) -> Path:
     by_minute = sorted(milestones.latencies_by_minute.items())
     if by_minute:
         ends = [60 * (minute + 1) for minute, _ in by_minute]
-        latency.step(ends, [np.percentile(kept, 99) for _, kept in by_minute], where="pre", color="black",
-                     linewidth=1.5, label="p99 per minute")  # fmt: skip
+        latency.step(
+            ends,
+            [np.percentile(kept, 99) for _, kept in by_minute],
+            where="pre",
+            color="black",
+            linewidth=1.5,
+            label="p99 per minute",
+        )
     latency.set_ylabel("event → recommendation (ms)")
     latency.set_xlabel("seconds since start")
     marks = {

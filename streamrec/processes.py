@@ -113,10 +113,17 @@ class WorkerProcess:
             worker.live_popularity, self.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
         )
         publisher = RecommendationPublisher(
-            live, worker.users.get, worker.producer, worker.topics.recommendations, fallback,
-            k=settings.publish_k, interval_s=settings.publish_interval_s, batch_size=settings.index_batch_size,
-            explain=settings.publish_explanations, processes=processes,
-        )  # fmt: skip
+            live,
+            worker.users.get,
+            worker.producer,
+            worker.topics.recommendations,
+            fallback,
+            k=settings.publish_k,
+            interval_s=settings.publish_interval_s,
+            batch_size=settings.index_batch_size,
+            explain=settings.publish_explanations,
+            processes=processes,
+        )
         worker.watch_users(publisher.note)
         export_metrics(publisher, worker.metrics.registry)
         return publisher
@@ -156,14 +163,26 @@ async def run_server(
     live = live or LiveModel(settings)
     await live.start(kafka)
     follow = asyncio.create_task(live.follow(stop))
-    log.info("API on http://%s:%d (OpenAPI at /docs, the console at /console), model %s",
-             settings.api_host, settings.api_port, live.version)  # fmt: skip
+    log.info(
+        "API on http://%s:%d (OpenAPI at /docs, the console at /console), model %s",
+        settings.api_host,
+        settings.api_port,
+        live.version,
+    )
     metrics = ApiMetrics(live)
     access = Access.from_settings(settings)
     local_worker = (settings.worker_url, access.sign(settings.worker_url))
     server = f"{socket.gethostname()}:{settings.api_port}"  # a pod's name in Kubernetes: one per replica
-    pulse = Pulse(kafka, Topics.from_settings(settings), live.item_stats, access, group_workers, local_worker,
-                  server, lambda: live.version)  # fmt: skip
+    pulse = Pulse(
+        kafka,
+        Topics.from_settings(settings),
+        live.item_stats,
+        access,
+        group_workers,
+        local_worker,
+        server,
+        lambda: live.version,
+    )
     api = create_api(live, metrics)
     add_console(api, live, pulse, functools.partial(rollback_and_announce, settings, kafka))
     tasks = {

@@ -28,9 +28,19 @@ BROKERS = ("tansu", "apache-kafka")
 # The suites that also run on the three-node Apache Kafka cluster (the others,
 # benchmarks and fuzzing, on tansu alone: they test streamrec, not the broker).
 APACHE_KAFKA_SUITES = {
-    "test_worker", "test_outside_clients", "test_poison", "test_privacy", "test_trainer", "test_api",
-    "test_commands", "test_soak", "test_kafka", "test_realtime", "test_apache_kafka", "test_shop_clients",
-}  # fmt: skip
+    "test_worker",
+    "test_outside_clients",
+    "test_poison",
+    "test_privacy",
+    "test_trainer",
+    "test_api",
+    "test_commands",
+    "test_soak",
+    "test_kafka",
+    "test_realtime",
+    "test_apache_kafka",
+    "test_shop_clients",
+}
 APACHE_KAFKA_ONLY = {"test_shop_clients", "test_apache_kafka"}  # what tansu cannot do (compaction, idempotent KafkaJS)
 
 
@@ -64,8 +74,12 @@ def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         from streamrec.apache_kafka import KafkaCluster
 
         # The cleaner looks for work every second (15 s by default): the compaction test waits less.
-        cluster = KafkaCluster(3, free_ports(6), workdir=tmp_path_factory.mktemp("apache-kafka"),
-                               broker_options={"log.cleaner.backoff.ms": "1000"})  # fmt: skip
+        cluster = KafkaCluster(
+            3,
+            free_ports(6),
+            workdir=tmp_path_factory.mktemp("apache-kafka"),
+            broker_options={"log.cleaner.backoff.ms": "1000"},
+        )
         with cluster:
             yield KafkaConnection(cluster.bootstrap)
     else:
@@ -74,10 +88,15 @@ def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses a broker is marked so (`-m broker`, `-m "not broker"`), without a line to forget."""
+    """Every test that uses a broker is marked so (`-m broker`, `-m "not broker"`), without a line to forget;
+    under pytest-xdist (`--dist loadgroup`) the tests of the Apache Kafka cluster go to one worker, which
+    alone starts it (each worker has its own session: three JVMs a worker would crowd two cores)."""
     for item in items:
         if "kafka" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.broker)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("kafka") == "apache-kafka":
+            item.add_marker(pytest.mark.xdist_group("apache-kafka"))
 
 
 @pytest.fixture
@@ -95,6 +114,7 @@ def settings(tmp_path) -> Settings:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's worker has reported its results
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A Faust app left running by a failed test keeps a non-daemon consumer
     thread whose own loop never ends: the process would then never exit (CI

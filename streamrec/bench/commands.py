@@ -109,8 +109,11 @@ def bench_train(
     console.print(f"simulating and producing {events} events ({users} users, {items} items) ...")
     progress, update = training_progress()
     with kafka_connection(settings) as kafka, progress:
-        result = asyncio.run(run_bench(settings, kafka, events, users, items, new_events, update,
-                                       lambda phase: progress.console.print(phase)))  # fmt: skip
+        result = asyncio.run(
+            run_bench(
+                settings, kafka, events, users, items, new_events, update, lambda phase: progress.console.print(phase)
+            )
+        )
     table = Table("measure", "full refresh", "warm refresh")
     for name in result["full"]:
         table.add_row(name, *(figure(result[kind][name]) for kind in ("full", "warm")))
@@ -207,8 +210,11 @@ def bench_broker(
     growth = {name: round(found[-1].fetch_ms / found[0].fetch_ms, 1) for name, found in brokers.items()}
     console.print("last step over first: " + ", ".join(f"{name} x {ratio}" for name, ratio in growth.items()))
     if as_json:
-        print(json.dumps({"brokers": {name: [vars(step) for step in found] for name, found in brokers.items()},
-                          "growth": growth}))  # fmt: skip
+        print(
+            json.dumps(
+                {"brokers": {name: [vars(step) for step in found] for name, found in brokers.items()}, "growth": growth}
+            )
+        )
 
 
 @bench_app.command("freshness")
@@ -283,13 +289,18 @@ def bench_scale(
                 seconds=seconds,
                 burst=burst,
                 on_status=console.print,
-            )  # fmt: skip
+            )
         )
     table = Table("workers", "events/s", "x one", "publishes/s", "freshness p50 ms", "p99 ms")
     for n in result["events_per_s"]:
-        table.add_row(n, f"{result['events_per_s'][n]:,}", f"{result['events_per_s_ratio'][n]:.2f}",
-                      f"{result['publishes_per_s'][n]:,.0f}", f"{result['freshness_p50_ms'][n]:.0f}",
-                      f"{result['freshness_p99_ms'][n]:.0f}")  # fmt: skip
+        table.add_row(
+            n,
+            f"{result['events_per_s'][n]:,}",
+            f"{result['events_per_s_ratio'][n]:.2f}",
+            f"{result['publishes_per_s'][n]:,.0f}",
+            f"{result['freshness_p50_ms'][n]:.0f}",
+            f"{result['freshness_p99_ms'][n]:.0f}",
+        )
     Console().print(table)
     if as_json:
         print(json.dumps(result))
@@ -311,10 +322,16 @@ def bench_gpu(
     from streamrec.bench.gpu import bench_gpu as run_bench
 
     result = run_bench(
-        events=events, epochs=epochs, sizes=[int(n) for n in sizes.split(",")], queries=queries,
-        batches=[int(n) for n in batches.split(",")], publisher_items=publisher_items, cpu_threads=cpu_threads,
-        settings=Settings(), on_status=console.print,
-    )  # fmt: skip
+        events=events,
+        epochs=epochs,
+        sizes=[int(n) for n in sizes.split(",")],
+        queries=queries,
+        batches=[int(n) for n in batches.split(",")],
+        publisher_items=publisher_items,
+        cpu_threads=cpu_threads,
+        settings=Settings(),
+        on_status=console.print,
+    )
     _gpu_tables(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
@@ -331,14 +348,27 @@ def _gpu_tables(result: dict) -> None:
             trainer.add_row(device, f"{t['examples_per_s']:,.0f}", f"{t['epoch_s']:.1f}", f"{t['valid_recall@20']:.4f}")
     index = Table("index", "items", "on", "recall@10", "p50 ms", "p99 ms", "batched ms/query", "build s", "bytes/item")
     for row in result["index"]:
-        index.add_row(f"{row['kind']} {row['params']}", f"{row['items']:,}", row["device"],
-                      f"{row['recall_at_10']:.3f}", f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}",
-                      f"{row['batch_ms_per_query']:.4f}", f"{row['build_s']:.1f}",
-                      f"{row['bytes_per_item']:.0f}")  # fmt: skip
+        index.add_row(
+            f"{row['kind']} {row['params']}",
+            f"{row['items']:,}",
+            row["device"],
+            f"{row['recall_at_10']:.3f}",
+            f"{row['p50_ms']:.3f}",
+            f"{row['p99_ms']:.3f}",
+            f"{row['batch_ms_per_query']:.4f}",
+            f"{row['build_s']:.1f}",
+            f"{row['bytes_per_item']:.0f}",
+        )
     publisher = Table("publisher on", "users", "encode s", "tower s", "search s", "users/s")
     for row in result["publisher"]:
-        publisher.add_row(row["device"], f"{row['users']:,}", f"{row['encode_s']:.3f}", f"{row['tower_s']:.3f}",
-                          f"{row['search_s']:.3f}", f"{row['users_per_s']:,.0f}")  # fmt: skip
+        publisher.add_row(
+            row["device"],
+            f"{row['users']:,}",
+            f"{row['encode_s']:.3f}",
+            f"{row['tower_s']:.3f}",
+            f"{row['search_s']:.3f}",
+            f"{row['users_per_s']:,.0f}",
+        )
     for table in (trainer, index, publisher):
         Console().print(table)
 
@@ -390,22 +420,33 @@ def bench_quality(
 
 def _quality_table(report: Any, product: str) -> None:
     """Each system's figures; the product's as the mean over its seeds, min-max beneath, with its training time."""
-    table = Table("system", "recall@10", "recall@20", "recall@50", "NDCG@20", "coverage@20", "diversity@20",
-                  "train s")  # fmt: skip
+    table = Table("system", "recall@10", "recall@20", "recall@50", "NDCG@20", "coverage@20", "diversity@20", "train s")
     spread = report.product_spread()
     for name, quality in report.systems.items():
         seconds = f"{statistics.mean(report.train_s[name]):.1f}" if name in report.train_s else ""
         if name == product:
             cells = [f"{spread[m]['mean']:.4f}\n{spread[m]['min']:.4f}-{spread[m]['max']:.4f}" for m in spread]
-            table.add_row(f"[bold]{name}[/] (mean of {len(report.product_runs)})", *cells, f"{quality.coverage:.3f}",
-                          f"{quality.diversity:.3f}", seconds)  # fmt: skip
+            table.add_row(
+                f"[bold]{name}[/] (mean of {len(report.product_runs)})",
+                *cells,
+                f"{quality.coverage:.3f}",
+                f"{quality.diversity:.3f}",
+                seconds,
+            )
             continue
-        table.add_row(name, *(f"{quality.recall[k]:.4f}" for k in (10, 20, 50)), f"{quality.ndcg[20]:.4f}",
-                      f"{quality.coverage:.3f}", f"{quality.diversity:.3f}", seconds)  # fmt: skip
+        table.add_row(
+            name,
+            *(f"{quality.recall[k]:.4f}" for k in (10, 20, 50)),
+            f"{quality.ndcg[20]:.4f}",
+            f"{quality.coverage:.3f}",
+            f"{quality.diversity:.3f}",
+            seconds,
+        )
     Console().print(table)
     if report.buy_again:
-        again = Table(f"buy again ({next(iter(report.buy_again.values())).users:,} users re-bought)", "recall@10",
-                      "recall@20")  # fmt: skip
+        again = Table(
+            f"buy again ({next(iter(report.buy_again.values())).users:,} users re-bought)", "recall@10", "recall@20"
+        )
         for name, quality in report.buy_again.items():
             again.add_row(name, f"{quality.recall[10]:.4f}", f"{quality.recall[20]:.4f}")
         Console().print(again)

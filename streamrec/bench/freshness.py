@@ -49,14 +49,25 @@ def machine_baseline_ms() -> float:
 
 
 async def bench_freshness(
-    settings: Settings, kafka: KafkaConnection, *, users: int, items: int, rate: float, seconds: float, burst: int,
+    settings: Settings,
+    kafka: KafkaConnection,
+    *,
+    users: int,
+    items: int,
+    rate: float,
+    seconds: float,
+    burst: int,
     on_status: Callable[[str], None] = lambda text: None,
-) -> dict:  # fmt: skip
+) -> dict:
     tag = uuid.uuid4().hex[:8]
-    settings = settings.derive(**{
-        "topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}", "data_dir": settings.data_dir / "bench" / tag,
-        "publish_recommendations": True,
-    })  # fmt: skip
+    settings = settings.derive(
+        **{
+            "topic_prefix": f"bench-{tag}.",
+            "app_id": f"bench{tag}",
+            "data_dir": settings.data_dir / "bench" / tag,
+            "publish_recommendations": True,
+        }
+    )
     catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]
     on_status(f"publishing a model over {items:,} items ...")
     version = publish_untrained_version(settings, catalog)
@@ -111,14 +122,25 @@ async def bench_freshness(
             stop.set()
             await running
     return {
-        "benchmark": "freshness", "machine_baseline_ms": machine_baseline_ms(),
-        "users": users, "items": items, "index": settings.index_kind, "model_version": version,
-        "partitions": settings.partitions, "publisher_processes": settings.publisher_processes,
-        "rate_events_per_s": rate, "seconds": seconds, "events_sent": sent, "published": paced_published,
-        "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
-        "burst_events": burst, "burst_sent_s": round(sent_s, 2), "burst_folded_s": round(folded_s or 0.0, 2),
+        "benchmark": "freshness",
+        "machine_baseline_ms": machine_baseline_ms(),
+        "users": users,
+        "items": items,
+        "index": settings.index_kind,
+        "model_version": version,
+        "partitions": settings.partitions,
+        "publisher_processes": settings.publisher_processes,
+        "rate_events_per_s": rate,
+        "seconds": seconds,
+        "events_sent": sent,
+        "published": paced_published,
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(p99, 2),
+        "burst_events": burst,
+        "burst_sent_s": round(sent_s, 2),
+        "burst_folded_s": round(folded_s or 0.0, 2),
         "burst_published": burst_published,
         "burst_s": round(burst_s, 2),
         "publishes_per_s": round(burst_published / burst_s, 1),
         "coalesced_in_burst": status.coalesced - coalesced_before,
-    }  # fmt: skip
+    }

@@ -59,18 +59,28 @@ def cap_cpu_threads(threads: int) -> None:
 
 def machine() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "gpu": gpu,
-            "faiss_gpus": gpu_count(), "cagra": cagra_available()}  # fmt: skip
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "gpu": gpu,
+        "faiss_gpus": gpu_count(),
+        "cagra": cagra_available(),
+    }
 
 
 def simulated_split(events: int, settings: Settings) -> tuple[Split, list]:
     """A log with planted tastes (users a tenth of the events, items a fortieth), split as the trainer splits."""
-    shop = Shop(ShopConfig(users=max(100, events // 10), items=max(100, events // 40), categories=20, seed=7,
-                           new_item_every=0))  # fmt: skip
+    shop = Shop(
+        ShopConfig(users=max(100, events // 10), items=max(100, events // 40), categories=20, seed=7, new_item_every=0)
+    )
     log = [record for record in shop.stream(events) if isinstance(record, Event)]
     items = shop.catalog()
-    split = build_examples(log, {i.item_id: i for i in items}, FeatureConfig.from_settings(settings),
-                           purchase_weight=settings.purchase_weight)  # fmt: skip
+    split = build_examples(
+        log,
+        {i.item_id: i for i in items},
+        FeatureConfig.from_settings(settings),
+        purchase_weight=settings.purchase_weight,
+    )
     return split, items
 
 
@@ -93,8 +103,7 @@ def bench_trainer(events: int, epochs: int, settings: Settings, on_status: Calla
     for name, device in devices():
         on_status(f"trainer on {name}: {len(split.train):,} examples x {epochs} epochs ...")
         started = time.perf_counter()
-        result = train(split, items, ModelConfig.from_settings(settings), config, device,
-                       settings.affinity_half_life_s)  # fmt: skip
+        result = train(split, items, ModelConfig.from_settings(settings), config, device, settings.affinity_half_life_s)
         out[name] = trainer_figures(result, time.perf_counter() - started, len(split.train))
         on_status(f"  {out[name]}")
     if "cuda" in out:
@@ -147,9 +156,17 @@ def bench_publisher(
             tower_s = time.perf_counter() - started - encoded_s
             index.search(user_vectors, 20)
             total = time.perf_counter() - started
-            rows.append({"device": name, "users": size, "items": catalog, "encode_s": round(encoded_s, 3),
-                         "tower_s": round(tower_s, 3), "search_s": round(total - encoded_s - tower_s, 3),
-                         "users_per_s": round(size / total, 1)})  # fmt: skip
+            rows.append(
+                {
+                    "device": name,
+                    "users": size,
+                    "items": catalog,
+                    "encode_s": round(encoded_s, 3),
+                    "tower_s": round(tower_s, 3),
+                    "search_s": round(total - encoded_s - tower_s, 3),
+                    "users_per_s": round(size / total, 1),
+                }
+            )
     return rows
 
 

@@ -96,9 +96,12 @@ def _make(name: str, params: dict[str, Any]) -> Any:
 
     if name == "als":
         return AlternatingLeastSquares(
-            factors=params["factors"], regularization=params["regularization"], alpha=params["alpha"],
-            iterations=15, random_state=0,
-        )  # fmt: skip
+            factors=params["factors"],
+            regularization=params["regularization"],
+            alpha=params["alpha"],
+            iterations=15,
+            random_state=0,
+        )
     if name == "bpr":
         return BayesianPersonalizedRanking(
             factors=params["factors"], learning_rate=params["learning_rate"], iterations=100, random_state=0

@@ -60,8 +60,11 @@ class QualityReport:
         spread = {}
         for name, measure in measures.items():
             values = [measure(run) for run in self.product_runs]
-            spread[name] = {"mean": round(statistics.mean(values), 5), "min": round(min(values), 5),
-                            "max": round(max(values), 5)}  # fmt: skip
+            spread[name] = {
+                "mean": round(statistics.mean(values), 5),
+                "min": round(min(values), 5),
+                "max": round(max(values), 5),
+            }
         return spread
 
     def to_json(self) -> dict:
@@ -126,8 +129,14 @@ async def product_rankings(
     manifest = outcome.manifest
     training = manifest.training
     train_s = training.examples_s + training.train_s + training.neighbours_s
-    return ProductRun(rankings, manifest.metrics.get("test", {}), by_diversity, round(train_s, 2),
-                      manifest.params.blend.to_json(), again)  # fmt: skip
+    return ProductRun(
+        rankings,
+        manifest.metrics.get("test", {}),
+        by_diversity,
+        round(train_s, 2),
+        manifest.params.blend.to_json(),
+        again,
+    )
 
 
 async def _fold(
@@ -179,8 +188,10 @@ async def _ask_api(
                 for diversity, lists in by_diversity.items():
                     shown = await _item_ids(http, path, k=SHOWN, diversity=diversity)
                     lists[user] = [item for item in shown if item not in past]
-            again = {user: await _item_ids(http, f"/users/{quote(user, safe='')}/buy-again", k=SHOWN)
-                     for user in split.repeats}  # fmt: skip
+            again = {
+                user: await _item_ids(http, f"/users/{quote(user, safe='')}/buy-again", k=SHOWN)
+                for user in split.repeats
+            }
     finally:
         stop.set()
         await serving

@@ -123,13 +123,25 @@ async def _recommendations(settings: Settings, kafka: KafkaConnection) -> list[d
 
 
 async def run_group(
-    settings: Settings, kafka: KafkaConnection, count: int, *, users: int, items: int, rate: float, seconds: float,
-    burst: int, on_status: Callable[[str], None],
-) -> GroupRun:  # fmt: skip
+    settings: Settings,
+    kafka: KafkaConnection,
+    count: int,
+    *,
+    users: int,
+    items: int,
+    rate: float,
+    seconds: float,
+    burst: int,
+    on_status: Callable[[str], None],
+) -> GroupRun:
     tag = uuid.uuid4().hex[:8]
-    settings = settings.derive(**{
-        "topic_prefix": f"scale-{tag}.", "app_id": f"scale{tag}", "data_dir": settings.data_dir / "bench" / tag,
-    })  # fmt: skip
+    settings = settings.derive(
+        **{
+            "topic_prefix": f"scale-{tag}.",
+            "app_id": f"scale{tag}",
+            "data_dir": settings.data_dir / "bench" / tag,
+        }
+    )
     catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]
     await ensure_topics(settings, kafka)
     publish_untrained_version(settings, catalog)
@@ -170,24 +182,41 @@ async def run_group(
     last = max((m["ts"] for m in in_burst), default=finished)
     p50, p99 = np.percentile(paced, [50, 99]) if paced else (0.0, 0.0)
     return GroupRun(
-        count, burst / (finished - started), len(in_burst) / max(last - started, 1e-9), float(p50), float(p99),
-        burst, len(in_burst),
-    )  # fmt: skip
+        count,
+        burst / (finished - started),
+        len(in_burst) / max(last - started, 1e-9),
+        float(p50),
+        float(p99),
+        burst,
+        len(in_burst),
+    )
 
 
 async def bench_scale(
-    settings: Settings, kafka: KafkaConnection, *, counts: tuple[int, ...], users: int, items: int, rate: float,
-    seconds: float, burst: int, on_status: Callable[[str], None] = lambda line: None,
-) -> dict:  # fmt: skip
+    settings: Settings,
+    kafka: KafkaConnection,
+    *,
+    counts: tuple[int, ...],
+    users: int,
+    items: int,
+    rate: float,
+    seconds: float,
+    burst: int,
+    on_status: Callable[[str], None] = lambda line: None,
+) -> dict:
     options = {"users": users, "items": items, "rate": rate, "seconds": seconds, "burst": burst}
     runs = [await run_group(settings, kafka, n, **options, on_status=on_status) for n in counts]
     one = runs[0]
     return {
         "benchmark": "scale",
-        "users": users, "items": items, "rate_events_per_s": rate, "burst_events": burst, "cores": os.cpu_count(),
+        "users": users,
+        "items": items,
+        "rate_events_per_s": rate,
+        "burst_events": burst,
+        "cores": os.cpu_count(),
         "events_per_s": {str(r.workers): round(r.events_per_s) for r in runs},
         "events_per_s_ratio": {str(r.workers): round(r.events_per_s / one.events_per_s, 3) for r in runs},
         "publishes_per_s": {str(r.workers): round(r.publishes_per_s, 1) for r in runs},
         "freshness_p50_ms": {str(r.workers): round(r.p50_ms, 1) for r in runs},
         "freshness_p99_ms": {str(r.workers): round(r.p99_ms, 1) for r in runs},
-    }  # fmt: skip
+    }

@@ -52,11 +52,24 @@ async def _timed_refresh(
     return _figures(outcome, time.perf_counter() - started)
 
 
-async def bench_train(settings: Settings, kafka: KafkaConnection, events: int, users: int, items: int, new_events: int,
-                      on_progress=lambda status: None, on_phase=lambda phase: None) -> dict:  # fmt: skip
+async def bench_train(
+    settings: Settings,
+    kafka: KafkaConnection,
+    events: int,
+    users: int,
+    items: int,
+    new_events: int,
+    on_progress=lambda status: None,
+    on_phase=lambda phase: None,
+) -> dict:
     tag = uuid.uuid4().hex[:8]
-    settings = settings.derive(**{"topic_prefix": f"bench-{tag}.", "app_id": f"bench{tag}",
-                                           "data_dir": settings.data_dir / "bench" / tag / "warm"})  # fmt: skip
+    settings = settings.derive(
+        **{
+            "topic_prefix": f"bench-{tag}.",
+            "app_id": f"bench{tag}",
+            "data_dir": settings.data_dir / "bench" / tag / "warm",
+        }
+    )
     shop = Shop(ShopConfig(users=users, items=items, categories=20, seed=11, new_item_every=0))
     log = (record for record in shop.stream(events) if isinstance(record, Event))
     started = time.perf_counter()

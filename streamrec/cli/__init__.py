@@ -25,8 +25,18 @@ from streamrec.foundation.settings import SettingsError
 from streamrec.foundation.store import StoreError
 
 app = typer.Typer(help="streamrec: streaming recommendations for online shops.", no_args_is_help=True)
-for command in (stream.broker, stream.worker, stream.forget, traffic.simulate, traffic.replay, demo.demo,
-                model.train, model.evaluate, serving.serve, serving.tune):  # fmt: skip
+for command in (
+    stream.broker,
+    stream.worker,
+    stream.forget,
+    traffic.simulate,
+    traffic.replay,
+    demo.demo,
+    model.train,
+    model.evaluate,
+    serving.serve,
+    serving.tune,
+):
     app.command()(command)
 app.command("settings")(settings.show_settings)
 app.add_typer(bench_app, name="bench")

@@ -52,15 +52,25 @@ def progress_bar() -> Progress:
 def training_progress() -> tuple[Progress, Callable[[dict], None]]:
     """A bar of the training loop's epochs, and the callback that moves it."""
     progress = Progress(
-        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[speed]:,.0f} examples/s"),
-        TimeRemainingColumn(), console=console,
-    )  # fmt: skip
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[speed]:,.0f} examples/s"),
+        TimeRemainingColumn(),
+        console=console,
+    )
     task = progress.add_task("training", total=None, epoch=0, loss=0.0, speed=0.0)
 
     def update(status: dict) -> None:
-        progress.update(task, completed=status["done"], total=status["of"], epoch=status["epoch"] + 1,
-                        loss=status["loss"], speed=status["examples_per_s"])  # fmt: skip
+        progress.update(
+            task,
+            completed=status["done"],
+            total=status["of"],
+            epoch=status["epoch"] + 1,
+            loss=status["loss"],
+            speed=status["examples_per_s"],
+        )
 
     return progress, update
 
@@ -162,9 +172,14 @@ def measurement_table(title: str, k: int) -> Table:
 def add_measurements(table: Table, measured: list, label: str = "") -> None:
     for m in measured:
         table.add_row(
-            f"{label}{m.spec.label()}", f"{m.recall_at_k:.3f}", f"{m.p50_ms:.3f}", f"{m.p99_ms:.3f}",
-            f"{m.batch_ms_per_query:.4f}", f"{m.bytes_per_item:,.0f}", f"{m.build_s:.1f}",
-        )  # fmt: skip
+            f"{label}{m.spec.label()}",
+            f"{m.recall_at_k:.3f}",
+            f"{m.p50_ms:.3f}",
+            f"{m.p99_ms:.3f}",
+            f"{m.batch_ms_per_query:.4f}",
+            f"{m.bytes_per_item:,.0f}",
+            f"{m.build_s:.1f}",
+        )
 
 
 # --- an interaction log's columns: `replay` and `bench quality` ------------------------
@@ -179,7 +194,7 @@ _COLUMNS: dict[str, tuple[Any, Any]] = {  # option -> (annotation, default)
             ),
         ],
         None,
-    ),  # fmt: skip
+    ),
     "user_col": (Annotated[str, typer.Option(help="User id column.")], "user_id"),
     "item_col": (Annotated[str, typer.Option(help="Item id column.")], "item_id"),
     "time_col": (Annotated[str, typer.Option(help="Time column: Unix seconds/milliseconds or ISO 8601.")], "timestamp"),
@@ -218,10 +233,15 @@ class LogFile:
     def from_options(cls, events_csv: Path, items: Path | None, **columns: Any) -> LogFile:
         from streamrec.shop.replay import EventColumns, ItemColumns
 
-        events = EventColumns(*(columns[name] for name in ("user_col", "item_col", "time_col", "type_col",
-                                                           "rating_col", "purchase_threshold")))  # fmt: skip
-        items_columns = ItemColumns(*(columns[name] for name in ("items_id_col", "items_title_col",
-                                                                 "items_category_col", "category_sep")))  # fmt: skip
+        events = EventColumns(
+            *(
+                columns[name]
+                for name in ("user_col", "item_col", "time_col", "type_col", "rating_col", "purchase_threshold")
+            )
+        )
+        items_columns = ItemColumns(
+            *(columns[name] for name in ("items_id_col", "items_title_col", "items_category_col", "category_sep"))
+        )
         return cls(events_csv, items, events, items_columns)
 
     def read(self, settings: Settings) -> tuple[list, list]:
@@ -249,8 +269,9 @@ def with_log_options(command: Callable[..., Any]) -> Callable[..., Any]:
         p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values() if p.name != "log"
     ]
     keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    columns = [inspect.Parameter(name, keyword, annotation=hint, default=default)
-               for name, (hint, default) in _COLUMNS.items()]  # fmt: skip
+    columns = [
+        inspect.Parameter(name, keyword, annotation=hint, default=default) for name, (hint, default) in _COLUMNS.items()
+    ]
     parameters = [inspect.Parameter("events_csv", keyword, annotation=_EVENTS_CSV), *columns, *own]
 
     @functools.wraps(command)

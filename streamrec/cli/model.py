@@ -66,8 +66,9 @@ def _train_now(settings: Settings, **options: Any) -> None:
     with kafka_connection(settings) as kafka:
         try:
             with progress:
-                outcome = asyncio.run(train_once(settings, kafka, on_progress=update,
-                                                 choose_index=index_chooser(settings), **options))  # fmt: skip
+                outcome = asyncio.run(
+                    train_once(settings, kafka, on_progress=update, choose_index=index_chooser(settings), **options)
+                )
         except KafkaError:
             raise  # the brokers, not the training (refused, unreachable): one line and exit 2 (run)
         except (RuntimeError, StoreError) as exc:
@@ -93,7 +94,7 @@ def _train_every(settings: Settings, every: str, min_new_events: int) -> None:
                 min_new_events=min_new_events,
                 on_outcome=say_outcome,
                 choose_index=index_chooser(settings),
-            )  # fmt: skip
+            )
         )
 
 
@@ -132,10 +133,15 @@ def evaluate(
         judged = asyncio.run(evaluate_on_log(settings, kafka, loaded, CURVE_KS))
     result = judged.evaluation
     table = Table("metric", f"model {loaded.version}", "popularity", "ratio")
-    rows = [(f"{name}@{k}", getattr(result.model, name)[k], getattr(result.popularity, name)[k])
-            for name in ("recall", "ndcg") for k in TABLE_KS]  # fmt: skip
-    rows += [(f"{name}@20", getattr(result.model, name), getattr(result.popularity, name))
-             for name in ("coverage", "diversity")]  # fmt: skip
+    rows = [
+        (f"{name}@{k}", getattr(result.model, name)[k], getattr(result.popularity, name)[k])
+        for name in ("recall", "ndcg")
+        for k in TABLE_KS
+    ]
+    rows += [
+        (f"{name}@20", getattr(result.model, name), getattr(result.popularity, name))
+        for name in ("coverage", "diversity")
+    ]
     for label, ours, theirs in rows:
         table.add_row(label, f"{ours:.4f}", f"{theirs:.4f}", f"{ours / theirs:.2f}x" if theirs else "-")
     Console().print(table)
@@ -147,7 +153,12 @@ def evaluate(
     path = plot or settings.data_dir / "reports" / f"evaluate-{loaded.version}.png"
     recall_curves(path, curves, f"recall@K of {result.model.users} held-out users' newest events")
     figures = {f"{label} (model, popularity)": [round(ours, 4), round(theirs, 4)] for label, ours, theirs in rows}
-    summary = {"version": loaded.version, "users": result.model.users, "items": judged.items, "events": judged.events,
-               **figures}  # fmt: skip
+    summary = {
+        "version": loaded.version,
+        "users": result.model.users,
+        "items": judged.items,
+        "events": judged.events,
+        **figures,
+    }
     path.with_suffix(".json").write_text(json.dumps(summary, indent=1))  # the console's Quality page shows it
     console.print(f"plot and summary written to {path} and {path.with_suffix('.json')}")

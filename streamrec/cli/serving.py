@@ -53,8 +53,12 @@ def tune(
     from streamrec.plots import tuning_map
     from streamrec.serving.live import FeatureReplica
 
-    given = {"tune_recall": recall, "tune_p99_ms": p99_ms, "tune_bytes_per_item": max_bytes,
-             "tune_prefer": prefer and prefer.value}  # fmt: skip
+    given = {
+        "tune_recall": recall,
+        "tune_p99_ms": p99_ms,
+        "tune_bytes_per_item": max_bytes,
+        "tune_prefer": prefer and prefer.value,
+    }
     settings = Settings().derive(**{name: value for name, value in given.items() if value is not None})
     loaded = load_version(settings, version)
     replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)

@@ -41,8 +41,9 @@ def simulate(
             with progress_bar() as progress:
                 task = progress.add_task("simulating", total=limit)
                 report = lambda n: progress.update(task, completed=n)
-                sending = asyncio.create_task(send_traffic(shop, producer, max_events=limit, rate=rate,
-                                                           on_progress=report))  # fmt: skip
+                sending = asyncio.create_task(
+                    send_traffic(shop, producer, max_events=limit, rate=rate, on_progress=report)
+                )
                 await asyncio.wait({sending, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
                 sending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -60,8 +60,12 @@ class TwoTower(nn.Module):
         query tower to find items by title, and reuses these instead of
         looking the same tokens up twice."""
         titles = self._text(batch["title"])
-        parts = [self.item_ids(batch["item_ids"]).sum(dim=1), self.categories(batch["category"]), titles,
-                 self.prices(batch["price"])]  # fmt: skip
+        parts = [
+            self.item_ids(batch["item_ids"]).sum(dim=1),
+            self.categories(batch["category"]),
+            titles,
+            self.prices(batch["price"]),
+        ]
         return F.normalize(self.item_mlp(torch.cat(parts, dim=-1)), dim=-1), titles
 
     def query_vectors(self, tokens: Tensor) -> Tensor:

@@ -160,8 +160,13 @@ class TowerMoments:
 
 
 def blended(
-    tower: np.ndarray, tower_mean: float, tower_std: float, votes: np.ndarray, vote_mean: float, vote_std: float,
+    tower: np.ndarray,
+    tower_mean: float,
+    tower_std: float,
+    votes: np.ndarray,
+    vote_mean: float,
+    vote_std: float,
     weight: float,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """The merged score of candidates: both sources standardised, the votes weighted."""
     return (tower - tower_mean) / tower_std + weight * (votes - vote_mean) / vote_std

@@ -59,9 +59,14 @@ def publish_model(
     popularity = np.zeros(len(items), dtype=np.float32) if popularity is None else popularity
     manifest = replace(manifest, model_config=model.config.to_dict())
     return store.publish(
-        weights, [i.item_id for i in items], embed_items(model, items), popularity, manifest,
-        extras=neighbours.to_arrays() if neighbours else None, promote=promote,
-    )  # fmt: skip
+        weights,
+        [i.item_id for i in items],
+        embed_items(model, items),
+        popularity,
+        manifest,
+        extras=neighbours.to_arrays() if neighbours else None,
+        promote=promote,
+    )
 
 
 def load_version(store: ModelStore, version: str | None = None, device: torch.device | str = "cpu") -> ModelVersion:

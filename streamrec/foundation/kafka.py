@@ -127,9 +127,12 @@ async def start_transactional_producer(
     coordinator when the same `transactional_id` starts again, or after
     TRANSACTION_TIMEOUT_MS."""
     producer = AIOKafkaProducer(
-        **_producer_options(kafka, options), transactional_id=transactional_id,
-        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, enable_idempotence=True, acks="all",
-    )  # fmt: skip
+        **_producer_options(kafka, options),
+        transactional_id=transactional_id,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        enable_idempotence=True,
+        acks="all",
+    )
     refused = await _start_unless_refused(producer)
     if refused is not None:
         raise SettingsError(

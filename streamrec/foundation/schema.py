@@ -210,12 +210,19 @@ def validate_event(value: Any, limits: Limits) -> Event:
         event_id, kind, user_id, item_id, ts = get("event_id"), get("type"), get("user_id"), get("item_id"), get("ts")
         ids = limits.max_id_chars
         if (
-            type(event_id) is str and type(user_id) is str and type(item_id) is str
-            and 0 < len(event_id) <= ids and 0 < len(user_id) <= ids and 0 < len(item_id) <= ids
-            and event_id.isascii() and user_id.isascii() and item_id.isascii()
+            type(event_id) is str
+            and type(user_id) is str
+            and type(item_id) is str
+            and 0 < len(event_id) <= ids
+            and 0 < len(user_id) <= ids
+            and 0 < len(item_id) <= ids
+            and event_id.isascii()
+            and user_id.isascii()
+            and item_id.isascii()
             and (kind == "click" or kind == "purchase")
-            and (type(ts) is float or type(ts) is int) and 0.0 <= ts <= limits.latest_ts()
-        ):  # fmt: skip
+            and (type(ts) is float or type(ts) is int)
+            and 0.0 <= ts <= limits.latest_ts()
+        ):
             return Event(event_id, kind, user_id, item_id, float(ts))
     return _validate_event_fully(value, limits)
 

@@ -93,9 +93,13 @@ def best_measured(version: ModelVersion, users: list[UserFeatures], settings: Se
         log.warning("no index configuration meets %s for model %s", tuning.target, version.version)
         return None
     log.info(
-        "index for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)", version.version, tuning.chosen.spec.label(),
-        tuning.chosen.recall_at_k, tuning.chosen.p99_ms, tuning.chosen.bytes_per_item,
-    )  # fmt: skip
+        "index for model %s: %s (recall %.3f, p99 %.3f ms, %.0f B/item)",
+        version.version,
+        tuning.chosen.spec.label(),
+        tuning.chosen.recall_at_k,
+        tuning.chosen.p99_ms,
+        tuning.chosen.bytes_per_item,
+    )
     return tuning.chosen
 
 
@@ -110,6 +114,11 @@ def choose_for_version(store: ModelStore, settings: Settings, version: str, user
     chosen = best_measured(load_version(store, version), users, settings)
     if chosen is None:
         return None
-    measured = {"k": settings.tune_k, "recall": round(chosen.recall_at_k, 4), "p99_ms": round(chosen.p99_ms, 3),
-                "bytes_per_item": round(chosen.bytes_per_item, 1), "queries": settings.tune_queries}  # fmt: skip
+    measured = {
+        "k": settings.tune_k,
+        "recall": round(chosen.recall_at_k, 4),
+        "p99_ms": round(chosen.p99_ms, 3),
+        "bytes_per_item": round(chosen.bytes_per_item, 1),
+        "queries": settings.tune_queries,
+    }
     return {**chosen.spec.to_dict(), "measured": measured}

@@ -27,9 +27,12 @@ class ApiMetrics:
     def __init__(self, live: LiveModel) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
-            "streamrec_api_request_seconds", "Request latency by endpoint.", ["endpoint"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1), registry=self.registry,
-        )  # fmt: skip
+            "streamrec_api_request_seconds",
+            "Request latency by endpoint.",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
         self.items = Gauge("streamrec_index_items", "Rows in the serving index.", registry=self.registry)
         self.users = Gauge("streamrec_feature_replica_users", "Users in the feature replica.", registry=self.registry)
         self.age = Gauge("streamrec_model_age_seconds", "Age of the served model version.", registry=self.registry)
@@ -130,10 +133,15 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
             ranked = buy_again(features, settings.buy_again_half_life_s, k) if features is not None else []
             described = catalog(details) or {}
             items = [
-                {"item_id": item, "score": round(score, 6), "purchases": count, "last_ts": ts,
-                 **_described(described.get(item))}
+                {
+                    "item_id": item,
+                    "score": round(score, 6),
+                    "purchases": count,
+                    "last_ts": ts,
+                    **_described(described.get(item)),
+                }
                 for item, score, count, ts in ranked
-            ]  # fmt: skip
+            ]
             return {"user_id": user_id, "items": items, "source": "buy_again"}
 
     @api.get("/items/{item_id}/similar", summary="Items near an item", dependencies=readers)

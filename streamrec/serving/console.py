@@ -111,16 +111,21 @@ def _version_view(manifest: Manifest) -> dict:
         "kind": manifest.training.kind,
         "why": manifest.training.why,
         "train_s": manifest.training.seconds,
-        "window": None if window is None else {"events": window.events, "first_ts": window.first_ts,
-                                                "last_ts": window.last_ts, "items": window.items},
+        "window": None
+        if window is None
+        else {"events": window.events, "first_ts": window.first_ts, "last_ts": window.last_ts, "items": window.items},
         "recall@20": manifest.metric("test", "recall@20"),
         "ndcg@20": manifest.metric("test", "ndcg@20"),
         "popularity_recall@20": manifest.metric("popularity", "recall@20"),
-        "gate": {"passed": manifest.gate.passed, "forced": manifest.gate.forced,
-                 "against": manifest.gate.against, "current_recall": manifest.gate.current_recall},
+        "gate": {
+            "passed": manifest.gate.passed,
+            "forced": manifest.gate.forced,
+            "against": manifest.gate.against,
+            "current_recall": manifest.gate.current_recall,
+        },
         "index": _index_view(manifest.index),
         "blend": manifest.params.blend.to_json(),
-    }  # fmt: skip
+    }
 
 
 def _index_view(index: dict) -> dict | None:

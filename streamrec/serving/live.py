@@ -212,8 +212,13 @@ class LiveModel:
             _, backoff = self._failed.get(version, (0.0, SWAP_BACKOFF_S / 2))
             backoff = min(2 * backoff, MAX_SWAP_BACKOFF_S)
             self._failed[version] = (time.monotonic() + backoff, backoff)
-            log.error("could not load model %s (next try in %.0f s); still serving %s: %s", version, backoff,
-                      self.version or "nothing", exc)  # fmt: skip
+            log.error(
+                "could not load model %s (next try in %.0f s); still serving %s: %s",
+                version,
+                backoff,
+                self.version or "nothing",
+                exc,
+            )
             return False
         finally:
             self._building = None

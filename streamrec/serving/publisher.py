@@ -78,10 +78,15 @@ class PublisherStatus:
         """What the worker's /status shows of its publisher (the console reads it)."""
         p50, p99 = self.percentiles(last=RECENT_PUBLISHES)
         return {
-            "model_version": model_version, "backlog_users": backlog, "published": self.published,
-            "without_model": self.without_model, "coalesced": self.coalesced, "errors": self.errors,
-            "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
-        }  # fmt: skip
+            "model_version": model_version,
+            "backlog_users": backlog,
+            "published": self.published,
+            "without_model": self.without_model,
+            "coalesced": self.coalesced,
+            "errors": self.errors,
+            "p50_ms": round(p50, 3),
+            "p99_ms": round(p99, 3),
+        }
 
 
 def export_metrics(publisher: RecommendationPublisher, registry: CollectorRegistry) -> None:
@@ -90,14 +95,23 @@ def export_metrics(publisher: RecommendationPublisher, registry: CollectorRegist
     for name, doc, read in (
         ("streamrec_publisher_backlog_users", "Users with a change not yet published.", lambda: publisher.waiting),
         ("streamrec_publisher_published", "Recommendations published.", lambda: status.published),
-        ("streamrec_publisher_without_model", "Published from live popularity, before any model.",
-         lambda: status.without_model),
-        ("streamrec_publisher_coalesced", "Changes folded into a later publish of the same user.",
-         lambda: status.coalesced),
+        (
+            "streamrec_publisher_without_model",
+            "Published from live popularity, before any model.",
+            lambda: status.without_model,
+        ),
+        (
+            "streamrec_publisher_coalesced",
+            "Changes folded into a later publish of the same user.",
+            lambda: status.coalesced,
+        ),
         ("streamrec_publisher_errors", "Answers the broker did not take.", lambda: status.errors),
-        ("streamrec_publisher_p99_ms", "Event-to-publish p99 of the last 2,000 publishes.",
-         lambda: status.percentiles(last=RECENT_PUBLISHES)[1]),
-    ):  # fmt: skip
+        (
+            "streamrec_publisher_p99_ms",
+            "Event-to-publish p99 of the last 2,000 publishes.",
+            lambda: status.percentiles(last=RECENT_PUBLISHES)[1],
+        ),
+    ):
         Gauge(name, doc, registry=registry).set_function(read)
 
 
@@ -129,9 +143,13 @@ Batch = tuple[int, "BatchBuilder", list[tuple[Due, float]]]  # a partition's rec
 
 
 async def send_answers(
-    producer: AIOKafkaProducer, topic: str, due: list[Due], answers: list[list[ScoredItem]], version: str,
+    producer: AIOKafkaProducer,
+    topic: str,
+    due: list[Due],
+    answers: list[list[ScoredItem]],
+    version: str,
     on_lost: Callable[[int], None],
-) -> Sent:  # fmt: skip
+) -> Sent:
     """Each user's answer on `topic`, keyed by user, in the partition Kafka's
     default partitioner gives the key, one record batch per partition (an
     aiokafka send per answer cost 11 µs, an append to a batch 3). A batch the

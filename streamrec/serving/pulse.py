@@ -206,10 +206,17 @@ class Pulse:
         recent = list(islice(reversed(self.recommendations.latencies_ms), new))
         p50, p99 = (float(v) for v in np.percentile(recent, [50, 99])) if recent else (None, None)
         elapsed = max(now - then, 1e-9)
-        self.points.append(Point(
-            time.time(), round((events - last_events) / elapsed, 1), round(new / elapsed, 1),
-            p50, p99, sum(self.lag_by_partition.values()), sum(self.dead_letters.reasons.values()),
-        ))  # fmt: skip
+        self.points.append(
+            Point(
+                time.time(),
+                round((events - last_events) / elapsed, 1),
+                round(new / elapsed, 1),
+                p50,
+                p99,
+                sum(self.lag_by_partition.values()),
+                sum(self.dead_letters.reasons.values()),
+            )
+        )
         return now, events, published
 
     async def _lag(self, admin, consumer) -> dict[str, int]:
@@ -263,11 +270,13 @@ class Pulse:
             status = answer.json()
             publisher = status.get("publisher") or {}
             return {
-                "url": url, "ready": bool(status.get("ready")), "lag": int(status.get("lag") or 0),
+                "url": url,
+                "ready": bool(status.get("ready")),
+                "lag": int(status.get("lag") or 0),
                 "partitions": [int(p) for p in status.get("partitions", [])][:1024],
                 "publisher": _publisher_view(publisher) if publisher else None,
                 "peers": [(str(u), str(s)) for u, s in status.get("peers", [])][:WORKERS_ASKED],
-            }  # fmt: skip
+            }
         except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
             return {"url": url, "error": f"no status: {str(exc)[:200]}"}
 

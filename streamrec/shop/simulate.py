@@ -30,10 +30,27 @@ from streamrec.foundation.schema import Event, Item
 from streamrec.shop.producer import ShopProducer
 
 CATEGORY_NAMES = (
-    "books", "garden", "kitchen", "toys", "sports", "music", "beauty", "outdoor",
-    "office", "pets", "games", "tools", "baby", "shoes", "jewelry", "grocery",
-    "electronics", "furniture", "automotive", "crafts",
-)  # fmt: skip
+    "books",
+    "garden",
+    "kitchen",
+    "toys",
+    "sports",
+    "music",
+    "beauty",
+    "outdoor",
+    "office",
+    "pets",
+    "games",
+    "tools",
+    "baby",
+    "shoes",
+    "jewelry",
+    "grocery",
+    "electronics",
+    "furniture",
+    "automotive",
+    "crafts",
+)
 _SYLLABLES = ("ka", "lo", "mi", "ru", "te", "sa", "no", "vi", "da", "pe", "zu", "fo", "ri", "ga", "bel", "tor")
 _GENERIC_WORDS = ("classic", "new", "deluxe", "mini", "pro", "smart", "eco", "premium", "basic", "plus")
 NOVELTY_EVENTS = 2000.0  # events over which a new item's popularity boost fades
@@ -103,8 +120,13 @@ class Shop:
         category = int(rng.integers(config.categories))
         words = [*rng.choice(self.vocabularies[category], size=3, replace=False), rng.choice(_GENERIC_WORDS)]
         price = round(float(rng.lognormal(3.0 + 0.1 * category, 0.6)), 2)
-        item = Item(f"i{index}", " ".join(str(w) for w in words).capitalize(), self.categories[category],
-                    price=price, ts=self.clock)  # fmt: skip
+        item = Item(
+            f"i{index}",
+            " ".join(str(w) for w in words).capitalize(),
+            self.categories[category],
+            price=price,
+            ts=self.clock,
+        )
         if index == len(self._item_style):  # grow by doubling: items keep arriving
             self._item_style = np.vstack([self._item_style, np.zeros_like(self._item_style)])
             self._item_weight = np.concatenate([self._item_weight, np.zeros_like(self._item_weight)])

@@ -93,9 +93,12 @@ def create_worker_api(worker: WorkerState, publisher_view: Callable[[], dict | N
     )
     async def status() -> dict:
         return {
-            "url": settings.worker_url, "engine": settings.engine, **health(), "publisher": publisher_view(),
+            "url": settings.worker_url,
+            "engine": settings.engine,
+            **health(),
+            "publisher": publisher_view(),
             "peers": sorted({tuple(owner) for owner in worker.owners.values()}),  # the group as assigned
-        }  # fmt: skip
+        }
 
     if not settings.worker_metrics_port:
         add_metrics(api, lambda: render_metrics(worker), access)

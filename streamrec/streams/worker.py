@@ -300,9 +300,11 @@ class StreamWorker(StreamEngine):
         """One transactional id per worker address: a restarted worker's producer
         fences the one its crashed self left open (aborted at once, not at the timeout)."""
         return await start_transactional_producer(
-            self.kafka, f"{self.topics.worker_group}@{self.settings.worker_url}",
-            linger_ms=5, max_batch_size=1024 * 1024,
-        )  # fmt: skip
+            self.kafka,
+            f"{self.topics.worker_group}@{self.settings.worker_url}",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+        )
 
     async def _renew_transactions(self) -> None:
         """Replace a producer that may be fenced or stuck (its sender stops on a fence)."""

@@ -124,9 +124,15 @@ class InteractionCache:
             path.unlink()
         self._segments = self._segments[-1:]
 
-    async def refresh(self, kafka: KafkaConnection, topics: Topics, group_id: str, limits: Limits,
-                      pseudonyms: Pseudonyms | None = None,
-                      on_progress: Callable[[int], None] = lambda n: None) -> Refresh:  # fmt: skip
+    async def refresh(
+        self,
+        kafka: KafkaConnection,
+        topics: Topics,
+        group_id: str,
+        limits: Limits,
+        pseudonyms: Pseudonyms | None = None,
+        on_progress: Callable[[int], None] = lambda n: None,
+    ) -> Refresh:
         """Read every event, catalog and control record past the cached offsets.
 
         Events are kept under their stored user id (`pseudonyms`). A forget

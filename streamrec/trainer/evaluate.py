@@ -219,6 +219,15 @@ def evaluate_version(
     neighbours = (
         version.neighbours.remapped(version.item_ids, [i.item_id for i in items]) if version.neighbours else None
     )
-    model = judge_model(version.model, split.test, items, version.config, device, settings.affinity_half_life_s, ks,
-                        neighbours, version.blend_weight)  # fmt: skip
+    model = judge_model(
+        version.model,
+        split.test,
+        items,
+        version.config,
+        device,
+        settings.affinity_half_life_s,
+        ks,
+        neighbours,
+        version.blend_weight,
+    )
     return Evaluation(model, judge_popularity(split.test, items, split.item_counts, ks))

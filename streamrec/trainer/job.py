@@ -104,10 +104,16 @@ def train_and_publish(
     gate, reason = _judge_gate(run, test.recall[GATE_K], force)
     run.phases.end("judge_s")
     training = Training(
-        run.plan.kind, run.plan.reason, run.plan.base, run.plan.warm_in_a_row, round(time.time() - started, 2),
-        **run.phases.seconds, epochs=len(result.history), examples_per_s=round(result.examples_per_s, 1),
+        run.plan.kind,
+        run.plan.reason,
+        run.plan.base,
+        run.plan.warm_in_a_row,
+        round(time.time() - started, 2),
+        **run.phases.seconds,
+        epochs=len(result.history),
+        examples_per_s=round(result.examples_per_s, 1),
         history=result.history,
-    )  # fmt: skip
+    )
     params = Params(asdict(tconfig), ModelConfig.from_settings(settings).to_dict(), blend)
     manifest = _manifest(run, {"test": test, "popularity": popularity, "valid": result.valid}, params, training, gate)
     version = _publish(run, result, neighbours, manifest, choose_index)
@@ -144,12 +150,27 @@ def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainRes
     tconfig = train_config(settings)
     if plan.kind == "warm":
         tconfig = replace(tconfig, epochs=min(tconfig.epochs, settings.train_warm_epochs), lr=settings.train_warm_lr)
-    log.info("%s refresh (%s) on %d examples (%d validation and %d test users held out), %d items, device %s",
-             plan.kind, plan.reason, len(split.train), len(split.valid), len(split.test), len(run.items),
-             run.device)  # fmt: skip
+    log.info(
+        "%s refresh (%s) on %d examples (%d validation and %d test users held out), %d items, device %s",
+        plan.kind,
+        plan.reason,
+        len(split.train),
+        len(split.valid),
+        len(split.test),
+        len(run.items),
+        run.device,
+    )
     start = run.current.model if plan.kind == "warm" else None
-    result = train(split, run.items, ModelConfig.from_settings(settings), tconfig, run.device,
-                   settings.affinity_half_life_s, on_progress, start)  # fmt: skip
+    result = train(
+        split,
+        run.items,
+        ModelConfig.from_settings(settings),
+        tconfig,
+        run.device,
+        settings.affinity_half_life_s,
+        on_progress,
+        start,
+    )
     run.phases.end("train_s")
     return result, tconfig
 
@@ -182,17 +203,24 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
     by_source = {}
     for ease in sources:
         neighbours = neighbours_of(run.split, run.items, count, ease)
-        weight, by_weight = choose_blend(result.model, neighbours, run.split.valid, run.items,
-                                         ModelConfig.from_settings(settings), run.device,
-                                         settings.affinity_half_life_s)  # fmt: skip
+        weight, by_weight = choose_blend(
+            result.model,
+            neighbours,
+            run.split.valid,
+            run.items,
+            ModelConfig.from_settings(settings),
+            run.device,
+            settings.affinity_half_life_s,
+        )
         by_source["cosine" if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
         if by_weight[weight] > best[0]:
             evidence = {str(w): round(r, 5) for w, r in by_weight.items()}
             best = (by_weight[weight], Blend(count, weight, evidence, regularisation=ease), neighbours)
     _, blend, neighbours = best
     blend = replace(blend, valid_recall_by_source=by_source)
-    log.info("neighbours: %s at weight %.2g (validation recall@20 by source: %s)", blend.source, blend.weight,
-             by_source)  # fmt: skip
+    log.info(
+        "neighbours: %s at weight %.2g (validation recall@20 by source: %s)", blend.source, blend.weight, by_source
+    )
     return blend, neighbours
 
 
@@ -200,8 +228,16 @@ def _judge_new(
     run: _Refresh, result: TrainResult, neighbours: Neighbours | None, weight: float
 ) -> tuple[Quality, Quality]:
     """The new model as it will be served, and popularity, on the test users."""
-    test = judge_model(result.model, run.split.test, run.items, ModelConfig.from_settings(run.settings), run.device,
-                       run.settings.affinity_half_life_s, neighbours=neighbours, weight=weight)  # fmt: skip
+    test = judge_model(
+        result.model,
+        run.split.test,
+        run.items,
+        ModelConfig.from_settings(run.settings),
+        run.device,
+        run.settings.affinity_half_life_s,
+        neighbours=neighbours,
+        weight=weight,
+    )
     return test, judge_popularity(run.split.test, run.items, run.split.item_counts)
 
 
@@ -211,19 +247,32 @@ def _judge_gate(run: _Refresh, new_recall: float, force: bool) -> tuple[Gate, st
     if run.current is not None:
         current_recall = evaluate_version(run.current, run.split, run.items, run.settings).model.recall[GATE_K]
     current_name = run.current.version if run.current is not None else None
-    return decide_gate(new_recall, current_name, current_recall,
-                       tolerance=run.settings.train_gate_tolerance, force=force)  # fmt: skip
+    return decide_gate(
+        new_recall, current_name, current_recall, tolerance=run.settings.train_gate_tolerance, force=force
+    )
 
 
 def _manifest(run: _Refresh, qualities: dict[str, Quality], params: Params, training: Training, gate: Gate) -> Manifest:
     times = [e.ts for e in run.cache.events]
     window = DataWindow(
-        events=len(run.cache.events), first_ts=min(times), last_ts=max(times), items=len(run.items),
-        train_examples=len(run.split.train), test_examples=len(run.split.test), offsets=run.cache.offsets,
-    )  # fmt: skip
+        events=len(run.cache.events),
+        first_ts=min(times),
+        last_ts=max(times),
+        items=len(run.items),
+        train_examples=len(run.split.train),
+        test_examples=len(run.split.test),
+        offsets=run.cache.offsets,
+    )
     metrics = {name: quality.to_json() for name, quality in qualities.items()}
-    return Manifest(created=time.time(), device=run.device.type, metrics=metrics, data_window=window, params=params,
-                    training=training, gate=gate)  # fmt: skip
+    return Manifest(
+        created=time.time(),
+        device=run.device.type,
+        metrics=metrics,
+        data_window=window,
+        params=params,
+        training=training,
+        gate=gate,
+    )
 
 
 def _publish(
@@ -235,8 +284,9 @@ def _publish(
 ) -> str:
     """Write the version (not yet current) and, when asked, the index its servers will build."""
     popularity = np.array([run.split.item_counts.get(i.item_id, 0.0) for i in run.items], dtype=np.float32)
-    version = publish_model(run.store, result.model, run.items, popularity, manifest, neighbours=neighbours,
-                            promote=False)  # fmt: skip
+    version = publish_model(
+        run.store, result.model, run.items, popularity, manifest, neighbours=neighbours, promote=False
+    )
     if choose_index is not None:
         index = choose_index(version, latest_states(run.split, run.settings.tune_queries * 2))
         if index:

@@ -23,11 +23,17 @@ from streamrec.trainer.plan import new_events_since_current
 log = logging.getLogger(__name__)
 
 
-async def train_once(settings: Settings, kafka: KafkaConnection, *, force: bool = False, full: bool = False,
-                     min_new_events: int = 0,
-                     on_progress: Callable[[dict], None] = lambda s: None,
-                     choose_index: IndexChooser | None = None,
-                     cache: InteractionCache | None = None) -> RunOutcome:  # fmt: skip
+async def train_once(
+    settings: Settings,
+    kafka: KafkaConnection,
+    *,
+    force: bool = False,
+    full: bool = False,
+    min_new_events: int = 0,
+    on_progress: Callable[[dict], None] = lambda s: None,
+    choose_index: IndexChooser | None = None,
+    cache: InteractionCache | None = None,
+) -> RunOutcome:
     """Read new events, train unless too few arrived, publish, announce.
     `cache`: the trainer's cache already in memory (else read from disk)."""
     store, cache = ModelStore.from_settings(settings), cache or open_cache(settings)
@@ -38,9 +44,15 @@ async def train_once(settings: Settings, kafka: KafkaConnection, *, force: bool 
         return RunOutcome(reason=f"skipped: {pending} new events since {since}, fewer than {min_new_events}")
     # Training is CPU (or GPU) bound for minutes: off the event loop, so Ctrl-C is still heard.
     outcome = await asyncio.to_thread(
-        train_and_publish, settings, cache, store, force=force, full=full, on_progress=on_progress,
+        train_and_publish,
+        settings,
+        cache,
+        store,
+        force=force,
+        full=full,
+        on_progress=on_progress,
         choose_index=choose_index,
-    )  # fmt: skip
+    )
     if outcome.promoted:
         await announce(settings, kafka, store, outcome.version)
     return outcome
@@ -65,8 +77,14 @@ async def train_every(
     while not stop.is_set():
         try:
             cache = cache or open_cache(settings)
-            outcome = await train_once(settings, kafka, min_new_events=min_new_events, on_progress=on_progress,
-                                       choose_index=choose_index, cache=cache)  # fmt: skip
+            outcome = await train_once(
+                settings,
+                kafka,
+                min_new_events=min_new_events,
+                on_progress=on_progress,
+                choose_index=choose_index,
+                cache=cache,
+            )
             on_outcome(outcome)
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
             cache = None  # memory may be ahead of or behind the disk: start again from what was written

@@ -57,8 +57,15 @@ def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch
     return {name: tensor[rows] for name, tensor in batch.items()}
 
 
-def _title_query_loss(model: TwoTower, titled: torch.Tensor, titles: torch.Tensor, item_vectors: torch.Tensor,
-                      correction: torch.Tensor, masked: torch.Tensor, config: TrainConfig) -> torch.Tensor:  # fmt: skip
+def _title_query_loss(
+    model: TwoTower,
+    titled: torch.Tensor,
+    titles: torch.Tensor,
+    item_vectors: torch.Tensor,
+    correction: torch.Tensor,
+    masked: torch.Tensor,
+    config: TrainConfig,
+) -> torch.Tensor:
     """The query tower learns search: an item's own title (its token mean), as
     a query, should find that item among the step's candidates (items without
     a title are skipped)."""

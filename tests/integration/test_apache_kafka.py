@@ -21,8 +21,12 @@ from tests.integration.test_soak import held, item_totals, item_totals_in_change
 
 TOPIC_CONFIG = 1  # DescribeConfigs' source of a value set on the topic itself
 # Roll a segment every 100 ms and clean anything dirty: compaction within seconds, tombstones dropped too.
-COMPACT_NOW = {"segment.ms": "100", "min.cleanable.dirty.ratio": "0.001", "delete.retention.ms": "0",
-               "max.compaction.lag.ms": "100"}  # fmt: skip
+COMPACT_NOW = {
+    "segment.ms": "100",
+    "min.cleanable.dirty.ratio": "0.001",
+    "delete.retention.ms": "0",
+    "max.compaction.lag.ms": "100",
+}
 
 
 async def _topic_configs(admin, topic: str) -> dict[str, str]:
@@ -161,11 +165,17 @@ def _own_app(settings: Settings, kafka) -> tuple[faust.App, FaustAgents]:
     """A shop team's own Faust app (docs/engines.md's example), streamrec's agents mounted."""
     (settings.data_dir / "own-app").mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.topic_prefix}shop-recs", broker=[f"kafka://{a}" for a in kafka.bootstrap.split(",")],
-        store="memory://", table_standby_replicas=0, web_enabled=False, autodiscover=False,
-        datadir=settings.data_dir / "own-app", topic_partitions=settings.partitions,
-        broker_commit_interval=0.5, consumer_auto_offset_reset="earliest",
-    )  # fmt: skip
+        f"{settings.topic_prefix}shop-recs",
+        broker=[f"kafka://{a}" for a in kafka.bootstrap.split(",")],
+        store="memory://",
+        table_standby_replicas=0,
+        web_enabled=False,
+        autodiscover=False,
+        datadir=settings.data_dir / "own-app",
+        topic_partitions=settings.partitions,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+    )
     return app, mount(app, settings)
 
 

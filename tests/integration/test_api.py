@@ -62,10 +62,16 @@ def test_api_inputs_freshness_and_hot_swap(kafka, settings):
     async def scenario():
         async with serving(kafka, settings) as (http, live):
             # Bad parameters: 4xx with a message, never a 500.
-            for path, code in [("/recommendations/u1?k=0", 422), ("/recommendations/u1?k=100000", 422),
-                               ("/recommendations/u1?k=ten", 422), ("/items/nope/similar", 404),
-                               ("/search?q=", 422), ("/search", 422), ("/users/x", 404),
-                               (f"/recommendations/{'u' * 1000}", 422)]:  # fmt: skip
+            for path, code in [
+                ("/recommendations/u1?k=0", 422),
+                ("/recommendations/u1?k=100000", 422),
+                ("/recommendations/u1?k=ten", 422),
+                ("/items/nope/similar", 404),
+                ("/search?q=", 422),
+                ("/search", 422),
+                ("/users/x", 404),
+                (f"/recommendations/{'u' * 1000}", 422),
+            ]:
                 answer = await http.get(path)
                 assert answer.status_code == code, (path, answer.text)
                 assert answer.json().get("detail"), path

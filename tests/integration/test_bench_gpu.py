@@ -14,8 +14,25 @@ from streamrec.cli import app
 
 def test_the_check_reports_the_trainer_the_indexes_and_the_publisher(tmp_path):
     out = tmp_path / "bench-gpu.json"
-    args = ["bench", "gpu", "--events", "4000", "--epochs", "1", "--sizes", "3000", "--queries", "200",
-            "--batches", "50,500", "--publisher-items", "3000", "--out", str(out), "--json"]  # fmt: skip
+    args = [
+        "bench",
+        "gpu",
+        "--events",
+        "4000",
+        "--epochs",
+        "1",
+        "--sizes",
+        "3000",
+        "--queries",
+        "200",
+        "--batches",
+        "50,500",
+        "--publisher-items",
+        "3000",
+        "--out",
+        str(out),
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])

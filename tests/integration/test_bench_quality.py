@@ -37,13 +37,34 @@ def _write_log(directory, events: int = 3000) -> tuple:
 def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, tmp_path, monkeypatch):
     ratings, items = _write_log(tmp_path)
     for name, value in {
-        "KAFKA_BOOTSTRAP": kafka.bootstrap, "DATA_DIR": str(settings.data_dir), "TRAIN_EPOCHS": "1",
-        "API_PORT": str(free_port()), "WORKER_PORT": str(free_port()), "PARTITIONS": "2",
-    }.items():  # fmt: skip
+        "KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "DATA_DIR": str(settings.data_dir),
+        "TRAIN_EPOCHS": "1",
+        "API_PORT": str(free_port()),
+        "WORKER_PORT": str(free_port()),
+        "PARTITIONS": "2",
+    }.items():
         monkeypatch.setenv(f"STREAMREC_{name}", value)
-    args = ["bench", "quality", str(ratings), "--items", str(items), "--items-category-col", "genres",
-            "--user-col", "user", "--item-col", "item", "--type-col", "kind", "--time-col", "when",
-            "--out", str(tmp_path / "figures"), "--json"]  # fmt: skip
+    args = [
+        "bench",
+        "quality",
+        str(ratings),
+        "--items",
+        str(items),
+        "--items-category-col",
+        "genres",
+        "--user-col",
+        "user",
+        "--item-col",
+        "item",
+        "--type-col",
+        "kind",
+        "--time-col",
+        "when",
+        "--out",
+        str(tmp_path / "figures"),
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])

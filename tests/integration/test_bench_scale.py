@@ -13,8 +13,23 @@ from streamrec.cli import app
 def test_bench_scale_reports_each_group_size(kafka, settings, monkeypatch):
     monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", kafka.bootstrap)
     monkeypatch.setenv("STREAMREC_DATA_DIR", str(settings.data_dir))
-    args = ["bench", "scale", "--workers", "1,2", "--users", "500", "--items", "200", "--rate", "100",
-            "--seconds", "2", "--burst", "2000", "--json"]  # fmt: skip
+    args = [
+        "bench",
+        "scale",
+        "--workers",
+        "1,2",
+        "--users",
+        "500",
+        "--items",
+        "200",
+        "--rate",
+        "100",
+        "--seconds",
+        "2",
+        "--burst",
+        "2000",
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -20,8 +20,21 @@ def test_bench_train_compares_a_warm_and_a_full_refresh(kafka, settings, monkeyp
         "TRAIN_BATCH_SIZE": 128,
     }.items():
         monkeypatch.setenv(f"STREAMREC_{name}", str(value))
-    args = ["bench", "train", "--events", "4000", "--new-events", "500", "--users", "150", "--items", "100",
-            "--epochs", "2", "--json"]  # fmt: skip
+    args = [
+        "bench",
+        "train",
+        "--events",
+        "4000",
+        "--new-events",
+        "500",
+        "--users",
+        "150",
+        "--items",
+        "100",
+        "--epochs",
+        "2",
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])

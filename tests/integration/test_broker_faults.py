@@ -77,10 +77,23 @@ def test_the_launcher_serves_on_through_a_leader_killed_by_the_os_and_loses_and_
     and the worker answers every user exactly over HTTP."""
     first_port, data = free_ports(6), tmp_path / "cluster"
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "streamrec.cli", "broker", "--apache-kafka", "--nodes", "3",
-         "--port", str(first_port), "--data", str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamrec.cli",
+            "broker",
+            "--apache-kafka",
+            "--nodes",
+            "3",
+            "--port",
+            str(first_port),
+            "--data",
+            str(data),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     said = _lines_of(launcher)
     kafka = KafkaConnection(",".join(f"127.0.0.1:{first_port + n}" for n in range(3)))
     workers: list[subprocess.Popen] = []
@@ -148,16 +161,27 @@ def _produce_with_librdkafka(kafka: KafkaConnection, settings) -> Counter:
     """EVENTS clicks of USERS users at RATE from librdkafka (acks=all, idempotent,
     Java's murmur2 partitioner), as a shop's Go or .NET backend sends them."""
     topic = Topics.from_settings(settings).clicks
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "acks": "all", "enable.idempotence": True,
-                         "partitioner": "murmur2_random", "linger.ms": 5})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+        }
+    )
     sent: Counter = Counter()
     failures: list[str] = []
     started = time.monotonic()
     for n in range(EVENTS):
         user = f"u{n % USERS}"
         event = {"event_id": f"v{n}", "type": "click", "user_id": user, "item_id": f"i{n % 997}", "ts": 1e9 + n}
-        producer.produce(topic, value=encode(event), key=user.encode(),
-                         on_delivery=lambda error, _: error is None or failures.append(str(error)))  # fmt: skip
+        producer.produce(
+            topic,
+            value=encode(event),
+            key=user.encode(),
+            on_delivery=lambda error, _: error is None or failures.append(str(error)),
+        )
         sent[user] += 1
         producer.poll(0)
         time.sleep(max(0.0, started + n / RATE - time.monotonic()))

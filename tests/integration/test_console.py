@@ -40,9 +40,15 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `make tes
 READER, ADMIN = "reader-key", "admin-key"
 SHOP = ShopConfig(users=200, items=300, seed=7)
 SMALL_TRAINING = {
-    "model_dim": 16, "model_hidden": 32, "model_id_buckets": 4096, "model_text_buckets": 4096,
-    "model_max_recent": 10, "train_epochs": 3, "train_batch_size": 128, "train_random_negatives": 64,
-}  # fmt: skip
+    "model_dim": 16,
+    "model_hidden": 32,
+    "model_id_buckets": 4096,
+    "model_text_buckets": 4096,
+    "model_max_recent": 10,
+    "train_epochs": 3,
+    "train_batch_size": 128,
+    "train_random_negatives": 64,
+}
 
 
 async def _traffic(kafka, settings, stop: asyncio.Event) -> None:
@@ -99,8 +105,9 @@ async def _fits_a_phone(browser, route, base: str, shots: Path) -> None:
 def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, settings, tmp_path):
     from playwright.async_api import async_playwright
 
-    settings = settings.derive(api_port=free_port(), index_kind="flat", api_keys=READER, admin_api_keys=ADMIN,
-                               publish_recommendations=True)  # fmt: skip
+    settings = settings.derive(
+        api_port=free_port(), index_kind="flat", api_keys=READER, admin_api_keys=ADMIN, publish_recommendations=True
+    )
     store = ModelStore.from_settings(settings)
     _, items = publish_trained_version(store, SHOP, events=6000, epochs=3)
     reports = settings.data_dir / "reports"

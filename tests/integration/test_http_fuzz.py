@@ -37,8 +37,9 @@ def fuzz(base_url: str, examples: int) -> tuple[int, list[str]]:
         operation = result.ok()
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
 
-            @hypothesis_settings(max_examples=examples, deadline=None, database=None,
-                                 suppress_health_check=list(HealthCheck))  # fmt: skip
+            @hypothesis_settings(
+                max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            )
             @given(case=operation.as_strategy(generation_mode=mode))
             def call(case) -> None:
                 nonlocal tried

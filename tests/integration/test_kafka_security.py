@@ -38,11 +38,20 @@ pytestmark = [
 ]
 
 USERS = {ADMIN: "admin-secret", "streamrec": "streamrec-secret", "shop": "shop-secret"}
-SMALL_MODEL = {f"STREAMREC_{name}": value for name, value in {
-    "MODEL_DIM": "16", "MODEL_HIDDEN": "32", "MODEL_ID_BUCKETS": "4096", "MODEL_TEXT_BUCKETS": "4096",
-    "MODEL_MAX_RECENT": "10", "TRAIN_EPOCHS": "2", "TRAIN_BATCH_SIZE": "128", "TRAIN_RANDOM_NEGATIVES": "64",
-    "INDEX_KIND": "flat",
-}.items()}  # fmt: skip
+SMALL_MODEL = {
+    f"STREAMREC_{name}": value
+    for name, value in {
+        "MODEL_DIM": "16",
+        "MODEL_HIDDEN": "32",
+        "MODEL_ID_BUCKETS": "4096",
+        "MODEL_TEXT_BUCKETS": "4096",
+        "MODEL_MAX_RECENT": "10",
+        "TRAIN_EPOCHS": "2",
+        "TRAIN_BATCH_SIZE": "128",
+        "TRAIN_RANDOM_NEGATIVES": "64",
+        "INDEX_KIND": "flat",
+    }.items()
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +67,18 @@ def _grant(cluster: KafkaCluster, settings) -> None:
     """streamrec's user: everything under its topic prefix (topics and groups) and
     the cluster's description; the shop's: write and describe its three topics."""
     prefix = settings.topic_prefix
-    cluster.grant("--allow-principal", "User:streamrec", "--operation", "All", "--resource-pattern-type", "prefixed",
-                  "--topic", prefix, "--group", prefix)  # fmt: skip
+    cluster.grant(
+        "--allow-principal",
+        "User:streamrec",
+        "--operation",
+        "All",
+        "--resource-pattern-type",
+        "prefixed",
+        "--topic",
+        prefix,
+        "--group",
+        prefix,
+    )
     cluster.grant("--allow-principal", "User:streamrec", "--operation", "Describe", "--cluster")
     topics = Topics.from_settings(settings)
     shop_topics = [a for t in (topics.clicks, topics.purchases, topics.catalog) for a in ("--topic", t)]
@@ -75,8 +94,13 @@ def _environment(cluster: KafkaCluster, settings, user: str) -> dict[str, str]:
 
 
 def _run(env: dict[str, str], *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamrec.cli", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout_s)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streamrec.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 async def _shop_sends(cluster: KafkaCluster, settings) -> Counter:
@@ -115,8 +139,9 @@ async def _features_match(settings, sent: Counter) -> None:
 
 async def _records_read(cluster: KafkaCluster, user: str, topic: str) -> int:
     """How many records of the topic's first partition `user` reads within 5 s."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap, **cluster.security.client_options(user),
-                                auto_offset_reset="earliest")  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=cluster.bootstrap, **cluster.security.client_options(user), auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, 0)])
@@ -169,8 +194,13 @@ def test_the_product_runs_on_a_cluster_with_sasl_tls_and_acls(secured, settings)
         forgotten = _run(env, "forget", user)
         assert forgotten.returncode == 0, forgotten.stderr
         del sent[user]
-        asyncio.run(until(lambda: httpx.get(f"http://127.0.0.1:{settings.worker_port}/users/{user}").status_code == 404,
-                          60, "the forgotten user gone"))  # fmt: skip
+        asyncio.run(
+            until(
+                lambda: httpx.get(f"http://127.0.0.1:{settings.worker_port}/users/{user}").status_code == 404,
+                60,
+                "the forgotten user gone",
+            )
+        )
         asyncio.run(_shop_is_refused(secured, settings))
     finally:
         stops_cleanly(worker, signal.SIGTERM)

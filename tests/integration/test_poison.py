@@ -153,7 +153,7 @@ def _alive(tasks: list[asyncio.Task]) -> None:
         st.tuples(st.sampled_from(["clicks", "purchases", "catalog", "control"]), poison),
         min_size=VALUES_PER_EXAMPLE,
         max_size=VALUES_PER_EXAMPLE,
-    ),  # fmt: skip
+    ),
     forged=st.lists(announcements, min_size=5, max_size=10),
 )
 def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, settings, values, forged):
@@ -170,8 +170,12 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
         }
     )
     topics = Topics.from_settings(settings)
-    by_name = {"clicks": topics.clicks, "purchases": topics.purchases, "catalog": topics.catalog,
-               "control": topics.control}  # fmt: skip
+    by_name = {
+        "clicks": topics.clicks,
+        "purchases": topics.purchases,
+        "catalog": topics.catalog,
+        "control": topics.control,
+    }
 
     async def scenario() -> None:
         stop, process, live, tasks = await _system(settings, kafka)
@@ -187,8 +191,11 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
             for announcement in KNOWN_ANNOUNCEMENTS + forged:
                 await producer.send_and_wait(topics.model_updates, announcement, key=b"two-tower")
             total = sum(expected.values())
-            await until(lambda: process.worker.status.dead_letters >= total or any(t.done() for t in tasks), 120,
-                        f"{total} dead letters")  # fmt: skip
+            await until(
+                lambda: process.worker.status.dead_letters >= total or any(t.done() for t in tasks),
+                120,
+                f"{total} dead letters",
+            )
             _alive(tasks)
 
             # The good batch after the storm, from users the storm did not touch.
@@ -219,8 +226,11 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
             seen = Counter()
             for record in dead:
                 headers = dict(record.headers)
-                source = (headers["source_topic"].decode(), int(headers["source_partition"]),
-                          int(headers["source_offset"]))  # fmt: skip
+                source = (
+                    headers["source_topic"].decode(),
+                    int(headers["source_partition"]),
+                    int(headers["source_offset"]),
+                )
                 seen[source] += 1
             assert +seen == +expected  # each bad record once per bad element, nothing else
 

@@ -74,8 +74,9 @@ def test_one_killed_answering_process_ends_its_worker_with_the_reason(kafka, set
 def test_a_killed_worker_takes_its_answering_processes_with_it(kafka, settings):
     env = {**child_env(settings, kafka), "STREAMREC_WORKER_PORT": str(free_port())}
     env["STREAMREC_PUBLISHER_PROCESSES"] = "2"
-    worker = subprocess.Popen([sys.executable, "-m", "streamrec.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streamrec.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         while len(answering := _answering(worker.pid)) < 2:

@@ -16,10 +16,18 @@ from tests.integration.helpers import read_topic
 
 
 def _small(settings):
-    return settings.derive(**{
-        "model_dim": 16, "model_hidden": 32, "model_id_buckets": 4096, "model_text_buckets": 4096,
-        "model_max_recent": 10, "train_epochs": 3, "train_batch_size": 128, "train_random_negatives": 64,
-    })  # fmt: skip
+    return settings.derive(
+        **{
+            "model_dim": 16,
+            "model_hidden": 32,
+            "model_id_buckets": 4096,
+            "model_text_buckets": 4096,
+            "model_max_recent": 10,
+            "train_epochs": 3,
+            "train_batch_size": 128,
+            "train_random_negatives": 64,
+        }
+    )
 
 
 async def _send(bootstrap, settings, records) -> int:

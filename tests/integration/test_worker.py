@@ -72,12 +72,16 @@ async def shop_traffic(bootstrap: KafkaConnection, settings: Settings) -> None:
         await first.click("u2", "i2", event_id="c100", ts=1200.0)
     json_event = json.dumps({**GOOD, "event_id": "j1", "user_id": "u2", "item_id": "i2", "ts": 1201.0}).encode()
     batch = encode([{**GOOD, "event_id": "b1", "user_id": "u3", "ts": 1300.0}, {"type": "click"}])
-    await send_raw(bootstrap, topics.clicks, [
-        (b"u2", json_event),
-        (b"u3", batch),
-        (b"not-u4", encode({**GOOD, "event_id": "r1", "user_id": "u4", "ts": 1400.0})),
-        *[(key, value) for key, value, _ in MALFORMED],
-    ])  # fmt: skip
+    await send_raw(
+        bootstrap,
+        topics.clicks,
+        [
+            (b"u2", json_event),
+            (b"u3", batch),
+            (b"not-u4", encode({**GOOD, "event_id": "r1", "user_id": "u4", "ts": 1400.0})),
+            *[(key, value) for key, value, _ in MALFORMED],
+        ],
+    )
 
 
 def test_features_dead_letters_and_http(kafka, settings):
@@ -180,8 +184,12 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
             what="rebalance to two workers",
         )
         await produce_round(kafka, settings, 2, users)
-        await until(lambda: all(v == 6 for v in clicks_held(first, second).values())
-                    and len(clicks_held(first, second)) == users, what="round 2")  # fmt: skip
+        await until(
+            lambda: (
+                all(v == 6 for v in clicks_held(first, second).values()) and len(clicks_held(first, second)) == users
+            ),
+            what="round 2",
+        )
 
         # A crash: first's unflushed work is lost and its partitions are redelivered.
         first.hold_commits()
@@ -189,8 +197,10 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
         await asyncio.sleep(1.0)
         await first.crash()
         await until(lambda: len(second.worker.ready_partitions) == 4, what="takeover by the second worker")
-        await until(lambda: all(v == 9 for v in clicks_held(second).values())
-                    and len(clicks_held(second)) == users, what="round 3 after the crash")  # fmt: skip
+        await until(
+            lambda: all(v == 9 for v in clicks_held(second).values()) and len(clicks_held(second)) == users,
+            what="round 3 after the crash",
+        )
 
         await second.stop()
         third = await RunningWorker(settings, kafka).start()
@@ -200,8 +210,11 @@ def test_joining_crashing_and_restarting_workers_lose_nothing(kafka, settings):
         # Checked before round 4: a rebalance during it may hand the third its own
         # uncommitted events again, which the exact counts below show absorbed.
         await produce_round(kafka, settings, 4, users)
-        await until(lambda: all(v == 12 for v in clicks_held(third).values())
-                    and len(clicks_held(third)) == users, timeout_s=60, what="round 4")  # fmt: skip
+        await until(
+            lambda: all(v == 12 for v in clicks_held(third).values()) and len(clicks_held(third)) == users,
+            timeout_s=60,
+            what="round 4",
+        )
         await third.stop()
 
     run_scenario(scenario)

@@ -64,6 +64,14 @@ def test_without_admin_keys_only_a_plain_host_and_port_url_passes():
     access = Access(SecretStr(""), SecretStr(""))
     assert access.sign("http://w:6066") == ""
     assert access.vouches_for("http://w:6066", "") and access.vouches_for("https://w.example:443/", "")
-    for url in ("file:///etc/passwd", "http://w", "http://w:6066/admin", "http://w:6066?x=1", "http://u:p@w:6066",
-                "gopher://w:70", "http://w:99999", "not a url"):  # fmt: skip
+    for url in (
+        "file:///etc/passwd",
+        "http://w",
+        "http://w:6066/admin",
+        "http://w:6066?x=1",
+        "http://u:p@w:6066",
+        "gopher://w:70",
+        "http://w:99999",
+        "not a url",
+    ):
         assert not access.vouches_for(url, ""), url

@@ -34,12 +34,13 @@ def test_a_published_version_reads_back_as_written(tmp_path):
 
 def test_the_manifest_round_trips_and_ignores_unknown_fields():
     manifest = Manifest(
-        created=5.0, metrics={"test": {"recall@20": 0.5}},
+        created=5.0,
+        metrics={"test": {"recall@20": 0.5}},
         data_window=DataWindow(events=10, first_ts=1.0, last_ts=2.0, items=3, train_examples=4, test_examples=2),
         params=Params({"lr": 0.1}, {"dim": 8}, Blend(100, 0.2, {"0.2": 0.3}, "v1")),
         training=Training(kind="warm", why="from v1", base="v1", warm_in_a_row=2, history=[{"epoch": 0}]),
         gate=Gate(against="v1", current_recall=0.3, new_recall=0.31),
-    )  # fmt: skip
+    )
     raw = manifest.to_json().replace(b'"created"', b'"from_the_future": 1, "created"')
     back = Manifest.from_json(raw)
     assert back == manifest and back.metric("test", "recall@20") == 0.5 and back.metric("valid", "recall@20") is None

@@ -20,8 +20,16 @@ def _clustered(n: int, dim: int = 32, clusters: int = 50, seed: int = 0) -> np.n
 VECTORS = _clustered(6000)
 QUERIES = _clustered(100, seed=1)
 TRUTH = build(IndexSpec("flat"), VECTORS).search(QUERIES, 10)[1]
-FLOORS = {"flat": 1.0, "fp16": 0.99, "sq8": 0.9, "hnsw": 0.9, "ivf_flat": 0.9, "ivf_pq": 0.6, "opq_ivf_pq": 0.6,
-          "cagra": 0.9}  # fmt: skip
+FLOORS = {
+    "flat": 1.0,
+    "fp16": 0.99,
+    "sq8": 0.9,
+    "hnsw": 0.9,
+    "ivf_flat": 0.9,
+    "ivf_pq": 0.6,
+    "opq_ivf_pq": 0.6,
+    "cagra": 0.9,
+}
 
 
 _BUILT: dict[str, object] = {}

@@ -18,8 +18,9 @@ ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 5}") for n in range(400)]
 def _user(n: int, events: int = 3) -> UserFeatures:
     user = UserFeatures(f"u{n}")
     for e in range(events):
-        apply_event(user, Event(f"e{n}-{e}", "click", user.user_id, f"i{(n * 7 + e) % 400}", 100.0 + e), "c1",
-                    FeatureConfig())  # fmt: skip
+        apply_event(
+            user, Event(f"e{n}-{e}", "click", user.user_id, f"i{(n * 7 + e) % 400}", 100.0 + e), "c1", FeatureConfig()
+        )
     return user
 
 

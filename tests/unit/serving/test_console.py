@@ -96,8 +96,9 @@ def test_before_any_model_recommendations_come_from_live_popularity_and_say_so(t
     live = LiveModel(settings)
     live.catalog.items.update({item.item_id: item for item in ITEMS})
     for n, item in enumerate(ITEMS[:5]):
-        stats = ItemStats(item.item_id, clicks=n + 1, last_ts=100.0, bucket_starts=[0], bucket_clicks=[n + 1],
-                          bucket_purchases=[0])  # fmt: skip
+        stats = ItemStats(
+            item.item_id, clicks=n + 1, last_ts=100.0, bucket_starts=[0], bucket_clicks=[n + 1], bucket_purchases=[0]
+        )
         live.item_stats._parts[(0, item.item_id)] = stats
     live.features.apply(b"u1", encode(UserFeatures("u1", purchased=["i4"], last_ts=100.0).to_wire()))
 

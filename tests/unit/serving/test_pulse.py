@@ -15,13 +15,25 @@ from streamrec.foundation.topics import Topics
 from streamrec.serving import pulse as pulse_module
 from streamrec.serving.pulse import Pulse, ServingTap
 
-PUBLISHER = {"model_version": "v1", "backlog_users": 3, "published": 10, "without_model": 0, "errors": 1,
-             "p50_ms": 2.0, "p99_ms": 9.5}  # fmt: skip
+PUBLISHER = {
+    "model_version": "v1",
+    "backlog_users": 3,
+    "published": 10,
+    "without_model": 0,
+    "errors": 1,
+    "p50_ms": 2.0,
+    "p99_ms": 9.5,
+}
 ANSWERS = {
     "w1": {"ready": True, "lag": 4, "partitions": [0, 1], "publisher": PUBLISHER, "peers": [["http://w2:3", ""]]},
-    "w2": {"ready": True, "lag": 0, "partitions": [2], "peers": "not a list of pairs",
-           "publisher": {"model_version": "x" * 10_000, "backlog_users": "abc", "errors": True}},
-}  # fmt: skip
+    "w2": {
+        "ready": True,
+        "lag": 0,
+        "partitions": [2],
+        "peers": "not a list of pairs",
+        "publisher": {"model_version": "x" * 10_000, "backlog_users": "abc", "errors": True},
+    },
+}
 
 
 def _answer(request: httpx.Request) -> httpx.Response:
@@ -33,9 +45,10 @@ def _answer(request: httpx.Request) -> httpx.Response:
 
 def test_workers_are_found_through_the_group_and_their_peers_and_hostile_answers_are_bounded(monkeypatch):
     monkeypatch.setattr(
-        pulse_module.httpx, "AsyncClient",
+        pulse_module.httpx,
+        "AsyncClient",
         functools.partial(httpx.AsyncClient, transport=httpx.MockTransport(_answer)),
-    )  # fmt: skip
+    )
 
     async def members(admin, group: str) -> list[tuple[str, str]]:
         return [("http://w1:1", ""), ("http://w9:9/elsewhere", "")]

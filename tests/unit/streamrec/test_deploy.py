@@ -138,8 +138,13 @@ def test_the_deployment_shape_follows_the_product():
     assert {name.removeprefix("STREAMREC_").lower() for name in settings} <= set(Settings.model_fields)
     partitions = int(settings["STREAMREC_PARTITIONS"])
     topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in by_kind["KafkaTopic"]}
-    co_partitioned = ["shop.clicks", "shop.purchases", "recs.control", "streamrec-user-features-changelog",
-                      "streamrec-item-stats-changelog"]  # fmt: skip
+    co_partitioned = [
+        "shop.clicks",
+        "shop.purchases",
+        "recs.control",
+        "streamrec-user-features-changelog",
+        "streamrec-item-stats-changelog",
+    ]
     assert {topics[name] for name in co_partitioned} == {partitions}
     worker = by_kind["StatefulSet"][0]
     assert worker["spec"]["replicas"] <= partitions and worker["spec"]["serviceName"] == "streamrec-worker"

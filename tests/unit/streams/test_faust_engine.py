@@ -48,10 +48,15 @@ def test_a_restore_fills_rows_by_partition_and_a_tombstone_deletes():
         return SimpleNamespace(message=SimpleNamespace(partition=partition, key=key.encode(), value=value))
 
     store.apply_changelog_batch(
-        [record(0, "u1", UserFeatures("u1", clicks=2)), record(1, "u1", UserFeatures("u1", clicks=5)),
-         record(1, "u2", UserFeatures("u2")), record(1, "u2", None)],
-        to_key=lambda k: k, to_value=lambda v: v,
-    )  # fmt: skip
+        [
+            record(0, "u1", UserFeatures("u1", clicks=2)),
+            record(1, "u1", UserFeatures("u1", clicks=5)),
+            record(1, "u2", UserFeatures("u2")),
+            record(1, "u2", None),
+        ],
+        to_key=lambda k: k,
+        to_value=lambda v: v,
+    )
     assert (agents.users.get(0, "u1").clicks, agents.users.get(1, "u1").clicks) == (2, 5)
     assert agents.users.get(1, "u2") is None
 

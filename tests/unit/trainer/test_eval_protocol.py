@@ -36,8 +36,9 @@ def test_a_ranking_without_the_past_skips_each_users_own_items():
 
 
 def test_a_perfect_list_scores_one_at_every_k_and_a_missing_user_zero():
-    quality = judge({"u1": ["x", "y"] + [f"n{i}" for i in range(48)]}, {"u1": {"x", "y"}, "u2": {"q"}}, 100, {},
-                    ks=(1, 2, 20))  # fmt: skip
+    quality = judge(
+        {"u1": ["x", "y"] + [f"n{i}" for i in range(48)]}, {"u1": {"x", "y"}, "u2": {"q"}}, 100, {}, ks=(1, 2, 20)
+    )
     assert quality.users == 2
     assert quality.recall == {1: 0.5, 2: 0.5, 20: 0.5}  # u1 perfect, u2 missing
     assert quality.ndcg[2] == pytest.approx(0.5)

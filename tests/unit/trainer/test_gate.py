@@ -41,8 +41,16 @@ def test_a_refresh_worse_than_the_current_version_is_written_but_not_served(tmp_
     shop = Shop(ShopConfig(users=150, items=100, categories=4, seed=5, new_item_every=0))
     cache = InteractionCache.open(tmp_path / "cache", max_events=10_000)
     cache.append([r for r in shop.stream(4000) if isinstance(r, Event)], shop.catalog(), {})
-    small = dict(data_dir=tmp_path, model_dim=16, model_hidden=32, model_id_buckets=4096, model_text_buckets=4096,
-                 train_batch_size=256, train_random_negatives=64, model_neighbours=0)  # fmt: skip
+    small = dict(
+        data_dir=tmp_path,
+        model_dim=16,
+        model_hidden=32,
+        model_id_buckets=4096,
+        model_text_buckets=4096,
+        train_batch_size=256,
+        train_random_negatives=64,
+        model_neighbours=0,
+    )
     store, cpu = ModelStore.from_settings(Settings(**small)), torch.device("cpu")
     good = train_and_publish(Settings(**small, train_epochs=4), cache, store, device=cpu)
     # Barely moved from its random start: worse than the trained version on the same test users.

@@ -19,9 +19,17 @@ def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
     cache = InteractionCache.open(tmp_path / "cache", max_events=10_000)
     cache.append([r for r in shop.stream(4000) if isinstance(r, Event)], shop.catalog(), {})
     settings = Settings(
-        data_dir=tmp_path, model_dim=16, model_hidden=32, model_id_buckets=4096, model_text_buckets=4096,
-        train_epochs=2, train_batch_size=256, train_random_negatives=64, model_neighbours=20, tune_queries=20,
-    )  # fmt: skip
+        data_dir=tmp_path,
+        model_dim=16,
+        model_hidden=32,
+        model_id_buckets=4096,
+        model_text_buckets=4096,
+        train_epochs=2,
+        train_batch_size=256,
+        train_random_negatives=64,
+        model_neighbours=20,
+        tune_queries=20,
+    )
     store = ModelStore.from_settings(settings)
     asked = []
 
@@ -50,9 +58,16 @@ def test_a_warm_refresh_keeps_its_bases_neighbours_and_weight(tmp_path):
     cache = InteractionCache.open(tmp_path / "cache", max_events=10_000)
     cache.append(events[:4000], shop.catalog(), {})
     settings = Settings(
-        data_dir=tmp_path, model_dim=16, model_hidden=32, model_id_buckets=4096, model_text_buckets=4096,
-        train_epochs=1, train_batch_size=256, train_random_negatives=64, model_neighbours=20,
-    )  # fmt: skip
+        data_dir=tmp_path,
+        model_dim=16,
+        model_hidden=32,
+        model_id_buckets=4096,
+        model_text_buckets=4096,
+        train_epochs=1,
+        train_batch_size=256,
+        train_random_negatives=64,
+        model_neighbours=20,
+    )
     store = ModelStore.from_settings(settings)
     base = train_and_publish(settings, cache, store, device=torch.device("cpu"), force=True)
     cache.append(events[4000:], [], {})

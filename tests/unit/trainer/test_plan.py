@@ -21,10 +21,18 @@ CPU = torch.device("cpu")
 
 def small_settings(tmp_path, **changes) -> Settings:
     values = dict(
-        data_dir=tmp_path, model_dim=16, model_hidden=32, model_id_buckets=4096, model_text_buckets=4096,
-        train_epochs=3, train_batch_size=256, train_random_negatives=64, model_neighbours=10,
-        train_full_every=3, train_warm_epochs=1,
-    )  # fmt: skip
+        data_dir=tmp_path,
+        model_dim=16,
+        model_hidden=32,
+        model_id_buckets=4096,
+        model_text_buckets=4096,
+        train_epochs=3,
+        train_batch_size=256,
+        train_random_negatives=64,
+        model_neighbours=10,
+        train_full_every=3,
+        train_warm_epochs=1,
+    )
     return Settings(**values | changes)
 
 

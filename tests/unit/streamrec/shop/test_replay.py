@@ -29,8 +29,10 @@ def test_replay_reads_ratings_as_purchases_in_time_order(tmp_path):
         log, EventColumns("userId", "movieId", "timestamp", rating="rating", purchase_threshold=4.0), Limits()
     )
     assert [(e.user_id, e.item_id, e.type, e.ts) for e in events] == [
-        ("1", "11", "click", 100.0), ("2", "10", "purchase", 200.0), ("1", "10", "purchase", 300.0),
-    ]  # fmt: skip
+        ("1", "11", "click", 100.0),
+        ("2", "10", "purchase", 200.0),
+        ("1", "10", "purchase", 300.0),
+    ]
     again = read_events(
         log, EventColumns("userId", "movieId", "timestamp", rating="rating", purchase_threshold=4.0), Limits()
     )
