@@ -101,19 +101,28 @@ class WorkerProcess:
         from streamrec.serving.publisher_process import PublisherProcesses
 
         settings, worker = self.settings, self.worker
-        live, processes = None, None
         if settings.publisher_processes:
-            processes = PublisherProcesses.spawn(settings, self.kafka)  # started by the publisher's run
+            # started by the publisher's run
+            answering = functools.partial(PublisherProcesses.spawn, settings, self.kafka)
         else:
             from streamrec.serving.live import LiveModel  # torch and faiss load only where the answers are
+            from streamrec.serving.loop_answering import LoopAnswering
 
             live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
             await live.start(self.kafka)
+            answering = functools.partial(
+                LoopAnswering,
+                live,
+                worker.producer,
+                worker.topics.recommendations,
+                k=settings.publish_k,
+                explain=settings.publish_explanations,
+            )
         fallback = LivePopularity(
             worker.live_popularity, self.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
         )
         publisher = RecommendationPublisher(
-            live,
+            answering,
             worker.users.get,
             worker.producer,
             worker.topics.recommendations,
@@ -121,8 +130,6 @@ class WorkerProcess:
             k=settings.publish_k,
             interval_s=settings.publish_interval_s,
             batch_size=settings.index_batch_size,
-            explain=settings.publish_explanations,
-            processes=processes,
         )
         worker.watch_users(publisher.note)
         export_metrics(publisher, worker.metrics.registry)

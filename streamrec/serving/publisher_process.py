@@ -36,7 +36,7 @@ from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.kafka import KafkaConnection, start_producer
 from streamrec.foundation.settings import Settings
 from streamrec.foundation.topics import Topics
-from streamrec.serving.publisher import ERROR_PAUSE_S, Due, Sent, count_if_lost, send_answers
+from streamrec.serving.answers import ERROR_PAUSE_S, Due, Report, Sent, count_if_lost, send_answers
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,18 @@ class PublisherProcesses:
     """The worker's end of its answering processes: each user's batch goes to
     the process that owns the user."""
 
-    def __init__(self, processes: list[AnsweringProcess]):
+    on_worker_loop = False
+
+    def __init__(self, processes: list[AnsweringProcess], report: Report):
         self._processes = processes
+        self._report = report
 
     @classmethod
-    def spawn(cls, settings: Settings, kafka: KafkaConnection) -> PublisherProcesses:
+    def spawn(cls, settings: Settings, kafka: KafkaConnection, report: Report) -> PublisherProcesses:
         """`publisher_processes` of them, not started yet; with several, they share the cores' threads."""
         count = settings.publisher_processes
         threads = max(1, (os.cpu_count() or 1) // count) if count > 1 else None  # torch's and faiss's, each
-        return cls([AnsweringProcess(settings, kafka, threads) for _ in range(count)])
+        return cls([AnsweringProcess(settings, kafka, threads) for _ in range(count)], report)
 
     @property
     def version(self) -> str | None:
@@ -69,8 +72,9 @@ class PublisherProcesses:
         versions = [process.version for process in self._processes]
         return None if None in versions else min(versions)
 
-    async def publish(self, due: list[Due], forgotten: list[str]) -> None:
-        """Each process gets its users' share of the batch (`AnsweringProcess.publish`)."""
+    async def publish(self, due: list[Due], forgotten: list[str]) -> bool:
+        """Each process gets its users' share of the batch (`AnsweringProcess.publish`);
+        what they send comes back through `run`'s reports, refusals included."""
         count = len(self._processes)
         shares: list[tuple[list[Due], list[str]]] = [([], []) for _ in range(count)]
         for one in due:
@@ -80,13 +84,14 @@ class PublisherProcesses:
         for process, (its_due, its_forgotten) in zip(self._processes, shares, strict=True):
             if its_due or its_forgotten:
                 await process.publish(its_due, its_forgotten)
+        return False
 
-    async def run(self, stop: asyncio.Event, record: Callable[[Sent, int], None]) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         """Start every process and take its reports until `stop`; one that
         ends stops the others, and this raises why. Until all serve a version
         the worker answers from live popularity itself."""
         halt = asyncio.Event()  # the worker's stop, or a process's end
-        running = [asyncio.create_task(process.run(halt, record)) for process in self._processes]
+        running = [asyncio.create_task(process.run(halt, self._report)) for process in self._processes]
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({*running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -147,7 +152,7 @@ class AnsweringProcess:
         batch = [(one.user.to_wire(), one.partition, one.event_id, one.event_ts) for one in due]
         write_message(self._writer, {"due": batch, "forget": forgotten})
 
-    async def run(self, stop: asyncio.Event, record: Callable[[Sent, int], None]) -> None:
+    async def run(self, stop: asyncio.Event, record: Report) -> None:
         """Start the process and take its reports into `record` until `stop`,
         then stop it; a process that ended raises here, and the worker ends with it."""
         serving = asyncio.create_task(self._take_reports(record))
@@ -163,7 +168,7 @@ class AnsweringProcess:
             for _ in range(MAX_IN_FLIGHT):  # a publish waiting for a report that will never come
                 self._slots.release()
 
-    async def _take_reports(self, record: Callable[[Sent, int], None]) -> None:
+    async def _take_reports(self, record: Report) -> None:
         await self._start()
         while True:
             self._take(self._ended_if_none(await read_message(self._reader)), record)
@@ -173,7 +178,7 @@ class AnsweringProcess:
             raise RuntimeError(f"the publisher process ended (exit code {self._process.exitcode})")
         return report
 
-    def _take(self, report: dict[str, Any], record: Callable[[Sent, int], None]) -> None:
+    def _take(self, report: dict[str, Any], record: Report) -> None:
         self.version = report["version"]
         if "sent" in report:
             refused = {user_id: tuple(note) for user_id, note in report["refused"].items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -13,7 +14,9 @@ from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.kafka import partition_for
 from streamrec.foundation.popular import LivePopularity
 from streamrec.foundation.schema import ScoredItem
-from streamrec.serving.publisher import Due, RecommendationPublisher
+from streamrec.serving.answers import Due
+from streamrec.serving.loop_answering import LoopAnswering
+from streamrec.serving.publisher import RecommendationPublisher
 from streamrec.serving.publisher_process import PublisherProcesses, _waiting_batches, owner
 
 
@@ -84,17 +87,20 @@ class FakeProducer:
 
 
 def _publisher(
-    live: FakeLive | None, held: set[str] | None = None, **options
+    live: FakeLive | None, held: set[str] | None = None, answering=None, **options
 ) -> tuple[RecommendationPublisher, FakeProducer]:
-    """A publisher whose worker holds every user in `held` (all, by default)."""
+    """A publisher answering on its loop with `live` (or with `answering`),
+    whose worker holds every user in `held` (all, by default)."""
     producer = FakeProducer()
+    if answering is None:
+        answering = functools.partial(LoopAnswering, live, producer, "recs", k=10, explain=False)
 
     def features(partition: int, user_id: str) -> UserFeatures | None:
         return UserFeatures(user_id) if held is None or user_id in held else None
 
     fallback = LivePopularity(lambda: {"mug": 3.0, "pan": 9.0}, {}, 3600.0, exclude_clicked=False)
     options = {"interval_s": 0.5, **options}
-    return RecommendationPublisher(live, features, producer, "recs", fallback, **options), producer
+    return RecommendationPublisher(answering, features, producer, "recs", fallback, **options), producer
 
 
 def test_a_burst_gives_one_publish_now_and_one_on_the_newest_state_later():
@@ -208,17 +214,19 @@ class FakeProcess:
     """An answering process that serves v1 and keeps what it was handed."""
 
     version = "v1"
+    on_worker_loop = False
 
     def __init__(self):
         self.handed: list[tuple[list[str], list[str]]] = []
 
-    async def publish(self, due, forgotten: list[str]) -> None:
+    async def publish(self, due, forgotten: list[str]) -> bool:
         self.handed.append(([one.user.user_id for one in due], forgotten))
+        return False
 
 
 def test_with_answering_processes_the_due_and_the_forgotten_are_handed_over_together():
     process = FakeProcess()
-    publisher, producer = _publisher(None, processes=process)
+    publisher, producer = _publisher(None, answering=lambda report: process)
     publisher.note({"u1": (0, "e1", 1.0), "u2": (0, "e2", 1.0)})
     publisher.note({}, ["u1"])  # its tombstone must follow whatever the process already answered
     assert asyncio.run(_publish_due(publisher, time.monotonic())) is False
@@ -228,7 +236,7 @@ def test_with_answering_processes_the_due_and_the_forgotten_are_handed_over_toge
 def test_each_user_is_always_handed_to_the_same_answering_process():
     """A user's answers and the tombstone that ends them leave from one process, in order."""
     fakes = [FakeProcess(), FakeProcess(), FakeProcess()]
-    processes = PublisherProcesses(fakes)
+    processes = PublisherProcesses(fakes, report=lambda sent, errors: None)
     users = [f"u{n}" for n in range(300)]
     due = [Due(UserFeatures(user_id), 0, "e", 1.0) for user_id in users]
     asyncio.run(processes.publish(due, []))
