@@ -88,6 +88,70 @@ def _optimisers(model: TwoTower, config: TrainConfig) -> list[torch.optim.Optimi
     ]
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """The examples and the catalog as tensors on the training device, and each
+    item's log sampling probability (log-Q) as an in-batch negative."""
+
+    users: dict[str, torch.Tensor]
+    targets: torch.Tensor
+    weights: torch.Tensor
+    catalog: dict[str, torch.Tensor]
+    log_q: torch.Tensor
+
+    @classmethod
+    def encode(
+        cls, split: Split, items: list[Item], model_config: ModelConfig, half_life_s: float, device: torch.device
+    ) -> TrainingData:
+        encoded = encode_examples(split.train, items, model_config, half_life_s)
+        index = {item.item_id: row for row, item in enumerate(items)}
+        counts = torch.ones(len(items), device=device)  # add-one: unseen items are possible too
+        for item_id, count in split.item_counts.items():
+            if item_id in index:
+                counts[index[item_id]] += count
+        return cls(
+            users=to_tensors(encoded.users, device),
+            targets=torch.as_tensor(encoded.targets, device=device),
+            weights=torch.as_tensor(encoded.weights, device=device),
+            catalog=to_tensors(encode_items(items, model_config), device),
+            log_q=torch.log(counts / counts.sum()),
+        )
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def batch_loss(
+    model: TwoTower, data: TrainingData, rows: torch.Tensor, negatives: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
+    """The weighted sampled-softmax loss of one batch of examples (`rows`)
+    against the batch's positives and `negatives`, log-Q corrected, plus the
+    title-as-query loss that trains the search tower."""
+    catalog_size = len(data.log_q)
+    positives = data.targets[rows]
+    u = model.user_vectors(_take(data.users, rows))
+    candidates = torch.cat([positives, negatives])
+    v, titles = model.item_vectors_and_titles(_take(data.catalog, candidates))
+    correction = torch.cat(
+        [
+            data.log_q[positives] + math.log(len(rows)),
+            torch.full_like(negatives, math.log(len(negatives) / catalog_size), dtype=torch.float32),
+        ]
+    )
+    logits = (u @ v.T).float() / config.temperature - correction
+    # A column holding the row's own positive is not a negative (except the diagonal).
+    same = candidates.unsqueeze(0) == positives.unsqueeze(1)
+    diagonal = torch.zeros_like(same)
+    diagonal[:, : len(rows)] = torch.eye(len(rows), dtype=torch.bool, device=rows.device)
+    logits = logits.masked_fill(same & ~diagonal, -1e4)
+    target = torch.arange(len(rows), device=rows.device)
+    weights = data.weights[rows]
+    loss = (F.cross_entropy(logits, target, reduction="none") * weights).sum() / weights.sum()
+    titled = (data.catalog["title"][positives] > 0).any(dim=1)
+    query_loss = _title_query_loss(model, titled, titles[: len(rows)], v, correction, same & ~diagonal, config)
+    return loss + config.query_weight * query_loss
+
+
 def train(
     split: Split,
     items: list[Item],
@@ -99,27 +163,17 @@ def train(
     start: TwoTower | None = None,
 ) -> TrainResult:
     """From fresh weights, or from `start`'s (a warm refresh: then the starting
-    point is judged first, and kept unless an epoch beats it)."""
+    point is judged first, and kept unless an epoch beats it). Stops early
+    after `config.patience` epochs without a better validation recall."""
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
-    index = {item.item_id: row for row, item in enumerate(items)}
-    encoded = encode_examples(split.train, items, model_config, affinity_half_life_s)
-    users = to_tensors(encoded.users, device)
-    targets = torch.as_tensor(encoded.targets, device=device)
-    weights = torch.as_tensor(encoded.weights, device=device)
+    data = TrainingData.encode(split, items, model_config, affinity_half_life_s, device)
     valid_users = encode_holdout(split.valid, items, model_config, affinity_half_life_s)
-    catalog = to_tensors(encode_items(items, model_config), device)
-    counts = torch.ones(len(items), device=device)  # add-one: unseen items are possible too
-    for item_id, count in split.item_counts.items():
-        if item_id in index:
-            counts[index[item_id]] += count
-    log_q = torch.log(counts / counts.sum())
-
     model = TwoTower(model_config).to(device)
     best, best_state, stale, history = None, None, 0, []
 
     def validate() -> Quality:
-        return judge_encoded(model, valid_users, catalog, items, device, ks=(config.eval_k,))
+        return judge_encoded(model, valid_users, data.catalog, items, device, ks=(config.eval_k,))
 
     if start is not None:
         model.load_state_dict(start.state_dict())
@@ -128,56 +182,23 @@ def train(
     optimisers = _optimisers(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    n, b = len(encoded), config.batch_size
-    started, seen = time.perf_counter(), 0
+    n, started, seen = len(data), time.perf_counter(), 0
     for epoch in range(config.epochs):
         model.train()
         order = torch.as_tensor(generator.permutation(n), device=device)
         total_loss = 0.0
-        for start in range(0, n, b):
-            rows = order[start : start + b]
-            positives = targets[rows]
+        for first in range(0, n, config.batch_size):
+            rows = order[first : first + config.batch_size]
             negatives = torch.as_tensor(generator.integers(len(items), size=config.random_negatives), device=device)
             with torch.autocast(device.type, enabled=use_amp):
-                u = model.user_vectors(_take(users, rows))
-                candidates = torch.cat([positives, negatives])
-                v, titles = model.item_vectors_and_titles(_take(catalog, candidates))
-                logits = (u @ v.T).float() / config.temperature
-                correction = torch.cat(
-                    [
-                        log_q[positives] + math.log(len(rows)),
-                        torch.full_like(negatives, math.log(config.random_negatives / len(items)), dtype=torch.float32),
-                    ]
-                )
-                logits = logits - correction
-                # A column holding the row's own positive is not a negative (except the diagonal).
-                same = candidates.unsqueeze(0) == positives.unsqueeze(1)
-                diagonal = torch.zeros_like(same)
-                diagonal[:, : len(rows)] = torch.eye(len(rows), dtype=torch.bool, device=device)
-                logits = logits.masked_fill(same & ~diagonal, -1e4)
-                target = torch.arange(len(rows), device=device)
-                loss = (F.cross_entropy(logits, target, reduction="none") * weights[rows]).sum() / weights[rows].sum()
-                titled = (catalog["title"][positives] > 0).any(dim=1)
-                loss = loss + config.query_weight * _title_query_loss(
-                    model, titled, titles[: len(rows)], v, correction, same & ~diagonal, config
-                )
-            for optimiser in optimisers:
-                optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            for optimiser in optimisers:
-                scaler.step(optimiser)
-            scaler.update()
+                loss = batch_loss(model, data, rows, negatives, config)
+            _step(optimisers, scaler, loss)
             loss_value = loss.item()
             total_loss += loss_value * len(rows)
             seen += len(rows)
+            speed = seen / (time.perf_counter() - started)
             on_progress(
-                {
-                    "epoch": epoch,
-                    "done": start + len(rows),
-                    "of": n,
-                    "loss": loss_value,
-                    "examples_per_s": seen / (time.perf_counter() - started),
-                }
+                {"epoch": epoch, "done": first + len(rows), "of": n, "loss": loss_value, "examples_per_s": speed}
             )
         valid = validate()
         recall = valid.recall[config.eval_k]
@@ -191,3 +212,12 @@ def train(
                 break
     model.load_state_dict(best_state)
     return TrainResult(model.eval(), best, history, seen / (time.perf_counter() - started))
+
+
+def _step(optimisers: list[torch.optim.Optimizer], scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
+    for optimiser in optimisers:
+        optimiser.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    for optimiser in optimisers:
+        scaler.step(optimiser)
+    scaler.update()
