@@ -14,9 +14,7 @@ similar items) is bounded and dropped from a search asked for that many more.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -26,7 +24,6 @@ import torch
 from streamrec.embeddings.encoding import encode_queries
 from streamrec.embeddings.model import embed_items, embed_users, to_tensors
 from streamrec.embeddings.neighbours import TowerMoments, blended, vote_moments
-from streamrec.embeddings.text import words
 from streamrec.embeddings.versions import ModelVersion
 from streamrec.foundation.catalog import CatalogChange, Removed
 from streamrec.foundation.features import UserFeatures
@@ -34,10 +31,11 @@ from streamrec.foundation.popular import excluded_items, pick_popular, preferred
 from streamrec.foundation.schema import Item, ScoredItem
 from streamrec.foundation.settings import Settings
 from streamrec.index.kinds import BuiltIndex, IndexSpec, build
+from streamrec.serving.ranking import diversify, first_k
+from streamrec.serving.rows import MAX_EXACT_MATCHES, AllowBitmap, TitleWords
 
 log = logging.getLogger(__name__)
 
-MAX_EXACT_MATCHES = 1000  # title-word matches considered per search
 DIVERSE_CANDIDATES = 4  # with diversity on, k times this many candidates are searched to choose from
 
 
@@ -77,9 +75,8 @@ class ServingIndex:
         self.trained_popularity = np.asarray(version.item_popularity, dtype=np.float32)
         self.popularity = self.trained_popularity.copy()
         self.items: dict[str, Item] = {}
-        self._words: dict[str, set[int]] = {}
-        self._allow = np.zeros(0, dtype=np.uint8)
-        self._grow(len(self.row_ids))  # every row off until the catalog switches it on
+        self._titles = TitleWords()
+        self._allow = AllowBitmap(len(self.row_ids))  # every row off until the catalog switches it on
         self.sync(catalog, trained_content=True)
         self._popular: np.ndarray | None = None
         # The second source: neighbours over the version's rows, at the weight the trainer chose.
@@ -94,29 +91,9 @@ class ServingIndex:
             time.perf_counter() - started,
         )
 
-    # --- the allow-bitmap -----------------------------------------------------
-
-    def _grow(self, rows: int) -> None:
-        needed = (rows + 7) // 8
-        if needed > len(self._allow):
-            grown = np.zeros(max(needed, 2 * len(self._allow)), dtype=np.uint8)
-            grown[: len(self._allow)] = self._allow
-            self._allow = grown
-
-    def _set_rows(self, rows: np.ndarray, allowed: bool) -> None:
-        rows = np.asarray(rows, dtype=np.int64)
-        masks = (1 << (rows & 7)).astype(np.uint8)
-        if allowed:
-            np.bitwise_or.at(self._allow, rows >> 3, masks)
-        else:
-            np.bitwise_and.at(self._allow, rows >> 3, ~masks)
-
-    def _row_allowed(self, row: int) -> bool:
-        return bool(self._allow[row >> 3] >> (row & 7) & 1)
-
     def is_allowed(self, item_id: str) -> bool:
         row = self.row_of.get(item_id)
-        return row is not None and self._row_allowed(row)
+        return row is not None and self._allow.allows(row)
 
     # --- keeping up with the catalog ------------------------------------------
 
@@ -141,9 +118,9 @@ class ServingIndex:
                 fresh[item.item_id] = item
             else:
                 if known is None:
-                    self._index_words(row, item)
+                    self._titles.add(row, item.title)
                 self.row_category[row] = item.category
-                self._set_rows(np.array([row]), item.in_stock)
+                self._allow.set([row], item.in_stock)
             self.items[item.item_id] = item
         if fresh:
             self._add(list(fresh.values()))
@@ -152,33 +129,29 @@ class ServingIndex:
     def _remove(self, item_id: str) -> None:
         row = self.row_of.get(item_id)
         if row is not None:
-            self._set_rows(np.array([row]), False)
+            self._allow.set([row], False)
         self.items.pop(item_id, None)
 
     def _add(self, items: list[Item]) -> None:
         vectors = self.item_vectors(items)
         first = len(self.row_ids)
         self.index.add(vectors)
-        self._grow(first + len(items))
+        self._allow.grow(first + len(items))
         self.popularity = np.concatenate([self.popularity, np.zeros(len(items), dtype=np.float32)])
         self.trained_popularity = np.concatenate([self.trained_popularity, np.zeros(len(items), dtype=np.float32)])
         for offset, item in enumerate(items):
             row = first + offset
             old = self.row_of.get(item.item_id)
             if old is not None:
-                self._set_rows(np.array([old]), False)  # the stale vector stays, switched off
+                self._allow.set([old], False)  # the stale vector stays, switched off
                 self.popularity[row] = self.popularity[old]
                 self.trained_popularity[row] = self.trained_popularity[old]
             self.row_ids.append(item.item_id)
             self.row_of[item.item_id] = row
             self.row_category.append(item.category)
-            self._set_rows(np.array([row]), item.in_stock)
-            self._index_words(row, item)
+            self._allow.set([row], item.in_stock)
+            self._titles.add(row, item.title)
         self._popular = None
-
-    def _index_words(self, row: int, item: Item) -> None:
-        for word in set(words(item.title)):
-            self._words.setdefault(word, set()).add(row)
 
     # --- vectors --------------------------------------------------------------
 
@@ -196,17 +169,10 @@ class ServingIndex:
     def _item(self, item_id: str) -> Item:
         return self.items.get(item_id) or Item(item_id, "", "")  # a log's bare id: how the trainer saw it
 
-    # --- answers ----------------------------------------------------------------
+    def _category(self, item_id: str) -> str:
+        return self._item(item_id).category
 
-    def _answer(self, scores: np.ndarray, rows: np.ndarray, k: int, skip: set[str]) -> list[ScoredItem]:
-        """The first k found rows whose items are not in `skip`."""
-        ids, answer = self.row_ids, []
-        for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
-            if row >= 0 and ids[row] not in skip:
-                answer.append(ScoredItem(ids[row], score))
-                if len(answer) == k:  # a heavy buyer's search is deep: the rest is never read
-                    break
-        return answer
+    # --- answers ----------------------------------------------------------------
 
     def recommend(
         self,
@@ -235,7 +201,7 @@ class ServingIndex:
         that user excludes (purchases are bounded), then the exclusions are
         dropped: k is kept without a per-user bitmap. With
         `diversity` (default: the configured one) more candidates are searched
-        and each category is capped (`diversify`); `explain` adds `because` and
+        and each category is capped (`ranking.diversify`); `explain` adds `because` and
         `source`."""
         diversity = self.config.diversity if diversity is None else diversity
         answers: list[list[ScoredItem]] = [[] for _ in users]
@@ -254,7 +220,8 @@ class ServingIndex:
         if self._moments is not None:
             scores, rows, led_by_votes = self._blend(warm, users, vectors, scores, rows)
         for i, (n, skip) in enumerate(zip(warm, excluded, strict=True)):
-            answer = self.diversify(self._answer(scores[i], rows[i], depth, skip), k, diversity)
+            found = first_k(scores[i], rows[i], self.row_ids, depth, skip)
+            answer = diversify(found, k, diversity, self._category)
             if explain:
                 led = led_by_votes[i] if led_by_votes is not None else np.zeros(len(rows[i]), dtype=bool)
                 answer = self.explain(users[n], answer, self._sources(answer, rows[i], led))
@@ -272,7 +239,7 @@ class ServingIndex:
         scores, rows = [None] * len(skipped), [None] * len(skipped)
         for searched in np.unique(depths):
             members = np.flatnonzero(depths == searched)
-            found_scores, found_rows = self.index.search(vectors[members], int(searched), self._allow)
+            found_scores, found_rows = self.index.search(vectors[members], int(searched), self._allow.bits)
             for j, n in enumerate(members):
                 scores[n], rows[n] = found_scores[j], found_rows[j]
         return scores, rows
@@ -293,7 +260,7 @@ class ServingIndex:
             found = rows[i] >= 0
             history = np.array([self.row_of.get(item, trained) for item in dict.fromkeys(users[n].recent_items)])
             voted, votes = neighbours.votes(history[history < trained])
-            allowed = (self._allow[voted >> 3] >> (voted & 7) & 1).astype(bool)
+            allowed = self._allow.allows_each(voted)
             vote_mean, vote_std = vote_moments(votes, trained)
             extra = np.setdiff1d(voted[allowed], rows[i][found])
             candidates = np.concatenate([rows[i][found], extra])
@@ -311,26 +278,6 @@ class ServingIndex:
             votes_part = self.blend_weight * (all_votes - vote_mean) / vote_std
             merged.append((score[order], candidates[order], (2 * votes_part > score)[order]))  # votes > towers
         return [m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged]
-
-    def diversify(self, ranked: list[ScoredItem], k: int, diversity: float) -> list[ScoredItem]:
-        """The first k of `ranked` with at most ceil(k * (1 - diversity)) items
-        (at least one) per category, in score order; capped items fill what is
-        left when too few categories compete. Diversity 0 changes nothing."""
-        if diversity <= 0:
-            return ranked[:k]
-        cap = max(1, math.ceil(k * (1 - diversity)))
-        per_category: Counter[str] = Counter()
-        kept, capped = [], []
-        for scored in ranked:
-            category = self._item(scored.item_id).category
-            if per_category[category] < cap:
-                per_category[category] += 1
-                kept.append(scored)
-                if len(kept) == k:
-                    break
-            else:
-                capped.append(scored)
-        return (kept + capped)[:k]
 
     def explain(
         self, user: UserFeatures | None, answer: list[ScoredItem], sources: dict[str, str] | None = None
@@ -382,7 +329,7 @@ class ServingIndex:
 
         def ranked():
             for row in self._popular_rows():
-                if self._row_allowed(row):
+                if self._allow.allows(row):
                     yield self.row_ids[row], self.row_category[row], float(self.popularity[row]) / top
 
         preferred = preferred_categories(user, self.config.affinity_half_life_s, now)
@@ -393,8 +340,8 @@ class ServingIndex:
         if item_id not in self.row_of or item_id not in self.items:
             return None
         vector = self.item_vectors([self._item(item_id)])
-        scores, rows = self.index.search(vector, k + 1, self._allow)  # the item itself is among them
-        return self._answer(scores[0], rows[0], k, {item_id})
+        scores, rows = self.index.search(vector, k + 1, self._allow.bits)  # the item itself is among them
+        return first_k(scores[0], rows[0], self.row_ids, k, {item_id})
 
     def search(
         self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None
@@ -406,7 +353,7 @@ class ServingIndex:
             query_vector = self.model.query_vectors(
                 to_tensors({"q": encode_queries([query], self.version.config)})["q"]
             ).numpy()
-        _, rows = self.index.search(query_vector, max(k, self.config.search_candidates), self._allow)
+        _, rows = self.index.search(query_vector, max(k, self.config.search_candidates), self._allow.bits)
         candidates = {int(r) for r in rows[0] if r >= 0}
         exact = self._title_matches(query)
         candidates |= exact
@@ -422,10 +369,7 @@ class ServingIndex:
         return [ScoredItem(self.row_ids[r], float(s)) for r, s in ranked[:k]]
 
     def _title_matches(self, query: str) -> set[int]:
-        terms = set(words(query))
-        if not terms:
-            return set()
-        postings = sorted((self._words.get(term, set()) for term in terms), key=len)
-        matches = set.intersection(*postings) if postings else set()
-        allowed = {r for r in matches if self._row_allowed(r) and self.row_of.get(self.row_ids[r]) == r}
+        """Allowed current rows whose titles hold all the query's words, the first MAX_EXACT_MATCHES."""
+        matches = self._titles.matches(query)
+        allowed = {r for r in matches if self._allow.allows(r) and self.row_of.get(self.row_ids[r]) == r}
         return set(sorted(allowed)[:MAX_EXACT_MATCHES])
