@@ -55,6 +55,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Tests run in TEST_WORKERS processes (pytest-xdist): most of a broker test's time is spent waiting, so
 # more processes than cores pay; the Apache Kafka cluster's tests share one process (tests/conftest.py).

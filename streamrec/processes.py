@@ -27,6 +27,9 @@ from streamrec.streams.engines import stream_worker
 from streamrec.streams.web import create_worker_api, render_metrics
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from streamrec.serving.answers import Answering, Report
     from streamrec.serving.live import LiveModel
     from streamrec.serving.publisher import RecommendationPublisher
     from streamrec.trainer.job import IndexChooser
@@ -101,6 +104,7 @@ class WorkerProcess:
         from streamrec.serving.publisher_process import PublisherProcesses
 
         settings, worker = self.settings, self.worker
+        answering: Callable[[Report], Answering]
         if settings.publisher_processes:
             # started by the publisher's run
             answering = functools.partial(PublisherProcesses.spawn, settings, self.kafka)

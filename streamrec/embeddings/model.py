@@ -93,7 +93,7 @@ class TwoTower(nn.Module):
         features = torch.cat([pooled, affinity, last, batch["counts"]], dim=-1)
         return F.normalize(self.user_mlp(features), dim=-1)
 
-    def sparse_tables(self) -> list[nn.Parameter]:
+    def sparse_tables(self) -> list[torch.Tensor]:
         return [self.item_ids.weight, self.categories.weight, self.text.weight]
 
     def parameter_count(self) -> int:

@@ -68,7 +68,7 @@ class CatalogView(FollowedTopic):
         # Invalid records are skipped here: the worker owning the partition
         # dead-letters them (the same decoding and bounds decide both).
         for item in decode_records(value, self.limits, validate_item):
-            if type(item) is Rejected:
+            if isinstance(item, Rejected):
                 log.debug("catalog: skipping an invalid record: %s", item.reason)
                 continue
             self.items[item.item_id] = item

@@ -177,7 +177,7 @@ def measure(
 def settings_for(spec: IndexSpec) -> dict[str, str]:
     """The environment that makes `streamrec serve` use `spec`."""
     env = {"STREAMREC_INDEX_KIND": spec.kind}
-    used = {"hnsw": ("hnsw_m", "ef_search"), "ivf_flat": ("nlist", "nprobe")}.get(spec.kind, ())
+    used: tuple[str, ...] = {"hnsw": ("hnsw_m", "ef_search"), "ivf_flat": ("nlist", "nprobe")}.get(spec.kind, ())
     if spec.kind in ("ivf_pq", "opq_ivf_pq"):
         used = ("nlist", "nprobe", "pq_m", "pq_bits")
     for field in used:

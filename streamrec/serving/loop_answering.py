@@ -39,7 +39,8 @@ class LoopAnswering:
         """The worker's own tombstone ends a forgotten user's answers: nothing to do for them here."""
         if not due:
             return False
-        current = self.live.current  # the publisher hands users over only while a version is served
+        current = self.live.current
+        assert current is not None, "the publisher hands users over only while a version is served"
         answers = current.recommend_many([one.user for one in due], self.k, explain=self.explain)
         sent = await send_answers(self.producer, self.topic, due, answers, current.version.version, self._lost)
         self.report(sent, 0)

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,7 +138,7 @@ class RecommendationPublisher:
         """The version answering, None before the first model."""
         return self.answering.version
 
-    def note(self, touched: dict[str, tuple[int, str, float]], forgotten: list[str] = ()) -> None:
+    def note(self, touched: dict[str, tuple[int, str, float]], forgotten: Sequence[str] = ()) -> None:
         """Users whose features just changed, with their newest event, and
         users just forgotten: none of their answers may follow the worker's
         tombstone, so an answering process gets to send one after its own."""

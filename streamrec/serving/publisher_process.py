@@ -69,8 +69,8 @@ class PublisherProcesses:
     @property
     def version(self) -> str | None:
         """The oldest version a process serves (they swap one by one), None before all serve one."""
-        versions = [process.version for process in self._processes]
-        return None if None in versions else min(versions)
+        versions = [process.version for process in self._processes if process.version is not None]
+        return min(versions) if len(versions) == len(self._processes) else None
 
     async def publish(self, due: list[Due], forgotten: list[str]) -> bool:
         """Each process gets its users' share of the batch (`AnsweringProcess.publish`);
@@ -123,20 +123,21 @@ class AnsweringProcess:
         )
         self.version: str | None = None  # the version the process serves, None before the first model
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def _start(self) -> None:
-        """Start the process; back once its index is built (or no version exists yet)."""
+    async def _start(self) -> asyncio.StreamReader:
+        """Start the process; back, with the reports' end of the pipe, once its
+        index is built (or no version exists yet)."""
         self._process.start()
         self._child_end.close()  # the child's now: its death reads as the pipe's end here
-        self._reader, self._writer = await open_pipe(self._pipe)
+        reader, self._writer = await open_pipe(self._pipe)
         try:
-            first = await asyncio.wait_for(read_message(self._reader), STARTUP_TIMEOUT_S)
+            first = await asyncio.wait_for(read_message(reader), STARTUP_TIMEOUT_S)
         except TimeoutError:
             self._process.kill()
             raise RuntimeError(f"the publisher process did not start within {STARTUP_TIMEOUT_S:.0f} s") from None
         self._take(self._ended_if_none(first), lambda sent, errors: None)
+        return reader
 
     async def publish(self, due: list[Due], forgotten: list[str]) -> None:
         """Hand a batch over, and users whose answers must end with a
@@ -169,9 +170,9 @@ class AnsweringProcess:
                 self._slots.release()
 
     async def _take_reports(self, record: Report) -> None:
-        await self._start()
+        reader = await self._start()
         while True:
-            self._take(self._ended_if_none(await read_message(self._reader)), record)
+            self._take(self._ended_if_none(await read_message(reader)), record)
 
     def _ended_if_none(self, report: dict[str, Any] | None) -> dict[str, Any]:
         if report is None:

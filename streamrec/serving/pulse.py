@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 
@@ -58,7 +58,7 @@ SERVER_SILENT_S = 3 * LAG_EVERY_S  # a server not heard of for this long is not 
 PUBLISHER_COUNTS = ("backlog_users", "published", "without_model", "errors", "p50_ms", "p99_ms")
 
 Advertised = tuple[str, str]  # a worker's URL and its signature
-WorkerFinder = Callable[[AIOKafkaAdminClient, str], Awaitable[list[Advertised]]]  # (admin, group) -> members
+WorkerFinder = Callable[[AIOKafkaAdminClient, str], Awaitable[Sequence[Advertised]]]  # (admin, group) -> members
 
 
 @dataclass

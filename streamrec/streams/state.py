@@ -115,9 +115,10 @@ class WorkerState(ABC):
 
     def _hand_over_touched(self) -> None:
         agents = self.agents
-        if self.on_touched is not None and (agents.touched or agents.forgotten):
+        on_touched = self.on_touched
+        if on_touched is not None and (agents.touched or agents.forgotten):
             touched, forgotten, agents.touched, agents.forgotten = agents.touched, agents.forgotten, {}, []
-            self.on_touched(touched, forgotten)
+            on_touched(touched or {}, forgotten)
 
     @property
     def producer(self) -> AIOKafkaProducer:

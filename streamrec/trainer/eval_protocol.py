@@ -111,8 +111,8 @@ def judge(
     """Recall@K (hits over min(K, targets), so a perfect list scores 1 at any K),
     NDCG@K, coverage and diversity of each user's ranked list (already without
     the user's past items); a user missing from `rankings` scores zero."""
-    recall = {k: [] for k in ks}
-    ndcg = {k: [] for k in ks}
+    recall: dict[int, list[float]] = {k: [] for k in ks}
+    ndcg: dict[int, list[float]] = {k: [] for k in ks}
     shown: set[str] = set()
     diversity = []
     discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))

@@ -39,9 +39,10 @@ class Plan:
 
 def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
     """Events newer than the current version's data window (all, before the first)."""
-    if store.current() is None:
+    current = store.current()
+    if current is None:
         return len(cache.events)
-    window = store.load_manifest(store.current()).data_window
+    window = store.load_manifest(current).data_window
     last_ts = window.last_ts if window is not None else float("-inf")
     return sum(1 for e in cache.events if e.ts > last_ts)
 

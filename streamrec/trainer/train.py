@@ -210,6 +210,8 @@ def train(
             stale += 1
             if stale >= config.patience:
                 break
+    if best is None or best_state is None:
+        raise ValueError(f"nothing was trained: {config.epochs} epochs (at least 1 is needed)")
     model.load_state_dict(best_state)
     return TrainResult(model.eval(), best, history, seen / (time.perf_counter() - started))
 
