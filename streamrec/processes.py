@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import logging
 import os
 import socket
@@ -103,6 +104,11 @@ class WorkerProcess:
         from streamrec.serving.publisher import RecommendationPublisher, export_metrics
         from streamrec.serving.publisher_process import PublisherProcesses
 
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("faiss") is None:
+            raise RuntimeError(
+                "publishing recommendations needs PyTorch and FAISS: pip install 'streamrec[cpu]' "
+                "(or run the worker with STREAMREC_PUBLISH_RECOMMENDATIONS=false)"
+            )
         settings, worker = self.settings, self.worker
         answering: Callable[[Report], Answering]
         if settings.publisher_processes:
