@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
 from streamrec.foundation.buy_again import buy_again
+from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.http import Access, add_metrics
 from streamrec.foundation.popular import LIVE_POPULARITY, LivePopularity
 from streamrec.foundation.privacy import Pseudonyms
 from streamrec.foundation.schema import Item, ScoredItem
+from streamrec.foundation.settings import Settings
+from streamrec.serving.api_models import BuyAgain, Health, Recommendations, SearchResults, SimilarItems
 from streamrec.serving.live import LiveModel
 from streamrec.serving.serving_index import ServingIndex
 
@@ -68,38 +73,66 @@ def _described(item: Item | None) -> dict:
     return {} if item is None else {"title": item.title, "category": item.category}
 
 
+@dataclass(frozen=True)
+class _Serving:
+    """What every endpoint reads: the live model, its metrics and the lookups shared by the routes."""
+
+    live: LiveModel
+    metrics: ApiMetrics
+    pseudonym: Pseudonyms
+    fallback: LivePopularity
+
+    def index(self) -> ServingIndex:
+        current = self.live.current
+        if current is None:
+            raise HTTPException(503, "no model is being served yet: run `streamrec train` (the server picks it up)")
+        return current
+
+    def user(self, user_id: str) -> UserFeatures | None:
+        """The features of the shop's user `user_id` (the replica holds stored ids)."""
+        return self.live.features.get(self.pseudonym(user_id))
+
+    def catalog(self, details: bool) -> Mapping[str, Item] | None:
+        return self.live.catalog.items if details else None
+
+
 def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
     """The API's endpoints; /metrics too unless it has a port of its own."""
     settings = live.settings
     metrics = metrics or ApiMetrics(live)
     api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
-    max_id, max_k = settings.max_id_chars, settings.max_k
-    K = Query(10, ge=1, le=max_k, description="How many items.")
-    DETAILS = Query(False, description="Each item carries its title and category, where the catalog has it.")
     access = Access.from_settings(settings)
-    readers = [Depends(access.require("read"))]
-    pseudonym = Pseudonyms.from_settings(settings)
     fallback = LivePopularity(
         live.item_stats.popularity, live.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
     )
+    serving = _Serving(live, metrics, Pseudonyms.from_settings(settings), fallback)
+    readers = [Depends(access.require("read"))]
+    api.include_router(_user_routes(serving), dependencies=readers)
+    api.include_router(_item_routes(serving), dependencies=readers)
+    api.include_router(_health_routes(serving))
+    if not settings.api_metrics_port:
+        add_metrics(api, metrics.render, access)
+    return api
 
-    def serving() -> ServingIndex:
-        current = live.current
-        if current is None:
-            raise HTTPException(503, "no model is being served yet: run `streamrec train` (the server picks it up)")
-        return current
 
-    def user(user_id: str):
-        """The features of the shop's user `user_id` (the replica holds stored ids)."""
-        return live.features.get(pseudonym(user_id))
+def _options(settings: Settings) -> tuple[Any, Any]:
+    """The `k` and `details` query options every listing endpoint takes."""
+    k = Query(10, ge=1, le=settings.max_k, description="How many items.")
+    details = Query(False, description="Each item carries its title and category, where the catalog has it.")
+    return k, details
 
-    def catalog(details: bool) -> Mapping[str, Item] | None:
-        return live.catalog.items if details else None
 
-    @api.get(
+def _user_routes(serving: _Serving) -> APIRouter:
+    settings, metrics = serving.live.settings, serving.metrics
+    max_id = settings.max_id_chars
+    K, DETAILS = _options(settings)
+    router = APIRouter()
+
+    @router.get(
         "/recommendations/{user_id}",
         summary="Top-k items for a user (cold start for unknown users; live popularity before the first model)",
-        dependencies=readers,
+        response_model=Recommendations,
+        response_model_exclude_unset=True,
     )
     async def recommendations(
         user_id: str = Path(..., min_length=1, max_length=max_id),
@@ -114,24 +147,27 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
         details: bool = DETAILS,
     ) -> dict:
         with metrics.latency.labels("recommendations").time():
-            current = live.current
+            current = serving.live.current
             if current is None:  # before the first model: what the stream knows
-                answer, version = fallback.recommend(user(user_id), k), LIVE_POPULARITY
+                answer, version = serving.fallback.recommend(serving.user(user_id), k), LIVE_POPULARITY
             else:
-                answer = current.recommend(user(user_id), k, diversity=diversity, explain=explain)
+                answer = current.recommend(serving.user(user_id), k, diversity=diversity, explain=explain)
                 version = current.version.version
-            return {"user_id": user_id, "items": _items(answer, catalog(details)), "model_version": version}
+            return {"user_id": user_id, "items": _items(answer, serving.catalog(details)), "model_version": version}
 
-    @api.get(
+    @router.get(
         "/users/{user_id}/buy-again",
         summary="The user's own purchases, ranked by how often and how lately (no model needed)",
-        dependencies=readers,
+        response_model=BuyAgain,
+        response_model_exclude_unset=True,
     )
-    async def again(user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS):
+    async def again(
+        user_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS
+    ) -> dict:
         with metrics.latency.labels("buy_again").time():
-            features = user(user_id)
+            features = serving.user(user_id)
             ranked = buy_again(features, settings.buy_again_half_life_s, k) if features is not None else []
-            described = catalog(details) or {}
+            described = serving.catalog(details) or {}
             items = [
                 {
                     "item_id": item,
@@ -144,20 +180,37 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
             ]
             return {"user_id": user_id, "items": items, "source": "buy_again"}
 
-    @api.get("/items/{item_id}/similar", summary="Items near an item", dependencies=readers)
+    return router
+
+
+def _item_routes(serving: _Serving) -> APIRouter:
+    settings, metrics = serving.live.settings, serving.metrics
+    max_id = settings.max_id_chars
+    K, DETAILS = _options(settings)
+    router = APIRouter()
+
+    @router.get(
+        "/items/{item_id}/similar",
+        summary="Items near an item",
+        response_model=SimilarItems,
+        response_model_exclude_unset=True,
+    )
     async def similar(
         item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS
     ) -> dict:
         with metrics.latency.labels("similar").time():
-            current = serving()
+            current = serving.index()
             answer = current.similar(item_id, k)
             if answer is None:
                 raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
-            items = _items(answer, catalog(details))
+            items = _items(answer, serving.catalog(details))
             return {"item_id": item_id, "items": items, "model_version": current.version.version}
 
-    @api.get(
-        "/search", summary="Personalised search: semantic candidates, exact title matches first", dependencies=readers
+    @router.get(
+        "/search",
+        summary="Personalised search: semantic candidates, exact title matches first",
+        response_model=SearchResults,
+        response_model_exclude_unset=True,
     )
     async def search(
         q: str = Query(..., min_length=1, max_length=settings.max_text_chars, description="Search text."),
@@ -168,17 +221,27 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
         with metrics.latency.labels("search").time():
             if not q.strip():
                 raise HTTPException(422, "q is blank")
-            current = serving()
-            answer = current.search(q, k, user(user_id) if user_id else None)
-            items = _items(answer, catalog(details))
+            current = serving.index()
+            answer = current.search(q, k, serving.user(user_id) if user_id else None)
+            items = _items(answer, serving.catalog(details))
             return {"query": q, "user_id": user_id, "items": items, "model_version": current.version.version}
 
-    @api.get("/healthz", summary="200 when serving a model, 503 before")
+    return router
+
+
+def _health_routes(serving: _Serving) -> APIRouter:
+    router = APIRouter()
+
+    @router.get(
+        "/healthz",
+        summary="200 when serving a model, 503 before",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "No model is served yet."}},
+    )
     async def healthz() -> JSONResponse:
+        live = serving.live
         current = live.current
         body = {"model_version": live.version, "items": current.index.ntotal if current else 0, "swaps": live.swaps}
         return JSONResponse(body, status_code=200 if current is not None else 503)
 
-    if not settings.api_metrics_port:
-        add_metrics(api, metrics.render, access)
-    return api
+    return router
