@@ -57,11 +57,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Tests run in TEST_WORKERS processes (pytest-xdist): most of a broker test's time is spent waiting, so
-# more processes than cores pay; the Apache Kafka cluster's tests share one process (tests/conftest.py).
-TEST_WORKERS ?= 4
+# Tests run in TEST_WORKERS processes (pytest-xdist), the Apache Kafka cluster's tests in one of them
+# (tests/conftest.py). One thread each for torch and FAISS: on two cores, four processes with two threads
+# each made the real-time tests eight times slower than alone.
+TEST_WORKERS ?= 2
 test: lint kafka-jars examples chromium
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 # The pure core's tests and the lint, without a broker, a JDK, Go, Node or Chromium.
 unit: lint

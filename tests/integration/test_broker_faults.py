@@ -38,7 +38,7 @@ from streamrec.foundation.kafka import KafkaConnection, admin_client
 from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.processes import child_env
 from tests.conftest import _brokers, free_port
-from tests.integration.helpers import end_process, run_scenario
+from tests.integration.helpers import end_process, run_scenario, until
 from tests.integration.test_soak import _worker_process, produce
 
 pytestmark = [
@@ -105,9 +105,19 @@ def test_the_launcher_serves_on_through_a_leader_killed_by_the_os_and_loses_and_
             "STREAMREC_PUBLISH_RECOMMENDATIONS": "false",
         }
 
+        worker_log = tmp_path / "worker.log"
+
         async def scenario() -> None:
             await ensure_topics(settings, kafka)
-            workers.append(_worker_process(env))
+            with worker_log.open("wb") as log_file:
+                command = [sys.executable, "-m", "streamrec.cli", "worker"]
+                workers.append(subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT))
+            await until(
+                lambda: port_open("127.0.0.1", settings.worker_port) or workers[0].poll() is not None,
+                180,
+                "the worker's port",
+            )
+            assert workers[0].poll() is None, f"the worker exited: {worker_log.read_text()[-3000:]}"
             sending = asyncio.create_task(asyncio.to_thread(_produce_with_librdkafka, kafka, settings))
             await asyncio.sleep(BEFORE_S)
             node, led = await _leader_of_first_changelog_partition(kafka, settings)
