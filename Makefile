@@ -58,15 +58,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), the Apache Kafka cluster's tests in one of them
-# (tests/conftest.py). One thread each for torch and FAISS: on two cores, four processes with two threads
-# each made the real-time tests eight times slower than alone.
+# (tests/conftest.py). One OpenMP thread each for torch and FAISS: their threads spin while they wait,
+# and on two cores four processes with two threads each made the real-time tests eight times slower.
 TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 test: lint kafka-jars examples chromium
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PYTEST) $(ARGS)
 
 # The pure core's tests and the lint, without a broker, a JDK, Go, Node or Chromium.
 unit: lint
-	$(BIN)/python -m pytest -n 2 tests/unit $(ARGS)
+	$(PYTEST) tests/unit $(ARGS)
 
 # The long versions of the volume, kill -9 and fuzzing suites (tests marked slow: about 15 minutes here).
 soak: $(STAMP)
