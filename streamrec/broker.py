@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from streamrec.foundation.kafka import KafkaConnection
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +142,12 @@ class EmbeddedBroker:
 
 
 @contextlib.contextmanager
-def kafka_connection(settings: Settings) -> Iterator[KafkaConnection]:
+def kafka_connection(settings: KafkaSettings) -> Iterator[KafkaConnection]:
     """The cluster to talk to: the configured one (with the settings' TLS and
     SASL), a local broker already running, or an embedded broker started for
     the duration of the block (both plain)."""
-    if settings.kafka_bootstrap:
-        yield KafkaConnection.from_settings(settings, settings.kafka_bootstrap)
+    if settings.bootstrap:
+        yield KafkaConnection.from_settings(settings, settings.bootstrap)
         return
     if port_open(settings.broker_host, settings.broker_port):
         log.info("using the broker already listening on %s:%d", settings.broker_host, settings.broker_port)

@@ -126,7 +126,7 @@ ModelInfo = tuple[str | None, float | None, float | None]  # version, its recall
 
 def _current_model(settings: Settings) -> ModelInfo:
     """The current version and its test recall@20 (and popularity's)."""
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     version = store.current()
     if version is None:
         return None, None, None
@@ -288,7 +288,7 @@ def freshness_of_models(milestones: Milestones, settings: Settings) -> list[dict
     demo's events carry the wall clock, so a version's data window says when
     its newest event happened; the events since the previous version's newest
     waited from then until this version was served."""
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     kept = set(store.versions())  # a long run's trainer prunes its oldest versions
     rows, previous = [], None
     for version, served in sorted(milestones.served_at.items(), key=lambda vs: vs[1]):

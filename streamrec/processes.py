@@ -25,6 +25,7 @@ from streamrec.foundation.settings import Settings
 from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.streams.assignor import group_workers
 from streamrec.streams.engines import stream_worker
+from streamrec.streams.state import WorkerConfig
 from streamrec.streams.web import create_worker_api, render_metrics
 
 if TYPE_CHECKING:
@@ -52,11 +53,11 @@ class WorkerProcess:
     def __init__(self, settings: Settings, kafka: KafkaConnection):
         self.settings = settings
         self.kafka = kafka
-        publishing = settings.publish_recommendations
-        topics = Topics.from_settings(settings)
-        in_process = publishing and not settings.publisher_processes  # whose index takes the worker's catalog changes
+        publishing = settings.publisher.publish_recommendations
+        topics = Topics.from_settings(settings.kafka)
+        in_process = publishing and not settings.publisher.processes  # whose index takes the worker's catalog changes
         self.catalog = CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=in_process)
-        self.worker = stream_worker(settings, kafka, catalog=self.catalog)
+        self.worker = stream_worker(WorkerConfig.from_settings(settings), kafka, catalog=self.catalog)
         self.publisher: RecommendationPublisher | None = None  # set once its index is loaded
 
     @property
@@ -66,25 +67,19 @@ class WorkerProcess:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then flush, commit and leave the group cleanly."""
-        settings, worker = self.settings, self.worker
+        own, worker = self.settings.worker, self.worker
         await worker.start()
         tasks = {
-            asyncio.create_task(
-                serve_http(
-                    create_worker_api(worker, self._publisher_view), settings.worker_host, settings.worker_port, stop
-                )
-            ),
+            asyncio.create_task(serve_http(create_worker_api(worker, self._publisher_view), own.host, own.port, stop)),
             asyncio.create_task(worker.run()),
         }
-        if settings.worker_metrics_port:
-            metrics = metrics_app(lambda: render_metrics(worker), Access.from_settings(settings))
-            tasks.add(
-                asyncio.create_task(serve_http(metrics, settings.worker_host, settings.worker_metrics_port, stop))
-            )
-        if settings.publish_recommendations:
+        if own.metrics_port:
+            metrics = metrics_app(lambda: render_metrics(worker), Access.from_settings(self.settings.access))
+            tasks.add(asyncio.create_task(serve_http(metrics, own.host, own.metrics_port, stop)))
+        if self.settings.publisher.publish_recommendations:
             self.publisher = await self._start_publisher()
             tasks.add(asyncio.create_task(self.publisher.run(stop)))
-        log.info("worker up: HTTP %s, group %s", settings.worker_url, worker.topics.worker_group)
+        log.info("worker up: HTTP %s, group %s", own.url, worker.topics.worker_group)
         try:
             done, _ = await asyncio.wait(
                 {*tasks, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
@@ -110,23 +105,24 @@ class WorkerProcess:
                 "(or run the worker with STREAMREC_PUBLISH_RECOMMENDATIONS=false)"
             )
         settings, worker = self.settings, self.worker
+        publishing = settings.publisher
         answering: Callable[[Report], Answering]
-        if settings.publisher_processes:
+        if publishing.processes:
             # started by the publisher's run
             answering = functools.partial(PublisherProcesses.spawn, settings, self.kafka)
         else:
-            from streamrec.serving.live import LiveModel  # torch and faiss load only where the answers are
+            from streamrec.serving.live import LiveConfig, LiveModel  # torch and faiss load only where the answers are
             from streamrec.serving.loop_answering import LoopAnswering
 
-            live = LiveModel(settings, sample_users=worker.sample_users, catalog=self.catalog)
+            live = LiveModel(LiveConfig.from_settings(settings), sample_users=worker.sample_users, catalog=self.catalog)
             await live.start(self.kafka)
             answering = functools.partial(
                 LoopAnswering,
                 live,
                 worker.producer,
                 worker.topics.recommendations,
-                k=settings.publish_k,
-                explain=settings.publish_explanations,
+                k=publishing.k,
+                explain=publishing.explanations,
             )
         fallback = LivePopularity(
             worker.live_popularity, self.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
@@ -137,8 +133,8 @@ class WorkerProcess:
             worker.producer,
             worker.topics.recommendations,
             fallback,
-            k=settings.publish_k,
-            interval_s=settings.publish_interval_s,
+            k=publishing.k,
+            interval_s=publishing.interval_s,
             batch_size=settings.index_batch_size,
         )
         worker.watch_users(publisher.note)
@@ -152,10 +148,10 @@ def child_env(settings: Settings, kafka: KafkaConnection) -> dict[str, str]:
     return {
         **os.environ,
         "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
-        "STREAMREC_APP_ID": settings.app_id,
+        "STREAMREC_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "STREAMREC_APP_ID": settings.kafka.app_id,
         "STREAMREC_DATA_DIR": str(settings.data_dir),
-        "STREAMREC_PARTITIONS": str(settings.partitions),
+        "STREAMREC_PARTITIONS": str(settings.kafka.partitions),
     }
 
 
@@ -173,26 +169,27 @@ async def run_server(
     versions and serve; pass a `live` model to watch it (tests, the demo)."""
     from streamrec.serving.api import ApiMetrics, create_api
     from streamrec.serving.console import add_console
-    from streamrec.serving.live import LiveModel
+    from streamrec.serving.live import LiveConfig, LiveModel
     from streamrec.serving.pulse import Pulse
 
-    await ensure_topics(settings, kafka)
-    live = live or LiveModel(settings)
+    await ensure_topics(settings.kafka, kafka)
+    live = live or LiveModel(LiveConfig.from_settings(settings))
+    api_settings = settings.api
     await live.start(kafka)
     follow = asyncio.create_task(live.follow(stop))
     log.info(
         "API on http://%s:%d (OpenAPI at /docs, the console at /console), model %s",
-        settings.api_host,
-        settings.api_port,
+        api_settings.host,
+        api_settings.port,
         live.version,
     )
     metrics = ApiMetrics(live)
-    access = Access.from_settings(settings)
-    local_worker = (settings.worker_url, access.sign(settings.worker_url))
-    server = f"{socket.gethostname()}:{settings.api_port}"  # a pod's name in Kubernetes: one per replica
+    access = Access.from_settings(settings.access)
+    local_worker = (settings.worker.url, access.sign(settings.worker.url))
+    server = f"{socket.gethostname()}:{api_settings.port}"  # a pod's name in Kubernetes: one per replica
     pulse = Pulse(
         kafka,
-        Topics.from_settings(settings),
+        Topics.from_settings(settings.kafka),
         live.item_stats,
         access,
         group_workers,
@@ -205,11 +202,11 @@ async def run_server(
     tasks = {
         follow,
         asyncio.create_task(pulse.run(stop)),
-        asyncio.create_task(serve_http(api, settings.api_host, settings.api_port, stop)),
+        asyncio.create_task(serve_http(api, api_settings.host, api_settings.port, stop)),
     }
-    if settings.api_metrics_port:
-        internal = metrics_app(metrics.render, Access.from_settings(settings))
-        tasks.add(asyncio.create_task(serve_http(internal, settings.api_host, settings.api_metrics_port, stop)))
+    if api_settings.metrics_port:
+        internal = metrics_app(metrics.render, access)
+        tasks.add(asyncio.create_task(serve_http(internal, api_settings.host, api_settings.metrics_port, stop)))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -226,19 +223,19 @@ async def rollback_and_announce(settings: Settings, kafka: KafkaConnection) -> s
     from streamrec.foundation.store import ModelStore
     from streamrec.trainer.announce import announce
 
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     version = store.rollback()
-    await announce(settings, kafka, store, version)
+    await announce(Topics.from_settings(settings.kafka), kafka, store, version)
     return version
 
 
 def index_chooser(settings: Settings) -> IndexChooser | None:
     """With `STREAMREC_INDEX_TUNE`, the trainer's hook that tunes each new
     version's index once, for every server and worker (trainer and index meet here)."""
-    if not settings.index_tune:
+    if not settings.tune.index_tune:
         return None
 
     from streamrec.foundation.store import ModelStore
     from streamrec.index.tune import choose_for_version
 
-    return functools.partial(choose_for_version, ModelStore.from_settings(settings), settings)
+    return functools.partial(choose_for_version, ModelStore.in_data_dir(settings.data_dir), settings.tune)

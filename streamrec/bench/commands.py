@@ -68,7 +68,7 @@ def bench_ingest(
         raise typer.BadParameter("exactly_once runs on the batch engine only", param_hint="--guarantee")
     settings = Settings()
     console.print(f"producing {events} events over {users} users and {items} items ...")
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         result = asyncio.run(run_bench(settings, kafka, events, users, items, engines, guarantees))
     table = Table("measure", "events/s", "ratio to raw")
     table.add_row("produce (ShopProducer, acks=all)", f"{result.produce_events_per_s:,.0f}", "")
@@ -108,7 +108,7 @@ def bench_train(
         settings = settings.derive(train_epochs=epochs)
     console.print(f"simulating and producing {events} events ({users} users, {items} items) ...")
     progress, update = training_progress()
-    with kafka_connection(settings) as kafka, progress:
+    with kafka_connection(settings.kafka) as kafka, progress:
         result = asyncio.run(
             run_bench(
                 settings, kafka, events, users, items, new_events, update, lambda phase: progress.console.print(phase)
@@ -277,7 +277,7 @@ def bench_scale(
 
     settings = Settings()
     counts = tuple(int(n) for n in workers.split(",") if n.strip())
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         result = asyncio.run(
             run_bench(
                 settings,
@@ -397,7 +397,7 @@ def bench_quality(
             raise typer.Exit(2) from None
     events, catalog = log.read(settings)
     ports = (settings.api_port, settings.worker_port)
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         report = asyncio.run(
             run_bench(settings, kafka, events, catalog, seeds=seeds, peers=peers, ports=ports, on_status=console.print)
         )

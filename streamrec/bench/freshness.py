@@ -32,7 +32,7 @@ from streamrec.shop.producer import ShopProducer
 def publish_untrained_version(settings: Settings, items: list[Item]) -> str:
     """A current version over `items` with the configured model size."""
     model = TwoTower(ModelConfig.from_settings(settings)).eval()
-    return publish_model(ModelStore.from_settings(settings), model, items, None, Manifest(created=time.time()))
+    return publish_model(ModelStore.in_data_dir(settings.data_dir), model, items, None, Manifest(created=time.time()))
 
 
 def machine_baseline_ms() -> float:

@@ -22,7 +22,7 @@ from streamrec.foundation.codec import encode
 from streamrec.foundation.features import FeatureConfig, UserFeatures, apply_event
 from streamrec.foundation.schema import Event, Item
 from streamrec.foundation.store import Manifest
-from streamrec.serving.live import index_spec, serving_config
+from streamrec.serving.live import LiveConfig
 
 
 def _synthetic_version(items: int, dim: int, settings) -> ModelVersion:
@@ -107,9 +107,9 @@ def bench_http(
     on_status(f"building the {settings.index_kind} index over {items:,} items ...")
     version = _synthetic_version(items, dim, settings)
     catalog = [Item(f"i{n}", f"item {n}", f"c{n % 7}") for n in range(items)]
-    live = LiveModel(settings)
+    live = LiveModel(LiveConfig.from_settings(settings))
     live.current = ServingIndex(
-        version, index_spec(settings), catalog, serving_config(settings), threads=settings.index_threads or None
+        version, live.settings.spec, catalog, live.settings.serving, threads=settings.index_threads or None
     )
     del catalog
     for user in _users(users, items):

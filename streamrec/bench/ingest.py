@@ -27,6 +27,7 @@ from streamrec.foundation.settings import Settings
 from streamrec.foundation.topics import Topics
 from streamrec.shop.producer import ShopProducer
 from streamrec.streams.engines import stream_worker
+from streamrec.streams.state import WorkerConfig
 
 
 @dataclass
@@ -70,7 +71,7 @@ async def produce(settings: Settings, kafka: KafkaConnection, events: int, users
 
 async def raw_consume(settings: Settings, kafka: KafkaConnection, events: int) -> float:
     """Consume-and-decode with a bare aiokafka consumer: the ceiling."""
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     consumer = reader(kafka)
     await consumer.start()
     try:
@@ -95,7 +96,7 @@ async def worker_consume(settings: Settings, kafka: KafkaConnection, events: int
     """Events/s through a worker of `settings.engine`, from its partitions'
     restore to the last event counted (the batch engine counts at commit,
     the faust engine as it folds)."""
-    worker = stream_worker(settings, kafka)
+    worker = stream_worker(WorkerConfig.from_settings(settings), kafka)
     await worker.start()
     running = asyncio.create_task(worker.run())
     try:

@@ -26,9 +26,10 @@ from streamrec.foundation.schema import Event, Item
 from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
 from streamrec.processes import WorkerProcess, run_server
-from streamrec.serving.live import LiveModel
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.replay import send_replay
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.data import open_cache, refresh_cache
 from streamrec.trainer.eval_protocol import DEPTH, Quality, WindowSplit, judge, window_split
 from streamrec.trainer.job import train_and_publish
@@ -120,10 +121,11 @@ async def product_rankings(
         await send_replay(producer, split.train, items)
     await _fold(settings, kafka, split.train, on_status)
     on_status("training (the trainer's own refresh) ...")
-    cache = open_cache(settings)
-    await refresh_cache(settings, kafka, cache)
-    store = ModelStore.from_settings(settings)
-    outcome = await asyncio.to_thread(train_and_publish, settings, cache, store, force=True)
+    trainer = TrainerConfig.from_settings(settings)
+    cache = open_cache(trainer)
+    await refresh_cache(trainer, kafka, cache)
+    store = ModelStore.in_data_dir(settings.data_dir)
+    outcome = await asyncio.to_thread(train_and_publish, trainer, cache, store, force=True)
     on_status(f"serving {outcome.version} and asking the API for {len(split.targets):,} users ...")
     rankings, by_diversity, again = await _ask_api(settings, kafka, split, diversities)
     manifest = outcome.manifest
@@ -167,7 +169,7 @@ async def _ask_api(
     items it knows the user had; the rest of the past is filtered here); and
     buy-again's SHOWN items for each user who bought something again."""
     stop = asyncio.Event()
-    live = LiveModel(settings)
+    live = LiveModel(LiveConfig.from_settings(settings))
     serving = asyncio.create_task(run_server(settings, kafka, stop, live))
     rankings: dict[str, list[str]] = {}
     by_diversity: dict[float, dict[str, list[str]]] = {d: {} for d in diversities}

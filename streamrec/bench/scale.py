@@ -91,9 +91,11 @@ class CommittedOffsets:
     reader in the group's name that never joins it: it only fetches offsets)."""
 
     def __init__(self, settings: Settings, kafka: KafkaConnection):
-        self.consumer = reader(kafka, group_id=Topics.from_settings(settings).worker_group)
+        self.consumer = reader(kafka, group_id=Topics.from_settings(settings.kafka).worker_group)
         self.tps = [
-            TopicPartition(t, p) for t in Topics.from_settings(settings).events for p in range(settings.partitions)
+            TopicPartition(t, p)
+            for t in Topics.from_settings(settings.kafka).events
+            for p in range(settings.partitions)
         ]
 
     async def __aenter__(self) -> CommittedOffsets:
@@ -108,7 +110,7 @@ class CommittedOffsets:
 
 
 async def _recommendations(settings: Settings, kafka: KafkaConnection) -> list[dict]:
-    topic = Topics.from_settings(settings).recommendations
+    topic = Topics.from_settings(settings.kafka).recommendations
     consumer = reader(kafka)
     await consumer.start()
     try:
@@ -143,7 +145,7 @@ async def run_group(
         }
     )
     catalog = [Item(f"i{n}", f"item {n} model {n % 97}", f"c{n % 50}", price=5.0 + n % 200) for n in range(items)]
-    await ensure_topics(settings, kafka)
+    await ensure_topics(settings.kafka, kafka)
     publish_untrained_version(settings, catalog)
     rng = np.random.default_rng(count)
     async with ShopProducer(kafka, settings) as producer:

@@ -112,7 +112,7 @@ class Traffic:
 def _serve(
     commands: Connection, settings: Settings, kafka_sent: tuple[str, dict[str, bool]], users: int, items: int, seed: int
 ):
-    kafka = KafkaConnection.from_parent(settings, kafka_sent)
+    kafka = KafkaConnection.from_parent(settings.kafka, kafka_sent)
     try:
         asyncio.run(_send_when_told(commands, settings, kafka, users, items, np.random.default_rng(seed)))
     except Exception as exc:  # the parent raises it

@@ -22,6 +22,7 @@ from streamrec.foundation.settings import Settings
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
 from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.data import open_cache
 from streamrec.trainer.job import RunOutcome
 from streamrec.trainer.schedule import train_once
@@ -48,7 +49,9 @@ async def _timed_refresh(
     settings: Settings, kafka: KafkaConnection, cache: InteractionCache, on_progress, **how
 ) -> dict:
     started = time.perf_counter()
-    outcome = await train_once(settings, kafka, cache=cache, on_progress=on_progress, **how)
+    outcome = await train_once(
+        TrainerConfig.from_settings(settings), kafka, cache=cache, on_progress=on_progress, **how
+    )
     return _figures(outcome, time.perf_counter() - started)
 
 
@@ -79,13 +82,13 @@ async def bench_train(
             await producer.send_event(event)
         produced_s = time.perf_counter() - started
         on_phase(f"base version on {events - new_events} events")
-        warm_cache = open_cache(settings)
+        warm_cache = open_cache(TrainerConfig.from_settings(settings))
         base = await _timed_refresh(settings, kafka, warm_cache, on_progress, full=True)
         for event in log:
             await producer.send_event(event)
     full_settings = settings.derive(data_dir=settings.data_dir.parent / "full")
     shutil.copytree(settings.data_dir, full_settings.data_dir, symlinks=True)  # the same trainer state, twice
-    full_cache = open_cache(full_settings)
+    full_cache = open_cache(TrainerConfig.from_settings(full_settings))
     on_phase(f"warm refresh after {new_events} new events")
     warm = await _timed_refresh(settings, kafka, warm_cache, on_progress)
     on_phase("full refresh on the same data")

@@ -94,7 +94,7 @@ def load_version(settings: Settings, version: str | None) -> Any:
     from streamrec.embeddings.versions import load_version as load
     from streamrec.foundation.store import ModelStore
 
-    return load(ModelStore.from_settings(settings), version)
+    return load(ModelStore.in_data_dir(settings.data_dir), version)
 
 
 # --- benchmarks' output -------------------------------------------------------------
@@ -135,7 +135,7 @@ def run_broker(settings: Settings, apache_kafka: bool, workdir: Path) -> Iterato
     """The configured or embedded broker, or a one-node Apache Kafka in
     `workdir`, emptied first: each run's cluster starts empty, as tansu does."""
     if not apache_kafka:
-        with kafka_connection(settings) as kafka:
+        with kafka_connection(settings.kafka) as kafka:
             yield kafka
         return
     from streamrec.apache_kafka import KafkaCluster

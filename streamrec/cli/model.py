@@ -53,26 +53,33 @@ def train(
 def _rollback(settings: Settings) -> None:
     from streamrec.processes import rollback_and_announce
 
-    with kafka_connection(settings) as kafka:  # nothing to roll back to: one line, exit 2 (run)
+    with kafka_connection(settings.kafka) as kafka:  # nothing to roll back to: one line, exit 2 (run)
         version = asyncio.run(rollback_and_announce(settings, kafka))
     console.print(f"current version is now [bold]{version}[/] (announced)")
 
 
 def _train_now(settings: Settings, **options: Any) -> None:
     from streamrec.processes import index_chooser
+    from streamrec.trainer.config import TrainerConfig
     from streamrec.trainer.schedule import train_once
 
     progress, update = training_progress()
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         try:
             with progress:
                 outcome = asyncio.run(
-                    train_once(settings, kafka, on_progress=update, choose_index=index_chooser(settings), **options)
+                    train_once(
+                        TrainerConfig.from_settings(settings),
+                        kafka,
+                        on_progress=update,
+                        choose_index=index_chooser(settings),
+                        **options,
+                    )
                 )
         except KafkaError:
             raise  # the brokers, not the training (refused, unreachable): one line and exit 2 (run)
         except (RuntimeError, StoreError) as exc:
-            current = ModelStore.from_settings(settings).current()
+            current = ModelStore.in_data_dir(settings.data_dir).current()
             console.print(f"[red]training failed[/]; current version {current} kept: {exc}")
             raise typer.Exit(1) from None
     say_outcome(outcome)
@@ -80,14 +87,15 @@ def _train_now(settings: Settings, **options: Any) -> None:
 
 def _train_every(settings: Settings, every: str, min_new_events: int) -> None:
     from streamrec.processes import index_chooser
+    from streamrec.trainer.config import TrainerConfig
     from streamrec.trainer.schedule import train_every
 
     interval = parse_duration(every)
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         console.print(f"training every {every} (at least {min_new_events} new events); Ctrl-C stops")
         run_until_signal(
             lambda stop: train_every(
-                settings,
+                TrainerConfig.from_settings(settings),
                 kafka,
                 stop,
                 interval,
@@ -125,12 +133,13 @@ def evaluate(
 ) -> None:
     """Recall, NDCG, coverage and diversity of a version against popularity, on the held-out users' newest events."""
     from streamrec.plots import recall_curves
+    from streamrec.trainer.config import TrainerConfig
     from streamrec.trainer.schedule import evaluate_on_log
 
     settings = Settings()
     loaded = load_version(settings, version)
-    with kafka_connection(settings) as kafka:
-        judged = asyncio.run(evaluate_on_log(settings, kafka, loaded, CURVE_KS))
+    with kafka_connection(settings.kafka) as kafka:
+        judged = asyncio.run(evaluate_on_log(TrainerConfig.from_settings(settings), kafka, loaded, CURVE_KS))
     result = judged.evaluation
     table = Table("metric", f"model {loaded.version}", "popularity", "ratio")
     rows = [

@@ -21,7 +21,7 @@ def serve(port: Annotated[int | None, typer.Option(help="HTTP port (default: STR
     from streamrec.processes import run_server
 
     settings = Settings() if port is None else Settings().derive(api_port=port)
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         run_until_signal(lambda stop: run_server(settings, kafka, stop))
 
 
@@ -61,19 +61,19 @@ def tune(
     }
     settings = Settings().derive(**{name: value for name, value in given.items() if value is not None})
     loaded = load_version(settings, version)
-    replica = FeatureReplica(Topics.from_settings(settings).user_features_changelog)
+    replica = FeatureReplica(Topics.from_settings(settings.kafka).user_features_changelog)
 
     async def read_users(kafka: KafkaConnection) -> None:
         await replica.start(kafka)  # reads the changelog to its end
         await replica.stop()
 
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         asyncio.run(read_users(kafka))
     items = len(loaded.item_ids)
     table = measurement_table(f"model {loaded.version}: {items:,} items", settings.tune_k)
     console.print(f"measuring {loaded.version} ({items:,} items) with up to {settings.tune_queries} user queries ...")
     users = replica.sample(2 * settings.tune_queries)
-    tuning = run_tune(loaded, users, settings, on_measured=lambda ms: add_measurements(table, ms))
+    tuning = run_tune(loaded, users, settings.tune, on_measured=lambda ms: add_measurements(table, ms))
     Console().print(table)
     console.print(
         f"{tuning.queries_from_users} queries came from users, the rest from item vectors; target: {tuning.target}"

@@ -83,7 +83,7 @@ def worker(
     from streamrec.processes import run_worker
 
     settings = Settings() if port is None else Settings().derive(worker_port=port)
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         run_until_signal(lambda stop: run_worker(settings, kafka, stop))
 
 
@@ -101,16 +101,16 @@ def forget(user_id: Annotated[str, typer.Argument(help="The shop's id of the use
         raise typer.Exit(2)
 
     async def go(kafka: KafkaConnection) -> Any:
-        await ensure_topics(settings, kafka)
+        await ensure_topics(settings.kafka, kafka)
         producer = await start_producer(kafka)
         try:
             return await send_forget(
-                producer, Topics.from_settings(settings), Pseudonyms.from_settings(settings), user_id
+                producer, Topics.from_settings(settings.kafka), Pseudonyms.from_settings(settings.access), user_id
             )
         finally:
             await producer.stop()
 
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         sent = asyncio.run(go(kafka))
     console.print(
         f"forget request for {user_id!r} stored at {sent.topic}[{sent.partition}]@{sent.offset}: "

@@ -50,7 +50,7 @@ def simulate(
                     return await sending
                 return producer.sent
 
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         sent = run_until_signal(go)
     console.print(f"sent {sent} records ({len(shop.items)} items in the catalog)")
     if ground_truth is not None:
@@ -74,7 +74,7 @@ def replay(log: LogFile) -> None:
                 task = progress.add_task("replaying", total=len(events))
                 await send_replay(producer, events, catalog, lambda n: progress.update(task, completed=n))
 
-    with kafka_connection(settings) as kafka:
+    with kafka_connection(settings.kafka) as kafka:
         asyncio.run(go())
     purchases = sum(e.type == "purchase" for e in events)
     console.print(f"replayed {len(catalog)} items, {len(events)} events ({purchases} purchases)")

@@ -19,7 +19,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import AccessSettings
 
 API_KEY_HEADER = "X-API-Key"
 _API_KEY = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="A key from STREAMREC_API_KEYS.")
@@ -84,7 +84,7 @@ class Access:
         self._read = _keys(read_keys)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Access:
+    def from_settings(cls, settings: AccessSettings) -> Access:
         return cls(settings.api_keys, settings.admin_api_keys)
 
     @property

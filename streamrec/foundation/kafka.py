@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
-from streamrec.foundation.settings import Settings, SettingsError
+from streamrec.foundation.settings import KafkaSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,21 @@ MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 TRANSACTION_TIMEOUT_MS = 10_000
 
 
-def security_options(settings: Settings) -> dict[str, Any]:
+def security_options(settings: KafkaSettings) -> dict[str, Any]:
     """The aiokafka options for the settings' TLS and SASL (none for PLAINTEXT)."""
-    protocol = settings.kafka_security_protocol
+    protocol = settings.security_protocol
     if protocol == "PLAINTEXT":
         return {}
     options: dict[str, Any] = {"security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = create_ssl_context(
-            cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile
+            cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile
         )
     if protocol.startswith("SASL"):
         options.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
-            sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password.get_secret_value(),
         )
     return options
 
@@ -62,7 +62,7 @@ class KafkaConnection:
     facts: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, bootstrap: str) -> KafkaConnection:
+    def from_settings(cls, settings: KafkaSettings, bootstrap: str) -> KafkaConnection:
         """A connection to `bootstrap` with the settings' TLS and SASL."""
         return cls(bootstrap, security_options(settings))
 
@@ -71,7 +71,7 @@ class KafkaConnection:
         return self.bootstrap, dict(self.facts)
 
     @classmethod
-    def from_parent(cls, settings: Settings, sent: tuple[str, dict[str, bool]]) -> KafkaConnection:
+    def from_parent(cls, settings: KafkaSettings, sent: tuple[str, dict[str, bool]]) -> KafkaConnection:
         """The connection a parent sent (`to_child`), its TLS and SASL made again from the same settings."""
         bootstrap, facts = sent
         return cls(bootstrap, security_options(settings), facts)

@@ -18,7 +18,7 @@ import hmac
 
 from pydantic import SecretStr
 
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import AccessSettings
 
 PSEUDONYM_BYTES = 16  # 128 bits: collisions need about 2**64 users
 
@@ -34,7 +34,7 @@ class Pseudonyms:
         self._hash = functools.lru_cache(maxsize=1 << 16)(functools.partial(_pseudonym, secret))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Pseudonyms:
+    def from_settings(cls, settings: AccessSettings) -> Pseudonyms:
         return cls(settings.pseudonymise_key)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +25,122 @@ class SettingsError(ValueError):
             f"STREAMREC_{'.'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
         )
         return cls(f"invalid setting: {problems}")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The cluster, the topics streamrec creates and how every client reaches them."""
+
+    bootstrap: str | None
+    broker_host: str
+    broker_port: int
+    topic_prefix: str
+    partitions: int
+    replication_factor: int
+    min_insync_replicas: int
+    app_id: str
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: SecretStr
+    ssl_cafile: Path | None
+    ssl_certfile: Path | None
+    ssl_keyfile: Path | None
+    events_retention_hours: float
+    deadletter_retention_hours: float
+
+    def topic(self, name: str) -> str:
+        """A topic or group name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """The secrets that guard the HTTP endpoints and the users' ids."""
+
+    api_keys: SecretStr
+    admin_api_keys: SecretStr
+    pseudonymise_key: SecretStr
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """A stream worker's HTTP address, engine and commit rhythm."""
+
+    host: str
+    port: int
+    metrics_port: int
+    advertised_url: str | None
+    engine: str
+    commit_interval_s: float
+    processing_guarantee: str
+    max_batch_events: int
+    deadletter_payload: bool
+
+    @property
+    def url(self) -> str:
+        """How other workers reach this one; a wildcard listen address is
+        replaced by the hostname (a container's name in docker compose)."""
+        if self.advertised_url:
+            return self.advertised_url
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    """The real-time publisher of the recommendations topic."""
+
+    publish_recommendations: bool
+    k: int
+    processes: int
+    interval_s: float
+    explanations: bool
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API's address and the bounds and defaults of its answers."""
+
+    host: str
+    port: int
+    metrics_port: int
+    max_k: int
+    buy_again_half_life_s: float
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Whether and to what target the index of a new version is tuned."""
+
+    index_tune: bool
+    index_threads: int
+    index_batch_size: int
+    recall: float
+    p99_ms: float
+    bytes_per_item: float
+    prefer: str
+    queries: int
+    k: int
+    affinity_half_life_s: float  # users' queries are encoded as served
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The trainer's data window, refresh plan, gate and what it keeps."""
+
+    max_events: int
+    cache_max_age_days: float
+    full_every: int
+    warm_replay: float
+    warm_epochs: int
+    warm_lr: float
+    seed: int
+    gate_tolerance: float
+    models_keep: int
+    model_neighbours: int
+    model_ease_max_items: int
+    tune_queries: int
 
 
 class Settings(BaseSettings):
@@ -370,21 +487,43 @@ class Settings(BaseSettings):
             raise SettingsError.from_validation(exc) from None
 
     def section(self, config: type[T], prefix: str = "", **overrides: Any) -> T:
-        """A component's frozen config from the settings named `prefix + field`;
-        fields without a setting keep the component's default."""
-        fields = config.__dataclass_fields__  # type: ignore[attr-defined]
-        values = {name: getattr(self, prefix + name) for name in fields if prefix + name in type(self).model_fields}
+        """A component's frozen config from the settings named `prefix + field`
+        (or `field` where there is none); fields without a setting keep the
+        component's default."""
+        known = type(self).model_fields
+        values = {}
+        for name in config.__dataclass_fields__:  # type: ignore[attr-defined]
+            setting = prefix + name if prefix + name in known else name
+            if setting in known:
+                values[name] = getattr(self, setting)
         return config(**{**values, **overrides})
 
-    def topic(self, name: str) -> str:
-        """A topic or group name with the configured prefix."""
-        return f"{self.topic_prefix}{name}"
+    # Each component is handed its section, never the whole settings.
 
     @property
-    def worker_url(self) -> str:
-        """How other workers reach this one; a wildcard listen address is
-        replaced by the hostname (a container's name in docker compose)."""
-        if self.worker_advertised_url:
-            return self.worker_advertised_url
-        host = socket.gethostname() if self.worker_host in ("0.0.0.0", "::") else self.worker_host
-        return f"http://{host}:{self.worker_port}"
+    def kafka(self) -> KafkaSettings:
+        return self.section(KafkaSettings, "kafka_")
+
+    @property
+    def access(self) -> AccessSettings:
+        return self.section(AccessSettings)
+
+    @property
+    def worker(self) -> WorkerSettings:
+        return self.section(WorkerSettings, "worker_")
+
+    @property
+    def publisher(self) -> PublisherSettings:
+        return self.section(PublisherSettings, "publish_", processes=self.publisher_processes)
+
+    @property
+    def api(self) -> ApiSettings:
+        return self.section(ApiSettings, "api_")
+
+    @property
+    def tune(self) -> TuneSettings:
+        return self.section(TuneSettings, "tune_")
+
+    @property
+    def trainer(self) -> TrainerSettings:
+        return self.section(TrainerSettings, "train_")

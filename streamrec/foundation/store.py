@@ -25,8 +25,6 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from streamrec.foundation.settings import Settings
-
 WEIGHTS, VECTORS, IDS, MANIFEST = "model.safetensors", "item_vectors.npy", "item_ids.json", "manifest.json"
 POPULARITY = "item_popularity.npy"  # training interactions per item: cold-start answers
 EXTRAS = "extras.safetensors"  # further arrays a model family keeps (the two-tower: item neighbours)
@@ -211,8 +209,9 @@ class ModelStore:
         root.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelStore:
-        return cls(settings.data_dir / "models")
+    def in_data_dir(cls, data_dir: Path) -> ModelStore:
+        """The store of the versions under STREAMREC_DATA_DIR."""
+        return cls(data_dir / "models")
 
     @property
     def current_link(self) -> Path:

@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamrec.foundation.kafka import MAX_MESSAGE_BYTES, KafkaConnection, admin_client
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Topics:
     trainer_group: str  # the trainer's committed positions (its lag is visible)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Topics:
+    def from_settings(cls, settings: KafkaSettings) -> Topics:
         t = settings.topic
         return cls(
             clicks=t("shop.clicks"),
@@ -64,7 +64,7 @@ class Replication:
     min_insync: int
 
     @classmethod
-    def for_cluster(cls, settings: Settings, brokers: int) -> Replication:
+    def for_cluster(cls, settings: KafkaSettings, brokers: int) -> Replication:
         """The settings' replication, resolved against the cluster: 0 means
         min(3, brokers) copies and all but one of them in sync."""
         factor = settings.replication_factor or min(3, brokers)
@@ -82,7 +82,7 @@ class Replication:
         return cls(factor, min_insync)
 
 
-def topic_specs(settings: Settings, replication: Replication = Replication(1, 1)) -> list[NewTopic]:
+def topic_specs(settings: KafkaSettings, replication: Replication = Replication(1, 1)) -> list[NewTopic]:
     """Event topics, the control topic and the changelogs share a partition
     count: that is what lets one worker own a user's events, requests and state
     together. Topics holding personal data get the configured retention; the
@@ -117,7 +117,7 @@ def _retention(hours: float) -> dict[str, str]:
     return {"retention.ms": str(int(hours * 3_600_000))} if hours > 0 else {}
 
 
-async def ensure_topics(settings: Settings, kafka: KafkaConnection) -> None:
+async def ensure_topics(settings: KafkaSettings, kafka: KafkaConnection) -> None:
     """Create missing topics; existing ones are left as they are."""
     admin = admin_client(kafka)
     await admin.start()
@@ -130,7 +130,7 @@ async def ensure_topics(settings: Settings, kafka: KafkaConnection) -> None:
         await admin.close()
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings, existing: set[str]) -> None:
+async def _create_missing(admin: AIOKafkaAdminClient, settings: KafkaSettings, existing: set[str]) -> None:
     """Create the missing topics, replicated as the cluster allows (checked against its broker count)."""
     brokers = len((await admin.describe_cluster())["brokers"])
     replication = Replication.for_cluster(settings, brokers)
@@ -145,7 +145,7 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings, existi
         log.info("created topics %s (replication %d, min.insync %d)", ", ".join(created), *astuple(replication))
 
 
-async def _check_copartitioned(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+async def _check_copartitioned(admin: AIOKafkaAdminClient, settings: KafkaSettings) -> None:
     """Of the topics this client may describe: a shop's producer, allowed only
     its own topics by the cluster's ACLs, checks those; the worker checks all."""
     topics = Topics.from_settings(settings)

@@ -13,7 +13,7 @@ import numpy as np
 from streamrec.embeddings.model import embed_users
 from streamrec.embeddings.versions import ModelVersion, load_version
 from streamrec.foundation.features import UserFeatures
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import TuneSettings
 from streamrec.foundation.store import ModelStore
 from streamrec.index.cost import BUILDS, Measurement, Target, candidates_for, choose, exact_neighbours, measure
 from streamrec.index.kinds import IndexSpec
@@ -31,17 +31,17 @@ class Tuning:
     queries_from_users: int
 
 
-def target_of(settings: Settings) -> Target:
+def target_of(settings: TuneSettings) -> Target:
     return Target(
-        recall_floor=settings.tune_recall or None,
-        p99_ms=settings.tune_p99_ms or None,
-        bytes_per_item=settings.tune_bytes_per_item or None,
-        prefer=settings.tune_prefer,
+        recall_floor=settings.recall or None,
+        p99_ms=settings.p99_ms or None,
+        bytes_per_item=settings.bytes_per_item or None,
+        prefer=settings.prefer,
     )
 
 
 def user_queries(
-    version: ModelVersion, users: Iterable[UserFeatures], wanted: int, settings: Settings, seed: int = 0
+    version: ModelVersion, users: Iterable[UserFeatures], wanted: int, settings: TuneSettings, seed: int = 0
 ) -> tuple[np.ndarray, int]:
     """Up to `wanted` query vectors: users with a history (the caller samples
     them), through the version's user tower; item vectors make up the rest when
@@ -64,14 +64,14 @@ def user_queries(
 def tune(
     version: ModelVersion,
     users: Iterable[UserFeatures],
-    settings: Settings,
+    settings: TuneSettings,
     builds: Iterable[IndexSpec] = BUILDS,
     on_measured: Callable[[list[Measurement]], None] = lambda _: None,
 ) -> Tuning:
     """Measure `builds` on the version's item vectors with its users' queries
     and choose by the settings' target."""
-    queries, from_users = user_queries(version, users, settings.tune_queries, settings)
-    truth = exact_neighbours(version.item_vectors, queries, settings.tune_k)
+    queries, from_users = user_queries(version, users, settings.queries, settings)
+    truth = exact_neighbours(version.item_vectors, queries, settings.k)
     target = target_of(settings)
     measured = measure(
         version.item_vectors,
@@ -85,7 +85,7 @@ def tune(
     return Tuning(measured, choose(measured, target), target, from_users)
 
 
-def best_measured(version: ModelVersion, users: list[UserFeatures], settings: Settings) -> Measurement | None:
+def best_measured(version: ModelVersion, users: list[UserFeatures], settings: TuneSettings) -> Measurement | None:
     """The cheapest configuration meeting the settings' target among the
     catalog size's candidates, measured on the version's users; None if none meets it."""
     tuning = tune(version, users, settings, builds=candidates_for(len(version.item_ids)))
@@ -103,22 +103,24 @@ def best_measured(version: ModelVersion, users: list[UserFeatures], settings: Se
     return tuning.chosen
 
 
-def best_spec(version: ModelVersion, users: list[UserFeatures], settings: Settings) -> IndexSpec | None:
+def best_spec(version: ModelVersion, users: list[UserFeatures], settings: TuneSettings) -> IndexSpec | None:
     chosen = best_measured(version, users, settings)
     return chosen.spec if chosen is not None else None
 
 
-def choose_for_version(store: ModelStore, settings: Settings, version: str, users: list[UserFeatures]) -> dict | None:
+def choose_for_version(
+    store: ModelStore, settings: TuneSettings, version: str, users: list[UserFeatures]
+) -> dict | None:
     """The trainer's hook: the configuration for a just-written version's
     manifest, with what it measured (None: servers build the configured one)."""
     chosen = best_measured(load_version(store, version), users, settings)
     if chosen is None:
         return None
     measured = {
-        "k": settings.tune_k,
+        "k": settings.k,
         "recall": round(chosen.recall_at_k, 4),
         "p99_ms": round(chosen.p99_ms, 3),
         "bytes_per_item": round(chosen.bytes_per_item, 1),
-        "queries": settings.tune_queries,
+        "queries": settings.queries,
     }
     return {**chosen.spec.to_dict(), "measured": measured}

@@ -22,7 +22,7 @@ from streamrec.foundation.http import Access, add_metrics
 from streamrec.foundation.popular import LIVE_POPULARITY, LivePopularity
 from streamrec.foundation.privacy import Pseudonyms
 from streamrec.foundation.schema import Item, ScoredItem
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import ApiSettings
 from streamrec.serving.api_models import BuyAgain, Health, Recommendations, SearchResults, SimilarItems
 from streamrec.serving.live import LiveModel
 from streamrec.serving.serving_index import ServingIndex
@@ -101,21 +101,24 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
     settings = live.settings
     metrics = metrics or ApiMetrics(live)
     api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
-    access = Access.from_settings(settings)
+    access = Access.from_settings(settings.access)
     fallback = LivePopularity(
-        live.item_stats.popularity, live.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
+        live.item_stats.popularity,
+        live.catalog.items,
+        settings.features.affinity_half_life_s,
+        settings.serving.exclude_clicked,
     )
-    serving = _Serving(live, metrics, Pseudonyms.from_settings(settings), fallback)
+    serving = _Serving(live, metrics, Pseudonyms.from_settings(settings.access), fallback)
     readers = [Depends(access.require("read"))]
     api.include_router(_user_routes(serving), dependencies=readers)
     api.include_router(_item_routes(serving), dependencies=readers)
     api.include_router(_health_routes(serving))
-    if not settings.api_metrics_port:
+    if not settings.api.metrics_port:
         add_metrics(api, metrics.render, access)
     return api
 
 
-def _options(settings: Settings) -> tuple[Any, Any]:
+def _options(settings: ApiSettings) -> tuple[Any, Any]:
     """The `k` and `details` query options every listing endpoint takes."""
     k = Query(10, ge=1, le=settings.max_k, description="How many items.")
     details = Query(False, description="Each item carries its title and category, where the catalog has it.")
@@ -124,8 +127,8 @@ def _options(settings: Settings) -> tuple[Any, Any]:
 
 def _user_routes(serving: _Serving) -> APIRouter:
     settings, metrics = serving.live.settings, serving.metrics
-    max_id = settings.max_id_chars
-    K, DETAILS = _options(settings)
+    max_id = settings.limits.max_id_chars
+    K, DETAILS = _options(settings.api)
     router = APIRouter()
 
     @router.get(
@@ -138,7 +141,10 @@ def _user_routes(serving: _Serving) -> APIRouter:
         user_id: str = Path(..., min_length=1, max_length=max_id),
         k: int = K,
         diversity: float = Query(
-            settings.diversity, ge=0, le=1, description="0: by score; up to 1: at most ceil(k (1 - d)) per category."
+            settings.serving.diversity,
+            ge=0,
+            le=1,
+            description="0: by score; up to 1: at most ceil(k (1 - d)) per category.",
         ),
         explain: bool = Query(
             False,
@@ -166,7 +172,7 @@ def _user_routes(serving: _Serving) -> APIRouter:
     ) -> dict:
         with metrics.latency.labels("buy_again").time():
             features = serving.user(user_id)
-            ranked = buy_again(features, settings.buy_again_half_life_s, k) if features is not None else []
+            ranked = buy_again(features, settings.api.buy_again_half_life_s, k) if features is not None else []
             described = serving.catalog(details) or {}
             items = [
                 {
@@ -185,8 +191,8 @@ def _user_routes(serving: _Serving) -> APIRouter:
 
 def _item_routes(serving: _Serving) -> APIRouter:
     settings, metrics = serving.live.settings, serving.metrics
-    max_id = settings.max_id_chars
-    K, DETAILS = _options(settings)
+    max_id = settings.limits.max_id_chars
+    K, DETAILS = _options(settings.api)
     router = APIRouter()
 
     @router.get(
@@ -213,7 +219,7 @@ def _item_routes(serving: _Serving) -> APIRouter:
         response_model_exclude_unset=True,
     )
     async def search(
-        q: str = Query(..., min_length=1, max_length=settings.max_text_chars, description="Search text."),
+        q: str = Query(..., min_length=1, max_length=settings.limits.max_text_chars, description="Search text."),
         user_id: str | None = Query(None, min_length=1, max_length=max_id, description="Personalise for this user."),
         k: int = K,
         details: bool = DETAILS,

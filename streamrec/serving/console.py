@@ -38,10 +38,10 @@ Rollback = Callable[[], Awaitable[str]]  # makes the previous version current ag
 
 def add_console(api: FastAPI, live: LiveModel, pulse: Pulse | None, rollback: Rollback | None) -> None:
     settings = live.settings
-    access = Access.from_settings(settings)
+    access = Access.from_settings(settings.access)
     readers, admins = [Depends(access.require("read"))], [Depends(access.require("admin"))]
     reports = settings.data_dir / "reports"
-    pseudonym = Pseudonyms.from_settings(settings)
+    pseudonym = Pseudonyms.from_settings(settings.access)
     static = resources.files(__package__) / "console_static"
 
     @api.get("/console", include_in_schema=False)
@@ -83,11 +83,11 @@ def add_console(api: FastAPI, live: LiveModel, pulse: Pulse | None, rollback: Ro
             raise HTTPException(409, str(exc)) from None
 
     @api.get("/console/api/users/{user_id}", summary="A user's features (admin)", dependencies=admins)
-    async def user(user_id: str = PathParam(..., min_length=1, max_length=settings.max_id_chars)) -> dict:
+    async def user(user_id: str = PathParam(..., min_length=1, max_length=settings.limits.max_id_chars)) -> dict:
         features = live.features.get(pseudonym(user_id))
         if features is None:
             raise HTTPException(404, f"unknown user {user_id!r}")
-        return {**features.to_view(features.last_ts, settings.affinity_half_life_s), "user_id": user_id}
+        return {**features.to_view(features.last_ts, settings.features.affinity_half_life_s), "user_id": user_id}
 
     @api.get("/console/api/reports", summary="The reports in DATA_DIR/reports", dependencies=readers)
     async def report_list() -> dict:

@@ -20,6 +20,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from streamrec.embeddings.versions import load_version
@@ -28,7 +30,7 @@ from streamrec.foundation.codec import decode
 from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures, live_popularity
 from streamrec.foundation.kafka import FollowedTopic, KafkaConnection
 from streamrec.foundation.schema import Limits, show
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import AccessSettings, ApiSettings, KafkaSettings, Settings, TuneSettings
 from streamrec.foundation.store import ModelStore, is_version_name
 from streamrec.foundation.topics import Topics
 from streamrec.index.kinds import IndexSpec
@@ -126,12 +128,34 @@ class Announcements(FollowedTopic):
         self.latest = version
 
 
-def index_spec(settings: Settings) -> IndexSpec:
-    return settings.section(IndexSpec, "index_")
+@dataclass(frozen=True)
+class LiveConfig:
+    """What a served version reads of the settings (the API's and the
+    console's too): the index, the answers' defaults and the shared sections."""
 
+    spec: IndexSpec  # the index built when the trainer chose none
+    serving: ServingConfig
+    tune: TuneSettings
+    api: ApiSettings
+    kafka: KafkaSettings
+    access: AccessSettings
+    limits: Limits
+    features: FeatureConfig
+    data_dir: Path
 
-def serving_config(settings: Settings) -> ServingConfig:
-    return settings.section(ServingConfig)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiveConfig:
+        return cls(
+            settings.section(IndexSpec, "index_"),
+            settings.section(ServingConfig),
+            settings.tune,
+            settings.api,
+            settings.kafka,
+            settings.access,
+            Limits.from_settings(settings),
+            FeatureConfig.from_settings(settings),
+            settings.data_dir,
+        )
 
 
 class LiveModel:
@@ -139,7 +163,7 @@ class LiveModel:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: LiveConfig,
         *,
         sample_users: Callable[[int], list[UserFeatures]] | None = None,
         catalog: CatalogView | None = None,
@@ -149,14 +173,14 @@ class LiveModel:
         are a replica of the changelog, followed here. `catalog`: a view the
         caller already reads (a worker's, tracking changes); by default one
         is followed here."""
-        topics = Topics.from_settings(settings)
+        topics = Topics.from_settings(settings.kafka)
         self.settings = settings
-        self.spec = index_spec(settings)
-        self.store = ModelStore.from_settings(settings)
+        self.spec = settings.spec
+        self.store = ModelStore.in_data_dir(settings.data_dir)
         self.follow_catalog = catalog is None
-        self.catalog = catalog or CatalogView(topics.catalog, Limits.from_settings(settings), track_changes=True)
+        self.catalog = catalog or CatalogView(topics.catalog, settings.limits, track_changes=True)
         self.features = FeatureReplica(topics.user_features_changelog)
-        self.item_stats = ItemStatsReplica(topics.item_stats_changelog, FeatureConfig.from_settings(settings))
+        self.item_stats = ItemStatsReplica(topics.item_stats_changelog, settings.features)
         self.follow_features = sample_users is None  # a server; a worker's publisher has its own tables
         self.sample_users = sample_users or self.features.sample
         self.announcements = Announcements(topics.model_updates)
@@ -184,8 +208,8 @@ class LiveModel:
         try:
             snapshot = list(self.catalog.items.values())
             chosen = self.store.load_manifest(version).index  # the trainer's choice: nothing to measure here
-            tuning = self.settings.index_tune and not chosen
-            users = self.sample_users(2 * self.settings.tune_queries) if tuning else []
+            tuning = self.settings.tune.index_tune and not chosen
+            users = self.sample_users(2 * self.settings.tune.queries) if tuning else []
             self._pending = []
             started = time.perf_counter()
             built = await asyncio.to_thread(self._build, version, snapshot, users)
@@ -229,13 +253,12 @@ class LiveModel:
         loaded = load_version(self.store, version)
         if loaded.manifest.index:
             spec = IndexSpec.from_dict(loaded.manifest.index)
-        elif self.settings.index_tune:
-            spec = best_spec(loaded, users, self.settings) or self.spec
+        elif self.settings.tune.index_tune:
+            spec = best_spec(loaded, users, self.settings.tune) or self.spec
         else:
             spec = self.spec
-        return ServingIndex(
-            loaded, spec, catalog, serving_config(self.settings), threads=self.settings.index_threads or None
-        )
+        threads = self.settings.tune.index_threads or None
+        return ServingIndex(loaded, spec, catalog, self.settings.serving, threads=threads)
 
     @property
     def version(self) -> str | None:

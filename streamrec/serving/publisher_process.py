@@ -61,8 +61,10 @@ class PublisherProcesses:
 
     @classmethod
     def spawn(cls, settings: Settings, kafka: KafkaConnection, report: Report) -> PublisherProcesses:
-        """`publisher_processes` of them, not started yet; with several, they share the cores' threads."""
-        count = settings.publisher_processes
+        """`publisher_processes` of them, not started yet; with several, they
+        share the cores' threads. Each is given the settings, as a process
+        started on its own would be (it is the composition root of its answers)."""
+        count = settings.publisher.processes
         threads = max(1, (os.cpu_count() or 1) // count) if count > 1 else None  # torch's and faiss's, each
         return cls([AnsweringProcess(settings, kafka, threads) for _ in range(count)], report)
 
@@ -220,7 +222,7 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 
 
 def _serve(pipe: Connection, settings: Settings, kafka_sent: tuple[str, dict[str, bool]], threads: int | None) -> None:
-    kafka = KafkaConnection.from_parent(settings, kafka_sent)
+    kafka = KafkaConnection.from_parent(settings.kafka, kafka_sent)
     logging.basicConfig(level=logging.INFO, format="publisher: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -234,14 +236,14 @@ def _serve(pipe: Connection, settings: Settings, kafka_sent: tuple[str, dict[str
 
 
 async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaConnection) -> None:
-    from streamrec.serving.live import LiveModel  # torch and faiss load here, not in the worker
+    from streamrec.serving.live import LiveConfig, LiveModel  # torch and faiss load here, not in the worker
 
     reader, writer = await open_pipe(pipe)
     answered: deque[UserFeatures] = deque(maxlen=TUNING_SAMPLE)
-    live = LiveModel(settings, sample_users=lambda n: list(answered)[-n:])
+    live = LiveModel(LiveConfig.from_settings(settings), sample_users=lambda n: list(answered)[-n:])
     await live.start(kafka)
     producer = await start_producer(kafka, linger_ms=5, max_batch_size=1024 * 1024)
-    topic = Topics.from_settings(settings).recommendations
+    topic, publisher = Topics.from_settings(settings.kafka).recommendations, settings.publisher
     stop, lost = asyncio.Event(), [0]
 
     def lose(count: int) -> None:
@@ -261,9 +263,7 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
             answered.extend(one.user for one in due)
             sent = Sent({}, time.monotonic())
             if due and (current := live.current) is not None:  # the worker sends users once a version is served
-                answers = current.recommend_many(
-                    [one.user for one in due], settings.publish_k, explain=settings.publish_explanations
-                )
+                answers = current.recommend_many([one.user for one in due], publisher.k, explain=publisher.explanations)
                 sent = await send_answers(producer, topic, due, answers, current.version.version, lose)
             for user_id in (user_id for batch in batches for user_id in batch["forget"]):
                 (await producer.send(topic, None, key=user_id.encode())).add_done_callback(count_if_lost(lose, 1))

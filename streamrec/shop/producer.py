@@ -69,9 +69,9 @@ class ShopProducer:
         self.settings = settings or Settings()
         # A bare address connects with the settings' TLS and SASL (a shop's process talks to one cluster).
         self.kafka = (
-            kafka if isinstance(kafka, KafkaConnection) else KafkaConnection.from_settings(self.settings, kafka)
+            kafka if isinstance(kafka, KafkaConnection) else KafkaConnection.from_settings(self.settings.kafka, kafka)
         )
-        self.topics = Topics.from_settings(self.settings)
+        self.topics = Topics.from_settings(self.settings.kafka)
         self.limits = Limits.from_settings(self.settings)
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
@@ -89,7 +89,7 @@ class ShopProducer:
         self.failed = 0  # records given up on after their retries
 
     async def start(self) -> ShopProducer:
-        await ensure_topics(self.settings, self.kafka)
+        await ensure_topics(self.settings.kafka, self.kafka)
         self._producer = await start_producer(self.kafka, linger_ms=self._linger_ms, max_batch_size=512 * 1024)
         for topic in (*self.topics.events, self.topics.catalog):
             self._partitions[topic] = len(await self._producer.partitions_for(topic))

@@ -34,7 +34,7 @@ from streamrec.streams import faust_compat
 from streamrec.streams.agents import Outcome
 from streamrec.streams.assignor import Owner
 from streamrec.streams.metrics import WorkerMetrics
-from streamrec.streams.state import StreamEngine, WorkerState
+from streamrec.streams.state import StreamEngine, WorkerConfig, WorkerState
 from streamrec.streams.tables import ChangelogTable, flush
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class FaustAgents(WorkerState):
     def __init__(
         self,
         app: faust.App,
-        settings: Settings,
+        settings: WorkerConfig,
         *,
         kafka: KafkaConnection | None = None,
         catalog: CatalogView | None = None,
@@ -111,8 +111,12 @@ class FaustAgents(WorkerState):
         super().__init__(settings, kafka, catalog=catalog, metrics=metrics)
         self.app = app
         topics = self.topics
-        self.users_table = RowsTable(app, rows=self.users, on_ready=self._on_ready, partitions=settings.partitions)
-        self.items_table = RowsTable(app, rows=self.items, on_ready=lambda _: None, partitions=settings.partitions)
+        self.users_table = RowsTable(
+            app, rows=self.users, on_ready=self._on_ready, partitions=settings.kafka.partitions
+        )
+        self.items_table = RowsTable(
+            app, rows=self.items, on_ready=lambda _: None, partitions=settings.kafka.partitions
+        )
         app.tables.add(self.users_table)
         app.tables.add(self.items_table)
         # Where a batch's outcome goes: dead letters, forget tombstones, re-routed events and control records.
@@ -127,7 +131,7 @@ class FaustAgents(WorkerState):
         app.on_partitions_revoked.connect(self._on_revoked)
 
     def _agent(self, topic: str, fold: Callable[[str, int, list, Outcome], None]) -> None:
-        batch, within = self.settings.max_batch_events, TAKE_WITHIN_S
+        batch, within = self.settings.worker.max_batch_events, TAKE_WITHIN_S
 
         async def agent(stream: faust.Stream) -> None:
             async for events in stream.take_events(batch, within):
@@ -172,7 +176,7 @@ class FaustAgents(WorkerState):
         """What a batch produced besides its rows, sent before Faust acks the
         batch's events (its producer is flushed before their commit)."""
         deadletter, recommendations = self._out[self.topics.deadletter], self._out[self.topics.recommendations]
-        keep_payload = self.settings.deadletter_payload
+        keep_payload = self.settings.worker.deadletter_payload
         for dead in outcome.dead_letters:
             deadletter.send_soon(
                 key=dead.key if keep_payload else None,
@@ -209,7 +213,7 @@ class FaustAgents(WorkerState):
         return owners
 
     def partition_count(self) -> int:
-        return self.app.consumer.topic_partitions(self.topics.clicks) or self.settings.partitions
+        return self.app.consumer.topic_partitions(self.topics.clicks) or self.settings.kafka.partitions
 
     def lag(self) -> int:
         consumer = self.app.consumer
@@ -238,10 +242,10 @@ def mount(
     faust_compat.check_installed()
     if app.conf.table_standby_replicas:
         raise ValueError("mount streamrec's agents into an app with table_standby_replicas=0")
-    return FaustAgents(app, settings, catalog=catalog, metrics=metrics)
+    return FaustAgents(app, WorkerConfig.from_settings(settings), catalog=catalog, metrics=metrics)
 
 
-def faust_app(settings: Settings, kafka: KafkaConnection) -> faust.App:
+def faust_app(settings: WorkerConfig, kafka: KafkaConnection) -> faust.App:
     """The app `streamrec worker` runs with `STREAMREC_ENGINE=faust`.
 
     The group is the batch engine's, so switching engines resumes from the
@@ -252,7 +256,7 @@ def faust_app(settings: Settings, kafka: KafkaConnection) -> faust.App:
     faust_compat.check_installed()
     for name in ("faust", "mode"):  # their INFO is a line per service started or stopped
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
-    if settings.processing_guarantee == "exactly_once":
+    if settings.worker.processing_guarantee == "exactly_once":
         raise SettingsError(
             "STREAMREC_PROCESSING_GUARANTEE=exactly_once runs on the batch engine (STREAMREC_ENGINE=batch)"
         )
@@ -261,21 +265,21 @@ def faust_app(settings: Settings, kafka: KafkaConnection) -> faust.App:
             "the faust engine does not take STREAMREC_KAFKA_SECURITY_* settings; mount the agents "
             "in a faust.App configured with its broker_credentials (streamrec.streams.faust_engine.mount)"
         )
-    url = settings.worker_url
-    signature = Access.from_settings(settings).sign(url)
+    url = settings.worker.url
+    signature = Access.from_settings(settings.access).sign(url)
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     return faust.App(
-        Topics.from_settings(settings).worker_group,
+        Topics.from_settings(settings.kafka).worker_group,
         broker=[f"kafka://{address}" for address in kafka.bootstrap.split(",")],
         store="memory://",
         datadir=datadir,  # not the default, a folder in the working directory
         web_enabled=False,
         canonical_url=f"{url}/{signature}" if signature else url,
         table_standby_replicas=0,
-        topic_partitions=settings.partitions,
+        topic_partitions=settings.kafka.partitions,
         topic_allow_declare=False,
-        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_interval=settings.worker.commit_interval_s,
         # Join within seconds, as the batch engine (brokers wait up to half
         # the session timeout for members before the first assignment).
         broker_session_timeout=6.0,
@@ -293,7 +297,7 @@ class FaustWorker(FaustAgents, StreamEngine):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerConfig,
         kafka: KafkaConnection,
         *,
         catalog: CatalogView | None = None,
@@ -303,7 +307,7 @@ class FaustWorker(FaustAgents, StreamEngine):
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        await ensure_topics(self.settings, self.kafka)
+        await ensure_topics(self.settings.kafka, self.kafka)
         self._producer = await start_producer(self.kafka, linger_ms=5)
         kafka = self.kafka
 

@@ -12,6 +12,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
@@ -27,7 +28,7 @@ from streamrec.foundation.features import (
 from streamrec.foundation.kafka import KafkaConnection
 from streamrec.foundation.privacy import Pseudonyms
 from streamrec.foundation.schema import Limits
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import AccessSettings, KafkaSettings, Settings, WorkerSettings
 from streamrec.foundation.topics import Topics
 from streamrec.streams.agents import Agents, Outcome
 from streamrec.streams.assignor import Owner
@@ -51,6 +52,30 @@ class WorkerStatus:
     ready: bool = False
 
 
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a stream worker reads of the settings: its own section and the
+    shared ones it works with (topics, keys, bounds, the features' decay)."""
+
+    worker: WorkerSettings
+    kafka: KafkaSettings
+    access: AccessSettings
+    limits: Limits
+    features: FeatureConfig
+    data_dir: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        return cls(
+            settings.worker,
+            settings.kafka,
+            settings.access,
+            Limits.from_settings(settings),
+            FeatureConfig.from_settings(settings),
+            settings.data_dir,
+        )
+
+
 class WorkerState(ABC):
     """The tables, the agents over them, the counters and the queries.
 
@@ -63,7 +88,7 @@ class WorkerState(ABC):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerConfig,
         kafka: KafkaConnection,
         *,
         catalog: CatalogView | None = None,
@@ -73,9 +98,9 @@ class WorkerState(ABC):
         not be started yet: the worker starts, polls and stops it)."""
         self.settings = settings
         self.kafka = kafka
-        self.topics = Topics.from_settings(settings)
-        limits = Limits.from_settings(settings)
-        self.config = FeatureConfig.from_settings(settings)
+        self.topics = Topics.from_settings(settings.kafka)
+        limits = settings.limits
+        self.config = settings.features
         self.users: ChangelogTable[UserFeatures] = ChangelogTable(
             "user-features", self.topics.user_features_changelog, UserFeatures.from_wire, UserFeatures.to_wire
         )
@@ -83,7 +108,7 @@ class WorkerState(ABC):
             "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
         )
         self.catalog = catalog or CatalogView(self.topics.catalog, limits)
-        self.pseudonyms = Pseudonyms.from_settings(settings)
+        self.pseudonyms = Pseudonyms.from_settings(settings.access)
         self.agents = Agents(self.users, self.items, self.catalog, self.config, limits, self.pseudonyms)
         self.status = WorkerStatus()
         self.metrics = metrics or WorkerMetrics()

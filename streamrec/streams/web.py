@@ -34,11 +34,11 @@ def create_worker_api(worker: WorkerState, publisher_view: Callable[[], dict | N
     `publisher_view` is what /status shows of the real-time publisher, if any."""
     settings = worker.settings
     api = FastAPI(title="streamrec worker", description="Live user features held by the stream workers.")
-    user_id_path = Path(..., min_length=1, max_length=settings.max_id_chars)
-    half_life = settings.affinity_half_life_s
+    user_id_path = Path(..., min_length=1, max_length=settings.limits.max_id_chars)
+    half_life = settings.features.affinity_half_life_s
     pseudonym = worker.pseudonyms
 
-    access = Access.from_settings(settings)
+    access = Access.from_settings(settings.access)
     readers, admins = [Depends(access.require("read"))], [Depends(access.require("admin"))]
     forwarded_headers = {FORWARDED_HEADER: "1"}
     if access.admin_key is not None:
@@ -58,7 +58,7 @@ def create_worker_api(worker: WorkerState, publisher_view: Callable[[], dict | N
             view = user.to_view(user.last_ts, half_life)  # affinities at the user's event time
             return JSONResponse({**view, "user_id": user_id})
         owner = worker.owners.get(partition)
-        if owner is None or owner.url == settings.worker_url or request.headers.get(FORWARDED_HEADER):
+        if owner is None or owner.url == settings.worker.url or request.headers.get(FORWARDED_HEADER):
             raise HTTPException(503, f"partition {partition} of user {user_id!r} is being reassigned; retry shortly")
         if not access.vouches_for(owner.url, owner.signature):
             raise HTTPException(502, f"the owner of partition {partition} advertised a URL this worker does not trust")
@@ -93,13 +93,13 @@ def create_worker_api(worker: WorkerState, publisher_view: Callable[[], dict | N
     )
     async def status() -> dict:
         return {
-            "url": settings.worker_url,
-            "engine": settings.engine,
+            "url": settings.worker.url,
+            "engine": settings.worker.engine,
             **health(),
             "publisher": publisher_view(),
             "peers": sorted({tuple(owner) for owner in worker.owners.values()}),  # the group as assigned
         }
 
-    if not settings.worker_metrics_port:
+    if not settings.worker.metrics_port:
         add_metrics(api, lambda: render_metrics(worker), access)
     return api

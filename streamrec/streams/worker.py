@@ -46,12 +46,11 @@ from streamrec.foundation.kafka import (
     start_producer,
     start_transactional_producer,
 )
-from streamrec.foundation.settings import Settings
 from streamrec.foundation.topics import ensure_topics
 from streamrec.streams.agents import Outcome
 from streamrec.streams.assignor import CopartitionedAssignor, Owner
 from streamrec.streams.metrics import WorkerMetrics
-from streamrec.streams.state import StreamEngine
+from streamrec.streams.state import StreamEngine, WorkerConfig
 from streamrec.streams.tables import Snapshot
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class StreamWorker(StreamEngine):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerConfig,
         kafka: KafkaConnection,
         *,
         catalog: CatalogView | None = None,
@@ -73,8 +72,8 @@ class StreamWorker(StreamEngine):
         super().__init__(settings, kafka, catalog=catalog, metrics=metrics)
         # The topics partitioned by user, whose partitions wait for the state's restore.
         self.user_topics = (*self.topics.events, self.topics.control)
-        url = settings.worker_url
-        self.assignor = CopartitionedAssignor(url, Access.from_settings(settings).sign(url))
+        url = settings.worker.url
+        self.assignor = CopartitionedAssignor(url, Access.from_settings(settings.access).sign(url))
         self._consumer: AIOKafkaConsumer | None = None
         self._offsets: dict[TopicPartition, int] = {}  # to commit at the next flush
         self._positions: dict[TopicPartition, int] = {}  # next offset to process
@@ -88,9 +87,9 @@ class StreamWorker(StreamEngine):
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        await ensure_topics(self.settings, self.kafka)
+        await ensure_topics(self.settings.kafka, self.kafka)
         self._producer = await start_producer(self.kafka, linger_ms=5, max_batch_size=1024 * 1024)
-        if self.settings.processing_guarantee == "exactly_once":
+        if self.settings.worker.processing_guarantee == "exactly_once":
             self._transactions = await self._start_transactions()
         await self.catalog.start(self.kafka)
         self._consumer = AIOKafkaConsumer(
@@ -127,14 +126,14 @@ class StreamWorker(StreamEngine):
         assert self._consumer is not None
         committing: asyncio.Task | None = None
         last_commit = time.monotonic()
-        interval = self.settings.commit_interval_s
+        interval = self.settings.worker.commit_interval_s
         watchdog = asyncio.create_task(self._watch_the_loop())
         try:
             while not self._stopping.is_set():
                 if self._fatal is not None:
                     raise self._fatal
                 batches = await self._consumer.getmany(
-                    timeout_ms=int(min(interval, 0.1) * 1000), max_records=self.settings.max_batch_events
+                    timeout_ms=int(min(interval, 0.1) * 1000), max_records=self.settings.worker.max_batch_events
                 )
                 if self._stalled:
                     self._rejoin_after_a_stall()
@@ -243,7 +242,7 @@ class StreamWorker(StreamEngine):
 
     async def _write(self, producer: AIOKafkaProducer, outcome: Outcome, rows: Snapshot) -> None:
         """Send a commit's records and wait for every acknowledgement."""
-        keep_payload = self.settings.deadletter_payload
+        keep_payload = self.settings.worker.deadletter_payload
         sends = [
             await producer.send(
                 self.topics.deadletter,
@@ -301,7 +300,7 @@ class StreamWorker(StreamEngine):
         fences the one its crashed self left open (aborted at once, not at the timeout)."""
         return await start_transactional_producer(
             self.kafka,
-            f"{self.topics.worker_group}@{self.settings.worker_url}",
+            f"{self.topics.worker_group}@{self.settings.worker.url}",
             linger_ms=5,
             max_batch_size=1024 * 1024,
         )
@@ -403,7 +402,7 @@ class StreamWorker(StreamEngine):
 
     def partition_count(self) -> int:
         assert self._consumer is not None
-        return len(self._consumer.partitions_for_topic(self.topics.clicks) or ()) or self.settings.partitions
+        return len(self._consumer.partitions_for_topic(self.topics.clicks) or ()) or self.settings.kafka.partitions
 
     def lag(self) -> int:
         """Records in the assigned input partitions not yet processed."""

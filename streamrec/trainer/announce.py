@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from streamrec.foundation.codec import encode
 from streamrec.foundation.kafka import KafkaConnection, start_producer
-from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import MODEL_NAME, ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.trainer.gate import GATE_K
@@ -23,12 +22,14 @@ def announcement(store: ModelStore, version: str) -> dict:
     }
 
 
-async def announce(settings: Settings, kafka: KafkaConnection, store: ModelStore, version: str) -> None:
+async def announce(topics: Topics, kafka: KafkaConnection, store: ModelStore, version: str) -> None:
     """Tell workers and servers on `recs.model-updates` that `version` is current."""
     producer = await start_producer(kafka)
     try:
         await producer.send_and_wait(
-            Topics.from_settings(settings).model_updates, encode(announcement(store, version)), key=MODEL_NAME.encode()
+            topics.model_updates,
+            encode(announcement(store, version)),
+            key=MODEL_NAME.encode(),
         )
     finally:
         await producer.stop()

@@ -10,36 +10,37 @@ from streamrec.embeddings.neighbours import Neighbours
 from streamrec.foundation.features import FeatureConfig, UserFeatures
 from streamrec.foundation.kafka import KafkaConnection
 from streamrec.foundation.privacy import Pseudonyms
-from streamrec.foundation.schema import Event, Item, Limits
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.schema import Event, Item
 from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.trainer.cache import InteractionCache, Refresh
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.examples import EventFilter, Split, build_examples
 
 
-def cache_dir(settings: Settings) -> Path:
-    return settings.data_dir / "trainer" / "cache"
+def cache_dir(data_dir: Path) -> Path:
+    return data_dir / "trainer" / "cache"
 
 
-def open_cache(settings: Settings) -> InteractionCache:
-    return InteractionCache.open(cache_dir(settings), settings.train_max_events, settings.cache_max_age_days * 86_400)
+def open_cache(settings: TrainerConfig) -> InteractionCache:
+    window = settings.trainer
+    return InteractionCache.open(cache_dir(settings.data_dir), window.max_events, window.cache_max_age_days * 86_400)
 
 
 async def refresh_cache(
-    settings: Settings,
+    settings: TrainerConfig,
     kafka: KafkaConnection,
     cache: InteractionCache,
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> Refresh:
     """Read the records that arrived since the cache's offsets."""
-    await ensure_topics(settings, kafka)
-    topics = Topics.from_settings(settings)
+    await ensure_topics(settings.kafka, kafka)
+    topics = Topics.from_settings(settings.kafka)
     return await cache.refresh(
         kafka,
         topics,
         topics.trainer_group,
-        Limits.from_settings(settings),
-        Pseudonyms.from_settings(settings),
+        settings.limits,
+        Pseudonyms.from_settings(settings.access),
         on_progress,
     )
 
@@ -55,15 +56,11 @@ def catalog_of(cache: InteractionCache) -> list[Item]:
 
 
 def split_of(
-    events: list[Event], items: list[Item], settings: Settings, teaches: EventFilter = lambda event: True
+    events: list[Event], items: list[Item], features: FeatureConfig, teaches: EventFilter = lambda event: True
 ) -> Split:
     """Training, validation and test examples of the log, as the worker folds it."""
     return build_examples(
-        events,
-        {i.item_id: i for i in items},
-        FeatureConfig.from_settings(settings),
-        purchase_weight=settings.purchase_weight,
-        teaches=teaches,
+        events, {i.item_id: i for i in items}, features, purchase_weight=features.purchase_weight, teaches=teaches
     )
 
 

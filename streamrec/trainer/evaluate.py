@@ -17,7 +17,6 @@ from streamrec.embeddings.model import TwoTower, to_tensors
 from streamrec.embeddings.neighbours import Neighbours, blended, vote_moments
 from streamrec.embeddings.versions import ModelVersion
 from streamrec.foundation.schema import Item
-from streamrec.foundation.settings import Settings
 from streamrec.trainer.eval_protocol import KS, Quality, judge, without_past
 from streamrec.trainer.examples import Examples, Holdout, Split
 
@@ -212,7 +211,7 @@ class Evaluation:
 
 
 def evaluate_version(
-    version: ModelVersion, split: Split, items: list[Item], settings: Settings, ks: tuple[int, ...] = KS
+    version: ModelVersion, split: Split, items: list[Item], half_life_s: float, ks: tuple[int, ...] = KS
 ) -> Evaluation:
     """A version as it is served (with its neighbours at its weight) on the split's test users."""
     device = next(version.model.parameters()).device
@@ -225,7 +224,7 @@ def evaluate_version(
         items,
         version.config,
         device,
-        settings.affinity_half_life_s,
+        half_life_s,
         ks,
         neighbours,
         version.blend_weight,

@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from streamrec.embeddings.device import pick_device
-from streamrec.embeddings.encoding import ModelConfig
 from streamrec.embeddings.neighbours import Neighbours
 from streamrec.embeddings.versions import ModelVersion, load_version, publish_model
 from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.schema import Item
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import TrainerSettings
 from streamrec.foundation.store import Blend, DataWindow, Gate, Manifest, ModelStore, Params, Training
 from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.data import catalog_of, latest_states, neighbours_of, split_of
 from streamrec.trainer.eval_protocol import Quality
 from streamrec.trainer.evaluate import choose_blend, evaluate_version, judge_model, judge_popularity
@@ -37,10 +37,6 @@ from streamrec.trainer.train import TrainConfig, TrainResult, train
 log = logging.getLogger(__name__)
 
 IndexChooser = Callable[[str, list[UserFeatures]], dict | None]  # (version, users) -> the manifest's `index`
-
-
-def train_config(settings: Settings) -> TrainConfig:
-    return settings.section(TrainConfig, "train_", eval_k=GATE_K)
 
 
 class Phases:
@@ -67,7 +63,7 @@ class RunOutcome:
 class _Refresh:
     """What one run has so far: its inputs, then each step's result."""
 
-    settings: Settings
+    settings: TrainerConfig
     cache: InteractionCache
     store: ModelStore
     device: torch.device
@@ -79,7 +75,7 @@ class _Refresh:
 
 
 def train_and_publish(
-    settings: Settings,
+    settings: TrainerConfig,
     cache: InteractionCache,
     store: ModelStore,
     *,
@@ -114,17 +110,17 @@ def train_and_publish(
         examples_per_s=round(result.examples_per_s, 1),
         history=result.history,
     )
-    params = Params(asdict(tconfig), ModelConfig.from_settings(settings).to_dict(), blend)
+    params = Params(asdict(tconfig), settings.model.to_dict(), blend)
     manifest = _manifest(run, {"test": test, "popularity": popularity, "valid": result.valid}, params, training, gate)
     version = _publish(run, result, neighbours, manifest, choose_index)
     if promotes(gate):
         store.promote(version)
-    store.prune(settings.models_keep)
+    store.prune(settings.trainer.models_keep)
     return RunOutcome(version, promotes(gate), reason, store.load_manifest(version))
 
 
 def _prepare(
-    settings: Settings, cache: InteractionCache, store: ModelStore, device: torch.device, full: bool
+    settings: TrainerConfig, cache: InteractionCache, store: ModelStore, device: torch.device, full: bool
 ) -> _Refresh:
     """The plan, the catalog, the examples and the current version, or why there is too little to learn."""
     phases = Phases()
@@ -132,7 +128,7 @@ def _prepare(
         raise RuntimeError("no events to learn from: the event topics are empty")
     items = catalog_of(cache)
     plan = plan_refresh(settings, store, cache, full=full)
-    split = split_of(cache.events, items, settings, plan.teaches(cache.events, settings))
+    split = split_of(cache.events, items, settings.features, plan.teaches(cache.events, settings.trainer))
     phases.end("examples_s")
     if not len(split.train) or not len(split.test):
         raise RuntimeError(
@@ -147,9 +143,9 @@ def _prepare(
 def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainResult, TrainConfig]:
     """The towers, from scratch or (warm) from the current version's weights in small steps."""
     settings, plan, split = run.settings, run.plan, run.split
-    tconfig = train_config(settings)
+    tconfig, window = settings.train, settings.trainer
     if plan.kind == "warm":
-        tconfig = replace(tconfig, epochs=min(tconfig.epochs, settings.train_warm_epochs), lr=settings.train_warm_lr)
+        tconfig = replace(tconfig, epochs=min(tconfig.epochs, window.warm_epochs), lr=window.warm_lr)
     log.info(
         "%s refresh (%s) on %d examples (%d validation and %d test users held out), %d items, device %s",
         plan.kind,
@@ -164,10 +160,10 @@ def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainRes
     result = train(
         split,
         run.items,
-        ModelConfig.from_settings(settings),
+        settings.model,
         tconfig,
         run.device,
-        settings.affinity_half_life_s,
+        settings.features.affinity_half_life_s,
         on_progress,
         start,
     )
@@ -178,7 +174,7 @@ def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainRes
 EASE_REGULARISATIONS = (100.0, 300.0, 1000.0)  # EASE's lambdas tried on the validation users
 
 
-def neighbour_sources(settings: Settings, items: int) -> list[float | None]:
+def neighbour_sources(settings: TrainerSettings, items: int) -> list[float | None]:
     """The neighbours a full refresh tries: co-occurrence (None), and EASE at
     each lambda where the catalog is small enough for its dense inverse."""
     fits = 0 < items <= settings.model_ease_max_items
@@ -188,11 +184,11 @@ def neighbour_sources(settings: Settings, items: int) -> list[float | None]:
 def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours | None]:
     """The neighbours' kind and weight with the best recall on the validation
     users, or (warm) the base's kind and weight."""
-    settings, count = run.settings, run.settings.model_neighbours
+    settings, count = run.settings, run.settings.trainer.model_neighbours
     base = run.current.manifest.params.blend if run.current is not None else None
     if count <= 0:
         return Blend(count), None
-    sources = neighbour_sources(settings, len(run.items))
+    sources = neighbour_sources(settings.trainer, len(run.items))
     if run.plan.kind == "warm" and run.current.neighbours is not None:
         # Small steps from the base's towers: the choice its validation users made stands (saves the judgings),
         # on co-occurrence if the catalog outgrew EASE.
@@ -208,9 +204,9 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
             neighbours,
             run.split.valid,
             run.items,
-            ModelConfig.from_settings(settings),
+            settings.model,
             run.device,
-            settings.affinity_half_life_s,
+            settings.features.affinity_half_life_s,
         )
         by_source["cosine" if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
         if by_weight[weight] > best[0]:
@@ -232,9 +228,9 @@ def _judge_new(
         result.model,
         run.split.test,
         run.items,
-        ModelConfig.from_settings(run.settings),
+        run.settings.model,
         run.device,
-        run.settings.affinity_half_life_s,
+        run.settings.features.affinity_half_life_s,
         neighbours=neighbours,
         weight=weight,
     )
@@ -245,10 +241,11 @@ def _judge_gate(run: _Refresh, new_recall: float, force: bool) -> tuple[Gate, st
     """The current version judged on the same test users, and the gate's decision."""
     current_recall = None
     if run.current is not None:
-        current_recall = evaluate_version(run.current, run.split, run.items, run.settings).model.recall[GATE_K]
+        half_life = run.settings.features.affinity_half_life_s
+        current_recall = evaluate_version(run.current, run.split, run.items, half_life).model.recall[GATE_K]
     current_name = run.current.version if run.current is not None else None
     return decide_gate(
-        new_recall, current_name, current_recall, tolerance=run.settings.train_gate_tolerance, force=force
+        new_recall, current_name, current_recall, tolerance=run.settings.trainer.gate_tolerance, force=force
     )
 
 
@@ -288,7 +285,7 @@ def _publish(
         run.store, result.model, run.items, popularity, manifest, neighbours=neighbours, promote=False
     )
     if choose_index is not None:
-        index = choose_index(version, latest_states(run.split, run.settings.tune_queries * 2))
+        index = choose_index(version, latest_states(run.split, run.settings.trainer.tune_queries * 2))
         if index:
             run.store.record_index(version, index)
     return version

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from streamrec.embeddings.encoding import ModelConfig
 from streamrec.foundation.schema import Event
-from streamrec.foundation.settings import Settings
+from streamrec.foundation.settings import TrainerSettings
 from streamrec.foundation.store import ModelStore
 from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.examples import EventFilter, newer_and_sampled
 
 WARM_MAX_NEW_SHARE = 0.5  # above it a warm refresh saves little and learns less than a full one (the demo's case)
@@ -30,11 +31,11 @@ class Plan:
     warm_in_a_row: int = 0  # warm refreshes since the last full one, this one included
     new_events: int = 0  # of the window, after `since_ts`
 
-    def teaches(self, events: list[Event], settings: Settings) -> EventFilter:
+    def teaches(self, events: list[Event], settings: TrainerSettings) -> EventFilter:
         if self.kind == "full":
             return lambda event: True
         old = len(events) - self.new_events
-        return newer_and_sampled(self.since_ts, settings.train_warm_replay, self.new_events, old, settings.train_seed)
+        return newer_and_sampled(self.since_ts, settings.warm_replay, self.new_events, old, settings.seed)
 
 
 def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
@@ -47,7 +48,7 @@ def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
     return sum(1 for e in cache.events if e.ts > last_ts)
 
 
-def plan_refresh(settings: Settings, store: ModelStore, cache: InteractionCache, *, full: bool = False) -> Plan:
+def plan_refresh(settings: TrainerConfig, store: ModelStore, cache: InteractionCache, *, full: bool = False) -> Plan:
     current = store.current()
     if current is None:
         return Plan("full", "first version")
@@ -55,9 +56,9 @@ def plan_refresh(settings: Settings, store: ModelStore, cache: InteractionCache,
         return Plan("full", "asked for")
     manifest = store.load_manifest(current)
     in_a_row = manifest.training.warm_in_a_row + 1
-    if in_a_row >= settings.train_full_every:
-        return Plan("full", f"every {settings.train_full_every}th refresh (STREAMREC_TRAIN_FULL_EVERY)")
-    if ModelConfig.from_dict(manifest.model_config) != ModelConfig.from_settings(settings):
+    if in_a_row >= settings.trainer.full_every:
+        return Plan("full", f"every {settings.trainer.full_every}th refresh (STREAMREC_TRAIN_FULL_EVERY)")
+    if ModelConfig.from_dict(manifest.model_config) != settings.model:
         return Plan("full", f"the model's shape differs from {current}'s")
     new = new_events_since_current(store, cache)  # all of them, for a version without a data window
     if not new:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from streamrec.embeddings.versions import ModelVersion
 from streamrec.foundation.kafka import KafkaConnection
-from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
+from streamrec.foundation.topics import Topics
 from streamrec.trainer.announce import announce
 from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.data import catalog_of, open_cache, refresh_cache, split_of
 from streamrec.trainer.eval_protocol import KS
 from streamrec.trainer.evaluate import Evaluation, evaluate_version
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 async def train_once(
-    settings: Settings,
+    settings: TrainerConfig,
     kafka: KafkaConnection,
     *,
     force: bool = False,
@@ -36,7 +37,7 @@ async def train_once(
 ) -> RunOutcome:
     """Read new events, train unless too few arrived, publish, announce.
     `cache`: the trainer's cache already in memory (else read from disk)."""
-    store, cache = ModelStore.from_settings(settings), cache or open_cache(settings)
+    store, cache = ModelStore.in_data_dir(settings.data_dir), cache or open_cache(settings)
     await refresh_cache(settings, kafka, cache)
     pending = new_events_since_current(store, cache)
     if pending < min_new_events:
@@ -54,12 +55,12 @@ async def train_once(
         choose_index=choose_index,
     )
     if outcome.promoted:
-        await announce(settings, kafka, store, outcome.version)
+        await announce(Topics.from_settings(settings.kafka), kafka, store, outcome.version)
     return outcome
 
 
 async def train_every(
-    settings: Settings,
+    settings: TrainerConfig,
     kafka: KafkaConnection,
     stop: asyncio.Event,
     every_s: float,
@@ -90,7 +91,7 @@ async def train_every(
             cache = None  # memory may be ahead of or behind the disk: start again from what was written
             log.error(
                 "training run failed; current version %s kept: %s: %s",
-                ModelStore.from_settings(settings).current(),
+                ModelStore.in_data_dir(settings.data_dir).current(),
                 type(exc).__name__,
                 exc,
             )
@@ -109,12 +110,13 @@ class LogEvaluation:
 
 
 async def evaluate_on_log(
-    settings: Settings, kafka: KafkaConnection, version: ModelVersion, ks: tuple[int, ...] = KS
+    settings: TrainerConfig, kafka: KafkaConnection, version: ModelVersion, ks: tuple[int, ...] = KS
 ) -> LogEvaluation:
     """Bring the trainer's cache up to date and judge `version` (and popularity)
     on its held-out users' newest events, as the gate would."""
     cache = open_cache(settings)
     await refresh_cache(settings, kafka, cache)
     items = catalog_of(cache)
-    evaluation = evaluate_version(version, split_of(cache.events, items, settings), items, settings, ks)
+    split = split_of(cache.events, items, settings.features)
+    evaluation = evaluate_version(version, split, items, settings.features.affinity_half_life_s, ks)
     return LogEvaluation(evaluation, len(items), len(cache.events))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from aiokafka import TopicPartition
 from streamrec.foundation.kafka import KafkaConnection, read_to_end, reader
 from streamrec.foundation.settings import Settings
 from streamrec.streams.engines import stream_worker
+from streamrec.streams.state import WorkerConfig
 
 
 async def until(
@@ -38,7 +40,7 @@ class RunningWorker:
     unfinished: list[RunningWorker] = []  # started, neither stopped nor crashed
 
     def __init__(self, settings: Settings, bootstrap: KafkaConnection):
-        self.worker = stream_worker(settings, bootstrap)
+        self.worker = stream_worker(WorkerConfig.from_settings(settings), bootstrap)
         self.task: asyncio.Task | None = None
 
     async def start(self) -> RunningWorker:
@@ -58,10 +60,11 @@ class RunningWorker:
         """From now on write no changelog and commit no offsets: a crash then
         leaves everything since to be redelivered."""
         worker = self.worker
-        if worker.settings.engine == "faust":
+        if worker.settings.worker.engine == "faust":
             worker.hold_commits()
         else:
-            worker.settings = worker.settings.derive(commit_interval_s=3600)
+            held = dataclasses.replace(worker.settings.worker, commit_interval_s=3600)
+            worker.settings = dataclasses.replace(worker.settings, worker=held)
 
     async def crash(self) -> None:
         """Stop without flushing tables or committing offsets, as a killed process would."""

@@ -53,8 +53,8 @@ async def _partitions(admin, topics: list[str]) -> list[dict]:
 
 def test_topics_are_replicated_three_times_with_two_in_sync_on_three_brokers(kafka, settings: Settings):
     async def scenario() -> None:
-        await ensure_topics(settings, kafka)
-        topics = Topics.from_settings(settings)
+        await ensure_topics(settings.kafka, kafka)
+        topics = Topics.from_settings(settings.kafka)
         admin = admin_client(kafka)
         await admin.start()
         try:
@@ -69,13 +69,13 @@ def test_topics_are_replicated_three_times_with_two_in_sync_on_three_brokers(kaf
 
 
 def test_a_forgotten_users_rows_disappear_from_the_changelog_after_compaction(kafka, settings: Settings):
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     # A user in the forgotten one's partition: only new writes there roll the segment holding the tombstone.
     parts = settings.partitions
     kept = next(f"kept{n}" for n in range(1000) if partition_for(f"kept{n}", parts) == partition_for("gone", parts))
 
     async def scenario() -> None:
-        await ensure_topics(settings, kafka)
+        await ensure_topics(settings.kafka, kafka)
         admin = admin_client(kafka)
         await admin.start()
         try:  # AlterConfigs replaces a topic's whole set: streamrec's own configs go back in
@@ -102,7 +102,7 @@ def test_a_forgotten_users_rows_disappear_from_the_changelog_after_compaction(ka
         assert b"gone" in await changelog_keys()  # compaction keeps a key's newest row until its tombstone
         producer = await start_producer(kafka)
         try:
-            await send_forget(producer, topics, Pseudonyms.from_settings(settings), "gone")
+            await send_forget(producer, topics, Pseudonyms.from_settings(settings.access), "gone")
         finally:
             await producer.stop()
         await until(lambda: state.status.forgotten == 1, 60, "the forget")

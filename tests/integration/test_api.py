@@ -12,8 +12,9 @@ import httpx
 from streamrec.foundation.kafka import KafkaConnection
 from streamrec.foundation.schema import Item
 from streamrec.foundation.store import ModelStore
+from streamrec.foundation.topics import Topics
 from streamrec.processes import run_server
-from streamrec.serving.live import LiveModel
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.trainer.announce import announce
 from tests.conftest import free_port
@@ -41,7 +42,7 @@ async def serving(kafka: KafkaConnection, settings) -> AsyncIterator[tuple[httpx
         await producer.send_catalog(ITEMS)
     worker = await RunningWorker(settings, kafka).start()
     stop = asyncio.Event()
-    live = LiveModel(settings)
+    live = LiveModel(LiveConfig.from_settings(settings))
     server = asyncio.create_task(run_server(settings, kafka, stop, live))
     try:
         async with httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=10) as http:
@@ -56,7 +57,7 @@ async def serving(kafka: KafkaConnection, settings) -> AsyncIterator[tuple[httpx
 
 def test_api_inputs_freshness_and_hot_swap(kafka, settings):
     settings = settings.derive(api_port=free_port(), index_kind="hnsw")
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     first = publish_random_version(store, ITEMS, seed=1)
 
     async def scenario():
@@ -125,7 +126,7 @@ def test_api_inputs_freshness_and_hot_swap(kafka, settings):
             stop_load = asyncio.Event()
             loaders = [asyncio.create_task(load()) for _ in range(4)]
             second = publish_random_version(store, ITEMS, seed=2)
-            await announce(settings, kafka, store, second.version)
+            await announce(Topics.from_settings(settings.kafka), kafka, store, second.version)
             await until(lambda: live.version == second.version, 60, "the swap")
             await asyncio.sleep(0.3)
             stop_load.set()
@@ -157,7 +158,7 @@ def test_cold_start_follows_live_popularity(kafka, settings):
     """A newcomer's answer ranks by what shoppers clicked in the popularity
     window, counted by the workers, not by the version's training counts."""
     settings = settings.derive(api_port=free_port(), index_kind="flat")
-    publish_random_version(ModelStore.from_settings(settings), ITEMS)  # trained popularity: i0 first, i199 last
+    publish_random_version(ModelStore.in_data_dir(settings.data_dir), ITEMS)  # trained popularity: i0 first, i199 last
 
     async def scenario():
         async with serving(kafka, settings) as (http, _):

@@ -58,7 +58,7 @@ def cluster(tmp_path_factory):
 
 async def _leader_of_first_changelog_partition(kafka: KafkaConnection, settings) -> tuple[int, list[str]]:
     """The node leading the changelog's partition 0, and every partition of streamrec's topics it leads."""
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     admin = admin_client(kafka)
     await admin.start()
     try:
@@ -108,7 +108,7 @@ def test_the_launcher_serves_on_through_a_leader_killed_by_the_os_and_loses_and_
         worker_log = tmp_path / "worker.log"
 
         async def scenario() -> None:
-            await ensure_topics(settings, kafka)
+            await ensure_topics(settings.kafka, kafka)
             with worker_log.open("wb") as log_file:
                 command = [sys.executable, "-m", "streamrec.cli", "worker"]
                 workers.append(subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT))
@@ -170,7 +170,7 @@ def _node_pid(data: Path, node: int) -> int:
 def _produce_with_librdkafka(kafka: KafkaConnection, settings) -> Counter:
     """EVENTS clicks of USERS users at RATE from librdkafka (acks=all, idempotent,
     Java's murmur2 partitioner), as a shop's Go or .NET backend sends them."""
-    topic = Topics.from_settings(settings).clicks
+    topic = Topics.from_settings(settings.kafka).clicks
     producer = Producer(
         {
             "bootstrap.servers": kafka.bootstrap,
@@ -248,7 +248,7 @@ def test_a_worker_cut_off_and_healed_loses_and_doubles_nothing(cluster, settings
         return _worker_process({**env, "STREAMREC_WORKER_PORT": str(port)})
 
     async def scenario() -> None:
-        await ensure_topics(settings, kafka)
+        await ensure_topics(settings.kafka, kafka)
         workers = [start(ports[0]), start(ports[1])]
         try:
             sending = asyncio.create_task(produce(kafka, settings, EVENTS, USERS, RATE))

@@ -27,9 +27,10 @@ from streamrec.foundation.schema import Event
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, index_chooser, run_server
-from streamrec.serving.live import LiveModel
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.schedule import train_once
 from tests.conftest import free_port
 from tests.integration.helpers import until
@@ -69,7 +70,7 @@ async def _running(kafka, settings, items):
     async with ShopProducer(kafka, settings) as producer:
         await producer.send_catalog(items)
     stop = asyncio.Event()
-    live = LiveModel(settings)
+    live = LiveModel(LiveConfig.from_settings(settings))
     running = [
         asyncio.create_task(WorkerProcess(settings, kafka).run(stop)),  # with its publisher
         asyncio.create_task(run_server(settings, kafka, stop, live)),
@@ -108,7 +109,7 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
     settings = settings.derive(
         api_port=free_port(), index_kind="flat", api_keys=READER, admin_api_keys=ADMIN, publish_recommendations=True
     )
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     _, items = publish_trained_version(store, SHOP, events=6000, epochs=3)
     reports = settings.data_dir / "reports"
     reports.mkdir(parents=True)
@@ -124,7 +125,9 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             # A version from the trainer itself (window, test figures, gate), after one published by hand.
             await until(lambda: live.item_stats.events_counted() >= 3000, 60, "3,000 events counted")
             trainer = settings.derive(**SMALL_TRAINING, index_tune=True)  # the index chosen and measured
-            await train_once(trainer, kafka, force=True, choose_index=index_chooser(trainer))
+            await train_once(
+                TrainerConfig.from_settings(trainer), kafka, force=True, choose_index=index_chooser(trainer)
+            )
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
 
@@ -142,7 +145,7 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
 
             # Overview: events counted by the workers, publishes and a dead letter reach the page.
             poison = await start_producer(kafka)
-            await poison.send_and_wait(Topics.from_settings(settings).clicks, b"\xc1 not an event", key=b"u1")
+            await poison.send_and_wait(Topics.from_settings(settings.kafka).clicks, b"\xc1 not an event", key=b"u1")
             await poison.stop()
             for shown in ("#events-per-s", "#publishes-per-s", "#dead-letters"):
                 await page.wait_for_function(
@@ -153,7 +156,7 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             # The workers table: each worker found, the version its publisher serves, no publish errors.
             cells = "[...document.querySelectorAll('#workers-table tbody td')].map(c => c.textContent)"
             await page.wait_for_function(
-                f"(cells => cells[0] === '{settings.worker_url}' && cells[3] === '{store.current()}' "
+                f"(cells => cells[0] === '{settings.worker.url}' && cells[3] === '{store.current()}' "
                 f"&& cells[7] === '0')({cells})",
                 timeout=30_000,
             )

@@ -17,7 +17,7 @@ from streamrec.foundation.http import serve_http
 from streamrec.foundation.schema import Item
 from streamrec.foundation.store import ModelStore
 from streamrec.serving.api import create_api
-from streamrec.serving.live import LiveModel, index_spec, serving_config
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.serving.serving_index import ServingIndex
 from streamrec.streams.web import create_worker_api
 from tests.conftest import free_port
@@ -70,8 +70,8 @@ async def _serve_and_fuzz(app, port: int, examples: int) -> tuple[int, list[str]
 def test_the_api_answers_every_fuzzed_request_below_500(tmp_path, settings, examples):
     version = publish_random_version(ModelStore(tmp_path / "models"), ITEMS)
     settings = settings.derive(data_dir=tmp_path, index_kind="flat")
-    live = LiveModel(settings)
-    live.current = ServingIndex(version, index_spec(settings), ITEMS, serving_config(settings))
+    live = LiveModel(LiveConfig.from_settings(settings))
+    live.current = ServingIndex(version, live.settings.spec, ITEMS, live.settings.serving)
     tried, failures = asyncio.run(_serve_and_fuzz(create_api(live), free_port(), examples))
     print(f"API: {tried} fuzzed requests, {len(failures)} answered 5xx")
     assert not failures and tried > 5 * examples, failures[:5]

@@ -80,7 +80,7 @@ def _grant(cluster: KafkaCluster, settings) -> None:
         prefix,
     )
     cluster.grant("--allow-principal", "User:streamrec", "--operation", "Describe", "--cluster")
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     shop_topics = [a for t in (topics.clicks, topics.purchases, topics.catalog) for a in ("--topic", t)]
     cluster.grant("--allow-principal", "User:shop", "--operation", "Write", "--operation", "Describe", *shop_topics)
 
@@ -154,7 +154,7 @@ async def _records_read(cluster: KafkaCluster, user: str, topic: str) -> int:
 async def _shop_is_refused(cluster: KafkaCluster, settings) -> None:
     """The shop's principal reads nothing of a changelog or the recommendations
     (which streamrec's user reads), and may not write a changelog."""
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     for topic in (topics.user_features_changelog, topics.recommendations):
         assert await _records_read(cluster, "streamrec", topic) > 0, topic
         assert await _records_read(cluster, "shop", topic) == 0, topic

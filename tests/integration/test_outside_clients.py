@@ -57,10 +57,10 @@ def produce_with_librdkafka(bootstrap: KafkaConnection, topics: Topics) -> Count
 
 def test_librdkafka_default_partitioner_and_aiokafka_give_exact_features(kafka, settings):
     settings = settings.derive(publish_recommendations=False, partitions=8)
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
 
     async def scenario() -> None:
-        await ensure_topics(settings, kafka)
+        await ensure_topics(settings.kafka, kafka)
         expected = produce_with_librdkafka(kafka, topics)
         async with ShopProducer(kafka, settings) as shop:  # a second producer, murmur2 like Java
             for user in range(USERS):

@@ -24,8 +24,9 @@ from streamrec.foundation.schema import Item, Limits, validate_control, validate
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics, ensure_topics
 from streamrec.processes import WorkerProcess, run_server
-from streamrec.serving.live import LiveModel
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop import ShopProducer
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.data import open_cache, refresh_cache
 from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
@@ -124,13 +125,13 @@ def _rejections(topic: str, value: bytes | None, topics: Topics) -> int:
 
 async def _system(settings, kafka):
     """Catalog, a current model, a publishing worker and an API server."""
-    await ensure_topics(settings, kafka)
+    await ensure_topics(settings.kafka, kafka)
     async with ShopProducer(kafka, settings) as shop:
         await shop.send_catalog(CATALOG)
-    publish_random_version(ModelStore.from_settings(settings), CATALOG)
+    publish_random_version(ModelStore.in_data_dir(settings.data_dir), CATALOG)
     stop = asyncio.Event()
     process = WorkerProcess(settings, kafka)
-    live = LiveModel(settings)
+    live = LiveModel(LiveConfig.from_settings(settings))
     tasks = [asyncio.create_task(process.run(stop)), asyncio.create_task(run_server(settings, kafka, stop, live))]
     await until(lambda: process.publishing and live.current is not None or any(t.done() for t in tasks), 60, "up")
     return stop, process, live, tasks
@@ -169,7 +170,7 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
             "data_dir": settings.data_dir / tag,
         }
     )
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     by_name = {
         "clicks": topics.clicks,
         "purchases": topics.purchases,
@@ -235,7 +236,9 @@ def test_hostile_records_are_dead_lettered_once_and_nothing_stops(kafka, setting
             assert +seen == +expected  # each bad record once per bad element, nothing else
 
             # The trainer reads the same storm into its cache: it skips what the worker refused.
-            refresh = await refresh_cache(settings, kafka, open_cache(settings))
+            refresh = await refresh_cache(
+                TrainerConfig.from_settings(settings), kafka, open_cache(TrainerConfig.from_settings(settings))
+            )
             catalog_tombstones = sum(1 for name, value in KNOWN_POISON + values if name == "catalog" and value is None)
             assert refresh.skipped == total + catalog_tombstones and refresh.events >= 60
         finally:

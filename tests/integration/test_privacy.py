@@ -22,9 +22,10 @@ from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, run_server
-from streamrec.serving.live import LiveModel
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import ShopConfig
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.data import open_cache, refresh_cache
 from tests.conftest import free_port
 from tests.integration.helpers import read_topic, until
@@ -54,7 +55,7 @@ class Running:
         self.settings, self.kafka = settings, kafka
         self.stop = asyncio.Event()
         self.process = WorkerProcess(settings, kafka)
-        self.live = LiveModel(settings)
+        self.live = LiveModel(LiveConfig.from_settings(settings))
         self.tasks: list[asyncio.Task] = []
 
     async def __aenter__(self) -> Running:
@@ -70,7 +71,7 @@ class Running:
         await asyncio.gather(*self.tasks)
 
     def worker_http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.settings.worker_url, timeout=10)
+        return httpx.AsyncClient(base_url=self.settings.worker.url, timeout=10)
 
     def api_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=f"http://{self.settings.api_host}:{self.settings.api_port}", timeout=10)
@@ -95,8 +96,8 @@ def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, pub
     settings = _private(
         settings, worker_metrics_port=free_port(), api_metrics_port=free_port(), publisher_processes=publisher_processes
     )
-    topics = Topics.from_settings(settings)
-    _, items = publish_trained_version(ModelStore.from_settings(settings), SHOP, events=4000, epochs=2)
+    topics = Topics.from_settings(settings.kafka)
+    _, items = publish_trained_version(ModelStore.in_data_dir(settings.data_dir), SHOP, events=4000, epochs=2)
     item_ids = [item.item_id for item in items]
 
     async def scenario() -> None:
@@ -107,8 +108,8 @@ def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, pub
             await _clicks(kafka, settings, ["victim", "bystander"], item_ids)
             await until(lambda: live.features.get("victim") and live.features.get("bystander"), 30, "the replica")
             await until(lambda: publisher.status.published >= 2, 30, "published answers")
-            cache = open_cache(settings)
-            await refresh_cache(settings, kafka, cache)
+            cache = open_cache(TrainerConfig.from_settings(settings))
+            await refresh_cache(TrainerConfig.from_settings(settings), kafka, cache)
             assert {e.user_id for e in cache.events} == {"victim", "bystander"}
 
             assert (await worker.delete("/users/victim")).status_code == 401
@@ -141,10 +142,10 @@ def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, pub
         assert _latest(recommendations, "victim")[:-1] and _latest(recommendations, "victim")[-1] is None
         assert _latest(recommendations, "bystander")[-1] is not None
 
-        refresh = await refresh_cache(settings, kafka, cache)
+        refresh = await refresh_cache(TrainerConfig.from_settings(settings), kafka, cache)
         assert refresh.forgotten == 1
         assert {e.user_id for e in cache.events} == {"bystander"}
-        reopened = open_cache(settings)  # what is on disk, not only in memory
+        reopened = open_cache(TrainerConfig.from_settings(settings))  # what is on disk, not only in memory
         assert {e.user_id for e in reopened.events} == {"bystander"}
         assert not any(b"victim" in path.read_bytes() for path in cache.directory.iterdir())
 
@@ -161,8 +162,8 @@ def test_a_forgotten_user_is_gone_everywhere_and_stays_gone(kafka, settings, pub
 
 def test_with_pseudonymisation_no_raw_id_is_kept_and_answers_are_unchanged(kafka, settings, caplog, monkeypatch):
     settings = _private(settings, pseudonymise_key=SecretStr("a-secret-key-from-the-vault"))
-    topics = Topics.from_settings(settings)
-    _, items = publish_trained_version(ModelStore.from_settings(settings), SHOP, events=4000, epochs=2)
+    topics = Topics.from_settings(settings.kafka)
+    _, items = publish_trained_version(ModelStore.in_data_dir(settings.data_dir), SHOP, events=4000, epochs=2)
     item_ids = [item.item_id for item in items]
     raw = ["alice-raw-7f3a", "bob-raw-c41d"]
     caplog.set_level(logging.INFO)
@@ -179,13 +180,15 @@ def test_with_pseudonymisation_no_raw_id_is_kept_and_answers_are_unchanged(kafka
                 assert profile["user_id"] == user and profile["clicks"] == 5
             answer = (await api.get(f"/recommendations/{raw[0]}", headers=READER)).json()
             current = running.live.current
-            row = running.live.features.get(Pseudonyms.from_settings(settings)(raw[0]))
+            row = running.live.features.get(Pseudonyms.from_settings(settings.access)(raw[0]))
             assert row is not None and row.user_id != raw[0]
             # The answer for the raw id is the one for the same history kept under the raw id.
             expected = [s.item_id for s in current.recommend(dataclasses.replace(row, user_id=raw[0]), 10)]
             assert [i["item_id"] for i in answer["items"]] == expected
             assert expected != [s.item_id for s in current.recommend(None, 10)]  # personalised, not cold start
-            await refresh_cache(settings, kafka, open_cache(settings))
+            await refresh_cache(
+                TrainerConfig.from_settings(settings), kafka, open_cache(TrainerConfig.from_settings(settings))
+            )
         return {
             "changelog": await read_topic(kafka, topics.user_features_changelog, settings.partitions),
             "recommendations": await read_topic(kafka, topics.recommendations, settings.partitions),
@@ -199,7 +202,7 @@ def test_with_pseudonymisation_no_raw_id_is_kept_and_answers_are_unchanged(kafka
     assert {decode(r.value)["user_id"] for r in stored["recommendations"]} == {
         r.key.decode() for r in stored["recommendations"]
     }
-    cache_files = list(open_cache(settings).directory.iterdir())
+    cache_files = list(open_cache(TrainerConfig.from_settings(settings)).directory.iterdir())
     assert cache_files and not any(user.encode() in path.read_bytes() for path in cache_files for user in raw)
     # Every INFO record of the product and its libraries; the test's own HTTP
     # client logs its URLs (the `streamrec` command sets httpx to WARNING).

@@ -49,7 +49,7 @@ def _alive(pid: int) -> bool:
 def test_one_killed_answering_process_ends_its_worker_with_the_reason(kafka, settings):
     settings = settings.derive(publisher_processes=2, index_kind="flat")
     items = Shop(SHOP).catalog()
-    publish_random_version(ModelStore.from_settings(settings), items, seed=1)
+    publish_random_version(ModelStore.in_data_dir(settings.data_dir), items, seed=1)
 
     async def scenario() -> None:
         async with ShopProducer(kafka, settings) as producer:

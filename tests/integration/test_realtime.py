@@ -20,7 +20,7 @@ from streamrec.foundation.kafka import KafkaConnection, reader
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, run_server
-from streamrec.serving.live import LiveModel
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import ShopConfig
 from streamrec.trainer.announce import announce
@@ -78,7 +78,7 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, p
     settings = settings.derive(
         api_port=free_port(), publish_interval_s=0.1, index_kind="flat", publisher_processes=publisher_processes
     )
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     version, items = publish_trained_version(store, SHOP)
     category_of = {i.item_id: i.category for i in items}
     counts = Counter(category_of.values())
@@ -92,9 +92,11 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, p
         stop = asyncio.Event()
         process = WorkerProcess(settings, kafka)
         running = asyncio.create_task(process.run(stop))
-        live = LiveModel(settings)
+        live = LiveModel(LiveConfig.from_settings(settings))
         server = asyncio.create_task(run_server(settings, kafka, stop, live))
-        recs = await Recommendations(kafka, Topics.from_settings(settings).recommendations, settings.partitions).start()
+        recs = await Recommendations(
+            kafka, Topics.from_settings(settings.kafka).recommendations, settings.partitions
+        ).start()
         try:
             await until(
                 lambda: process.publishing,
@@ -138,7 +140,9 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, p
                 # A swap while 40 users click: each user's newest event gets its recommendation.
                 newer = publish_random_version(store, items, seed=3)
                 lasts = {}
-                announced = asyncio.create_task(announce(settings, kafka, store, newer.version))
+                announced = asyncio.create_task(
+                    announce(Topics.from_settings(settings.kafka), kafka, store, newer.version)
+                )
                 for round_ in range(3):
                     for u in range(40):
                         event = await producer.click(f"crowd{u}", firsts[(u + round_) % len(firsts)], ts=time.time())

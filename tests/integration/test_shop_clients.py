@@ -35,11 +35,11 @@ def test_a_shops_producer_in_another_language_feeds_every_user_exactly(kafka, se
     tool = {"java": "java", "go": "go", "node": "node"}[language]
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} is not on the PATH: the examples need it (the Makefile's `examples` target)")
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     expected = Counter(f"{language}-u{n % USERS}" for n in range(EVENTS))
 
     async def scenario() -> None:
-        await ensure_topics(settings, kafka)
+        await ensure_topics(settings.kafka, kafka)
         worker = await RunningWorker(settings, kafka).start()
         command, folder = _command(language, kafka.bootstrap, topics.clicks)
         sent = await asyncio.to_thread(subprocess.run, command, cwd=folder, capture_output=True, text=True, timeout=240)

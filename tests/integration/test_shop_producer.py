@@ -43,7 +43,7 @@ def failing_sends(monkeypatch, failures: list[BaseException]) -> list[int]:
 
 async def event_ids(bootstrap: KafkaConnection, settings) -> list[str]:
     """Every event id on the event topics, from the beginning."""
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     records = [r for topic in topics.events for r in await read_topic(bootstrap, topic, settings.partitions)]
     return [msgpack.unpackb(r.value)["event_id"] for r in records]
 

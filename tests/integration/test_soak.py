@@ -90,7 +90,9 @@ def item_totals(events: int) -> Counter:
 
 async def item_totals_in_changelog(kafka: KafkaConnection, settings) -> Counter:
     """Each item's clicks and purchases as the changelog holds them (committed rows), summed over partitions."""
-    rows = await read_changelog(kafka, Topics.from_settings(settings).item_stats_changelog, range(settings.partitions))
+    rows = await read_changelog(
+        kafka, Topics.from_settings(settings.kafka).item_stats_changelog, range(settings.partitions)
+    )
     totals: Counter = Counter()
     for partition_rows in rows.values():
         for raw in partition_rows.values():

@@ -10,6 +10,7 @@ from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import Shop, ShopConfig
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.data import open_cache
 from streamrec.trainer.schedule import train_every, train_once
 from tests.integration.helpers import read_topic
@@ -47,9 +48,9 @@ def test_train_publishes_announces_and_reads_only_new_events(kafka, settings):
 
     async def scenario():
         first_batch = await _send(kafka, settings, records[:4000])
-        first = await train_once(settings, kafka)
+        first = await train_once(TrainerConfig.from_settings(settings), kafka)
         assert first.promoted and first.reason == "first version"
-        store = ModelStore.from_settings(settings)
+        store = ModelStore.in_data_dir(settings.data_dir)
         assert store.current() == first.version
         manifest = store.load_manifest(first.version)
         assert manifest.data_window.events == first_batch
@@ -57,11 +58,13 @@ def test_train_publishes_announces_and_reads_only_new_events(kafka, settings):
         assert manifest.metric("test", "users") == manifest.data_window.test_examples > 10  # held-out users
 
         more = await _send(kafka, settings, records[4000:])
-        skipped = await train_once(settings, kafka, min_new_events=more + 1)
+        skipped = await train_once(TrainerConfig.from_settings(settings), kafka, min_new_events=more + 1)
         assert skipped.version is None and f"{more} new events" in skipped.reason
-        assert len(open_cache(settings).events) == first_batch + more  # read once each, nothing twice
+        assert (
+            len(open_cache(TrainerConfig.from_settings(settings)).events) == first_batch + more
+        )  # read once each, nothing twice
 
-        announcements = await read_topic(kafka, Topics.from_settings(settings).model_updates, 1)
+        announcements = await read_topic(kafka, Topics.from_settings(settings.kafka).model_updates, 1)
         assert [decode(r.value)["version"] for r in announcements] == [first.version]
         assert announcements[0].key == b"two-tower"
 
@@ -78,7 +81,14 @@ def test_a_scheduled_trainer_refreshes_warm_from_its_cache_in_memory(kafka, sett
         first_batch = await _send(kafka, settings, records[:4000])
         stop, outcomes = asyncio.Event(), []
         schedule = asyncio.create_task(
-            train_every(settings, kafka, stop, 0.2, min_new_events=total - first_batch, on_outcome=outcomes.append)
+            train_every(
+                TrainerConfig.from_settings(settings),
+                kafka,
+                stop,
+                0.2,
+                min_new_events=total - first_batch,
+                on_outcome=outcomes.append,
+            )
         )
         while not any(o.version for o in outcomes):
             await asyncio.sleep(0.1)
@@ -89,6 +99,6 @@ def test_a_scheduled_trainer_refreshes_warm_from_its_cache_in_memory(kafka, sett
         await schedule
         trained = [o.manifest.training for o in outcomes if o.version]
         assert [(t.kind, t.base) for t in trained] == [("full", None), ("warm", outcomes[0].version)]
-        assert len(open_cache(settings).events) == total  # on disk too, each event once
+        assert len(open_cache(TrainerConfig.from_settings(settings)).events) == total  # on disk too, each event once
 
     asyncio.run(asyncio.wait_for(scenario(), 180))

@@ -20,7 +20,7 @@ ITEMS = [Item(f"i{n}", f"lamp {n}", f"c{n % 4}") for n in range(400)]
 
 
 def test_tune_measures_with_real_users_and_prints_its_choice(kafka, settings, monkeypatch):
-    version = publish_random_version(ModelStore.from_settings(settings), ITEMS)
+    version = publish_random_version(ModelStore.in_data_dir(settings.data_dir), ITEMS)
 
     async def users_in_the_changelog():
         worker = await RunningWorker(settings, kafka).start()

@@ -60,7 +60,7 @@ async def send_raw(bootstrap: KafkaConnection, topic: str, records: list[tuple[b
 
 async def shop_traffic(bootstrap: KafkaConnection, settings: Settings) -> None:
     """Two producers, a catalog, duplicates, a JSON event, a mixed batch, a mis-keyed event."""
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     async with ShopProducer(bootstrap, settings) as first, ShopProducer(bootstrap, settings) as second:
         await first.upsert_item("i1", "Red mug", "kitchen")
         await first.upsert_item("i2", "Garden hose", "garden")
@@ -129,7 +129,7 @@ def test_features_dead_letters_and_http(kafka, settings):
         worker = (await running).worker
         assert worker.status.dead_letters == len(MALFORMED) + 1  # + the bad element of the batch
 
-        topics = Topics.from_settings(settings)
+        topics = Topics.from_settings(settings.kafka)
         dead = await read_topic(kafka, topics.deadletter, settings.partitions)
         reasons = [dict(r.headers)["reason"].decode() for r in dead if "element" not in dict(r.headers)]
         for _, _, reason in MALFORMED:
@@ -256,7 +256,7 @@ def test_a_failed_changelog_write_then_a_clean_close_loses_no_update(kafka, sett
     from the committed offsets must hold every event exactly once."""
     if settings.engine == "faust":
         pytest.skip("patches the batch engine's producer; the faust engine's case is the test below")
-    changelog = Topics.from_settings(settings).user_features_changelog
+    changelog = Topics.from_settings(settings.kafka).user_features_changelog
     failing = {"on": True, "tried": False}
     real_start = streamrec.streams.worker.start_producer
 

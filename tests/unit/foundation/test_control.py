@@ -30,8 +30,8 @@ class Producer:
 
 def test_a_forget_goes_to_the_partition_of_the_users_events_under_the_stored_id():
     settings = Settings(pseudonymise_key=SecretStr("k"))
-    producer, pseudonyms = Producer(), Pseudonyms.from_settings(settings)
-    assert asyncio.run(send_forget(producer, Topics.from_settings(settings), pseudonyms, "alice")) == "metadata"
+    producer, pseudonyms = Producer(), Pseudonyms.from_settings(settings.access)
+    assert asyncio.run(send_forget(producer, Topics.from_settings(settings.kafka), pseudonyms, "alice")) == "metadata"
     topic, value, key, partition = producer.sent[0]
     stored = pseudonyms("alice")
     assert topic == "recs.control" and key == stored.encode() and stored != "alice"

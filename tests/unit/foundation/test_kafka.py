@@ -13,8 +13,8 @@ from streamrec.foundation.settings import Settings
 
 
 def test_plaintext_adds_nothing():
-    assert kafka.security_options(Settings()) == {}
-    assert not kafka.KafkaConnection.from_settings(Settings(), "b:9092").secured
+    assert kafka.security_options(Settings().kafka) == {}
+    assert not kafka.KafkaConnection.from_settings(Settings().kafka, "b:9092").secured
 
 
 def test_sasl_over_tls_passes_the_mechanism_credentials_and_a_tls_context():
@@ -24,7 +24,7 @@ def test_sasl_over_tls_passes_the_mechanism_credentials_and_a_tls_context():
         kafka_sasl_username="streamrec",
         kafka_sasl_password=SecretStr("s3cret"),
     )
-    options = kafka.security_options(settings)
+    options = kafka.security_options(settings.kafka)
     assert isinstance(options.pop("ssl_context"), ssl.SSLContext)
     assert options == {
         "security_protocol": "SASL_SSL",
@@ -39,9 +39,9 @@ def test_a_secured_connection_crosses_to_a_spawned_process_and_is_secured_again_
     settings = Settings(
         kafka_security_protocol="SASL_SSL", kafka_sasl_username="streamrec", kafka_sasl_password=SecretStr("s3cret")
     )
-    connection = kafka.KafkaConnection.from_settings(settings, "b:9093")
+    connection = kafka.KafkaConnection.from_settings(settings.kafka, "b:9093")
     connection.facts["idempotence"] = False
-    again = kafka.KafkaConnection.from_parent(settings, pickle.loads(pickle.dumps(connection.to_child())))
+    again = kafka.KafkaConnection.from_parent(settings.kafka, pickle.loads(pickle.dumps(connection.to_child())))
     assert (again.bootstrap, again.facts) == ("b:9093", {"idempotence": False})
     options = again.client_options()
     assert isinstance(options["ssl_context"], ssl.SSLContext) and options["sasl_plain_password"] == "s3cret"
@@ -49,7 +49,7 @@ def test_a_secured_connection_crosses_to_a_spawned_process_and_is_secured_again_
 
 def test_every_client_made_from_a_connection_takes_its_security():
     secured = kafka.KafkaConnection.from_settings(
-        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u"), "127.0.0.1:9"
+        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u").kafka, "127.0.0.1:9"
     )
 
     async def protocols(connection: kafka.KafkaConnection) -> tuple[str, str]:  # clients are made inside a loop
@@ -66,6 +66,6 @@ def test_every_client_made_from_a_connection_takes_its_security():
 
 def test_a_connection_never_shows_its_secrets():
     secured = kafka.KafkaConnection.from_settings(
-        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_password=SecretStr("s3cret")), "b:9092"
+        Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_password=SecretStr("s3cret")).kafka, "b:9092"
     )
     assert "s3cret" not in repr(secured) and str(secured) == "b:9092"

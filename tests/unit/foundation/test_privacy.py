@@ -20,6 +20,6 @@ def test_a_pseudonym_is_the_truncated_hmac_of_the_id_under_the_key():
 
 
 def test_without_a_key_ids_are_kept_as_sent():
-    assert not Pseudonyms.from_settings(Settings()).enabled
+    assert not Pseudonyms.from_settings(Settings().access).enabled
     assert Pseudonyms.disabled()("alice") == "alice"
     assert Pseudonyms(SecretStr("k"))("\udcff") != "\udcff"  # any str, even one JSON let through unpaired

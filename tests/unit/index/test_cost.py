@@ -6,7 +6,7 @@ from streamrec.bench.index import embedding_like
 from streamrec.foundation.settings import Settings
 from streamrec.index.cost import Measurement, Target, choose, exact_neighbours, measure, settings_for
 from streamrec.index.kinds import IndexSpec
-from streamrec.serving.live import index_spec
+from streamrec.serving.live import LiveConfig
 
 VECTORS = embedding_like(3000, 16)
 
@@ -49,7 +49,7 @@ def test_printed_settings_give_back_the_chosen_spec(monkeypatch):
     chosen = IndexSpec("opq_ivf_pq", nlist=100, nprobe=8, pq_m=16, pq_bits=6)
     for name, value in settings_for(chosen).items():
         monkeypatch.setenv(name, value)
-    assert index_spec(Settings()) == chosen
+    assert LiveConfig.from_settings(Settings()).spec == chosen
 
 
 def test_big_catalogs_skip_the_builds_that_take_minutes_to_train():

@@ -36,9 +36,10 @@ _BUILT: dict[str, object] = {}
 
 
 def _index(kind: str):
-    """One build per kind for the whole module (IVF-PQ and OPQ training take seconds)."""
+    """One build per kind for the whole module (IVF-PQ and OPQ training take
+    seconds: 6-bit codes train in 60% of 8-bit's time, recall 0.82 against 0.85-0.87)."""
     if kind not in _BUILT:
-        _BUILT[kind] = build(IndexSpec(kind, nprobe=32, ef_search=128), VECTORS)
+        _BUILT[kind] = build(IndexSpec(kind, nprobe=32, ef_search=128, pq_bits=6), VECTORS)
     return _BUILT[kind]
 
 

@@ -10,7 +10,7 @@ from streamrec.foundation.schema import Item
 from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
 from streamrec.serving.api import create_api
-from streamrec.serving.live import LiveModel, index_spec, serving_config
+from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.serving.serving_index import ServingIndex
 from tests.versions import publish_random_version
 
@@ -19,9 +19,9 @@ ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 3}") for n in range(30)]
 
 def test_with_keys_set_only_healthz_answers_without_one(tmp_path):
     settings = Settings(data_dir=tmp_path, index_kind="flat", api_keys="reader-key")
-    live = LiveModel(settings)
-    version = publish_random_version(ModelStore.from_settings(settings), ITEMS)
-    live.current = ServingIndex(version, index_spec(settings), ITEMS, serving_config(settings))
+    live = LiveModel(LiveConfig.from_settings(settings))
+    version = publish_random_version(ModelStore.in_data_dir(settings.data_dir), ITEMS)
+    live.current = ServingIndex(version, live.settings.spec, ITEMS, live.settings.serving)
 
     async def calls() -> dict[str, tuple[int, int, str]]:
         transport = httpx.ASGITransport(app=create_api(live))
@@ -43,9 +43,9 @@ def test_with_keys_set_only_healthz_answers_without_one(tmp_path):
 
 def test_details_add_each_items_title_and_category_and_the_default_wire_stays_compact(tmp_path):
     settings = Settings(data_dir=tmp_path, index_kind="flat")
-    live = LiveModel(settings)
-    version = publish_random_version(ModelStore.from_settings(settings), ITEMS)
-    live.current = ServingIndex(version, index_spec(settings), ITEMS, serving_config(settings))
+    live = LiveModel(LiveConfig.from_settings(settings))
+    version = publish_random_version(ModelStore.in_data_dir(settings.data_dir), ITEMS)
+    live.current = ServingIndex(version, live.settings.spec, ITEMS, live.settings.serving)
     live.catalog.items.update({item.item_id: item for item in ITEMS})
 
     async def calls() -> list[dict]:

@@ -14,7 +14,7 @@ from streamrec.foundation.store import ModelStore
 from streamrec.index.kinds import IndexSpec
 from streamrec.serving.api import create_api
 from streamrec.serving.console import add_console
-from streamrec.serving.live import LiveModel
+from streamrec.serving.live import LiveConfig, LiveModel
 from tests.versions import publish_random_version
 
 ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 3}") for n in range(30)]
@@ -22,7 +22,7 @@ KEYS = {"X-API-Key": "reader-key", "X-Streamrec-Console": "1"}, {"X-API-Key": "a
 
 
 def _console(settings: Settings, live: LiveModel) -> httpx.AsyncClient:
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
 
     async def rollback() -> str:
         return store.rollback()
@@ -34,11 +34,11 @@ def _console(settings: Settings, live: LiveModel) -> httpx.AsyncClient:
 
 def test_a_read_key_sees_the_models_and_only_an_admin_key_rolls_back(tmp_path):
     settings = Settings(data_dir=tmp_path, index_kind="flat", api_keys="reader-key", admin_api_keys="admin-key")
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     first, second = (publish_random_version(store, ITEMS).version for _ in range(2))
     measured = {"k": 10, "recall": 0.97, "p99_ms": 0.4, "bytes_per_item": 96.0, "queries": 500}
     store.record_index(first, {**IndexSpec("hnsw", hnsw_m=16).to_dict(), "measured": measured})
-    live = LiveModel(settings)
+    live = LiveModel(LiveConfig.from_settings(settings))
     reader, admin = KEYS
 
     async def calls() -> dict:
@@ -82,7 +82,7 @@ def test_reports_are_listed_and_served_by_name_only(tmp_path):
     (tmp_path / "secret.png").write_bytes(b"not a report")
 
     async def calls() -> list[httpx.Response]:
-        async with _console(settings, LiveModel(settings)) as http:
+        async with _console(settings, LiveModel(LiveConfig.from_settings(settings))) as http:
             paths = ("/console/api/reports", "/console/api/reports/demo.png", "/console/api/reports/..%2Fsecret.png")
             return [await http.get(path) for path in paths]
 
@@ -93,7 +93,7 @@ def test_reports_are_listed_and_served_by_name_only(tmp_path):
 
 def test_before_any_model_recommendations_come_from_live_popularity_and_say_so(tmp_path):
     settings = Settings(data_dir=tmp_path, index_kind="flat")
-    live = LiveModel(settings)
+    live = LiveModel(LiveConfig.from_settings(settings))
     live.catalog.items.update({item.item_id: item for item in ITEMS})
     for n, item in enumerate(ITEMS[:5]):
         stats = ItemStats(

@@ -13,7 +13,7 @@ from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures
 from streamrec.foundation.schema import Event, Item
 from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore, StoreError
-from streamrec.serving.live import ItemStatsReplica, LiveModel
+from streamrec.serving.live import ItemStatsReplica, LiveConfig, LiveModel
 from tests.versions import publish_random_version
 
 ITEMS = [Item(f"i{n}", f"item {n}", f"c{n % 5}") for n in range(400)]
@@ -40,7 +40,7 @@ def test_the_server_tunes_each_version_on_its_users_when_asked(tmp_path):
         data_dir=tmp_path, index_kind="flat", index_tune=True, tune_recall=0.99, tune_queries=60, tune_prefer="memory"
     )
     publish_random_version(ModelStore(tmp_path / "models"), ITEMS)
-    live = LiveModel(settings, sample_users=lambda n: _users(80))
+    live = LiveModel(LiveConfig.from_settings(settings), sample_users=lambda n: _users(80))
     live.catalog.items.update({item.item_id: item for item in ITEMS})
     assert asyncio.run(live.swap_to(live.store.current()))
     served = live.current
@@ -57,7 +57,7 @@ def test_announcements_can_only_point_at_the_stores_current_version(tmp_path):
     store = ModelStore(tmp_path / "models")
     older = publish_random_version(store, ITEMS[:50], seed=1).version
     current = publish_random_version(store, ITEMS[:50], seed=2).version
-    live = LiveModel(Settings(data_dir=tmp_path))
+    live = LiveModel(LiveConfig.from_settings(Settings(data_dir=tmp_path)))
     for hostile in ("", "../models", "/etc", "..", 7, None, "x" * 10_000, current + "/../.."):
         _announce(live, hostile)
         assert live.announcements.latest is None, hostile
@@ -72,7 +72,7 @@ def test_a_version_that_fails_to_load_is_retried_with_backoff_not_in_a_loop(tmp_
     store = ModelStore(tmp_path / "models")
     version = publish_random_version(store, ITEMS[:50]).version
     (store.root / version / "model.safetensors").write_bytes(b"truncated")
-    live = LiveModel(Settings(data_dir=tmp_path))
+    live = LiveModel(LiveConfig.from_settings(Settings(data_dir=tmp_path)))
     _announce(live, version)
     assert not asyncio.run(live.swap_to(version))
     now = time.monotonic()
@@ -115,7 +115,7 @@ def test_a_version_whose_manifest_holds_an_index_is_built_so_without_measuring(t
         raise AssertionError("a version with the trainer's choice must not be tuned again")
 
     monkeypatch.setattr("streamrec.serving.live.best_spec", measured)
-    live = LiveModel(settings, sample_users=lambda n: measured())
+    live = LiveModel(LiveConfig.from_settings(settings), sample_users=lambda n: measured())
     live.catalog.items.update({item.item_id: item for item in ITEMS})
     assert asyncio.run(live.swap_to(version))
     spec = live.current.index.spec
@@ -128,7 +128,7 @@ def test_the_trainers_hook_tunes_a_version_into_its_manifest(tmp_path):
     settings = Settings(data_dir=tmp_path, tune_recall=0.99, tune_queries=60, tune_prefer="memory")
     store = ModelStore(tmp_path / "models")
     version = publish_random_version(store, ITEMS).version
-    chosen = choose_for_version(store, settings, version, _users(80))
+    chosen = choose_for_version(store, settings.tune, version, _users(80))
     assert chosen is not None and chosen["kind"] != "flat"  # smaller than flat at recall 0.99
     store.record_index(version, chosen)
     assert store.load_manifest(version).index == chosen and store.current() == version

@@ -54,7 +54,7 @@ def test_workers_are_found_through_the_group_and_their_peers_and_hostile_answers
         return [("http://w1:1", ""), ("http://w9:9/elsewhere", "")]
 
     access = Access(SecretStr(""), SecretStr(""))
-    pulse = Pulse(None, Topics.from_settings(Settings()), None, access, members, ("http://local:2", ""))
+    pulse = Pulse(None, Topics.from_settings(Settings().kafka), None, access, members, ("http://local:2", ""))
     pulse.workers = asyncio.run(pulse._workers(admin=None))
     by_url = {w["url"]: w for w in pulse.workers}
 

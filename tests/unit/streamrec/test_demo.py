@@ -30,7 +30,7 @@ def test_the_demo_report_says_what_was_reached_and_when(tmp_path):
 
 def test_each_served_model_says_how_long_after_its_events_it_served(tmp_path):
     settings = Settings(data_dir=tmp_path)
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     items = [Item(f"i{n}", f"item {n}", "c") for n in range(20)]
     served = {}
     for first, last, at in ((1000.0, 1100.0, 1160.0), (1000.0, 1250.0, 1290.0)):

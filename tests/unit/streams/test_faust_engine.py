@@ -22,7 +22,7 @@ def app(**options) -> faust.App:
 
 def test_mount_adds_an_agent_per_input_topic_and_two_tables_on_the_batch_engines_changelogs():
     settings = Settings(topic_prefix="m.")
-    topics = Topics.from_settings(settings)
+    topics = Topics.from_settings(settings.kafka)
     target = app(table_standby_replicas=0)
     agents = mount(target, settings)
     assert sorted(agent.name for agent in target.agents.values()) == sorted(

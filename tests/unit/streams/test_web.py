@@ -8,6 +8,7 @@ import httpx
 from pydantic import SecretStr
 
 from streamrec.foundation.settings import Settings
+from streamrec.streams.state import WorkerConfig
 from streamrec.streams.web import create_worker_api
 from streamrec.streams.worker import StreamWorker
 
@@ -15,7 +16,7 @@ KEYS = {"api_keys": SecretStr("reader"), "admin_api_keys": SecretStr("admin")}
 
 
 def _statuses(settings: Settings, calls: list[tuple[str, str]], key: str | None) -> list[int]:
-    app = create_worker_api(StreamWorker(settings, "127.0.0.1:9"))  # never started
+    app = create_worker_api(StreamWorker(WorkerConfig.from_settings(settings), "127.0.0.1:9"))  # never started
     headers = {} if key is None else {"X-API-Key": key}
 
     async def call() -> list[int]:

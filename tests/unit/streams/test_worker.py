@@ -5,11 +5,12 @@ from __future__ import annotations
 from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures, apply_event, apply_item_counts
 from streamrec.foundation.schema import Event
 from streamrec.foundation.settings import Settings
+from streamrec.streams.state import WorkerConfig
 from streamrec.streams.worker import StreamWorker
 
 
 def test_a_workers_tuner_samples_copies_of_its_own_users():
-    worker = StreamWorker(Settings(), "127.0.0.1:9")  # never started: no broker needed
+    worker = StreamWorker(WorkerConfig.from_settings(Settings()), "127.0.0.1:9")  # never started: no broker needed
     rows, _ = worker.users.for_update(0)
     for u in range(30):
         rows[f"u{u}"] = user = UserFeatures(f"u{u}")
@@ -21,7 +22,9 @@ def test_a_workers_tuner_samples_copies_of_its_own_users():
 
 
 def test_item_statistics_are_read_merged_and_ranked_in_event_time():
-    worker = StreamWorker(Settings(popularity_bucket_s=3600, popularity_buckets=24), "127.0.0.1:9")
+    worker = StreamWorker(
+        WorkerConfig.from_settings(Settings(popularity_bucket_s=3600, popularity_buckets=24)), "127.0.0.1:9"
+    )
     for partition, (item_id, clicks, ts) in enumerate([("mug", 3, 7200.0), ("mug", 2, 9000.0), ("pan", 4, 100_000.0)]):
         rows, _ = worker.items.for_update(partition)
         rows[item_id] = stats = ItemStats(item_id)

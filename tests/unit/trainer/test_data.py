@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from streamrec.foundation.features import FeatureConfig
 from streamrec.foundation.schema import Event, Item
-from streamrec.foundation.settings import Settings
 from streamrec.trainer.cache import InteractionCache
 from streamrec.trainer.data import catalog_of, latest_states, neighbours_of, split_of
 
@@ -24,7 +24,7 @@ def test_items_seen_only_in_events_join_the_catalog_bare(tmp_path):
 def test_neighbours_are_learned_from_training_examples_only_and_none_are_asked_for_with_k_zero(tmp_path):
     cache = _log(tmp_path)
     items = catalog_of(cache)
-    split = split_of(cache.events, items, Settings())
+    split = split_of(cache.events, items, FeatureConfig())
     neighbours = neighbours_of(split, items, k=3)
     assert neighbours is not None and neighbours.rows.shape == (len(items), 3)
     assert neighbours_of(split, items, k=0) is None
@@ -32,7 +32,7 @@ def test_neighbours_are_learned_from_training_examples_only_and_none_are_asked_f
 
 def test_the_tuners_users_are_each_users_newest_state_at_most_n(tmp_path):
     cache = _log(tmp_path)
-    split = split_of(cache.events, catalog_of(cache), Settings())
+    split = split_of(cache.events, catalog_of(cache), FeatureConfig())
     states = latest_states(split, 4)
     assert len(states) == 4 and len({s.user_id for s in states}) == 4
     everyone = {s.user_id: s for s in latest_states(split, 100)}

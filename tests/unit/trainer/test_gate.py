@@ -10,6 +10,7 @@ from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
 from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.gate import decide_gate, promotes
 from streamrec.trainer.job import train_and_publish
 
@@ -51,10 +52,16 @@ def test_a_refresh_worse_than_the_current_version_is_written_but_not_served(tmp_
         train_random_negatives=64,
         model_neighbours=0,
     )
-    store, cpu = ModelStore.from_settings(Settings(**small)), torch.device("cpu")
-    good = train_and_publish(Settings(**small, train_epochs=4), cache, store, device=cpu)
+    store, cpu = ModelStore.in_data_dir(Settings(**small).data_dir), torch.device("cpu")
+    good = train_and_publish(TrainerConfig.from_settings(Settings(**small, train_epochs=4)), cache, store, device=cpu)
     # Barely moved from its random start: worse than the trained version on the same test users.
-    bad = train_and_publish(Settings(**small, train_epochs=1, train_lr=1e-7), cache, store, device=cpu, full=True)
+    bad = train_and_publish(
+        TrainerConfig.from_settings(Settings(**small, train_epochs=1, train_lr=1e-7)),
+        cache,
+        store,
+        device=cpu,
+        full=True,
+    )
     assert good.promoted and not bad.promoted and store.current() == good.version
     assert bad.version in store.versions() and bad.reason.startswith(f"kept {good.version}: new recall@20")
     gate = store.load_manifest(bad.version).gate

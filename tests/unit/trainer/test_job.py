@@ -10,6 +10,7 @@ from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
 from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.evaluate import BLEND_WEIGHTS
 from streamrec.trainer.job import train_and_publish
 
@@ -30,14 +31,16 @@ def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
         model_neighbours=20,
         tune_queries=20,
     )
-    store = ModelStore.from_settings(settings)
+    store = ModelStore.in_data_dir(settings.data_dir)
     asked = []
 
     def choose_index(version: str, users: list) -> dict:
         asked.append((version, len(users), store.current()))
         return {"kind": "hnsw", "hnsw_m": 16, "ef_search": 32}
 
-    outcome = train_and_publish(settings, cache, store, device=torch.device("cpu"), choose_index=choose_index)
+    outcome = train_and_publish(
+        TrainerConfig.from_settings(settings), cache, store, device=torch.device("cpu"), choose_index=choose_index
+    )
     assert outcome.promoted and store.current() == outcome.version
     version, users, current_then = asked[0]
     assert version == outcome.version and 0 < users <= 40 and current_then is None  # chosen before promotion
@@ -68,10 +71,14 @@ def test_a_warm_refresh_keeps_its_bases_neighbours_and_weight(tmp_path):
         train_random_negatives=64,
         model_neighbours=20,
     )
-    store = ModelStore.from_settings(settings)
-    base = train_and_publish(settings, cache, store, device=torch.device("cpu"), force=True)
+    store = ModelStore.in_data_dir(settings.data_dir)
+    base = train_and_publish(
+        TrainerConfig.from_settings(settings), cache, store, device=torch.device("cpu"), force=True
+    )
     cache.append(events[4000:], [], {})
-    warm = train_and_publish(settings, cache, store, device=torch.device("cpu"), force=True)
+    warm = train_and_publish(
+        TrainerConfig.from_settings(settings), cache, store, device=torch.device("cpu"), force=True
+    )
     assert warm.manifest.training.kind == "warm"
     chosen, kept = base.manifest.params.blend, warm.manifest.params.blend
     assert kept.weight_from == base.version

@@ -13,6 +13,7 @@ from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
 from streamrec.trainer.cache import InteractionCache
+from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.examples import build_examples, newer_and_sampled
 from streamrec.trainer.job import train_and_publish
 
@@ -55,13 +56,13 @@ def test_refreshes_alternate_warm_and_full_and_a_warm_one_continues_from_its_bas
     shop = Shop(ShopConfig(users=150, items=100, categories=4, seed=5, new_item_every=0))
     stream = [r for r in shop.stream(6000) if isinstance(r, Event)]
     cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
-    settings, store = small_settings(tmp_path), ModelStore.from_settings(small_settings(tmp_path))
+    settings, store = small_settings(tmp_path), ModelStore.in_data_dir(small_settings(tmp_path).data_dir)
     kinds = []
     for part in range(4):
         cache.append(
             stream[:3000] if part == 0 else stream[2000 + 1000 * part : 3000 + 1000 * part], shop.catalog(), {}
         )
-        outcome = train_and_publish(settings, cache, store, device=CPU, force=True)
+        outcome = train_and_publish(TrainerConfig.from_settings(settings), cache, store, device=CPU, force=True)
         training = outcome.manifest.training
         kinds.append((training.kind, training.warm_in_a_row))
         if training.kind == "warm":
@@ -83,22 +84,28 @@ def _trained_then_more(tmp_path, trained: int) -> tuple[InteractionCache, ModelS
     stream = [r for r in shop.stream(3000) if isinstance(r, Event)]
     cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
     cache.append(stream[:trained], shop.catalog(), {})
-    store = ModelStore.from_settings(small_settings(tmp_path))
-    train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True)
+    store = ModelStore.in_data_dir(small_settings(tmp_path).data_dir)
+    train_and_publish(TrainerConfig.from_settings(small_settings(tmp_path)), cache, store, device=CPU, force=True)
     cache.append(stream[trained:], [], {})
     return cache, store
 
 
 def test_a_changed_model_shape_or_asking_forces_a_full_refresh(tmp_path):
     cache, store = _trained_then_more(tmp_path, 2000)
-    asked = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True, full=True)
+    asked = train_and_publish(
+        TrainerConfig.from_settings(small_settings(tmp_path)), cache, store, device=CPU, force=True, full=True
+    )
     assert asked.manifest.training.kind == "full" and asked.manifest.training.why == "asked for"
-    reshaped = train_and_publish(small_settings(tmp_path, model_dim=8), cache, store, device=CPU, force=True)
+    reshaped = train_and_publish(
+        TrainerConfig.from_settings(small_settings(tmp_path, model_dim=8)), cache, store, device=CPU, force=True
+    )
     assert reshaped.manifest.training.kind == "full" and "shape" in reshaped.manifest.training.why
     assert reshaped.manifest.model_config["dim"] == 8
 
 
 def test_a_window_mostly_new_is_learned_by_a_full_refresh(tmp_path):
     cache, store = _trained_then_more(tmp_path, 1000)  # two thirds of the window arrived since
-    training = train_and_publish(small_settings(tmp_path), cache, store, device=CPU, force=True).manifest.training
+    training = train_and_publish(
+        TrainerConfig.from_settings(small_settings(tmp_path)), cache, store, device=CPU, force=True
+    ).manifest.training
     assert training.kind == "full" and "67% of the window is new" in training.why
