@@ -21,6 +21,8 @@ from streamrec.foundation.store import Manifest, ModelStore
 
 __all__ = ["ModelVersion", "load_version", "publish_model"]
 
+BOUGHT_TOGETHER = "bought_together"  # the extras' names of the co-purchase neighbours
+
 
 @dataclass
 class ModelVersion:
@@ -35,6 +37,7 @@ class ModelVersion:
     item_popularity: np.ndarray  # float32 [items]
     manifest: Manifest
     neighbours: Neighbours | None = None  # the second source, over the version's item rows
+    bought_together: Neighbours | None = None  # co-purchases in baskets, over the same rows
 
     @property
     def blend_weight(self) -> float:
@@ -50,11 +53,12 @@ def publish_model(
     manifest: Manifest,
     *,
     neighbours: Neighbours | None = None,
+    bought_together: Neighbours | None = None,
     promote: bool = True,
 ) -> str:
     """Embed the catalog with `model` and publish both as a new version; returns its name.
     `popularity` (training interactions per item, in `items`' order) defaults to zeros;
-    `neighbours` are over the rows of `items`."""
+    `neighbours` and `bought_together` are over the rows of `items`."""
     weights = {name: tensor.detach().cpu().contiguous().numpy() for name, tensor in model.state_dict().items()}
     popularity = np.zeros(len(items), dtype=np.float32) if popularity is None else popularity
     manifest = replace(manifest, model_config=model.config.to_dict())
@@ -64,7 +68,10 @@ def publish_model(
         embed_items(model, items),
         popularity,
         manifest,
-        extras=neighbours.to_arrays() if neighbours else None,
+        extras={
+            **(neighbours.to_arrays() if neighbours else {}),
+            **(bought_together.to_arrays(BOUGHT_TOGETHER) if bought_together else {}),
+        },
         promote=promote,
     )
 
@@ -86,4 +93,5 @@ def load_version(store: ModelStore, version: str | None = None, device: torch.de
         stored.item_popularity,
         stored.manifest,
         Neighbours.from_arrays(stored.extras),
+        Neighbours.from_arrays(stored.extras, BOUGHT_TOGETHER),
     )

@@ -8,7 +8,7 @@ handler reads `live.current` once: a swap during a request does not touch it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,19 @@ class ApiMetrics:
         self.version.clear()
         self.version.labels(current.version.version).set(1)
         self.users.set(len(self.live.features))
+
+
+# An item endpoint's question to the served index: (index, item_id, k) -> the answer, None for an unknown item.
+ItemQuestion = Callable[[ServingIndex, str, int], list[ScoredItem] | None]
+ITEM_ROUTES: list[tuple[str, str, ItemQuestion, str]] = [
+    ("/items/{item_id}/similar", "similar", ServingIndex.similar, "Items near an item"),
+    (
+        "/items/{item_id}/bought-together",
+        "bought_together",
+        ServingIndex.bought_together,
+        "Items bought in the same baskets as an item (then similar ones, to fill k)",
+    ),
+]
 
 
 def _items(answer: list[ScoredItem], catalog: Mapping[str, Item] | None = None) -> list[dict]:
@@ -195,22 +208,32 @@ def _item_routes(serving: _Serving) -> APIRouter:
     K, DETAILS = _options(settings.api)
     router = APIRouter()
 
-    @router.get(
-        "/items/{item_id}/similar",
-        summary="Items near an item",
-        response_model=SimilarItems,
-        response_model_exclude_unset=True,
-    )
-    async def similar(
-        item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS
-    ) -> dict:
-        with metrics.latency.labels("similar").time():
-            current = serving.index()
-            answer = current.similar(item_id, k)
-            if answer is None:
-                raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
-            items = _items(answer, serving.catalog(details))
-            return {"item_id": item_id, "items": items, "model_version": current.version.version}
+    def item_answer(endpoint: str, ask: ItemQuestion) -> Callable[..., Awaitable[dict]]:
+        """An item endpoint: `ask`'s answer from the served index, or 404 for an item it does not know."""
+
+        async def answer(
+            item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS
+        ) -> dict:
+            with metrics.latency.labels(endpoint).time():
+                current = serving.index()
+                found = ask(current, item_id, k)
+                if found is None:
+                    raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
+                items = _items(found, serving.catalog(details))
+                return {"item_id": item_id, "items": items, "model_version": current.version.version}
+
+        return answer
+
+    for path, endpoint, ask, summary in ITEM_ROUTES:
+        router.add_api_route(
+            path,
+            item_answer(endpoint, ask),
+            methods=["GET"],
+            name=endpoint,  # the OpenAPI operation id clients generate their method names from
+            summary=summary,
+            response_model=SimilarItems,
+            response_model_exclude_unset=True,
+        )
 
     @router.get(
         "/search",

@@ -13,7 +13,13 @@ class RecommendedItem(BaseModel):
     item_id: str
     score: float
     because: str | None = Field(None, description="With explain: the user's recent item it is most like.")
-    source: str | None = Field(None, description="With explain: what ranked it (towers, neighbours, popularity).")
+    source: str | None = Field(
+        None,
+        description=(
+            "With explain: what ranked it (towers, neighbours, popularity); "
+            "always in bought-together answers (bought_together or similar)."
+        ),
+    )
     title: str | None = Field(None, description="With details, where the catalog has it.")
     category: str | None = Field(None, description="With details, where the catalog has it.")
 

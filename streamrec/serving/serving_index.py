@@ -343,6 +343,27 @@ class ServingIndex:
         scores, rows = self.index.search(vector, k + 1, self._allow.bits)  # the item itself is among them
         return first_k(scores[0], rows[0], self.row_ids, k, {item_id})
 
+    def bought_together(self, item_id: str, k: int) -> list[ScoredItem] | None:
+        """Items bought in the same baskets as `item_id`, the most habitual
+        first, then items near it to fill `k` (a young shop, a new item);
+        each says its `source`. None for an item not in the catalog."""
+        similar = self.similar(item_id, k)
+        if similar is None:
+            return None
+        found: list[ScoredItem] = []
+        together, row = self.version.bought_together, self.row_of[item_id]
+        if together is not None and row < self._trained_rows:
+            rows, weights = together.rows[row], together.weights[row]
+            rows, weights = rows[rows >= 0], weights[rows >= 0]
+            allowed = self._allow.allows_each(rows)
+            found = [
+                ScoredItem(self.row_ids[r], float(w), source="bought_together")
+                for r, w in zip(rows[allowed][:k], weights[allowed][:k], strict=True)
+            ]
+        taken = {s.item_id for s in found}
+        fill = [replace(s, source="similar") for s in similar if s.item_id not in taken]
+        return [*found, *fill][:k]
+
     def search(
         self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None
     ) -> list[ScoredItem]:

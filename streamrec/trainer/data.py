@@ -76,6 +76,41 @@ def neighbours_of(split: Split, items: list[Item], k: int, ease: float | None = 
     return Neighbours.from_histories(histories, len(items), k)
 
 
+BASKET_GAP_S = 1800.0  # without session ids, a user's purchases each within this of the last are one basket
+BOUGHT_TOGETHER_K = 50  # co-purchased items kept per item
+BOUGHT_TOGETHER_MIN = 2  # baskets a pair must share: one basket is an accident, two are a habit
+
+
+def baskets_of(events: list[Event]) -> list[list[str]]:
+    """The items of each basket of two or more: a user's purchases in one
+    session, or, for purchases without a session id, each within
+    BASKET_GAP_S of the user's previous one (an invoice's lines share a time)."""
+    open_baskets: dict[tuple[str, str | None], tuple[float, list[str]]] = {}
+    baskets = []
+    for event in sorted((e for e in events if e.type == "purchase"), key=lambda e: e.ts):
+        key = (event.user_id, event.session_id)
+        last = open_baskets.get(key)
+        if last is None or (event.session_id is None and event.ts - last[0] > BASKET_GAP_S):
+            basket: list[str] = []
+            baskets.append(basket)
+        else:
+            basket = last[1]
+        basket.append(event.item_id)
+        open_baskets[key] = (event.ts, basket)
+    return [basket for basket in baskets if len(set(basket)) > 1]
+
+
+def bought_together_of(events: list[Event], items: list[Item], k: int = BOUGHT_TOGETHER_K) -> Neighbours | None:
+    """Items bought in the same baskets (cosine of co-occurrence, pairs in
+    at least BOUGHT_TOGETHER_MIN baskets), over the rows of `items`; None
+    where the log has no basket of two."""
+    row = {item.item_id: n for n, item in enumerate(items)}
+    baskets = [[row[i] for i in basket if i in row] for basket in baskets_of(events)]
+    if not baskets:
+        return None
+    return Neighbours.from_histories(baskets, len(items), k, min_together=BOUGHT_TOGETHER_MIN)
+
+
 def latest_states(split: Split, n: int) -> list[UserFeatures]:
     """Up to `n` users' newest states known to the trainer: the queries a version's index is tuned with."""
     newest: dict[str, UserFeatures] = {}

@@ -26,7 +26,7 @@ from streamrec.foundation.settings import TrainerSettings
 from streamrec.foundation.store import Blend, DataWindow, Gate, Manifest, ModelStore, Params, Training
 from streamrec.trainer.cache import InteractionCache
 from streamrec.trainer.config import TrainerConfig
-from streamrec.trainer.data import catalog_of, latest_states, neighbours_of, split_of
+from streamrec.trainer.data import bought_together_of, catalog_of, latest_states, neighbours_of, split_of
 from streamrec.trainer.eval_protocol import Quality
 from streamrec.trainer.evaluate import choose_blend, evaluate_version, judge_model, judge_popularity
 from streamrec.trainer.examples import Split
@@ -282,7 +282,14 @@ def _publish(
     """Write the version (not yet current) and, when asked, the index its servers will build."""
     popularity = np.array([run.split.item_counts.get(i.item_id, 0.0) for i in run.items], dtype=np.float32)
     version = publish_model(
-        run.store, result.model, run.items, popularity, manifest, neighbours=neighbours, promote=False
+        run.store,
+        result.model,
+        run.items,
+        popularity,
+        manifest,
+        neighbours=neighbours,
+        bought_together=bought_together_of(run.cache.events, run.items),
+        promote=False,
     )
     if choose_index is not None:
         index = choose_index(version, latest_states(run.split, run.settings.trainer.tune_queries * 2))

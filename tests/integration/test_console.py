@@ -178,13 +178,9 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             await page.click("nav button[data-page=playground]")
             await page.fill("#user-id", user)
             await page.click("#user-form button")
-            await page.wait_for_selector("#recommendations tbody tr")
-            shown = await page.eval_on_selector_all(
-                "#recommendations tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
-            )
-            async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": READER}) as http:
-                answer = (await http.get(f"/recommendations/{user}?k=10&explain=true&details=true&diversity=0")).json()
-            assert [(re.search(r"\(([^()]*)\)$", row[0]).group(1), row[3]) for row in shown] == [
+            shown = await _table(page, "#recommendations")
+            answer = await _api(base, f"/recommendations/{user}?k=10&explain=true&details=true&diversity=0")
+            assert [(_item_id(row[0]), row[3]) for row in shown] == [
                 (item["item_id"], item["source"]) for item in answer["items"]
             ]  # the same items, each with the source that ranked it
             await page.wait_for_selector("#features dl")  # the admin key sees the user's features
@@ -197,6 +193,13 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             await page.wait_for_selector("#search-results tbody tr")
             found = await page.text_content("#search-results tbody")
             assert wanted.item_id in found
+            # An item's bought-together list, each with its source, as the API answers it.
+            await page.click(f"#search-results tbody a:text('({wanted.item_id})')")
+            together = await _table(page, "#together")
+            answer = await _api(base, f"/items/{wanted.item_id}/bought-together?k=10")
+            assert [(_item_id(row[0]), row[2]) for row in together] == [
+                (item["item_id"], item["source"].replace("_", " ")) for item in answer["items"]
+            ]
             await page.screenshot(path=shots / "playground.png", full_page=True)
 
             # Models: a read key cannot roll back.
@@ -222,3 +225,21 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
 
     asyncio.run(scenario())
     assert blocked == []  # nothing but the server was asked for
+
+
+async def _table(page, table: str) -> list[list[str]]:
+    """A table's cells, once it has a row."""
+    await page.wait_for_selector(f"{table} tbody tr")
+    return await page.eval_on_selector_all(
+        f"{table} tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+
+
+async def _api(base: str, path: str) -> dict:
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": READER}) as http:
+        return (await http.get(path)).json()
+
+
+def _item_id(link: str) -> str:
+    """The id in an item link's 'title (id)'."""
+    return re.search(r"\(([^()]*)\)$", link).group(1)

@@ -174,10 +174,17 @@ async function search() {
 }
 
 async function similar(item) {
-  const answer = await json(`/items/${encodeURIComponent(item.item_id)}/similar?k=10&details=true`);
-  $("#similar-title").hidden = false;
+  const id = encodeURIComponent(item.item_id);
+  const [near, together] = await Promise.all([
+    json(`/items/${id}/similar?k=10&details=true`),
+    json(`/items/${id}/bought-together?k=10&details=true`),
+  ]);
+  $("#similar-title").hidden = $("#together-title").hidden = false;
   $("#similar-title").textContent = `Similar to ${item.title || item.item_id}`;
-  fill($("#similar"), answer.items, (found) => [itemLink(found), found.category, fixed(found.score, 3)]);
+  $("#together-title").textContent = `Bought with ${item.title || item.item_id}`;
+  fill($("#similar"), near.items, (found) => [itemLink(found), found.category, fixed(found.score, 3)]);
+  fill($("#together"), together.items,
+    (found) => [itemLink(found), found.category, found.source.replace("_", " "), fixed(found.score, 3)]);
 }
 
 $("#diversity").addEventListener("input", () => ($("#diversity-value").textContent = $("#diversity").value));
