@@ -418,6 +418,35 @@ def bench_quality(
         print(json.dumps(summary))
 
 
+@bench_app.command("baskets")
+@with_log_options
+def bench_baskets(
+    log: LogFile,
+    k: Annotated[int, typer.Option(min=1, max=200, help="Items listed per item.")] = 10,
+    as_json: JsonLine = False,
+) -> None:
+    """Bought together on the log's newest tenth of time: is each basket's pair among each other's first k?
+    Against the users' co-occurrence and popularity."""
+    from streamrec.bench.baskets import bench_baskets as run_bench
+
+    events, catalog = log.read(Settings())
+    try:
+        report = run_bench(events, catalog, k)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    table = Table("system", f"HR@{k} (all pairs)", f"HR@{k} (per basket)")
+    for name, rate in report.hit_rate.items():
+        table.add_row(name, f"{rate:.4f}", f"{report.per_basket[name]:.4f}")
+    Console().print(table)
+    console.print(
+        f"{report.train_baskets:,} baskets learned from (in {report.build_s} s), {report.test_baskets:,} asked: "
+        f"{report.pairs:,} ordered pairs"
+    )
+    if as_json:
+        print(json.dumps(report.to_json(k)))
+
+
 def _quality_table(report: Any, product: str) -> None:
     """Each system's figures; the product's as the mean over its seeds, min-max beneath, with its training time."""
     table = Table("system", "recall@10", "recall@20", "recall@50", "NDCG@20", "coverage@20", "diversity@20", "train s")
