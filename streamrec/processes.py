@@ -123,6 +123,7 @@ class WorkerProcess:
                 worker.topics.recommendations,
                 k=publishing.k,
                 explain=publishing.explanations,
+                placement=publishing.placement,
             )
         fallback = LivePopularity(
             worker.live_popularity, self.catalog.items, settings.affinity_half_life_s, settings.exclude_clicked
@@ -171,6 +172,7 @@ async def run_server(
     from streamrec.serving.console import add_console
     from streamrec.serving.live import LiveConfig, LiveModel
     from streamrec.serving.pulse import Pulse
+    from streamrec.serving.rules_api import RuleWriter
 
     await ensure_topics(settings.kafka, kafka)
     live = live or LiveModel(LiveConfig.from_settings(settings))
@@ -197,7 +199,8 @@ async def run_server(
         server,
         lambda: live.version,
     )
-    api = create_api(live, metrics)
+    rules = RuleWriter(kafka, Topics.from_settings(settings.kafka), access)
+    api = create_api(live, metrics, rules)
     add_console(api, live, pulse, functools.partial(rollback_and_announce, settings, kafka))
     tasks = {
         follow,
@@ -214,6 +217,7 @@ async def run_server(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await rules.stop()
         await live.stop()
     return live
 

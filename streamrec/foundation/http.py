@@ -104,7 +104,18 @@ class Access:
     def sign(self, url: str) -> str:
         """A worker's proof, sent with its advertised URL, that it holds an admin
         key; empty when no admin key is set."""
-        return _signature(self._admin[0], url) if self._admin else ""
+        return self.sign_for("worker-url", url.encode())
+
+    def sign_for(self, purpose: str, payload: bytes) -> str:
+        """Proof that an admin key holder wrote `payload` for `purpose`; empty without admin keys."""
+        return _signature(self._admin[0], purpose, payload) if self._admin else ""
+
+    def signed(self, purpose: str, payload: bytes, signature: str) -> bool:
+        """Whether `signature` is `sign_for(purpose, payload)` under one of the
+        admin keys; anything passes where none is set (an open laptop setup)."""
+        if not self._admin:
+            return True
+        return any(hmac.compare_digest(_signature(key, purpose, payload), signature) for key in self._admin)
 
     def vouches_for(self, url: str, signature: str) -> bool:
         """Whether a peer's advertised URL may receive a forwarded request (and
@@ -118,9 +129,7 @@ class Access:
             return False
         if not plain or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
             return False
-        if not self._admin:
-            return True
-        return any(hmac.compare_digest(_signature(key, url), signature) for key in self._admin)
+        return self.signed("worker-url", url.encode(), signature)
 
     def require(self, role: Role) -> Callable[[str | None], Awaitable[None]]:
         """A FastAPI dependency: 401 without a known key, 403 for a read key where admin is needed."""
@@ -135,13 +144,13 @@ class Access:
             if not _known(key, self._read):
                 raise HTTPException(401, "unknown API key")
             if role == "admin":
-                raise HTTPException(403, "this key may not read or forget users: an admin key is needed")
+                raise HTTPException(403, "this key may not read or forget users or change rules: use an admin key")
 
         return check
 
 
-def _signature(key: str, url: str) -> str:
-    return hmac.new(key.encode(), b"streamrec-worker-url:" + url.encode(), hashlib.sha256).hexdigest()
+def _signature(key: str, purpose: str, payload: bytes) -> str:
+    return hmac.new(key.encode(), f"streamrec-{purpose}:".encode() + payload, hashlib.sha256).hexdigest()
 
 
 def _keys(secret: SecretStr) -> list[str]:

@@ -9,11 +9,13 @@ for both: the model-free answer here and a served index's cold start.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from collections.abc import Callable, Iterable, Mapping
 
 from streamrec.foundation.features import UserFeatures
+from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Item, ScoredItem
 
 LIVE_POPULARITY = "live-popularity"  # the model_version of an answer served without a model
@@ -89,6 +91,13 @@ class LivePopularity:
         best = scores[top[0][0]] if top else 1.0
         return [(item_id, item.category if item else None, scores[item_id] / best) for item_id, item in top]
 
-    def recommend(self, user: UserFeatures | None, k: int) -> list[ScoredItem]:
+    def recommend(self, user: UserFeatures | None, k: int, rule: Rule | None = None) -> list[ScoredItem]:
+        """The popular items for `user`, through a placement's `rule`'s filters
+        (an item the catalog does not know fails them)."""
         preferred = preferred_categories(user, self._half_life_s)
-        return pick_popular(self.ranked, preferred, excluded_items(user, self._exclude_clicked), k)
+        ranked = self.ranked if rule is None or not rule.filters else functools.partial(self._allowed, rule)
+        return pick_popular(ranked, preferred, excluded_items(user, self._exclude_clicked), k)
+
+    def _allowed(self, rule: Rule) -> list[tuple[str, str | None, float]]:
+        now = time.time()
+        return [entry for entry in self.ranked() if (item := self._catalog.get(entry[0])) and rule.allows(item, now)]

@@ -96,6 +96,7 @@ class PublisherSettings:
     processes: int
     interval_s: float
     explanations: bool
+    placement: str
 
 
 @dataclass(frozen=True)
@@ -439,6 +440,11 @@ class Settings(BaseSettings):
     )
     publish_explanations: bool = Field(
         False, description="Published recommendations carry `because` (the recent item each is most like)."
+    )
+    publish_placement: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The placement whose business rule the published recommendations follow (docs/rules.md).",
     )
     max_k: int = Field(200, ge=1, le=10_000, description="Largest k a request may ask for.")
     exclude_clicked: bool = Field(

@@ -28,6 +28,7 @@ class Topics:
     model_updates: str
     serving: str  # each API server's heartbeat: the version it serves (the console's servers table)
     control: str
+    rules: str  # each placement's business rule, keyed by placement (compacted)
     user_features_changelog: str
     item_stats_changelog: str
     worker_group: str  # the stream workers: one group, co-partitioned assignment
@@ -45,6 +46,7 @@ class Topics:
             model_updates=t("recs.model-updates"),
             serving=t("recs.serving"),
             control=t("recs.control"),
+            rules=t("recs.rules"),
             user_features_changelog=t(f"{settings.app_id}-user-features-changelog"),
             item_stats_changelog=t(f"{settings.app_id}-item-stats-changelog"),
             worker_group=t(f"{settings.app_id}-worker"),
@@ -108,6 +110,7 @@ def topic_specs(settings: KafkaSettings, replication: Replication = Replication(
             topic_configs={**common, "cleanup.policy": "compact,delete", **_retention(SERVING_RETENTION_HOURS)},
         ),
         NewTopic(topics.control, n, rf, topic_configs=events),
+        NewTopic(topics.rules, 1, rf, topic_configs=compacted),
         NewTopic(topics.user_features_changelog, n, rf, topic_configs=compacted),
         NewTopic(topics.item_stats_changelog, n, rf, topic_configs=compacted),
     ]

@@ -21,10 +21,12 @@ from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.http import Access, add_metrics
 from streamrec.foundation.popular import LIVE_POPULARITY, LivePopularity
 from streamrec.foundation.privacy import Pseudonyms
+from streamrec.foundation.rules import PLACEMENT_PATTERN, Rule
 from streamrec.foundation.schema import Item, ScoredItem
 from streamrec.foundation.settings import ApiSettings
 from streamrec.serving.api_models import BuyAgain, Health, Recommendations, SearchResults, SimilarItems
 from streamrec.serving.live import LiveModel
+from streamrec.serving.rules_api import RuleWriter, rules_router
 from streamrec.serving.serving_index import ServingIndex
 
 
@@ -61,8 +63,8 @@ class ApiMetrics:
         self.users.set(len(self.live.features))
 
 
-# An item endpoint's question to the served index: (index, item_id, k) -> the answer, None for an unknown item.
-ItemQuestion = Callable[[ServingIndex, str, int], list[ScoredItem] | None]
+# An item endpoint's question to the served index: (index, item_id, k, rule) -> the answer, None for an unknown item.
+ItemQuestion = Callable[[ServingIndex, str, int, Rule | None], list[ScoredItem] | None]
 ITEM_ROUTES: list[tuple[str, str, ItemQuestion, str]] = [
     ("/items/{item_id}/similar", "similar", ServingIndex.similar, "Items near an item"),
     (
@@ -109,8 +111,9 @@ class _Serving:
         return self.live.catalog.items if details else None
 
 
-def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
-    """The API's endpoints; /metrics too unless it has a port of its own."""
+def create_api(live: LiveModel, metrics: ApiMetrics | None = None, rules: RuleWriter | None = None) -> FastAPI:
+    """The API's endpoints; /metrics too unless it has a port of its own;
+    rules are changed through `rules` (without it, only read)."""
     settings = live.settings
     metrics = metrics or ApiMetrics(live)
     api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
@@ -125,23 +128,29 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None) -> FastAPI:
     readers = [Depends(access.require("read"))]
     api.include_router(_user_routes(serving), dependencies=readers)
     api.include_router(_item_routes(serving), dependencies=readers)
+    api.include_router(rules_router(live, rules, access))
     api.include_router(_health_routes(serving))
     if not settings.api.metrics_port:
         add_metrics(api, metrics.render, access)
     return api
 
 
-def _options(settings: ApiSettings) -> tuple[Any, Any]:
-    """The `k` and `details` query options every listing endpoint takes."""
+def _options(settings: ApiSettings) -> tuple[Any, Any, Any]:
+    """The `k`, `details` and `placement` query options every listing endpoint takes."""
     k = Query(10, ge=1, le=settings.max_k, description="How many items.")
     details = Query(False, description="Each item carries its title and category, where the catalog has it.")
-    return k, details
+    placement = Query(
+        None,
+        pattern=PLACEMENT_PATTERN,
+        description="Where the answer is shown: its business rule applies (default: the `default` placement's).",
+    )
+    return k, details, placement
 
 
 def _user_routes(serving: _Serving) -> APIRouter:
     settings, metrics = serving.live.settings, serving.metrics
     max_id = settings.limits.max_id_chars
-    K, DETAILS = _options(settings.api)
+    K, DETAILS, PLACEMENT = _options(settings.api)
     router = APIRouter()
 
     @router.get(
@@ -164,13 +173,14 @@ def _user_routes(serving: _Serving) -> APIRouter:
             description="Each item carries `because` (the recent item it is most like) and `source` (what ranked it).",
         ),
         details: bool = DETAILS,
+        placement: str | None = PLACEMENT,
     ) -> dict:
         with metrics.latency.labels("recommendations").time():
-            current = serving.live.current
+            current, rule = serving.live.current, serving.live.rule(placement)
             if current is None:  # before the first model: what the stream knows
-                answer, version = serving.fallback.recommend(serving.user(user_id), k), LIVE_POPULARITY
+                answer, version = serving.fallback.recommend(serving.user(user_id), k, rule), LIVE_POPULARITY
             else:
-                answer = current.recommend(serving.user(user_id), k, diversity=diversity, explain=explain)
+                answer = current.recommend(serving.user(user_id), k, diversity=diversity, explain=explain, rule=rule)
                 version = current.version.version
             return {"user_id": user_id, "items": _items(answer, serving.catalog(details)), "model_version": version}
 
@@ -205,18 +215,21 @@ def _user_routes(serving: _Serving) -> APIRouter:
 def _item_routes(serving: _Serving) -> APIRouter:
     settings, metrics = serving.live.settings, serving.metrics
     max_id = settings.limits.max_id_chars
-    K, DETAILS = _options(settings.api)
+    K, DETAILS, PLACEMENT = _options(settings.api)
     router = APIRouter()
 
     def item_answer(endpoint: str, ask: ItemQuestion) -> Callable[..., Awaitable[dict]]:
         """An item endpoint: `ask`'s answer from the served index, or 404 for an item it does not know."""
 
         async def answer(
-            item_id: str = Path(..., min_length=1, max_length=max_id), k: int = K, details: bool = DETAILS
+            item_id: str = Path(..., min_length=1, max_length=max_id),
+            k: int = K,
+            details: bool = DETAILS,
+            placement: str | None = PLACEMENT,
         ) -> dict:
             with metrics.latency.labels(endpoint).time():
                 current = serving.index()
-                found = ask(current, item_id, k)
+                found = ask(current, item_id, k, serving.live.rule(placement))
                 if found is None:
                     raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
                 items = _items(found, serving.catalog(details))
@@ -246,12 +259,14 @@ def _item_routes(serving: _Serving) -> APIRouter:
         user_id: str | None = Query(None, min_length=1, max_length=max_id, description="Personalise for this user."),
         k: int = K,
         details: bool = DETAILS,
+        placement: str | None = PLACEMENT,
     ) -> dict:
         with metrics.latency.labels("search").time():
             if not q.strip():
                 raise HTTPException(422, "q is blank")
             current = serving.index()
-            answer = current.search(q, k, serving.user(user_id) if user_id else None)
+            rule = serving.live.rule(placement)
+            answer = current.search(q, k, serving.user(user_id) if user_id else None, rule=rule)
             items = _items(answer, serving.catalog(details))
             return {"query": q, "user_id": user_id, "items": items, "model_version": current.version.version}
 

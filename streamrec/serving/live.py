@@ -1,4 +1,5 @@
-"""The live side of serving: the current index, swapped when a version is announced.
+"""The live side of serving: the current index, swapped when a version is
+announced, and the placements' rules, changed when one is written.
 
 `LiveModel.current` is one reference. A request reads it once and finishes on
 that index even if a swap happens meanwhile; a swap builds the new index in a
@@ -15,6 +16,7 @@ compact (changelog) bytes, decoded only when asked for.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import random
@@ -28,7 +30,9 @@ from streamrec.embeddings.versions import load_version
 from streamrec.foundation.catalog import CatalogView
 from streamrec.foundation.codec import decode
 from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures, live_popularity
+from streamrec.foundation.http import Access
 from streamrec.foundation.kafka import FollowedTopic, KafkaConnection
+from streamrec.foundation.rules import DEFAULT_PLACEMENT, Rule, RuleBook
 from streamrec.foundation.schema import Limits, show
 from streamrec.foundation.settings import AccessSettings, ApiSettings, KafkaSettings, Settings, TuneSettings
 from streamrec.foundation.store import ModelStore, is_version_name
@@ -184,6 +188,7 @@ class LiveModel:
         self.follow_features = sample_users is None  # a server; a worker's publisher has its own tables
         self.sample_users = sample_users or self.features.sample
         self.announcements = Announcements(topics.model_updates)
+        self.rules = RuleBook(topics.rules, functools.partial(Access.from_settings(settings.access).signed, "rule"))
         self.current: ServingIndex | None = None
         self.swaps = 0
         self._building: str | None = None
@@ -264,6 +269,10 @@ class LiveModel:
     def version(self) -> str | None:
         return None if self.current is None else self.current.version.version
 
+    def rule(self, placement: str | None) -> Rule | None:
+        """The rule of `placement` (of the default placement when None); None where it has none."""
+        return self.rules.get(placement or DEFAULT_PLACEMENT)
+
     async def follow(self, stop: asyncio.Event) -> None:
         """Poll catalog, features and announcements until `stop`."""
         while not stop.is_set():
@@ -282,6 +291,7 @@ class LiveModel:
                     self.current.set_popularity(self.item_stats.popularity())
                     self._popularity_due = time.monotonic() + POPULARITY_EVERY_S
             await self.announcements.poll()
+            await self.rules.poll()
             version = self.version_to_serve(time.monotonic())
             if version is not None:
                 asyncio.create_task(self.swap_to(version))
@@ -309,7 +319,7 @@ class LiveModel:
             await topic.stop()
 
     def _followed(self) -> list[FollowedTopic]:
-        followed: list[FollowedTopic] = [self.announcements]
+        followed: list[FollowedTopic] = [self.announcements, self.rules]
         if self.follow_catalog:
             followed.append(self.catalog)
         if self.follow_features:

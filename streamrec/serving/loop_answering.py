@@ -20,10 +20,18 @@ class LoopAnswering:
     on_worker_loop = True
 
     def __init__(
-        self, live: LiveModel, producer: AIOKafkaProducer, topic: str, report: Report, *, k: int, explain: bool
+        self,
+        live: LiveModel,
+        producer: AIOKafkaProducer,
+        topic: str,
+        report: Report,
+        *,
+        k: int,
+        explain: bool,
+        placement: str,
     ):
         self.live, self.producer, self.topic, self.report = live, producer, topic, report
-        self.k, self.explain = k, explain
+        self.k, self.explain, self.placement = k, explain, placement
 
     @property
     def version(self) -> str | None:
@@ -41,7 +49,8 @@ class LoopAnswering:
             return False
         current = self.live.current
         assert current is not None, "the publisher hands users over only while a version is served"
-        answers = current.recommend_many([one.user for one in due], self.k, explain=self.explain)
+        rule = self.live.rule(self.placement)
+        answers = current.recommend_many([one.user for one in due], self.k, explain=self.explain, rule=rule)
         sent = await send_answers(self.producer, self.topic, due, answers, current.version.version, self._lost)
         self.report(sent, 0)
         return bool(sent.refused)

@@ -263,7 +263,8 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
             answered.extend(one.user for one in due)
             sent = Sent({}, time.monotonic())
             if due and (current := live.current) is not None:  # the worker sends users once a version is served
-                answers = current.recommend_many([one.user for one in due], publisher.k, explain=publisher.explanations)
+                users, rule = [one.user for one in due], live.rule(publisher.placement)
+                answers = current.recommend_many(users, publisher.k, explain=publisher.explanations, rule=rule)
                 sent = await send_answers(producer, topic, due, answers, current.version.version, lose)
             for user_id in (user_id for batch in batches for user_id in batch["forget"]):
                 (await producer.send(topic, None, key=user_id.encode())).add_done_callback(count_if_lost(lose, 1))

@@ -19,6 +19,13 @@ class AllowBitmap:
         self.bits = np.zeros(0, dtype=np.uint8)
         self.grow(rows)
 
+    @classmethod
+    def of(cls, bits: np.ndarray) -> AllowBitmap:
+        """A bitmap over bits computed elsewhere (a placement's rows)."""
+        bitmap = cls()
+        bitmap.bits = bits
+        return bitmap
+
     def grow(self, rows: int) -> None:
         """Room for `rows` rows, doubling, so that adding rows one at a time stays cheap."""
         needed = (rows + 7) // 8

@@ -6,16 +6,17 @@ whose content changes gets a new row and its old row is switched off. Only
 items in the catalog are ever answered: an id the version learned from events
 alone, or one whose catalog tombstone arrived, stays switched off.
 Filters work at two depths: the allow-bitmap over rows, passed into the
-search, holds what no one may get (out of stock, stale rows); what one user
-or one query must not get (purchases, optionally clicks, the item itself for
-similar items) is bounded and dropped from a search asked for that many more.
+search, holds what no one may get (out of stock, stale rows), ANDed with the
+rows a placement's rule allows; what one user or one query must not get
+(purchases, optionally clicks, the item itself for similar items) is bounded
+and dropped from a search asked for that many more.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,9 +29,11 @@ from streamrec.embeddings.versions import ModelVersion
 from streamrec.foundation.catalog import CatalogChange, Removed
 from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.popular import excluded_items, pick_popular, preferred_categories
+from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Item, ScoredItem
 from streamrec.foundation.settings import Settings
 from streamrec.index.kinds import BuiltIndex, IndexSpec, build
+from streamrec.serving.placements import RuleRows, boosted, promoted
 from streamrec.serving.ranking import diversify, first_k
 from streamrec.serving.rows import MAX_EXACT_MATCHES, AllowBitmap, TitleWords
 
@@ -77,6 +80,8 @@ class ServingIndex:
         self.items: dict[str, Item] = {}
         self._titles = TitleWords()
         self._allow = AllowBitmap(len(self.row_ids))  # every row off until the catalog switches it on
+        self._rule_rows = RuleRows()
+        self._generation = 0  # catalog syncs so far: a placement's rows are recomputed after one
         self.sync(catalog, trained_content=True)
         self._popular: np.ndarray | None = None
         # The second source: neighbours over the version's rows, at the weight the trainer chose.
@@ -91,9 +96,13 @@ class ServingIndex:
             time.perf_counter() - started,
         )
 
-    def is_allowed(self, item_id: str) -> bool:
+    def is_allowed(self, item_id: str, allow: AllowBitmap | None = None) -> bool:
         row = self.row_of.get(item_id)
-        return row is not None and self._allow.allows(row)
+        return row is not None and (allow or self._allow).allows(row)
+
+    def allowed(self, rule: Rule | None) -> AllowBitmap:
+        """The rows an answer under `rule` may hold: in stock, current, and through its filters."""
+        return self._rule_rows.allowed(rule, self._allow, self.row_ids, self.items, self._generation)
 
     # --- keeping up with the catalog ------------------------------------------
 
@@ -124,6 +133,7 @@ class ServingIndex:
             self.items[item.item_id] = item
         if fresh:
             self._add(list(fresh.values()))
+        self._generation += 1
         return len(fresh)
 
     def _remove(self, item_id: str) -> None:
@@ -182,9 +192,10 @@ class ServingIndex:
         *,
         diversity: float | None = None,
         explain: bool = False,
+        rule: Rule | None = None,
     ) -> list[ScoredItem]:
         """Top-k for a user; without any history, the cold-start answer."""
-        return self.recommend_many([user], k, now, diversity=diversity, explain=explain)[0]
+        return self.recommend_many([user], k, now, diversity=diversity, explain=explain, rule=rule)[0]
 
     def recommend_many(
         self,
@@ -194,6 +205,7 @@ class ServingIndex:
         *,
         diversity: float | None = None,
         explain: bool = False,
+        rule: Rule | None = None,
     ) -> list[list[ScoredItem]]:
         """Top-k for each user, searched together (the publisher's batches).
 
@@ -202,33 +214,50 @@ class ServingIndex:
         dropped: k is kept without a per-user bitmap. With
         `diversity` (default: the configured one) more candidates are searched
         and each category is capped (`ranking.diversify`); `explain` adds `because` and
-        `source`."""
+        `source`. A placement's `rule` narrows the rows, reorders by its
+        boosts (more candidates searched too) and places its promoted items."""
         diversity = self.config.diversity if diversity is None else diversity
+        allow = self.allowed(rule)
         answers: list[list[ScoredItem]] = [[] for _ in users]
+        excluded = [self._excluded(user) for user in users]
         warm = [n for n, user in enumerate(users) if user is not None and user.recent_items]
         for n in set(range(len(users))) - set(warm):
-            answers[n] = self.cold_start(users[n], k, now)
+            answers[n] = self.cold_start(users[n], k, now, allow)
             if explain:
                 answers[n] = [replace(s, source="popularity") for s in answers[n]]
-        if not warm:
-            return answers
-        excluded = [self._excluded(users[n]) for n in warm]
-        depth = k * DIVERSE_CANDIDATES if diversity > 0 else k
+        if warm:
+            found = self._warm(users, warm, excluded, k, now, diversity, explain, rule)
+            for n, answer in zip(warm, found, strict=True):
+                answers[n] = answer
+        may_show = [self._may_show(allow, skip) for skip in excluded]
+        return [promoted(answer, rule, k, shows) for answer, shows in zip(answers, may_show, strict=True)]
+
+    def _may_show(self, allow: AllowBitmap, skip: set[str]) -> Callable[[str], bool]:
+        """Whether an item may be placed in an answer: allowed, and not one the answer skips."""
+        return lambda item_id: item_id not in skip and self.is_allowed(item_id, allow)
+
+    def _warm(self, users, warm, excluded, k, now, diversity, explain, rule) -> list[list[ScoredItem]]:
+        """The answers of users with a history: the towers' search, the neighbours' blend, the rule's boosts."""
+        depth = k * DIVERSE_CANDIDATES if diversity > 0 or (rule is not None and rule.boosts) else k
+        allow = self.allowed(rule)
         vectors = self.user_vectors([users[n] for n in warm], now)
-        scores, rows = self._search_deep_enough(vectors, depth, [len(skip) for skip in excluded])
+        scores, rows = self._search_deep_enough(vectors, depth, [len(excluded[n]) for n in warm], allow)
         led_by_votes = None
         if self._moments is not None:
-            scores, rows, led_by_votes = self._blend(warm, users, vectors, scores, rows)
-        for i, (n, skip) in enumerate(zip(warm, excluded, strict=True)):
-            found = first_k(scores[i], rows[i], self.row_ids, depth, skip)
+            scores, rows, led_by_votes = self._blend(warm, users, vectors, scores, rows, allow)
+        answers = []
+        for i, n in enumerate(warm):
+            found = boosted(first_k(scores[i], rows[i], self.row_ids, depth, excluded[n]), rule, self.items.get)
             answer = diversify(found, k, diversity, self._category)
             if explain:
                 led = led_by_votes[i] if led_by_votes is not None else np.zeros(len(rows[i]), dtype=bool)
                 answer = self.explain(users[n], answer, self._sources(answer, rows[i], led))
-            answers[n] = answer
+            answers.append(answer)
         return answers
 
-    def _search_deep_enough(self, vectors: np.ndarray, depth: int, skipped: list[int]) -> tuple[list, list]:
+    def _search_deep_enough(
+        self, vectors: np.ndarray, depth: int, skipped: list[int], allow: AllowBitmap
+    ) -> tuple[list, list]:
         """Each query's top `depth` rows plus as many as its user skips, rounded
         up to a power of two; queries of the same depth are searched together.
         One heavy buyer in a batch no longer deepens every user's search (an
@@ -239,7 +268,7 @@ class ServingIndex:
         scores, rows = [None] * len(skipped), [None] * len(skipped)
         for searched in np.unique(depths):
             members = np.flatnonzero(depths == searched)
-            found_scores, found_rows = self.index.search(vectors[members], int(searched), self._allow.bits)
+            found_scores, found_rows = self.index.search(vectors[members], int(searched), allow.bits)
             for j, n in enumerate(members):
                 scores[n], rows[n] = found_scores[j], found_rows[j]
         return scores, rows
@@ -249,7 +278,7 @@ class ServingIndex:
         by_row = dict(zip(rows.tolist(), led_by_votes.tolist(), strict=True))
         return {s.item_id: "neighbours" if by_row.get(self.row_of[s.item_id]) else "towers" for s in answer}
 
-    def _blend(self, warm: list[int], users: list, vectors: np.ndarray, scores: np.ndarray, rows: np.ndarray):
+    def _blend(self, warm: list[int], users: list, vectors: np.ndarray, scores, rows, allow: AllowBitmap):
         """Each user's candidates from both sources, ranked by the blended score:
         the index's rows and the rows the user's recent items vote for; with
         each, whether the votes' part of its score outweighs the towers'."""
@@ -260,7 +289,7 @@ class ServingIndex:
             found = rows[i] >= 0
             history = np.array([self.row_of.get(item, trained) for item in dict.fromkeys(users[n].recent_items)])
             voted, votes = neighbours.votes(history[history < trained])
-            allowed = self._allow.allows_each(voted)
+            allowed = allow.allows_each(voted)
             vote_mean, vote_std = vote_moments(votes, trained)
             extra = np.setdiff1d(voted[allowed], rows[i][found])
             candidates = np.concatenate([rows[i][found], extra])
@@ -322,32 +351,45 @@ class ServingIndex:
             self._popular = np.argsort(-self.popularity, kind="stable")
         return self._popular
 
-    def cold_start(self, user: UserFeatures | None, k: int, now: float | None = None) -> list[ScoredItem]:
-        """Popular items in stock; first from the user's strongest categories
-        when there is any signal (a new user with no clicks gets the global list)."""
+    def cold_start(
+        self, user: UserFeatures | None, k: int, now: float | None = None, allow: AllowBitmap | None = None
+    ) -> list[ScoredItem]:
+        """Popular items in stock (and in `allow`); first from the user's strongest
+        categories when there is any signal (a new user with no clicks gets the global list)."""
+        allow = allow or self._allow
         top = float(self.popularity.max()) if len(self.popularity) and self.popularity.max() > 0 else 1.0
 
         def ranked():
             for row in self._popular_rows():
-                if self._allow.allows(row):
+                if allow.allows(row):
                     yield self.row_ids[row], self.row_category[row], float(self.popularity[row]) / top
 
         preferred = preferred_categories(user, self.config.affinity_half_life_s, now)
         return pick_popular(ranked, preferred, self._excluded(user), k)
 
-    def similar(self, item_id: str, k: int) -> list[ScoredItem] | None:
-        """Items near `item_id` (itself excluded); None for an item not in the catalog."""
+    def similar(self, item_id: str, k: int, rule: Rule | None = None) -> list[ScoredItem] | None:
+        """Items near `item_id` (itself excluded), under a placement's `rule`;
+        None for an item not in the catalog."""
+        found = self._similar(item_id, k, rule)
+        return None if found is None else self._promoted(found, item_id, k, rule)
+
+    def _similar(self, item_id: str, k: int, rule: Rule | None) -> list[ScoredItem] | None:
         if item_id not in self.row_of or item_id not in self.items:
             return None
+        depth = k * DIVERSE_CANDIDATES if rule is not None and rule.boosts else k
         vector = self.item_vectors([self._item(item_id)])
-        scores, rows = self.index.search(vector, k + 1, self._allow.bits)  # the item itself is among them
-        return first_k(scores[0], rows[0], self.row_ids, k, {item_id})
+        scores, rows = self.index.search(vector, depth + 1, self.allowed(rule).bits)  # the item itself is among them
+        return boosted(first_k(scores[0], rows[0], self.row_ids, depth, {item_id}), rule, self.items.get)[:k]
 
-    def bought_together(self, item_id: str, k: int) -> list[ScoredItem] | None:
+    def _promoted(self, answer: list[ScoredItem], item_id: str, k: int, rule: Rule | None) -> list[ScoredItem]:
+        """An item answer with the rule's promoted items placed (never the item itself)."""
+        return promoted(answer, rule, k, self._may_show(self.allowed(rule), {item_id}))
+
+    def bought_together(self, item_id: str, k: int, rule: Rule | None = None) -> list[ScoredItem] | None:
         """Items bought in the same baskets as `item_id`, the most habitual
         first, then items near it to fill `k` (a young shop, a new item);
         each says its `source`. None for an item not in the catalog."""
-        similar = self.similar(item_id, k)
+        similar = self._similar(item_id, k, rule)
         if similar is None:
             return None
         found: list[ScoredItem] = []
@@ -355,28 +397,35 @@ class ServingIndex:
         if together is not None and row < self._trained_rows:
             rows, weights = together.rows[row], together.weights[row]
             rows, weights = rows[rows >= 0], weights[rows >= 0]
-            allowed = self._allow.allows_each(rows)
+            allowed = self.allowed(rule).allows_each(rows)
             found = [
                 ScoredItem(self.row_ids[r], float(w), source="bought_together")
                 for r, w in zip(rows[allowed][:k], weights[allowed][:k], strict=True)
             ]
         taken = {s.item_id for s in found}
         fill = [replace(s, source="similar") for s in similar if s.item_id not in taken]
-        return [*found, *fill][:k]
+        return self._promoted([*found, *fill][:k], item_id, k, rule)
 
     def search(
-        self, query: str, k: int, user: UserFeatures | None = None, now: float | None = None
+        self,
+        query: str,
+        k: int,
+        user: UserFeatures | None = None,
+        now: float | None = None,
+        rule: Rule | None = None,
     ) -> list[ScoredItem]:
         """Semantic candidates for the query, plus every in-stock item whose title
         holds all the query's words; exact matches rank first. With a user, the
-        score blends in the user's embedding (`search_blend`)."""
+        score blends in the user's embedding (`search_blend`). A placement's
+        `rule` filters (what a shopper typed is not reordered or promoted over)."""
+        allow = self.allowed(rule)
         with torch.no_grad():
             query_vector = self.model.query_vectors(
                 to_tensors({"q": encode_queries([query], self.version.config)})["q"]
             ).numpy()
-        _, rows = self.index.search(query_vector, max(k, self.config.search_candidates), self._allow.bits)
+        _, rows = self.index.search(query_vector, max(k, self.config.search_candidates), allow.bits)
         candidates = {int(r) for r in rows[0] if r >= 0}
-        exact = self._title_matches(query)
+        exact = self._title_matches(query, allow)
         candidates |= exact
         if not candidates:
             return []
@@ -389,8 +438,8 @@ class ServingIndex:
         ranked = sorted(zip(ordered, scores, strict=True), key=lambda rs: (rs[0] not in exact, -rs[1]))
         return [ScoredItem(self.row_ids[r], float(s)) for r, s in ranked[:k]]
 
-    def _title_matches(self, query: str) -> set[int]:
+    def _title_matches(self, query: str, allow: AllowBitmap) -> set[int]:
         """Allowed current rows whose titles hold all the query's words, the first MAX_EXACT_MATCHES."""
         matches = self._titles.matches(query)
-        allowed = {r for r in matches if self._allow.allows(r) and self.row_of.get(self.row_ids[r]) == r}
+        allowed = {r for r in matches if allow.allows(r) and self.row_of.get(self.row_ids[r]) == r}
         return set(sorted(allowed)[:MAX_EXACT_MATCHES])

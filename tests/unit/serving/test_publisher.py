@@ -27,7 +27,9 @@ class FakeIndex:
     version: object = field(default_factory=lambda: type("V", (), {"version": "v1"})())
     searches: list[list[str]] = field(default_factory=list)
 
-    def recommend_many(self, users: list[UserFeatures], k: int, *, explain: bool = False) -> list[list[ScoredItem]]:
+    def recommend_many(
+        self, users: list[UserFeatures], k: int, *, explain: bool = False, rule: None = None
+    ) -> list[list[ScoredItem]]:
         self.searches.append([u.user_id for u in users])
         return [[ScoredItem(f"for-{u.user_id}", 1.0)] for u in users]
 
@@ -39,6 +41,9 @@ class FakeLive:
     @property
     def version(self) -> str | None:
         return None if self.current is None else self.current.version.version
+
+    def rule(self, placement: str) -> None:
+        return None
 
     async def follow(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -93,7 +98,7 @@ def _publisher(
     whose worker holds every user in `held` (all, by default)."""
     producer = FakeProducer()
     if answering is None:
-        answering = functools.partial(LoopAnswering, live, producer, "recs", k=10, explain=False)
+        answering = functools.partial(LoopAnswering, live, producer, "recs", k=10, explain=False, placement="default")
 
     def features(partition: int, user_id: str) -> UserFeatures | None:
         return UserFeatures(user_id) if held is None or user_id in held else None
