@@ -65,14 +65,15 @@ def boosted(found: list[ScoredItem], rule: Rule | None, item_of: Callable[[str],
 
 def promoted(answer: list[ScoredItem], rule: Rule | None, k: int, may_show: Callable[[str], bool]) -> list[ScoredItem]:
     """The rule's promoted items that `may_show` (in stock, allowed, not the
-    user's purchases) placed from its slot on, each once, marked `promoted`."""
+    user's purchases) placed from its slot on (or as the answer's last items,
+    where the slot is beyond k), each once, marked `promoted`."""
     if rule is None or not rule.promoted:
         return answer
-    shown = [item_id for item_id in dict.fromkeys(rule.promoted) if may_show(item_id)]
+    shown = [item_id for item_id in dict.fromkeys(rule.promoted) if may_show(item_id)][:k]
     if not shown:
         return answer
     rest = [s for s in answer if s.item_id not in shown]
-    slot = min(rule.promoted_slot, len(rest))
+    slot = max(0, min(rule.promoted_slot, len(rest), k - len(shown)))  # a slot past k is the last ones
     score = rest[slot - 1].score if slot else (rest[0].score if rest else 1.0)
     placed = [ScoredItem(item_id, score, source="promoted") for item_id in shown]
     return [*rest[:slot], *placed, *rest[slot:]][:k]

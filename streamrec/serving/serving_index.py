@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -199,7 +199,7 @@ class ServingIndex:
 
     def recommend_many(
         self,
-        users: list[UserFeatures | None],
+        users: Sequence[UserFeatures | None],
         k: int,
         now: float | None = None,
         *,

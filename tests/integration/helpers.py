@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
 
+from streamrec.foundation.codec import decode
 from streamrec.foundation.kafka import KafkaConnection, read_to_end, reader
 from streamrec.foundation.settings import Settings
 from streamrec.streams.engines import stream_worker
@@ -114,3 +115,41 @@ def end_process(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class Recommendations:
+    """Every message on recs.recommendations, read as it arrives."""
+
+    def __init__(self, bootstrap: KafkaConnection, topic: str, partitions: int):
+        self.consumer = reader(bootstrap)
+        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.received: list[dict] = []
+        self.task: asyncio.Task | None = None
+        self.bootstrap = bootstrap
+
+    async def start(self) -> Recommendations:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        await self.consumer.seek_to_beginning(*self.tps)
+        self.task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        while True:
+            for records in (await self.consumer.getmany(timeout_ms=20)).values():
+                for record in records:
+                    message = decode(record.value)
+                    assert record.key.decode() == message["user_id"]
+                    self.received.append(message)
+
+    def for_user(self, user_id: str, trigger: str | None = None) -> list[dict]:
+        return [
+            m
+            for m in self.received
+            if m["user_id"] == user_id and (trigger is None or m["trigger_event_id"] == trigger)
+        ]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.stop()

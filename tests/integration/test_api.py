@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
 from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Item
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
-from streamrec.processes import run_server
+from streamrec.processes import WorkerProcess, run_server
 from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.trainer.announce import announce
 from tests.conftest import free_port
-from tests.integration.helpers import RunningWorker, until
+from tests.integration.helpers import Recommendations, RunningWorker, until
 from tests.versions import publish_random_version
 
 ITEMS = [Item(f"i{n}", f"{['red', 'blue', 'green'][n % 3]} lamp {n}", f"c{n % 3}") for n in range(200)]
@@ -35,24 +38,33 @@ async def _until_ok(probe, timeout_s: float, what: str) -> float:
 
 
 @contextlib.asynccontextmanager
-async def serving(kafka: KafkaConnection, settings) -> AsyncIterator[tuple[httpx.AsyncClient, LiveModel]]:
-    """The catalog sent, a worker and an API server running and healthy: an
-    HTTP client for the API and the server's live model; all stopped after."""
+async def serving(
+    kafka: KafkaConnection, settings, *, publishing: bool = False
+) -> AsyncIterator[tuple[httpx.AsyncClient, LiveModel]]:
+    """The catalog sent, a worker (`publishing`: with its publisher, as
+    `streamrec worker` runs) and an API server running and healthy: an HTTP
+    client for the API and the server's live model; all stopped after."""
     async with ShopProducer(kafka, settings) as producer:
         await producer.send_catalog(ITEMS)
-    worker = await RunningWorker(settings, kafka).start()
     stop = asyncio.Event()
+    if publishing:
+        process = WorkerProcess(settings, kafka)
+        worker = asyncio.create_task(process.run(stop))
+    else:
+        running = await RunningWorker(settings, kafka).start()
     live = LiveModel(LiveConfig.from_settings(settings))
     server = asyncio.create_task(run_server(settings, kafka, stop, live))
     try:
         async with httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=10) as http:
             await until(lambda: live.current is not None, 60, "the first index")
             await _until_ok(lambda: _status(http, "/healthz", 200), 30, "healthz")
+            if publishing:
+                await until(lambda: process.publishing, 60, "the publisher's index")
             yield http, live
     finally:
         stop.set()
         await server
-        await worker.stop()
+        await (worker if publishing else running.stop())
 
 
 def test_api_inputs_freshness_and_hot_swap(kafka, settings):
@@ -173,5 +185,74 @@ def test_cold_start_follows_live_popularity(kafka, settings):
                 return [i["item_id"] for i in answer] == ["i199", "i198", "i0"]
 
             await _until_ok(live_order, 30, "cold start by live popularity")
+
+    asyncio.run(scenario())
+
+
+READ, ADMIN = {"X-API-Key": "reader"}, {"X-API-Key": "admin"}
+C0 = {item.item_id for item in ITEMS if item.category == "c0"}
+
+
+@pytest.mark.parametrize("publisher_processes", [0, 1], ids=["on-the-worker-loop", "answering-process"])
+def test_a_rule_changed_through_the_api_holds_in_the_next_answers_and_the_published_ones(
+    kafka, settings, publisher_processes
+):
+    """A merchandiser's rule, set with an admin key: in force in this server's
+    next answer, in every one of 1,000 random requests after, and in the
+    worker's published answers within 5 s; removed, the items come back."""
+    settings = settings.derive(
+        api_port=free_port(),
+        index_kind="hnsw",
+        api_keys="reader",
+        admin_api_keys="admin",
+        publisher_processes=publisher_processes,
+    )
+    publish_random_version(ModelStore.in_data_dir(settings.data_dir), ITEMS, seed=1)
+    rule = {"exclude_categories": ["c0"], "promoted": ["i5"], "promoted_slot": 1}
+    topic = Topics.from_settings(settings.kafka).recommendations
+
+    async def scenario():
+        recs = await Recommendations(kafka, topic, settings.kafka.partitions).start()
+        async with serving(kafka, settings, publishing=True) as (http, live):
+            for headers, body, code in [(READ, rule, 403), ({}, rule, 401), (ADMIN, {"max_price": -1}, 422)]:
+                assert (await http.put("/rules/default", json=body, headers=headers)).status_code == code
+            assert (await http.put("/rules/no%20spaces", json=rule, headers=ADMIN)).status_code == 422
+            async with ShopProducer(kafka, settings) as producer:
+                for n in range(20):
+                    await producer.click(f"u{n}", f"i{3 * n}")  # c0 items: their nearest are c0 too
+            await until(lambda: all(live.features.get(f"u{n}") for n in range(20)), 30, "the users' features")
+
+            started = time.monotonic()
+            assert (await http.put("/rules/default", json=rule, headers=ADMIN)).status_code == 200
+            assert time.monotonic() - started < 5.0
+            async with ShopProducer(kafka, settings) as producer:
+                after = [(await producer.click(f"p{n}", f"i{3 * n}")).event_id for n in range(5)]
+            draw = random.Random(3)
+            for _ in range(1000):
+                path = draw.choice(
+                    [
+                        f"/recommendations/u{draw.randrange(25)}?k=20",
+                        f"/items/i{draw.randrange(200)}/similar?k=20",
+                        f"/items/i{draw.randrange(200)}/bought-together?k=20",
+                        f"/search?q={draw.choice(['red', 'blue', 'green'])}+lamp&k=20",
+                    ]
+                )
+                answer = (await http.get(path, headers=READ)).json()["items"]
+                assert len(answer) == 20 and not C0 & {i["item_id"] for i in answer}, path
+            first = (await http.get("/recommendations/u1?k=5", headers=READ)).json()["items"]
+            assert first[1] == {**first[1], "item_id": "i5", "source": "promoted"}
+
+            await until(lambda: all(recs.for_user(f"p{n}", e) for n, e in enumerate(after)), 5, "published answers")
+            for n, event_id in enumerate(after):
+                items = [i["item_id"] for i in recs.for_user(f"p{n}", event_id)[-1]["items"]]
+                assert not C0 & set(items) and items[1] == "i5", items
+
+            listed = (await http.get("/rules", headers=READ)).json()
+            assert listed == [{"placement": "default", "rule": {**Rule().model_dump(mode="json"), **rule}}]
+            assert (await http.get("/rules/elsewhere", headers=READ)).status_code == 404
+            assert (await http.delete("/rules/default", headers=ADMIN)).status_code == 200
+            back = (await http.get("/items/i3/similar?k=50", headers=READ)).json()["items"]
+            assert C0 & {i["item_id"] for i in back}
+        await recs.stop()
 
     asyncio.run(scenario())

@@ -11,12 +11,9 @@ from collections import Counter
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
 from typer.testing import CliRunner
 
 from streamrec.cli import app
-from streamrec.foundation.codec import decode
-from streamrec.foundation.kafka import KafkaConnection, reader
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, run_server
@@ -25,48 +22,10 @@ from streamrec.shop.producer import ShopProducer
 from streamrec.shop.simulate import ShopConfig
 from streamrec.trainer.announce import announce
 from tests.conftest import free_port
-from tests.integration.helpers import until
+from tests.integration.helpers import Recommendations, until
 from tests.versions import publish_random_version, publish_trained_version
 
 SHOP = ShopConfig(users=300, items=300, categories=6, seed=1, new_item_every=0)
-
-
-class Recommendations:
-    """Every message on recs.recommendations, read as it arrives."""
-
-    def __init__(self, bootstrap: KafkaConnection, topic: str, partitions: int):
-        self.consumer = reader(bootstrap)
-        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
-        self.received: list[dict] = []
-        self.task: asyncio.Task | None = None
-        self.bootstrap = bootstrap
-
-    async def start(self) -> Recommendations:
-        await self.consumer.start()
-        self.consumer.assign(self.tps)
-        await self.consumer.seek_to_beginning(*self.tps)
-        self.task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        while True:
-            for records in (await self.consumer.getmany(timeout_ms=20)).values():
-                for record in records:
-                    message = decode(record.value)
-                    assert record.key.decode() == message["user_id"]
-                    self.received.append(message)
-
-    def for_user(self, user_id: str, trigger: str | None = None) -> list[dict]:
-        return [
-            m
-            for m in self.received
-            if m["user_id"] == user_id and (trigger is None or m["trigger_event_id"] == trigger)
-        ]
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        await self.consumer.stop()
 
 
 def _share(item_ids: list[str], category: str, category_of: dict[str, str]) -> float:
