@@ -201,6 +201,7 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
                 (item["item_id"], item["source"].replace("_", " ")) for item in answer["items"]
             ]
             await page.screenshot(path=shots / "playground.png", full_page=True)
+            await _rules_hold_in_the_playground(page, base, user, shown, items, shots)
 
             # Models: a read key cannot roll back.
             current = store.current()
@@ -215,6 +216,9 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             await page.wait_for_function("document.querySelector('#rollback-result').textContent.includes('403')")
             assert store.current() == current
             await page.screenshot(path=shots / "models.png", full_page=True)
+            await page.click("nav button[data-page=rules]")
+            await page.click("#save-rule")
+            await page.wait_for_function("document.querySelector('#rule-result').textContent.includes('403')")
 
             # Quality: the reports in DATA_DIR/reports.
             await page.click("nav button[data-page=quality]")
@@ -225,6 +229,48 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
 
     asyncio.run(scenario())
     assert blocked == []  # nothing but the server was asked for
+
+
+async def _rules_hold_in_the_playground(page, base: str, user: str, shown: list[list[str]], items, shots: Path):
+    """An admin writes a placement's rule in the editor (a bad one is refused
+    with its reason); the playground's answer under that placement follows it."""
+    banned = shown[0][1]  # the category of the user's first recommendation
+    lifted = next(item.category for item in items if item.category != banned)
+    promoted = next(item.item_id for item in items if item.category != banned)
+    await page.click("nav button[data-page=rules]")
+    await page.wait_for_selector("#rules-table td.none")
+    await page.fill("#rule-placement", "home")
+    await page.fill("#rule-min-price", "50")
+    await page.fill("#rule-max-price", "10")
+    await page.click("#save-rule")
+    await page.wait_for_function("document.querySelector('#rule-result').textContent.includes('above max_price')")
+    await page.fill("#rule-min-price", "")
+    await page.fill("#rule-max-price", "")
+    await page.fill("#rule-exclude", banned)
+    await page.fill("#rule-promoted", promoted)
+    await page.fill("#rule-slot", "2")
+    await page.click("#add-boost")
+    await page.fill("#boosts .boost-value", lifted)
+    await page.click("#save-rule")
+    await page.wait_for_function("document.querySelector('#rule-result').textContent.startsWith('saved')")
+    listed = await _table(page, "#rules-table")
+    assert listed == [["home", f"not {banned}", f"{lifted} +0.5", f"{promoted} from place 2"]]
+    rule = (await _api(base, "/rules/home"))["rule"]
+    assert (rule["exclude_categories"], rule["promoted"], rule["promoted_slot"]) == ([banned], [promoted], 1)
+    assert [(b["category"], b["weight"]) for b in rule["boosts"]] == [(lifted, 0.5)]
+    await page.screenshot(path=shots / "rules.png", full_page=True)
+
+    await page.click("nav button[data-page=playground]")
+    await page.fill("#placement", "home")
+    await page.click("#user-form button")
+    await page.wait_for_function(f"document.querySelector('#recommendations tbody').textContent.includes('{promoted}')")
+    placed = await _table(page, "#recommendations")
+    answer = await _api(base, f"/recommendations/{user}?k=10&explain=true&details=true&diversity=0&placement=home")
+    assert [(_item_id(row[0]), row[1], row[3]) for row in placed] == [
+        (item["item_id"], item["category"], item["source"]) for item in answer["items"]
+    ]
+    assert banned not in {row[1] for row in placed} and (_item_id(placed[1][0]), placed[1][3]) == (promoted, "promoted")
+    await page.fill("#placement", "")
 
 
 async def _table(page, table: str) -> list[list[str]]:

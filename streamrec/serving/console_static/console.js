@@ -8,14 +8,19 @@ keyInput.value = localStorage.getItem("streamrec-key") || "";
 keyInput.addEventListener("change", () => localStorage.setItem("streamrec-key", keyInput.value));
 
 async function call(path, options = {}) {
-  const headers = { "X-Streamrec-Console": "1", ...(keyInput.value ? { "X-API-Key": keyInput.value } : {}) };
+  const key = keyInput.value ? { "X-API-Key": keyInput.value } : {};
+  const headers = { "X-Streamrec-Console": "1", ...key, ...(options.headers || {}) };
   const answer = await fetch(path, { ...options, headers });
   if (!answer.ok) {
     const body = await answer.json().catch(() => ({}));
-    throw new Error(`${answer.status}: ${body.detail || answer.statusText}`);
+    throw new Error(`${answer.status}: ${reason(body.detail) || answer.statusText}`);
   }
   return answer;
 }
+
+// FastAPI's 422 detail is a list of {loc, msg}: each said as "field: why".
+const reason = (detail) =>
+  Array.isArray(detail) ? detail.map((d) => [(d.loc || []).slice(1).join("."), d.msg].filter(Boolean).join(": ")).join("; ") : detail;
 const json = async (path, options) => (await call(path, options)).json();
 
 function showError(error) {
@@ -145,10 +150,12 @@ function itemLink(item) {
   return link;
 }
 
+const placed = () => ($("#placement").value.trim() ? `&placement=${encodeURIComponent($("#placement").value.trim())}` : "");
+
 async function recommend() {
   const user = $("#user-id").value.trim();
   const diversity = $("#diversity").value;
-  const answer = await json(`/recommendations/${encodeURIComponent(user)}?k=10&explain=true&details=true&diversity=${diversity}`);
+  const answer = await json(`/recommendations/${encodeURIComponent(user)}?k=10&explain=true&details=true&diversity=${diversity}${placed()}`);
   $("#answer-source").textContent = `served by ${answer.model_version}`;
   fill($("#recommendations"), answer.items, (item) => [itemLink(item), item.category, fixed(item.score, 3), item.source, item.because]);
   try {
@@ -169,15 +176,15 @@ async function recommend() {
 async function search() {
   const user = $("#user-id").value.trim();
   const personal = $("#search-personal").checked && user ? `&user_id=${encodeURIComponent(user)}` : "";
-  const answer = await json(`/search?q=${encodeURIComponent($("#query").value)}&k=10&details=true${personal}`);
+  const answer = await json(`/search?q=${encodeURIComponent($("#query").value)}&k=10&details=true${personal}${placed()}`);
   fill($("#search-results"), answer.items, (item) => [itemLink(item), item.category, fixed(item.score, 3)]);
 }
 
 async function similar(item) {
   const id = encodeURIComponent(item.item_id);
   const [near, together] = await Promise.all([
-    json(`/items/${id}/similar?k=10&details=true`),
-    json(`/items/${id}/bought-together?k=10&details=true`),
+    json(`/items/${id}/similar?k=10&details=true${placed()}`),
+    json(`/items/${id}/bought-together?k=10&details=true${placed()}`),
   ]);
   $("#similar-title").hidden = $("#together-title").hidden = false;
   $("#similar-title").textContent = `Similar to ${item.title || item.item_id}`;
@@ -190,6 +197,108 @@ async function similar(item) {
 $("#diversity").addEventListener("input", () => ($("#diversity-value").textContent = $("#diversity").value));
 $("#user-form").addEventListener("submit", (event) => { event.preventDefault(); recommend().then(() => showError(null), showError); });
 $("#search-form").addEventListener("submit", (event) => { event.preventDefault(); search().then(() => showError(null), showError); });
+
+// --- rules ------------------------------------------------------------------
+
+const listOf = (text) => text.split(",").map((part) => part.trim()).filter(Boolean);
+const numberOf = (input) => (input.value === "" ? undefined : Number(input.value));
+const BOOST_KINDS = [["category", "category is"], ["attribute", "attribute name=value"], ["new", "added within days"]];
+
+function boostRow(boost = {}) {
+  const row = Object.assign(document.createElement("div"), { className: "row boost" });
+  const kind = document.createElement("select");
+  BOOST_KINDS.forEach(([value, text]) => kind.append(new Option(text, value)));
+  const value = Object.assign(document.createElement("input"), { className: "boost-value", required: true });
+  const weight = Object.assign(document.createElement("input"),
+    { className: "boost-weight", type: "number", min: -1, max: 1, step: "any", required: true, value: boost.weight ?? 0.5 });
+  const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "remove" });
+  remove.addEventListener("click", () => row.remove());
+  if (boost.attribute) [kind.value, value.value] = ["attribute", `${boost.attribute}=${boost.value}`];
+  else if (boost.new_within_days) [kind.value, value.value] = ["new", boost.new_within_days];
+  else value.value = boost.category || "";
+  row.append(kind, value, "weight", weight, remove);
+  $("#boosts").append(row);
+}
+
+function boostOf(row) {
+  const kind = row.querySelector("select").value;
+  const value = row.querySelector(".boost-value").value.trim();
+  const weight = Number(row.querySelector(".boost-weight").value);
+  if (kind === "category") return { category: value, weight };
+  if (kind === "new") return { new_within_days: Number(value), weight };
+  const [name, ...rest] = value.split("=");
+  return { attribute: name.trim(), value: rest.join("=").trim(), weight };
+}
+
+function ruleOf() {
+  const rule = {
+    include_categories: listOf($("#rule-include").value),
+    exclude_categories: listOf($("#rule-exclude").value),
+    exclude_items: listOf($("#rule-exclude-items").value),
+    min_price: numberOf($("#rule-min-price")),
+    max_price: numberOf($("#rule-max-price")),
+    max_age_days: numberOf($("#rule-max-age")),
+    boosts: [...document.querySelectorAll("#boosts .boost")].map(boostOf),
+    promoted: listOf($("#rule-promoted").value),
+    promoted_slot: Math.max(0, Number($("#rule-slot").value || 1) - 1),
+  };
+  return Object.fromEntries(Object.entries(rule).filter(([, value]) => value !== undefined));
+}
+
+function editRule(placement, rule) {
+  $("#rule-placement").value = placement;
+  $("#rule-include").value = rule.include_categories.join(", ");
+  $("#rule-exclude").value = rule.exclude_categories.join(", ");
+  $("#rule-exclude-items").value = rule.exclude_items.join(", ");
+  $("#rule-min-price").value = rule.min_price ?? "";
+  $("#rule-max-price").value = rule.max_price ?? "";
+  $("#rule-max-age").value = rule.max_age_days ?? "";
+  $("#rule-promoted").value = rule.promoted.join(", ");
+  $("#rule-slot").value = rule.promoted_slot + 1;
+  $("#boosts").replaceChildren();
+  rule.boosts.forEach(boostRow);
+}
+
+function shows(rule) {
+  const parts = [];
+  if (rule.include_categories.length) parts.push(`only ${rule.include_categories.join(", ")}`);
+  if (rule.exclude_categories.length) parts.push(`not ${rule.exclude_categories.join(", ")}`);
+  if (rule.exclude_items.length) parts.push(`not ${rule.exclude_items.length} item(s)`);
+  if (rule.min_price != null || rule.max_price != null) parts.push(`price ${rule.min_price ?? 0} to ${rule.max_price ?? "any"}`);
+  if (rule.max_age_days != null) parts.push(`added within ${rule.max_age_days} days`);
+  return parts.join("; ") || "everything";
+}
+
+const boostText = (b) => `${b.category || (b.attribute ? `${b.attribute}=${b.value}` : `new within ${b.new_within_days} d`)} ${b.weight > 0 ? "+" : ""}${b.weight}`;
+const promotes = (rule) => (rule.promoted.length ? `${rule.promoted.join(", ")} from place ${rule.promoted_slot + 1}` : "–");
+
+function placementLink({ placement, rule }) {
+  const link = Object.assign(document.createElement("a"), { className: "item", textContent: placement });
+  link.addEventListener("click", () => editRule(placement, rule));
+  return link;
+}
+
+async function rules() {
+  const listed = await json("/rules");
+  fill($("#rules-table"), listed, (r) => [placementLink(r), shows(r.rule), r.rule.boosts.map(boostText).join(", ") || "–", promotes(r.rule)],
+    "no rules yet: every placement shows the model's answer");
+}
+
+async function changeRule(method, body) {
+  const placement = $("#rule-placement").value.trim() || "default";
+  try {
+    const options = body ? { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } } : {};
+    await json(`/rules/${encodeURIComponent(placement)}`, { method, ...options });
+    $("#rule-result").textContent = method === "PUT" ? `saved: in force for ${placement}` : `removed from ${placement}`;
+    await rules();
+  } catch (error) {
+    $("#rule-result").textContent = `not changed: ${error.message}`;
+  }
+}
+
+$("#add-boost").addEventListener("click", () => boostRow());
+$("#rule-form").addEventListener("submit", (event) => { event.preventDefault(); changeRule("PUT", ruleOf()); });
+$("#delete-rule").addEventListener("click", () => changeRule("DELETE"));
 
 // --- quality ----------------------------------------------------------------
 
@@ -218,7 +327,7 @@ async function quality() {
 
 // --- pages ------------------------------------------------------------------
 
-const loaders = { overview, models, playground: async () => {}, quality };
+const loaders = { overview, models, playground: async () => {}, rules, quality };
 let shown = "overview";
 
 function show(page) {
