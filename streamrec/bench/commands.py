@@ -252,13 +252,24 @@ def bench_http(
     items: Annotated[int, typer.Option(help="Items in the served index.")] = 1_000_000,
     users: Annotated[int, typer.Option(help="Users with features in the server.")] = 10_000,
     requests: Annotated[int, typer.Option(help="Requests timed (after 100 to warm up).")] = 5000,
+    rule: Annotated[
+        str | None,
+        typer.Option(help="A business rule's JSON (docs/rules.md): every other request is under it, timed apart."),
+    ] = None,
     as_json: JsonLine = False,
 ) -> None:
     """p50/p99 of GET /recommendations over HTTP against a server holding N items (STREAMREC_INDEX_* knobs apply)."""
-    from streamrec.bench.http import bench_http as run_bench
+    from pydantic import ValidationError
 
+    from streamrec.bench.http import bench_http as run_bench
+    from streamrec.foundation.rules import Rule
+
+    try:
+        placement_rule = None if rule is None else Rule.model_validate_json(rule)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--rule") from None
     settings = Settings()
-    result = run_bench(settings, items, users, requests, on_status=console.print)
+    result = run_bench(settings, items, users, requests, rule=placement_rule, on_status=console.print)
     show_result(result, as_json)
 
 

@@ -1,5 +1,7 @@
 """`streamrec bench http`: p50/p99 of `GET /recommendations` over HTTP against
-a server holding N items (synthetic item vectors, see `streamrec.bench.index`).
+a server holding N items (synthetic item vectors, see `streamrec.bench.index`),
+and with a business rule, what the rule costs (its requests alternate with
+plain ones on the same server).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from streamrec.embeddings.model import TwoTower
 from streamrec.embeddings.versions import ModelVersion
 from streamrec.foundation.codec import encode
 from streamrec.foundation.features import FeatureConfig, UserFeatures, apply_event
+from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Event, Item
 from streamrec.foundation.store import Manifest
 from streamrec.serving.live import LiveConfig
@@ -94,11 +97,19 @@ def _time_requests(host: str, port: int, paths: list[str], results: multiprocess
 
 
 def bench_http(
-    settings, items: int, users: int, requests: int, dim: int = 64, on_status: Callable[[str], None] = lambda text: None
+    settings,
+    items: int,
+    users: int,
+    requests: int,
+    dim: int = 64,
+    rule: Rule | None = None,
+    on_status: Callable[[str], None] = lambda text: None,
 ) -> dict:
     """p50/p99 of `GET /recommendations/{user}` over HTTP (keep-alive, one
     client process) against a server holding `items` items and `users` users;
-    one request in ten is for an unknown user (the cold-start answer)."""
+    one request in ten is for an unknown user (the cold-start answer). With a
+    `rule`, every other request names a placement under it (the catalog's 7
+    categories are c0 to c6; `attributes` none), and each half is measured."""
     from streamrec.foundation.http import serve_http
     from streamrec.serving.api import create_api
     from streamrec.serving.live import LiveModel
@@ -119,6 +130,9 @@ def bench_http(
         f"/recommendations/u{rng.integers(users)}?k=10" if n % 10 else f"/recommendations/new{n}?k=10"
         for n in range(requests + 100)
     ]
+    if rule is not None:
+        live.rules.rules[BENCH_PLACEMENT] = rule
+        paths = [path + (f"&placement={BENCH_PLACEMENT}" if n % 2 else "") for n, path in enumerate(paths)]
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     client = context.Process(target=_time_requests, args=(settings.api_host, settings.api_port, paths, results))
@@ -138,14 +152,30 @@ def bench_http(
     times, failures = asyncio.run(serve_and_measure())
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
-    p50, p99 = np.percentile(np.asarray(times[100:]) * 1000, [50, 99])  # the first hundred warm up
-    return {
+    timed = np.asarray(times) * 1000
+    report = {
         "benchmark": "http",
         "items": items,
         "users": users,
         "requests": requests,
         "index": live.current.index.spec.label(),
         "cold_start_share": 0.1,
-        "p50_ms": round(float(p50), 3),
-        "p99_ms": round(float(p99), 3),
+        **_percentiles(timed[100:] if rule is None else timed[100::2]),  # the first hundred warm up
     }
+    if rule is not None:
+        ruled = _percentiles(timed[101::2])
+        report |= {f"rule_{name}": value for name, value in ruled.items()}
+        report |= {"rule": rule.model_dump(mode="json", exclude_defaults=True), "rule_p99_ratio": _ratio(ruled, report)}
+    return report
+
+
+BENCH_PLACEMENT = "bench"
+
+
+def _percentiles(ms: np.ndarray) -> dict[str, float]:
+    p50, p99 = np.percentile(ms, [50, 99])
+    return {"p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3)}
+
+
+def _ratio(ruled: dict[str, float], plain: dict[str, float]) -> float:
+    return round(ruled["p99_ms"] / plain["p99_ms"], 3)

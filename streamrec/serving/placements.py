@@ -14,41 +14,66 @@ from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Item, ScoredItem
 from streamrec.serving.rows import AllowBitmap
 
-REFRESH_S = 60.0  # items age with the clock: a rule's rows are recomputed at least this often
+REFRESH_S = 60.0  # items age with the clock: an age-bound rule's rows are recomputed at least this often
 MAX_CACHED = 64  # rules whose rows are kept (placements in use at once)
+MAX_LOGGED = 1_000_000  # touched rows remembered; beyond, the log restarts and every rule is recomputed once
 
 
 class RuleRows:
-    """Per rule, the rows its filters let through, recomputed when the
-    catalog changed (`generation`) or REFRESH_S passed; each answer ANDs them
-    with the index's own bitmap (stock, stale rows), which changes more often."""
+    """Per rule, the rows its filters let through; each answer ANDs them with
+    the index's own bitmap (stock, stale rows), which changes more often.
+
+    The index logs every row the catalog touches (`touched`); a rule's rows
+    are brought up to date from the log, row by row (a stock change in a
+    million-item catalog costs one row, not a million), and recomputed whole
+    only when most rows changed or its age bound may have moved."""
 
     def __init__(self) -> None:
-        self._cache: dict[Rule, tuple[int, float, np.ndarray]] = {}
+        self.touched: list[int] = []
+        self._cache: dict[Rule, tuple[int, float, AllowBitmap]] = {}  # rule -> (log position, computed at, rows)
+
+    def touch(self, rows: list[int]) -> None:
+        if len(self.touched) + len(rows) > MAX_LOGGED:
+            self.touched, self._cache = [], {}
+        self.touched.extend(rows)
 
     def allowed(
-        self, rule: Rule | None, base: AllowBitmap, row_ids: list[str], items: Mapping[str, Item], generation: int
+        self, rule: Rule | None, base: AllowBitmap, row_ids: list[str], items: Mapping[str, Item]
     ) -> AllowBitmap:
+        """`base` narrowed to the rows `rule`'s filters let through."""
         if rule is None or not rule.filters:
             return base
-        now = time.time()
+        rows = self._rows(rule, row_ids, items).bits
+        both = np.zeros_like(base.bits)  # rows past the rule's bitmap are off: none passes unlogged
+        shared = min(len(both), len(rows))
+        both[:shared] = base.bits[:shared] & rows[:shared]
+        return AllowBitmap.of(both)
+
+    def _rows(self, rule: Rule, row_ids: list[str], items: Mapping[str, Item]) -> AllowBitmap:
+        now, logged = time.time(), len(self.touched)
         cached = self._cache.get(rule)
-        if cached is None or cached[0] != generation or now - cached[1] > REFRESH_S or len(cached[2]) < len(base.bits):
+        aged = cached is not None and rule.max_age_days is not None and now - cached[1] > REFRESH_S
+        if cached is None or aged or logged - cached[0] > len(row_ids) // 4:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()
-            cached = self._cache[rule] = (generation, now, _rule_bits(rule, row_ids, items, now, len(base.bits)))
-        return AllowBitmap.of(base.bits & cached[2][: len(base.bits)])
+            cached = (logged, now, _passing(rule, range(len(row_ids)), row_ids, items, now))
+        elif cached[0] < logged:
+            touched = sorted(set(self.touched[cached[0] :]))
+            passing = _passing(rule, touched, row_ids, items, now)
+            rows = cached[2]
+            rows.grow(len(row_ids))
+            rows.set(touched, True)
+            rows.set([row for row in touched if not passing.allows(row)], False)
+            cached = (logged, cached[1], rows)
+        self._cache[rule] = cached
+        return cached[2]
 
 
-def _rule_bits(rule: Rule, row_ids: list[str], items: Mapping[str, Item], now: float, size: int) -> np.ndarray:
-    """One bit per row (FAISS's bitmap layout): whether the row's item passes the rule's filters."""
-    passes = np.fromiter(
-        ((item := items.get(item_id)) is not None and rule.allows(item, now) for item_id in row_ids),
-        dtype=bool,
-        count=len(row_ids),
-    )
-    bits = np.packbits(passes, bitorder="little")
-    return np.concatenate([bits, np.zeros(max(0, size - len(bits)), dtype=np.uint8)])
+def _passing(rule: Rule, rows, row_ids: list[str], items: Mapping[str, Item], now: float) -> AllowBitmap:
+    """A bitmap of `rows` whose items pass the rule's filters (every other row off)."""
+    bitmap = AllowBitmap(len(row_ids))
+    bitmap.set([row for row in rows if (item := items.get(row_ids[row])) is not None and rule.allows(item, now)], True)
+    return bitmap
 
 
 def boosted(found: list[ScoredItem], rule: Rule | None, item_of: Callable[[str], Item | None]) -> list[ScoredItem]:

@@ -80,8 +80,7 @@ class ServingIndex:
         self.items: dict[str, Item] = {}
         self._titles = TitleWords()
         self._allow = AllowBitmap(len(self.row_ids))  # every row off until the catalog switches it on
-        self._rule_rows = RuleRows()
-        self._generation = 0  # catalog syncs so far: a placement's rows are recomputed after one
+        self._rule_rows = RuleRows()  # placements' rows, kept up to date from the rows the catalog touches
         self.sync(catalog, trained_content=True)
         self._popular: np.ndarray | None = None
         # The second source: neighbours over the version's rows, at the weight the trainer chose.
@@ -102,7 +101,7 @@ class ServingIndex:
 
     def allowed(self, rule: Rule | None) -> AllowBitmap:
         """The rows an answer under `rule` may hold: in stock, current, and through its filters."""
-        return self._rule_rows.allowed(rule, self._allow, self.row_ids, self.items, self._generation)
+        return self._rule_rows.allowed(rule, self._allow, self.row_ids, self.items)
 
     # --- keeping up with the catalog ------------------------------------------
 
@@ -130,10 +129,11 @@ class ServingIndex:
                     self._titles.add(row, item.title)
                 self.row_category[row] = item.category
                 self._allow.set([row], item.in_stock)
+                if not trained_content:  # the start-up sync: no rule has rows yet
+                    self._rule_rows.touch([row])
             self.items[item.item_id] = item
         if fresh:
             self._add(list(fresh.values()))
-        self._generation += 1
         return len(fresh)
 
     def _remove(self, item_id: str) -> None:
@@ -147,6 +147,7 @@ class ServingIndex:
         first = len(self.row_ids)
         self.index.add(vectors)
         self._allow.grow(first + len(items))
+        self._rule_rows.touch(list(range(first, first + len(items))))
         self.popularity = np.concatenate([self.popularity, np.zeros(len(items), dtype=np.float32)])
         self.trained_popularity = np.concatenate([self.trained_popularity, np.zeros(len(items), dtype=np.float32)])
         for offset, item in enumerate(items):

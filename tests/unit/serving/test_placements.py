@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
+from streamrec.foundation.catalog import Removed
 from streamrec.foundation.features import FeatureConfig, UserFeatures, apply_event
 from streamrec.foundation.rules import Boost, Rule
 from streamrec.foundation.schema import Event, Item
 from streamrec.foundation.store import ModelStore
 from streamrec.index.kinds import IndexSpec
+from streamrec.serving.placements import RuleRows
 from streamrec.serving.serving_index import ServingConfig, ServingIndex
 from tests.versions import publish_random_version
 
@@ -86,3 +89,21 @@ def test_promoted_items_take_their_slot_unless_out_of_stock_purchased_or_filtere
     assert _ids(serving.similar("i5", 5, rule)).count("i5") == 0  # an item is never its own promotion
     cold = serving.recommend(None, 3, rule=Rule(promoted=("i299",), promoted_slot=50))
     assert _ids(cold)[-1] == "i299" and len(cold) == 3  # a slot past the answer is its end
+
+
+def test_a_rules_rows_follow_catalog_changes_row_by_row_as_a_fresh_computation_would(serving):
+    rule = Rule(exclude_categories=("c0",), max_price=200)
+    serving.allowed(rule)  # computed once whole; from here on, from the touched rows
+    draw = random.Random(5)
+    for _ in range(40):
+        item = serving.items.get(f"i{draw.randrange(300)}") or ITEMS[draw.randrange(300)]
+        change = draw.choice(["stock", "price", "category", "remove"])
+        if change == "remove":
+            serving.sync([Removed(item.item_id)])
+            continue
+        price = draw.choice([50.0, 500.0]) if change == "price" else item.price
+        category = draw.choice(["c0", "c1"]) if change == "category" else item.category
+        in_stock = not item.in_stock if change == "stock" else item.in_stock
+        serving.sync([Item(item.item_id, item.title, category, price=price, in_stock=in_stock)])
+        fresh = RuleRows().allowed(rule, serving.allowed(None), serving.row_ids, serving.items)
+        assert np.array_equal(serving.allowed(rule).bits, fresh.bits)
