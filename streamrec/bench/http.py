@@ -153,19 +153,20 @@ def bench_http(
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
     timed = np.asarray(times) * 1000
-    report = {
+    plain = _percentiles(timed[100:] if rule is None else timed[100::2])  # the first hundred warm up
+    report: dict[str, object] = {
         "benchmark": "http",
         "items": items,
         "users": users,
         "requests": requests,
         "index": live.current.index.spec.label(),
         "cold_start_share": 0.1,
-        **_percentiles(timed[100:] if rule is None else timed[100::2]),  # the first hundred warm up
+        **plain,
     }
     if rule is not None:
         ruled = _percentiles(timed[101::2])
         report |= {f"rule_{name}": value for name, value in ruled.items()}
-        report |= {"rule": rule.model_dump(mode="json", exclude_defaults=True), "rule_p99_ratio": _ratio(ruled, report)}
+        report |= {"rule": rule.model_dump(mode="json", exclude_defaults=True), "rule_p99_ratio": _ratio(ruled, plain)}
     return report
 
 
