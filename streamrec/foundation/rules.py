@@ -18,13 +18,14 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from streamrec.foundation.attribution import PLACEMENT
 from streamrec.foundation.kafka import FollowedTopic
 from streamrec.foundation.schema import Item, show
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PLACEMENT = "default"  # the rule of answers that name no placement, and of the published ones
-PLACEMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PLACEMENT_PATTERN = rf"^{PLACEMENT}$"
 DAY_S = 86_400.0
 MAX_RULES = 1000  # placements held; a record beyond them is refused
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from streamrec.foundation.attribution import MAX_RECOMMENDATION_ID_CHARS, arm_of
 from streamrec.foundation.settings import Settings
 
 EVENT_TYPES = ("click", "purchase")
@@ -62,6 +63,7 @@ class Event:
     price: float | None = None
     quantity: int | None = None
     query: str | None = None
+    recommendation_id: str | None = None  # the answer this event followed (its clicks and purchases are attributed)
 
     def to_wire(self) -> dict[str, Any]:
         return _present_fields(self)
@@ -249,7 +251,18 @@ def _validate_event_fully(value: Any, limits: Limits) -> Event:
         price=_number(get("price"), "price", required=False),
         quantity=quantity,
         query=_string(get("query"), "query", limits.max_text_chars, required=False),
+        recommendation_id=_recommendation_id(get("recommendation_id")),
     )
+
+
+def _recommendation_id(value: Any) -> str | None:
+    found = _string(value, "recommendation_id", MAX_RECOMMENDATION_ID_CHARS, required=False)
+    if found is not None and arm_of(found) is None:
+        raise InvalidRecord(
+            f"field 'recommendation_id' must be an id an answer carried (placement~experiment~variant~nonce), "
+            f"got {show(found)}"
+        )
+    return found
 
 
 def validate_item(value: Any, limits: Limits) -> Item:

@@ -31,6 +31,7 @@ class Topics:
     rules: str  # each placement's business rule, keyed by placement (compacted)
     user_features_changelog: str
     item_stats_changelog: str
+    arm_counts_changelog: str  # the clicks and purchases attributed to each arm (foundation.attribution)
     worker_group: str  # the stream workers: one group, co-partitioned assignment
     trainer_group: str  # the trainer's committed positions (its lag is visible)
 
@@ -49,6 +50,7 @@ class Topics:
             rules=t("recs.rules"),
             user_features_changelog=t(f"{settings.app_id}-user-features-changelog"),
             item_stats_changelog=t(f"{settings.app_id}-item-stats-changelog"),
+            arm_counts_changelog=t(f"{settings.app_id}-arm-counts-changelog"),
             worker_group=t(f"{settings.app_id}-worker"),
             trainer_group=t(f"{settings.app_id}-trainer"),
         )
@@ -56,6 +58,11 @@ class Topics:
     @property
     def events(self) -> tuple[str, str]:
         return (self.clicks, self.purchases)
+
+    @property
+    def changelogs(self) -> tuple[str, str, str]:
+        """The workers' tables, partitioned as the events."""
+        return (self.user_features_changelog, self.item_stats_changelog, self.arm_counts_changelog)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ def topic_specs(settings: KafkaSettings, replication: Replication = Replication(
         NewTopic(topics.rules, 1, rf, topic_configs=compacted),
         NewTopic(topics.user_features_changelog, n, rf, topic_configs=compacted),
         NewTopic(topics.item_stats_changelog, n, rf, topic_configs=compacted),
+        NewTopic(topics.arm_counts_changelog, n, rf, topic_configs=compacted),
     ]
 
 
@@ -152,7 +160,7 @@ async def _check_copartitioned(admin: AIOKafkaAdminClient, settings: KafkaSettin
     """Of the topics this client may describe: a shop's producer, allowed only
     its own topics by the cluster's ACLs, checks those; the worker checks all."""
     topics = Topics.from_settings(settings)
-    names = [*topics.events, topics.control, topics.user_features_changelog, topics.item_stats_changelog]
+    names = [*topics.events, topics.control, *topics.changelogs]
     described = await admin.describe_topics(names)
     counts = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
     if len(set(counts.values())) > 1:

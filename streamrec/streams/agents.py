@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from streamrec.foundation.attribution import MAX_ARMS_PER_PARTITION, ArmCounts, arm_of
 from streamrec.foundation.catalog import CatalogView
 from streamrec.foundation.codec import Rejected, decode_records, encode
 from streamrec.foundation.features import (
@@ -23,7 +24,7 @@ from streamrec.foundation.features import (
 )
 from streamrec.foundation.kafka import partition_for
 from streamrec.foundation.privacy import Pseudonyms
-from streamrec.foundation.schema import Limits, validate_control, validate_event, validate_item
+from streamrec.foundation.schema import Event, Limits, validate_control, validate_event, validate_item
 from streamrec.streams.tables import ChangelogTable
 
 log = logging.getLogger(__name__)
@@ -96,20 +97,27 @@ class Outcome:
         return self
 
 
+@dataclass(frozen=True)
+class Tables:
+    """A worker's tables: user features, item statistics and attributed counts."""
+
+    users: ChangelogTable[UserFeatures]
+    items: ChangelogTable[ItemStats]
+    arms: ChangelogTable[ArmCounts]
+
+
 class Agents:
     """The per-topic logic, over the worker's tables and catalog view."""
 
     def __init__(
         self,
-        users: ChangelogTable[UserFeatures],
-        items: ChangelogTable[ItemStats],
+        tables: Tables,
         catalog: CatalogView,
         config: FeatureConfig,
         limits: Limits,
         pseudonyms: Pseudonyms | None = None,
     ):
-        self.users = users
-        self.items = items
+        self.users, self.items, self.arms = tables.users, tables.items, tables.arms
         self.catalog = catalog
         self.config = config
         self.limits = limits
@@ -134,6 +142,7 @@ class Agents:
         pseudonym = self.pseudonyms if self.pseudonyms.enabled else None
         bucket_s = config.popularity_bucket_s
         tally: dict[tuple[str, int], list] = {}
+        attributed: list[Event] = []
         accepted = duplicates = 0
         for record in records:
             key = record.key
@@ -169,6 +178,8 @@ class Agents:
                     counts[event.type == PURCHASE] += 1
                     if event.ts > counts[2]:
                         counts[2] = event.ts
+                    if event.recommendation_id is not None:
+                        attributed.append(event)
             except Exception as exc:  # noqa: BLE001 - one record must never stop its partition
                 log.exception("%s[%d]@%d could not be processed; dead-lettered", topic, partition, record.offset)
                 reason = f"could not be processed: {type(exc).__name__}: {str(exc)[:200]}"
@@ -182,6 +193,29 @@ class Agents:
                 stats = items[item_id] = ItemStats(item_id)
             apply_item_counts(stats, start, clicks, purchases, last_ts, config)
             dirty_items.add(item_id)
+        if attributed:
+            self._attribute(partition, attributed)
+
+    def _attribute(self, partition: int, events: list[Event]) -> None:
+        """Count each event under the arm its recommendation id names (ids
+        were checked on validation; arms beyond the bound are not counted)."""
+        arms, dirty = self.arms.for_update(partition)
+        for event in events:
+            arm = arm_of(event.recommendation_id or "")
+            if arm is None:
+                continue
+            counts = arms.get(arm.key)
+            if counts is None:
+                if len(arms) >= MAX_ARMS_PER_PARTITION:
+                    log.warning("not attributing %s: partition %d counts %d arms", arm.key, partition, len(arms))
+                    continue
+                counts = arms[arm.key] = ArmCounts()
+            if event.type == PURCHASE:
+                counts.purchases += 1
+                counts.revenue += (event.price or 0.0) * (event.quantity or 1)
+            else:
+                counts.clicks += 1
+            dirty.add(arm.key)
 
     def on_catalog(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
         """Catalog items: validated here (bad ones dead-lettered); every worker's

@@ -111,14 +111,9 @@ class FaustAgents(WorkerState):
         super().__init__(settings, kafka, catalog=catalog, metrics=metrics)
         self.app = app
         topics = self.topics
-        self.users_table = RowsTable(
-            app, rows=self.users, on_ready=self._on_ready, partitions=settings.kafka.partitions
-        )
-        self.items_table = RowsTable(
-            app, rows=self.items, on_ready=lambda _: None, partitions=settings.kafka.partitions
-        )
-        app.tables.add(self.users_table)
-        app.tables.add(self.items_table)
+        for table in self.tables:  # the users' table says when a partition is ready: it restores first
+            on_ready = self._on_ready if table is self.users else lambda _: None
+            app.tables.add(RowsTable(app, rows=table, on_ready=on_ready, partitions=settings.kafka.partitions))
         # Where a batch's outcome goes: dead letters, forget tombstones, re-routed events and control records.
         outputs = (topics.deadletter, topics.recommendations, *topics.events, topics.control)
         self._out = {name: app.topic(name, **RAW) for name in outputs}
@@ -155,7 +150,7 @@ class FaustAgents(WorkerState):
         its changelog and acknowledged. A failed write fails the commit and
         crashes the app, so the group redelivers those events. A commit the
         group refused is not taken as done."""
-        faust_compat.commit_after(self.app.consumer, lambda writer: flush(writer, self.users, self.items))
+        faust_compat.commit_after(self.app.consumer, lambda writer: flush(writer, *self.tables))
         faust_compat.forget_refused_commits(self.app.consumer)
 
     def _fold(self, events: list, fold: Callable[[str, int, list, Outcome], None]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from streamrec.foundation.attribution import ArmCounts
 from streamrec.foundation.catalog import CatalogView
 from streamrec.foundation.features import (
     FeatureConfig,
@@ -30,7 +31,7 @@ from streamrec.foundation.privacy import Pseudonyms
 from streamrec.foundation.schema import Limits
 from streamrec.foundation.settings import AccessSettings, KafkaSettings, Settings, WorkerSettings
 from streamrec.foundation.topics import Topics
-from streamrec.streams.agents import Agents, Outcome
+from streamrec.streams.agents import Agents, Outcome, Tables
 from streamrec.streams.assignor import Owner
 from streamrec.streams.metrics import WorkerMetrics
 from streamrec.streams.tables import ChangelogTable
@@ -107,9 +108,14 @@ class WorkerState(ABC):
         self.items: ChangelogTable[ItemStats] = ChangelogTable(
             "item-stats", self.topics.item_stats_changelog, ItemStats.from_wire, ItemStats.to_wire
         )
+        self.arms: ChangelogTable[ArmCounts] = ChangelogTable(
+            "arm-counts", self.topics.arm_counts_changelog, ArmCounts.from_wire, ArmCounts.to_wire
+        )
         self.catalog = catalog or CatalogView(self.topics.catalog, limits)
         self.pseudonyms = Pseudonyms.from_settings(settings.access)
-        self.agents = Agents(self.users, self.items, self.catalog, self.config, limits, self.pseudonyms)
+        self.agents = Agents(
+            Tables(self.users, self.items, self.arms), self.catalog, self.config, limits, self.pseudonyms
+        )
         self.status = WorkerStatus()
         self.metrics = metrics or WorkerMetrics()
         self._producer: AIOKafkaProducer | None = None
@@ -144,6 +150,11 @@ class WorkerState(ABC):
         if on_touched is not None and (agents.touched or agents.forgotten):
             touched, forgotten, agents.touched, agents.forgotten = agents.touched, agents.forgotten, {}, []
             on_touched(touched or {}, forgotten)
+
+    @property
+    def tables(self) -> tuple[ChangelogTable, ...]:
+        """Every table, each partitioned as the events and backed by its changelog."""
+        return (self.users, self.items, self.arms)
 
     @property
     def producer(self) -> AIOKafkaProducer:

@@ -209,7 +209,7 @@ class StreamWorker(StreamEngine):
             # await between): an event is in all of them or in none.
             offsets, self._offsets = self._offsets, {}
             outcome, self._outcome = self._outcome, Outcome()
-            rows = Snapshot(self.users, self.items)
+            rows = Snapshot(*self.tables)
             try:
                 if self._transactions is not None:
                     committed = await self._in_a_transaction(outcome, rows, offsets)
@@ -344,8 +344,8 @@ class StreamWorker(StreamEngine):
     def _drop_state(self) -> None:
         """Forget every partition's rows and everything processed since the last commit (redelivered)."""
         self._ready.clear()
-        self.users.drop(self.users.partitions)
-        self.items.drop(self.items.partitions)
+        for table in self.tables:
+            table.drop(table.partitions)
         self._offsets, self._outcome = {}, Outcome()
 
     async def on_revoked(self) -> None:
@@ -360,8 +360,8 @@ class StreamWorker(StreamEngine):
                 await self.commit()
             except KafkaError:
                 log.exception("flush on revoke failed; the next owner reprocesses from the last commit")
-                self.users.discard_pending()
-                self.items.discard_pending()
+                for table in self.tables:
+                    table.discard_pending()
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Restore the state of new partitions before any of their events is
@@ -371,15 +371,15 @@ class StreamWorker(StreamEngine):
         self.agents.partitions = self.partition_count()
         self._positions = {tp: pos for tp, pos in self._positions.items() if tp in assigned}
         held = self.users.partitions
-        self.users.drop(held - numbers)
-        self.items.drop(held - numbers)
+        for table in self.tables:
+            table.drop(held - numbers)
         new = numbers - held
         self.metrics.partitions.set(len(numbers))
         restoring = [tp for tp in assigned if tp.partition in new and tp.topic in self.user_topics]
         self._consumer.pause(*restoring)
         try:
-            await self.users.restore(self.kafka, new)
-            await self.items.restore(self.kafka, new)
+            for table in self.tables:
+                await table.restore(self.kafka, new)
         except Exception as exc:  # aiokafka would only log it; the worker must stop
             self._fatal = exc
             raise
@@ -387,8 +387,8 @@ class StreamWorker(StreamEngine):
             # A stall's rejoin unsubscribed meanwhile (the cut test found it: the
             # partitions stayed paused): what was restored may be stale by the
             # next assignment, which restores it again.
-            self.users.drop(new)
-            self.items.drop(new)
+            for table in self.tables:
+                table.drop(new)
             return
         self._ready = numbers
         self._consumer.resume(*restoring)

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from streamrec.foundation.attribution import MAX_ARMS_PER_PARTITION, Arm, ArmCounts
 from streamrec.foundation.catalog import CatalogView
 from streamrec.foundation.codec import encode
 from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures
 from streamrec.foundation.kafka import partition_for
 from streamrec.foundation.privacy import Pseudonyms
 from streamrec.foundation.schema import Item, Limits
-from streamrec.streams.agents import Agents, Outcome
+from streamrec.streams.agents import Agents, Outcome, Tables
 from streamrec.streams.tables import ChangelogTable
 
 GOOD = {"event_id": "e1", "type": "click", "user_id": "u1", "item_id": "i1", "ts": 7200.0}
@@ -32,7 +33,8 @@ def _agents() -> Agents:
     items = ChangelogTable("item-stats", "items-changelog", ItemStats.from_wire, ItemStats.to_wire)
     catalog = CatalogView("catalog", Limits())
     catalog.items["i1"] = Item("i1", "Red mug", "kitchen")
-    return Agents(users, items, catalog, FeatureConfig(popularity_bucket_s=3600), Limits())
+    arms = ChangelogTable("arm-counts", "arms-changelog", ArmCounts.from_wire, ArmCounts.to_wire)
+    return Agents(Tables(users, items, arms), catalog, FeatureConfig(popularity_bucket_s=3600), Limits())
 
 
 def _event(**change) -> dict:
@@ -73,6 +75,34 @@ def test_one_bad_element_of_a_batch_is_dead_lettered_and_the_rest_folded():
     assert "missing required field 'event_id'" in element.reason
     assert (undecodable.element, undecodable.offset) == (None, 42) and "msgpack" in undecodable.reason
     assert dict(element.headers())["element"] == b"1"
+
+
+def test_events_carrying_a_recommendation_id_are_counted_under_its_arm_once():
+    agents, outcome = _agents(), Outcome()
+    a, b = Arm("home", "spring", "a"), Arm("home", "spring", "b")
+    events = [
+        _event(event_id="c1", recommendation_id=a.new_id()),
+        _event(event_id="c1", recommendation_id=a.new_id()),  # a duplicate: not counted again
+        _event(event_id="c2", recommendation_id=b.new_id()),
+        _event(event_id="p1", type="purchase", price=2.5, quantity=2, recommendation_id=b.new_id()),
+        _event(event_id="p2", type="purchase", recommendation_id=b.new_id()),
+        _event(event_id="c3"),  # no id: counted for the user, not for an arm
+    ]
+    agents.on_events("clicks", 0, [Record(b"u1", encode(event), n) for n, event in enumerate(events)], outcome)
+    assert agents.arms.get(0, a.key) == ArmCounts(clicks=1)
+    assert agents.arms.get(0, b.key) == ArmCounts(clicks=1, purchases=2, revenue=5.0)
+    assert (outcome.events, outcome.duplicates, len(list(agents.arms.items()))) == (5, 1, 2)
+
+
+def test_a_malformed_recommendation_id_is_dead_lettered_and_arms_beyond_the_bound_are_not_counted():
+    agents, outcome = _agents(), Outcome()
+    agents.on_events("clicks", 0, [Record(b"u1", encode(_event(recommendation_id="home~x")), 0)], outcome)
+    (dead,) = outcome.dead_letters
+    assert "recommendation_id" in dead.reason
+    arms, _ = agents.arms.for_update(0)
+    arms.update({f"p{n}~~": ArmCounts() for n in range(MAX_ARMS_PER_PARTITION)})
+    agents.on_events("clicks", 0, [Record(b"u1", encode(_event(recommendation_id=Arm("new").new_id())), 1)], outcome)
+    assert agents.arms.get(0, "new~~") is None and agents.users.get(0, "u1").clicks == 1
 
 
 def test_item_counts_are_tallied_per_item_and_hour_bucket():

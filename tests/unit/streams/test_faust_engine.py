@@ -20,7 +20,7 @@ def app(**options) -> faust.App:
     return faust.App("mount-test", broker="kafka://127.0.0.1:9", autodiscover=False, **options)
 
 
-def test_mount_adds_an_agent_per_input_topic_and_two_tables_on_the_batch_engines_changelogs():
+def test_mount_adds_an_agent_per_input_topic_and_a_table_on_each_of_the_batch_engines_changelogs():
     settings = Settings(topic_prefix="m.")
     topics = Topics.from_settings(settings.kafka)
     target = app(table_standby_replicas=0)
@@ -29,7 +29,7 @@ def test_mount_adds_an_agent_per_input_topic_and_two_tables_on_the_batch_engines
         f"streamrec.{topic}" for topic in (*topics.events, topics.control, topics.catalog)
     )
     changelogs = {table.changelog_topic.get_topic_name() for table in target.tables.values()}
-    assert changelogs == {topics.user_features_changelog, topics.item_stats_changelog}
+    assert changelogs == set(topics.changelogs)
     assert agents.users.changelog == topics.user_features_changelog
 
 
@@ -40,8 +40,9 @@ def test_mount_refuses_standby_replicas():
 
 def test_a_restore_fills_rows_by_partition_and_a_tombstone_deletes():
     settings = Settings(topic_prefix="r.")
-    agents = mount(app(table_standby_replicas=0), settings)
-    store = agents.users_table.data
+    target = app(table_standby_replicas=0)
+    agents = mount(target, settings)
+    store = target.tables[agents.users.name].data
 
     def record(partition: int, key: str, user: UserFeatures | None):
         value = None if user is None else encode(user.to_wire())
