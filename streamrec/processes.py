@@ -171,8 +171,8 @@ async def run_server(
     from streamrec.serving.api import ApiMetrics, create_api
     from streamrec.serving.console import add_console
     from streamrec.serving.live import LiveConfig, LiveModel
+    from streamrec.serving.placement_api import PlacementWriter
     from streamrec.serving.pulse import Pulse
-    from streamrec.serving.rules_api import RuleWriter
 
     await ensure_topics(settings.kafka, kafka)
     live = live or LiveModel(LiveConfig.from_settings(settings))
@@ -198,9 +198,10 @@ async def run_server(
         local_worker,
         server,
         lambda: live.version,
+        live.answers,
     )
-    rules = RuleWriter(kafka, Topics.from_settings(settings.kafka), access)
-    api = create_api(live, metrics, rules)
+    writer = PlacementWriter(kafka, access)
+    api = create_api(live, metrics, writer, pulse.answers)
     add_console(api, live, pulse, functools.partial(rollback_and_announce, settings, kafka))
     tasks = {
         follow,
@@ -217,7 +218,7 @@ async def run_server(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await rules.stop()
+        await writer.stop()
         await live.stop()
     return live
 

@@ -131,7 +131,7 @@ def bench_http(
         for n in range(requests + 100)
     ]
     if rule is not None:
-        live.rules.rules[BENCH_PLACEMENT] = rule
+        live.rules.entries[BENCH_PLACEMENT] = rule
         paths = [path + (f"&placement={BENCH_PLACEMENT}" if n % 2 else "") for n, path in enumerate(paths)]
     context = multiprocessing.get_context("spawn")
     results = context.Queue()

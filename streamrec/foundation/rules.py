@@ -11,23 +11,11 @@ the API's requests and the topic's records: every list and string is bounded.
 
 from __future__ import annotations
 
-import json
-import logging
-import re
-from collections.abc import Callable
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from streamrec.foundation.schema import Item
 
-from streamrec.foundation.attribution import PLACEMENT
-from streamrec.foundation.kafka import FollowedTopic
-from streamrec.foundation.schema import Item, show
-
-log = logging.getLogger(__name__)
-
-DEFAULT_PLACEMENT = "default"  # the rule of answers that name no placement, and of the published ones
-PLACEMENT_PATTERN = rf"^{PLACEMENT}$"
 DAY_S = 86_400.0
-MAX_RULES = 1000  # placements held; a record beyond them is refused
 
 
 class Boost(BaseModel):
@@ -119,57 +107,3 @@ class Rule(BaseModel):
 
 def _age_s(item: Item, now: float) -> float:
     return float("inf") if item.ts is None else now - item.ts
-
-
-def is_placement(name: object) -> bool:
-    return isinstance(name, str) and re.fullmatch(PLACEMENT_PATTERN, name) is not None
-
-
-def signed_bytes(placement: str, rule: Rule) -> bytes:
-    """What a rule's signature covers: the placement and the rule's JSON with
-    sorted keys (a rule signed for one placement does not pass for another)."""
-    return placement.encode() + b"\n" + json.dumps(rule.model_dump(mode="json"), sort_keys=True).encode()
-
-
-def rule_record(rule: Rule, signature: str) -> bytes:
-    return json.dumps({"rule": rule.model_dump(mode="json", exclude_defaults=True), "signature": signature}).encode()
-
-
-Verify = Callable[[bytes, str], bool]  # (signed bytes, signature) -> whether an admin key signed them
-
-
-class RuleBook(FollowedTopic):
-    """Every placement's current rule, from the rules topic. A record that does
-    not parse, validate or verify is logged and skipped: the rule before it stays."""
-
-    def __init__(self, topic: str, verify: Verify):
-        super().__init__(topic)
-        self.verify = verify
-        self.rules: dict[str, Rule] = {}
-
-    def get(self, placement: str) -> Rule | None:
-        return self.rules.get(placement)
-
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        placement = key.decode(errors="replace") if key is not None else None
-        if not is_placement(placement):
-            log.warning("ignoring a rule for a malformed placement %s", show(placement))
-            return
-        assert placement is not None
-        if value is None:
-            self.rules.pop(placement, None)
-            return
-        try:
-            record = json.loads(value)
-            rule = Rule.model_validate(record["rule"])
-            signature = record.get("signature", "")
-        except (ValueError, TypeError, KeyError, ValidationError) as exc:
-            log.warning("ignoring an invalid rule for %s: %s", placement, str(exc)[:300])
-            return
-        if not isinstance(signature, str) or not self.verify(signed_bytes(placement, rule), signature):
-            log.warning("ignoring a rule for %s that no admin key signed", placement)
-            return
-        if placement not in self.rules and len(self.rules) >= MAX_RULES:
-            log.warning("ignoring a rule for %s: %d placements already have rules", placement, MAX_RULES)
-            return
-        self.rules[placement] = rule

@@ -29,6 +29,7 @@ class Topics:
     serving: str  # each API server's heartbeat: the version it serves (the console's servers table)
     control: str
     rules: str  # each placement's business rule, keyed by placement (compacted)
+    experiments: str  # each placement's experiment, keyed by placement (compacted)
     user_features_changelog: str
     item_stats_changelog: str
     arm_counts_changelog: str  # the clicks and purchases attributed to each arm (foundation.attribution)
@@ -48,6 +49,7 @@ class Topics:
             serving=t("recs.serving"),
             control=t("recs.control"),
             rules=t("recs.rules"),
+            experiments=t("recs.experiments"),
             user_features_changelog=t(f"{settings.app_id}-user-features-changelog"),
             item_stats_changelog=t(f"{settings.app_id}-item-stats-changelog"),
             arm_counts_changelog=t(f"{settings.app_id}-arm-counts-changelog"),
@@ -118,6 +120,7 @@ def topic_specs(settings: KafkaSettings, replication: Replication = Replication(
         ),
         NewTopic(topics.control, n, rf, topic_configs=events),
         NewTopic(topics.rules, 1, rf, topic_configs=compacted),
+        NewTopic(topics.experiments, 1, rf, topic_configs=compacted),
         NewTopic(topics.user_features_changelog, n, rf, topic_configs=compacted),
         NewTopic(topics.item_stats_changelog, n, rf, topic_configs=compacted),
         NewTopic(topics.arm_counts_changelog, n, rf, topic_configs=compacted),

@@ -19,14 +19,18 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 from streamrec.foundation.buy_again import buy_again
 from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.http import Access, add_metrics
+from streamrec.foundation.placement_book import PLACEMENT_PATTERN
 from streamrec.foundation.popular import LIVE_POPULARITY, LivePopularity
 from streamrec.foundation.privacy import Pseudonyms
-from streamrec.foundation.rules import PLACEMENT_PATTERN, Rule
+from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Item, ScoredItem
 from streamrec.foundation.settings import ApiSettings
 from streamrec.serving.api_models import BuyAgain, Health, Recommendations, SearchResults, SimilarItems
+from streamrec.serving.arms import Plan
+from streamrec.serving.experiments_api import Answers, experiments_router
 from streamrec.serving.live import LiveModel
-from streamrec.serving.rules_api import RuleWriter, rules_router
+from streamrec.serving.placement_api import PlacementWriter
+from streamrec.serving.rules_api import rules_router
 from streamrec.serving.serving_index import ServingIndex
 
 
@@ -110,10 +114,24 @@ class _Serving:
     def catalog(self, details: bool) -> Mapping[str, Item] | None:
         return self.live.catalog.items if details else None
 
+    def answered(self, plan: Plan) -> dict:
+        """The fields an answer under `plan` carries: its new recommendation id, its variant in an experiment."""
+        arm = plan.arm
+        fields = {"recommendation_id": self.live.answers.new_id(arm)}
+        if arm.variant:
+            fields["variant"] = arm.variant
+        return fields
 
-def create_api(live: LiveModel, metrics: ApiMetrics | None = None, rules: RuleWriter | None = None) -> FastAPI:
-    """The API's endpoints; /metrics too unless it has a port of its own;
-    rules are changed through `rules` (without it, only read)."""
+
+def create_api(
+    live: LiveModel,
+    metrics: ApiMetrics | None = None,
+    writer: PlacementWriter | None = None,
+    answers: Answers | None = None,
+) -> FastAPI:
+    """The API's endpoints; /metrics too unless it has a port of its own.
+    Rules and experiments are changed through `writer` (without it, only
+    read); an experiment's answers are `answers()` (default: this server's)."""
     settings = live.settings
     metrics = metrics or ApiMetrics(live)
     api = FastAPI(title="streamrec", description="Real-time recommendations, similar items and personalised search.")
@@ -128,7 +146,8 @@ def create_api(live: LiveModel, metrics: ApiMetrics | None = None, rules: RuleWr
     readers = [Depends(access.require("read"))]
     api.include_router(_user_routes(serving), dependencies=readers)
     api.include_router(_item_routes(serving), dependencies=readers)
-    api.include_router(rules_router(live, rules, access))
+    api.include_router(rules_router(live, writer, access))
+    api.include_router(experiments_router(live, writer, access, answers or (lambda: live.answers.by_arm)))
     api.include_router(_health_routes(serving))
     if not settings.api.metrics_port:
         add_metrics(api, metrics.render, access)
@@ -176,13 +195,17 @@ def _user_routes(serving: _Serving) -> APIRouter:
         placement: str | None = PLACEMENT,
     ) -> dict:
         with metrics.latency.labels("recommendations").time():
-            current, rule = serving.live.current, serving.live.rule(placement)
+            current, plan = serving.live.current, serving.live.plan(placement, user_id)
+            if plan.diversity is not None:
+                diversity = plan.diversity
+            user, rule = serving.user(user_id), plan.rule
             if current is None:  # before the first model: what the stream knows
-                answer, version = serving.fallback.recommend(serving.user(user_id), k, rule), LIVE_POPULARITY
+                answer, version = serving.fallback.recommend(user, k, rule), LIVE_POPULARITY
             else:
-                answer = current.recommend(serving.user(user_id), k, diversity=diversity, explain=explain, rule=rule)
+                answer = current.recommend(user, k, diversity=diversity, explain=explain, rule=rule)
                 version = current.version.version
-            return {"user_id": user_id, "items": _items(answer, serving.catalog(details)), "model_version": version}
+            items = _items(answer, serving.catalog(details))
+            return {"user_id": user_id, "items": items, "model_version": version, **serving.answered(plan)}
 
     @router.get(
         "/users/{user_id}/buy-again",
@@ -228,12 +251,13 @@ def _item_routes(serving: _Serving) -> APIRouter:
             placement: str | None = PLACEMENT,
         ) -> dict:
             with metrics.latency.labels(endpoint).time():
-                current = serving.index()
-                found = ask(current, item_id, k, serving.live.rule(placement))
+                current, plan = serving.index(), serving.live.plan(placement, None)
+                found = ask(current, item_id, k, plan.rule)
                 if found is None:
                     raise HTTPException(404, f"unknown item {item_id!r}: not in the catalog or the model")
                 items = _items(found, serving.catalog(details))
-                return {"item_id": item_id, "items": items, "model_version": current.version.version}
+                version = current.version.version
+                return {"item_id": item_id, "items": items, "model_version": version, **serving.answered(plan)}
 
         return answer
 
@@ -264,11 +288,11 @@ def _item_routes(serving: _Serving) -> APIRouter:
         with metrics.latency.labels("search").time():
             if not q.strip():
                 raise HTTPException(422, "q is blank")
-            current = serving.index()
-            rule = serving.live.rule(placement)
-            answer = current.search(q, k, serving.user(user_id) if user_id else None, rule=rule)
+            current, plan = serving.index(), serving.live.plan(placement, None)
+            answer = current.search(q, k, serving.user(user_id) if user_id else None, rule=plan.rule)
             items = _items(answer, serving.catalog(details))
-            return {"query": q, "user_id": user_id, "items": items, "model_version": current.version.version}
+            version = current.version.version
+            return {"query": q, "user_id": user_id, "items": items, "model_version": version, **serving.answered(plan)}
 
     return router
 

@@ -28,6 +28,10 @@ class Recommendations(BaseModel):
     user_id: str
     items: list[RecommendedItem]
     model_version: str = Field(description="The version that answered, or live-popularity before the first model.")
+    recommendation_id: str = Field(
+        description="Send it back on the clicks and purchases this answer led to: they are attributed to it."
+    )
+    variant: str | None = Field(None, description="The experiment's variant that answered, in an experiment.")
 
 
 class BoughtItem(BaseModel):
@@ -49,6 +53,9 @@ class SimilarItems(BaseModel):
     item_id: str
     items: list[RecommendedItem]
     model_version: str
+    recommendation_id: str = Field(
+        description="Send it back on the clicks and purchases this answer led to: they are attributed to it."
+    )
 
 
 class SearchResults(BaseModel):
@@ -56,6 +63,9 @@ class SearchResults(BaseModel):
     user_id: str | None
     items: list[RecommendedItem]
     model_version: str
+    recommendation_id: str = Field(
+        description="Send it back on the clicks and purchases this answer led to: they are attributed to it."
+    )
 
 
 class Health(BaseModel):

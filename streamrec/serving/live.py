@@ -27,18 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.embeddings.versions import load_version
+from streamrec.foundation.attribution import Arm
 from streamrec.foundation.catalog import CatalogView
 from streamrec.foundation.codec import decode
+from streamrec.foundation.experiments import Experiment
 from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures, live_popularity
 from streamrec.foundation.http import Access
 from streamrec.foundation.kafka import FollowedTopic, KafkaConnection
-from streamrec.foundation.rules import DEFAULT_PLACEMENT, Rule, RuleBook
+from streamrec.foundation.placement_book import DEFAULT_PLACEMENT, PlacementBook
+from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Limits, show
 from streamrec.foundation.settings import AccessSettings, ApiSettings, KafkaSettings, Settings, TuneSettings
 from streamrec.foundation.store import ModelStore, is_version_name
 from streamrec.foundation.topics import Topics
 from streamrec.index.kinds import IndexSpec
 from streamrec.index.tune import best_spec
+from streamrec.serving.arms import AnswerCounts, ArmCountsReplica, Plan
 from streamrec.serving.serving_index import ServingConfig, ServingIndex
 
 log = logging.getLogger(__name__)
@@ -188,7 +192,13 @@ class LiveModel:
         self.follow_features = sample_users is None  # a server; a worker's publisher has its own tables
         self.sample_users = sample_users or self.features.sample
         self.announcements = Announcements(topics.model_updates)
-        self.rules = RuleBook(topics.rules, functools.partial(Access.from_settings(settings.access).signed, "rule"))
+        access = Access.from_settings(settings.access)
+        self.rules = PlacementBook(topics.rules, "rule", Rule, functools.partial(access.signed, "rule"))
+        self.experiments = PlacementBook(
+            topics.experiments, "experiment", Experiment, functools.partial(access.signed, "experiment")
+        )
+        self.arm_counts = ArmCountsReplica(topics.arm_counts_changelog)
+        self.answers = AnswerCounts()
         self.current: ServingIndex | None = None
         self.swaps = 0
         self._building: str | None = None
@@ -273,6 +283,18 @@ class LiveModel:
         """The rule of `placement` (of the default placement when None); None where it has none."""
         return self.rules.get(placement or DEFAULT_PLACEMENT)
 
+    def plan(self, placement: str | None, user_id: str | None) -> Plan:
+        """How to answer `user_id` at `placement` (the default one when None):
+        under the placement's experiment's variant for the user where it has
+        one and a user asks, else under the placement's own rule."""
+        placement = placement or DEFAULT_PLACEMENT
+        experiment = self.experiments.get(placement) if user_id is not None else None
+        if experiment is None or user_id is None:
+            return Plan(Arm(placement), self.rules.get(placement))
+        variant = experiment.variant_for(user_id)
+        rule = self.rules.get(variant.rule_placement or placement)
+        return Plan(experiment.arm(placement, variant), rule, variant.diversity)
+
     async def follow(self, stop: asyncio.Event) -> None:
         """Poll catalog, features and announcements until `stop`."""
         while not stop.is_set():
@@ -287,11 +309,13 @@ class LiveModel:
             if self.follow_features:
                 await self.features.poll()
                 await self.item_stats.poll()
+                await self.arm_counts.poll()
                 if time.monotonic() >= self._popularity_due and self.current is not None:
                     self.current.set_popularity(self.item_stats.popularity())
                     self._popularity_due = time.monotonic() + POPULARITY_EVERY_S
             await self.announcements.poll()
             await self.rules.poll()
+            await self.experiments.poll()
             version = self.version_to_serve(time.monotonic())
             if version is not None:
                 asyncio.create_task(self.swap_to(version))
@@ -319,9 +343,9 @@ class LiveModel:
             await topic.stop()
 
     def _followed(self) -> list[FollowedTopic]:
-        followed: list[FollowedTopic] = [self.announcements, self.rules]
+        followed: list[FollowedTopic] = [self.announcements, self.rules, self.experiments]
         if self.follow_catalog:
             followed.append(self.catalog)
         if self.follow_features:
-            followed.extend([self.features, self.item_stats])
+            followed.extend([self.features, self.item_stats, self.arm_counts])
         return followed

@@ -41,6 +41,7 @@ from streamrec.foundation.kafka import (
     start_producer,
 )
 from streamrec.foundation.topics import Topics
+from streamrec.serving.arms import MAX_ARMS_COUNTED, AnswerCounts
 from streamrec.serving.live import ItemStatsReplica
 
 log = logging.getLogger(__name__)
@@ -125,24 +126,28 @@ class DeadLetterTap(FollowedTopic):
 
 
 class ServingTap(FollowedTopic):
-    """Servers' heartbeats on `recs.serving`: the newest version each serves.
-    Anyone who can write the topic can write one: only a short name and the
-    time are kept, of at most SERVERS_KEPT servers."""
+    """Servers' heartbeats on `recs.serving`: the newest version each serves
+    and the answers it made per arm since it started. Anyone who can write the
+    topic can write one: only a short name, the time and bounded counts are
+    kept, of at most SERVERS_KEPT servers."""
 
     def __init__(self, topic: str):
         super().__init__(topic)
         self.servers: dict[str, tuple[str | None, float]] = {}  # server -> (version, wall clock)
+        self.answers: dict[str, dict[str, int]] = {}  # server -> arm key -> answers
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         with contextlib.suppress(Exception):  # a record that is not a heartbeat is ignored
             server = key.decode()[:200]
             if value is None:
                 self.servers.pop(server, None)
+                self.answers.pop(server, None)
                 return
             beat = decode(value)
             version, ts = beat["version"], float(beat["ts"])
             if server in self.servers or len(self.servers) < SERVERS_KEPT:
                 self.servers[server] = (_version_name(version), ts)
+                self.answers[server] = _answer_counts(beat.get("answers"))
 
     def heard(self, now: float) -> list[dict]:
         return [
@@ -164,6 +169,7 @@ class Pulse:
     local_worker: Advertised | None = None  # asked first; left out of the table when it does not answer
     server: str = ""  # this server's name in its heartbeats
     serving: Callable[[], str | None] = lambda: None  # the version this server serves now
+    answer_counts: AnswerCounts = field(default_factory=AnswerCounts)  # the answers this server makes per arm
     points: deque[Point] = field(default_factory=lambda: deque(maxlen=int(KEPT_S / SAMPLE_S)))
     lag_by_partition: dict[str, int] = field(default_factory=dict)
     workers: list[dict] = field(default_factory=list)
@@ -176,6 +182,7 @@ class Pulse:
     async def run(self, stop: asyncio.Event) -> None:
         taps = (self.recommendations, self.dead_letters, self.servers)
         await asyncio.gather(*(tap.start(self.kafka) for tap in taps))
+        self.answer_counts.resume(self.servers.answers.get(self.server, {}))  # a restarted server counts on
         admin, ends, beats = admin_client(self.kafka), reader(self.kafka), await start_producer(self.kafka)
         await admin.start()
         await ends.start()
@@ -233,7 +240,7 @@ class Pulse:
         }
 
     async def _beat(self, producer) -> None:
-        beat = {"version": self.serving(), "ts": time.time()}
+        beat = {"version": self.serving(), "ts": time.time(), "answers": dict(self.answer_counts.by_arm)}
         await producer.send_and_wait(self.topics.serving, encode(beat), key=self.server.encode())
 
     async def _workers(self, admin) -> list[dict]:
@@ -280,6 +287,16 @@ class Pulse:
         except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
             return {"url": url, "error": f"no status: {str(exc)[:200]}"}
 
+    def answers(self) -> Counter[str]:
+        """Answers per arm made by every server heard (within the heartbeats'
+        retention), this one's counted to now."""
+        total: Counter[str] = Counter()
+        for server, counts in self.servers.answers.items():
+            if server != self.server:
+                total.update(counts)
+        total.update(self.answer_counts.by_arm)
+        return total
+
     def overview(self) -> dict:
         answering = [w["publisher"] for w in self.workers if w.get("publisher")]
         return {
@@ -301,6 +318,14 @@ def _publisher_view(publisher: dict) -> dict:
         "model_version": _version_name(version),
         **{name: v if isinstance(v, int | float) and not isinstance(v, bool) else None for name, v in counts.items()},
     }
+
+
+def _answer_counts(answers: object) -> dict[str, int]:
+    """A heartbeat's answers per arm, bounded: only string keys and whole counts."""
+    if not isinstance(answers, dict):
+        return {}
+    counts = islice(answers.items(), MAX_ARMS_COUNTED)
+    return {k: v for k, v in counts if isinstance(k, str) and len(k) <= 200 and type(v) is int and v >= 0}
 
 
 def _version_name(version: object) -> str | None:

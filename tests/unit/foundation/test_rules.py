@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from streamrec.foundation.http import Access
-from streamrec.foundation.rules import Boost, Rule, RuleBook, rule_record, signed_bytes
+from streamrec.foundation.placement_book import PlacementBook, placement_record, signed_bytes
+from streamrec.foundation.rules import Boost, Rule
 from streamrec.foundation.schema import Item
 
 NOW = 1_700_000_000.0
@@ -65,9 +66,15 @@ def test_a_rule_out_of_bounds_is_refused_with_the_reason(wire, says):
         Rule.model_validate(wire)
 
 
-def _book(admin_keys: str = "") -> RuleBook:
+def _book(admin_keys: str = "") -> PlacementBook[Rule]:
     access = Access(SecretStr(""), SecretStr(admin_keys))
-    return RuleBook("recs.rules", lambda payload, signature: access.signed("rule", payload, signature))
+    return PlacementBook(
+        "recs.rules", "rule", Rule, lambda payload, signature: access.signed("rule", payload, signature)
+    )
+
+
+def rule_record(rule: Rule, signature: str) -> bytes:
+    return placement_record("rule", rule, signature)
 
 
 def _signed(placement: str, rule: Rule, key: str) -> bytes:
@@ -85,7 +92,7 @@ def test_the_book_applies_rules_and_tombstones_and_skips_what_does_not_parse():
     assert book.get("home") == rule  # the rule before a bad record stays
     book.apply(b"../etc", rule_record(rule, ""))
     book.apply(None, rule_record(rule, ""))
-    assert set(book.rules) == {"home"}
+    assert set(book.entries) == {"home"}
     book.apply(b"home", None)
     assert book.get("home") is None
 
@@ -96,6 +103,6 @@ def test_with_admin_keys_only_a_rule_signed_for_its_placement_is_applied():
     book.apply(b"home", rule_record(rule, ""))  # anyone who may write the topic
     book.apply(b"home", _signed("home", rule, "someone-else"))
     book.apply(b"cart", _signed("home", rule, "admin-2"))  # signed for another placement
-    assert book.rules == {}
+    assert book.entries == {}
     book.apply(b"home", _signed("home", rule, "admin-2"))
     assert book.get("home") == rule
