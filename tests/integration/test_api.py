@@ -13,7 +13,7 @@ import pytest
 
 from streamrec.foundation.kafka import KafkaConnection
 from streamrec.foundation.rules import Rule
-from streamrec.foundation.schema import Item
+from streamrec.foundation.schema import InvalidRecord, Item
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, run_server
@@ -254,5 +254,69 @@ def test_a_rule_changed_through_the_api_holds_in_the_next_answers_and_the_publis
             back = (await http.get("/items/i3/similar?k=50", headers=READ)).json()["items"]
             assert C0 & {i["item_id"] for i in back}
         await recs.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_variants_attributed_clicks_and_purchases_equal_the_simulated_ones_exactly(kafka, settings):
+    """An experiment set through the API splits the placement's users as its
+    hash says, each variant answering under its own rule; the clicks and
+    purchases sent back with the answers' ids are counted per variant exactly
+    (a duplicate once, a malformed id dead-lettered), beside the answers made."""
+    settings = settings.derive(api_port=free_port(), api_keys="reader", admin_api_keys="admin")
+    publish_random_version(ModelStore.in_data_dir(settings.data_dir), ITEMS, seed=2)
+    experiment = {
+        "name": "spring",
+        "variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "rule_placement": "no-c0"}],
+    }
+
+    async def scenario():
+        async with serving(kafka, settings) as (http, live):
+            assert (await http.put("/experiments/home", json=experiment, headers=READ)).status_code == 403
+            lopsided = {**experiment, "variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.6}]}
+            assert (await http.put("/experiments/home", json=lopsided, headers=ADMIN)).status_code == 422
+            assert (await http.put("/rules/no-c0", json={"exclude_categories": ["c0"]}, headers=ADMIN)).is_success
+            assert (await http.put("/experiments/home", json=experiment, headers=ADMIN)).status_code == 200
+
+            expected = {"a": [0, 0, 0, 0.0], "b": [0, 0, 0, 0.0]}  # answers, clicks, purchases, revenue
+            draw = random.Random(5)
+            async with ShopProducer(kafka, settings) as producer:
+                for n in range(60):
+                    answer = (await http.get(f"/recommendations/u{n}?placement=home&k=10", headers=READ)).json()
+                    variant = answer["variant"]
+                    assert variant == live.experiments.get("home").variant_for(f"u{n}").name
+                    assert variant == "a" or not C0 & {i["item_id"] for i in answer["items"]}
+                    counts, rid = expected[variant], answer["recommendation_id"]
+                    counts[0] += 1
+                    item = answer["items"][0]["item_id"]
+                    if draw.random() < 0.7:
+                        click = await producer.click(f"u{n}", item, recommendation_id=rid)
+                        await producer.send_event(click)  # sent twice: counted once
+                        counts[1] += 1
+                    if draw.random() < 0.3:
+                        await producer.purchase(f"u{n}", item, recommendation_id=rid, price=2.5, quantity=2)
+                        counts[2], counts[3] = counts[2] + 1, counts[3] + 5.0
+                await producer.click("u1", "i1", recommendation_id="home~spring~c~0123456789abcdef")  # no such variant
+                await producer.click("u2", "i1")  # no id: nobody's
+                with pytest.raises(InvalidRecord, match="recommendation_id"):  # the SDK checks it before sending
+                    await producer.click("u3", "i1", recommendation_id="home~spring")
+
+            async def results() -> dict[str, dict]:
+                return {r["variant"]: r for r in (await http.get("/experiments/home", headers=READ)).json()["results"]}
+
+            async def counted() -> bool:
+                got = {
+                    v: [r["answers"], r["clicks"], r["purchases"], r["revenue"]] for v, r in (await results()).items()
+                }
+                return got == expected
+
+            await until(counted, 30, f"the attributed counts {expected}")
+            a = (await results())["a"]
+            assert a["ctr"]["low"] < a["clicks"] / a["answers"] == a["ctr"]["value"] < a["ctr"]["high"]
+            assert min(expected["a"][0], expected["b"][0]) > 15  # both variants answered
+            assert (await http.get("/experiments", headers=READ)).json()[0]["placement"] == "home"
+            assert (await http.delete("/experiments/home", headers=ADMIN)).status_code == 200
+            after = (await http.get("/recommendations/u1?placement=home", headers=READ)).json()
+            assert "variant" not in after and after["recommendation_id"].startswith("home~~~")
 
     asyncio.run(scenario())
