@@ -28,11 +28,13 @@ from rich.live import Live
 from rich.table import Table
 
 from streamrec.broker import die_with_parent
+from streamrec.foundation.http import API_KEY_HEADER, Access
 from streamrec.foundation.kafka import KafkaConnection
 from streamrec.foundation.settings import Settings
 from streamrec.foundation.store import ModelStore
 from streamrec.processes import WorkerProcess, child_env
 from streamrec.shop.producer import ShopProducer
+from streamrec.shop.shoppers import shop_from_answers
 from streamrec.shop.simulate import Shop, ShopConfig, send_traffic
 
 FIVE_MINUTES_S = 300.0
@@ -204,11 +206,14 @@ async def run_demo(
     milestones = Milestones()
     started = time.monotonic()
     shop = Shop(ShopConfig())
+    admin_key = Access.from_settings(settings.access).admin_key  # the shoppers start their experiment with it
+    keyed = {API_KEY_HEADER: admin_key} if admin_key else {}
     async with (
         ShopProducer(kafka, settings, linger_ms=linger_ms) as producer,
-        httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=2) as http,
+        httpx.AsyncClient(base_url=f"http://{settings.api_host}:{settings.api_port}", timeout=2, headers=keyed) as http,
     ):
         traffic = asyncio.create_task(send_traffic(shop, producer, max_events=None, rate=rate))
+        shoppers = asyncio.create_task(shop_from_answers(shop, producer, http, stop))
         last = (started, 0, 0)
         sample = Sample(0, 0, 0, 0, 0, 0, None)
         api_state, model = "starting", (None, None, None)
@@ -228,7 +233,8 @@ async def run_demo(
                     live.update(dashboard(process, sample, model, settings, children, api_state))
         finally:
             traffic.cancel()
-            await asyncio.gather(traffic, return_exceptions=True)
+            shoppers.cancel()
+            await asyncio.gather(traffic, shoppers, return_exceptions=True)
             stop.set()
             await asyncio.gather(*(child.stop() for child in children))
             with contextlib.suppress(Exception):

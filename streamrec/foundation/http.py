@@ -144,7 +144,9 @@ class Access:
             if not _known(key, self._read):
                 raise HTTPException(401, "unknown API key")
             if role == "admin":
-                raise HTTPException(403, "this key may not read or forget users or change rules: use an admin key")
+                raise HTTPException(
+                    403, "this key may not read or forget users or change rules or experiments: use an admin key"
+                )
 
         return check
 

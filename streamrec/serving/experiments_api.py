@@ -89,6 +89,9 @@ def experiments_router(live: LiveModel, writer: PlacementWriter | None, access: 
             raise HTTPException(404, f"placement {placement!r} runs no experiment")
         return with_results(placement, experiment)
 
+    if writer is None:  # a read-only server (no Kafka connection): no endpoints that change
+        return router
+
     @router.put(
         "/experiments/{placement}",
         summary="Start or change a placement's experiment (admin): in force here when answered",

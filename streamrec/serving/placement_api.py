@@ -49,12 +49,10 @@ class PlacementWriter:
 
 
 async def write_and_apply(
-    book: PlacementBook, writer: PlacementWriter | None, placement: str, value: BaseModel | None
+    book: PlacementBook, writer: PlacementWriter, placement: str, value: BaseModel | None
 ) -> None:
     """Write the change and wait until this server's book holds it."""
     kind = book.kind
-    if writer is None:
-        raise HTTPException(503, f"this server does not write {kind}s (no Kafka connection)")
     try:
         await writer.write(book, placement, value)
     except KafkaError as exc:

@@ -32,6 +32,9 @@ def rules_router(live: LiveModel, writer: PlacementWriter | None, access: Access
             raise HTTPException(404, f"placement {placement!r} has no rule: its answers are the model's")
         return PlacementRule(placement=placement, rule=rule)
 
+    if writer is None:  # a read-only server (no Kafka connection): no endpoints that change
+        return router
+
     @router.put(
         "/rules/{placement}",
         summary="Set a placement's rule (admin): in force here when answered, everywhere within seconds",

@@ -95,6 +95,8 @@ class Shop:
         self._item_weight = np.zeros(max(1, config.items))
         self._item_born = np.zeros(max(1, config.items))
         self._category_items: list[list[int]] = [[] for _ in self.categories]
+        self._index: dict[str, tuple[int, int]] = {}  # item id -> (row, category)
+        self._reactions = np.random.default_rng(config.seed + 1)  # apart: the stream stays reproducible
         for _ in range(config.items):
             self._new_item()
         self._user_style = self.rng.normal(size=(config.users, config.style_dim)) / math.sqrt(config.style_dim)
@@ -138,6 +140,7 @@ class Shop:
         self._item_born[index] = self.emitted
         self.items.append(item)
         self._category_items[category].append(index)
+        self._index[item.item_id] = (index, category)
         return item
 
     def _popularity(self, candidates: np.ndarray) -> np.ndarray:
@@ -198,6 +201,31 @@ class Shop:
             liked = int(candidates[picks[int(np.argmax(affinity[picks]))]])
             events.append(self._event("purchase", user, liked, session_id, None))
         return events
+
+    def item(self, item_id: str) -> Item | None:
+        found = self._index.get(item_id)
+        return None if found is None else self.items[found[0]]
+
+    def react(self, user_id: str, shown: list[str]) -> tuple[str | None, bool]:
+        """What the shopper `user_id` does with the items shown: the one they
+        click (None: none) and whether they buy it. An item appeals as much as
+        the user likes its category, more the closer its style is to theirs;
+        so a better answer draws more clicks."""
+        known = [(item_id, *self._index[item_id]) for item_id in shown if item_id in self._index]
+        user = int(user_id[1:]) if user_id[1:].isdigit() else -1
+        if not known or not 0 <= user < self.config.users:
+            return None, False
+        taste, style = self._user_tastes[user], self._user_style[user]
+        rows = np.asarray([row for _, row, _ in known])
+        appeal = taste[[category for *_, category in known]] * np.exp(
+            self.config.style_sharpness * (self._item_style[rows] @ style)
+        )
+        chances = np.minimum(0.5, 0.3 * appeal)
+        rng = self._reactions
+        if rng.random() >= 1.0 - np.prod(1.0 - chances):
+            return None, False
+        clicked = known[int(_draw(rng, chances, 1)[0])][0]
+        return clicked, bool(rng.random() < self.config.purchase_rate * 2)
 
     def _query(self, item: int) -> str:
         """One or two words of the item's title, as a shopper would type them."""

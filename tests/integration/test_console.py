@@ -93,7 +93,7 @@ async def _fits_a_phone(browser, route, base: str, shots: Path) -> None:
     page = await phone.new_page()
     await page.goto(f"{base}/console")
     await page.wait_for_function("document.querySelectorAll('#workers-table tbody td').length > 1")
-    for name in ("overview", "models", "playground", "quality"):
+    for name in ("overview", "models", "playground", "experiments", "quality"):
         await page.click(f"nav button[data-page={name}]")
         await page.wait_for_timeout(500)
         width = await page.evaluate("document.documentElement.scrollWidth")
@@ -202,6 +202,7 @@ def test_the_console_shows_the_live_system_and_answers_like_the_api(kafka, setti
             ]
             await page.screenshot(path=shots / "playground.png", full_page=True)
             await _rules_hold_in_the_playground(page, base, user, shown, items, shots)
+            await _experiments_count_live(page, base, kafka, settings, live, shots)
 
             # Models: a read key cannot roll back.
             current = store.current()
@@ -271,6 +272,50 @@ async def _rules_hold_in_the_playground(page, base: str, user: str, shown: list[
     ]
     assert banned not in {row[1] for row in placed} and (_item_id(placed[1][0]), placed[1][3]) == (promoted, "promoted")
     await page.fill("#placement", "")
+
+
+async def _experiments_count_live(page, base: str, kafka, settings, live, shots: Path):
+    """An admin starts an experiment in the editor (shares that do not sum to
+    1 are refused with the reason); the clicks and purchases sent back with
+    the answers' ids appear per variant on the page, as the API counts them."""
+    await page.click("nav button[data-page=experiments]")
+    await page.fill("#experiment-placement", "home")
+    await page.fill("#experiment-name", "spring")
+    await page.fill("#variants .variant:nth-child(2) .variant-share", "0.6")
+    await page.click("#save-experiment")
+    await page.wait_for_function("document.querySelector('#experiment-result').textContent.includes('sum to 1')")
+    await page.fill("#variants .variant:nth-child(2) .variant-share", "0.5")
+    await page.fill("#variants .variant:nth-child(2) .variant-rule", "unruled")  # b: the model's answer
+    await page.click("#save-experiment")
+    await page.wait_for_function("document.querySelector('#experiment-result').textContent.startsWith('running')")
+
+    clicks = {"a": 0, "b": 0}
+    async with (
+        httpx.AsyncClient(base_url=base, headers={"X-API-Key": READER}) as http,
+        ShopProducer(kafka, settings) as producer,
+    ):
+        for n in range(40):
+            answer = (await http.get(f"/recommendations/u{n}?placement=home")).json()
+            if n % 3:
+                await producer.click(
+                    f"u{n}", answer["items"][0]["item_id"], recommendation_id=answer["recommendation_id"]
+                )
+                clicks[answer["variant"]] += 1
+    wanted = [[variant, str(n)] for variant, n in sorted(clicks.items())]
+    await page.wait_for_function(
+        "wanted => JSON.stringify([...document.querySelectorAll('.experiment tbody tr')]"
+        ".map(r => [r.cells[0].textContent, r.cells[4].textContent])) === JSON.stringify(wanted)",
+        arg=wanted,
+        timeout=30_000,
+    )
+    shown = await _table(page, ".experiment table")
+    results = {r["variant"]: r for r in (await _api(base, "/experiments/home"))["results"]}
+    assert [[row[0], row[2], row[3]] for row in shown] == [
+        ["a", "home", str(results["a"]["answers"])],
+        ["b", "unruled", str(results["b"]["answers"])],
+    ]
+    assert await page.locator(".experiment svg circle").count() >= 2  # each variant's rate on its interval
+    await page.screenshot(path=shots / "experiments.png", full_page=True)
 
 
 async def _table(page, table: str) -> list[list[str]]:

@@ -156,7 +156,8 @@ async function recommend() {
   const user = $("#user-id").value.trim();
   const diversity = $("#diversity").value;
   const answer = await json(`/recommendations/${encodeURIComponent(user)}?k=10&explain=true&details=true&diversity=${diversity}${placed()}`);
-  $("#answer-source").textContent = `served by ${answer.model_version}`;
+  const variant = answer.variant ? `, variant ${answer.variant}` : "";
+  $("#answer-source").textContent = `served by ${answer.model_version}${variant}; recommendation id ${answer.recommendation_id}`;
   fill($("#recommendations"), answer.items, (item) => [itemLink(item), item.category, fixed(item.score, 3), item.source, item.because]);
   try {
     const features = await json(`/console/api/users/${encodeURIComponent(user)}`);
@@ -300,6 +301,113 @@ $("#add-boost").addEventListener("click", () => boostRow());
 $("#rule-form").addEventListener("submit", (event) => { event.preventDefault(); changeRule("PUT", ruleOf()); });
 $("#delete-rule").addEventListener("click", () => changeRule("DELETE"));
 
+// --- experiments --------------------------------------------------------------
+
+function variantRow(variant = {}) {
+  const row = Object.assign(document.createElement("div"), { className: "row variant" });
+  const input = (cls, props) => Object.assign(document.createElement("input"), { className: cls, ...props });
+  const name = input("variant-name", { required: true, maxLength: 32, placeholder: "name", value: variant.name || "" });
+  const share = input("variant-share", { type: "number", min: 0, max: 1, step: "any", required: true, value: variant.share ?? 0.5 });
+  const rule = input("variant-rule", { maxLength: 64, placeholder: "the placement's own", value: variant.rule_placement || "" });
+  const diversity = input("variant-diversity", { type: "number", min: 0, max: 1, step: "any", placeholder: "the request's", value: variant.diversity ?? "" });
+  const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "remove" });
+  remove.addEventListener("click", () => row.remove());
+  row.append(name, "share", share, "rule of", rule, "diversity", diversity, remove);
+  $("#variants").append(row);
+}
+
+function experimentOf() {
+  const variants = [...document.querySelectorAll("#variants .variant")].map((row) => {
+    const value = (cls) => row.querySelector(cls).value.trim();
+    const variant = { name: value(".variant-name"), share: Number(value(".variant-share")) };
+    if (value(".variant-rule")) variant.rule_placement = value(".variant-rule");
+    if (value(".variant-diversity") !== "") variant.diversity = Number(value(".variant-diversity"));
+    return variant;
+  });
+  return { name: $("#experiment-name").value.trim(), variants };
+}
+
+function editExperiment(placement, experiment) {
+  $("#experiment-placement").value = placement;
+  $("#experiment-name").value = experiment.name;
+  $("#variants").replaceChildren();
+  experiment.variants.forEach(variantRow);
+}
+
+const percent = (rate) => (rate ? `${(100 * rate.value).toFixed(2)}% (${(100 * rate.low).toFixed(2)} to ${(100 * rate.high).toFixed(2)})` : "no answers yet");
+
+// Each variant's rate as a dot on its 95% interval, on one scale per experiment: overlapping bars, no clear winner yet.
+function intervals(results, which, title) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  const height = 24 * results.length + 20;
+  svg.setAttribute("viewBox", `0 0 1000 ${height}`);
+  svg.setAttribute("class", "intervals");
+  const top = Math.max(0.001, ...results.map((r) => (r[which] ? r[which].high : 0)));
+  const x = (v) => 80 + (900 * v) / top;
+  const add = (tag, attributes, text) => {
+    const shape = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    Object.entries(attributes).forEach(([k, v]) => shape.setAttribute(k, v));
+    if (text) shape.textContent = text;
+    svg.append(shape);
+  };
+  add("text", { x: 4, y: 12 }, `${title}, 0 to ${(100 * top).toFixed(2)}%`);
+  results.forEach((r, i) => {
+    const y = 30 + 24 * i;
+    add("text", { x: 4, y: y + 4 }, r.variant);
+    const rate = r[which];
+    if (!rate) return;
+    add("line", { x1: x(rate.low), x2: x(rate.high), y1: y, y2: y, class: "interval" });
+    add("circle", { cx: x(rate.value), cy: y, r: 4, class: "rate" });
+  });
+  return svg;
+}
+
+function experimentView({ placement, experiment, results }) {
+  const part = Object.assign(document.createElement("div"), { className: "report experiment" });
+  const title = Object.assign(document.createElement("a"), { className: "item", textContent: `${placement}: ${experiment.name}` });
+  title.addEventListener("click", () => editExperiment(placement, experiment));
+  const heading = document.createElement("h2");
+  heading.append(title);
+  part.append(heading);
+  const table = document.createElement("table");
+  table.createTHead().innerHTML = "<tr><th>variant</th><th>share</th><th>rule of</th><th>answers</th><th>clicks</th><th>CTR</th><th>purchases</th><th>conversion</th><th>revenue</th></tr>";
+  table.createTBody();
+  const rulesOf = Object.fromEntries(experiment.variants.map((v) => [v.name, v.rule_placement || placement]));
+  fill(table, results, (r) => [r.variant, r.share, rulesOf[r.variant], r.answers, r.clicks, percent(r.ctr), r.purchases, percent(r.conversion), fixed(r.revenue, 2)]);
+  const scroll = Object.assign(document.createElement("div"), { className: "scroll nowrap" });
+  scroll.append(table);
+  part.append(scroll, intervals(results, "ctr", "click-through"), intervals(results, "conversion", "conversion"));
+  return part;
+}
+
+async function experiments() {
+  const listed = await json("/experiments");
+  const box = $("#experiment-results");
+  if (!listed.length) {
+    box.textContent = "No experiments yet: every placement answers under its own rule.";
+    return;
+  }
+  box.replaceChildren(...listed.map(experimentView));
+}
+
+async function changeExperiment(method, body) {
+  const placement = $("#experiment-placement").value.trim() || "default";
+  try {
+    const options = body ? { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } } : {};
+    await json(`/experiments/${encodeURIComponent(placement)}`, { method, ...options });
+    $("#experiment-result").textContent = method === "PUT" ? `running on ${placement}` : `ended on ${placement}`;
+    await experiments();
+  } catch (error) {
+    $("#experiment-result").textContent = `not changed: ${error.message}`;
+  }
+}
+
+$("#add-variant").addEventListener("click", () => variantRow());
+$("#experiment-form").addEventListener("submit", (event) => { event.preventDefault(); changeExperiment("PUT", experimentOf()); });
+$("#end-experiment").addEventListener("click", () => changeExperiment("DELETE"));
+variantRow({ name: "a", share: 0.5 });
+variantRow({ name: "b", share: 0.5 });
+
 // --- quality ----------------------------------------------------------------
 
 async function quality() {
@@ -327,7 +435,8 @@ async function quality() {
 
 // --- pages ------------------------------------------------------------------
 
-const loaders = { overview, models, playground: async () => {}, rules, quality };
+const loaders = { overview, models, playground: async () => {}, rules, experiments, quality };
+const live = new Set(["overview", "experiments"]); // refreshed every two seconds while shown
 let shown = "overview";
 
 function show(page) {
@@ -338,5 +447,5 @@ function show(page) {
 }
 
 document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => show(b.dataset.page)));
-setInterval(() => { if (shown === "overview") overview().then(() => showError(null), showError); }, 2000);
+setInterval(() => { if (live.has(shown)) loaders[shown]().then(() => showError(null), showError); }, 2000);
 show(location.hash.slice(1) in loaders ? location.hash.slice(1) : "overview");
