@@ -137,6 +137,7 @@ class WorkerProcess:
             k=publishing.k,
             interval_s=publishing.interval_s,
             batch_size=settings.index_batch_size,
+            placement=publishing.placement,
         )
         worker.watch_users(publisher.note)
         export_metrics(publisher, worker.metrics.registry)

@@ -116,6 +116,7 @@ class Recommendation:
     trigger_event_id: str | None
     ts: float
     latency_ms: float
+    recommendation_id: str  # the shop sends it back on the clicks and purchases the answer led to
 
     def to_wire(self) -> dict[str, Any]:
         # Written out, not dataclasses.asdict: its deep copy was most of a publish's cost.
@@ -126,6 +127,7 @@ class Recommendation:
             "trigger_event_id": self.trigger_event_id,
             "ts": self.ts,
             "latency_ms": self.latency_ms,
+            "recommendation_id": self.recommendation_id,
         }
 
 

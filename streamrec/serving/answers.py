@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from streamrec.foundation.attribution import Arm
 from streamrec.foundation.codec import encode
 from streamrec.foundation.features import UserFeatures
 from streamrec.foundation.kafka import partition_for
@@ -65,6 +66,8 @@ async def send_answers(
     answers: list[list[ScoredItem]],
     version: str,
     on_lost: Callable[[int], None],
+    *,
+    placement: str,
 ) -> Sent:
     """Each user's answer on `topic`, keyed by user, in the partition Kafka's
     default partitioner gives the key, one record batch per partition (an
@@ -72,7 +75,8 @@ async def send_answers(
     broker refuses leaves its users, and those of the batches after it,
     waiting; `on_lost(n)`: n answers sent were not acknowledged."""
     sent = Sent({}, time.monotonic())
-    batches = _record_batches(producer, len(await producer.partitions_for(topic)), due, answers, version)
+    partitions = len(await producer.partitions_for(topic))
+    batches = _record_batches(producer, partitions, due, answers, version, Arm(placement))
     for n, (partition, batch, members) in enumerate(batches):
         try:
             delivery = await producer.send_batch(batch, topic, partition=partition)
@@ -86,16 +90,18 @@ async def send_answers(
 
 
 def _record_batches(
-    producer: AIOKafkaProducer, partitions: int, due: list[Due], answers: list[list[ScoredItem]], version: str
+    producer: AIOKafkaProducer, partitions: int, due: list[Due], answers: list[list[ScoredItem]], version: str, arm: Arm
 ) -> list[Batch]:
-    """The answers encoded into record batches, each full one before the partition's next."""
+    """The answers encoded into record batches, each full one before the
+    partition's next; each with a recommendation id of `arm`."""
     wall = time.time()
     filling: dict[int, Batch] = {}
     full: list[Batch] = []
     for one, answer in zip(due, answers, strict=True):
         user_id = one.user.user_id
         latency_ms = max(0.0, (wall - one.event_ts) * 1000)
-        message = Recommendation(user_id, tuple(answer), version, one.event_id, wall, round(latency_ms, 3))
+        answered = arm.new_id()
+        message = Recommendation(user_id, tuple(answer), version, one.event_id, wall, round(latency_ms, 3), answered)
         key, value = user_id.encode(), encode(message.to_wire())
         partition = partition_for(user_id, partitions)
         batch = filling.get(partition) or filling.setdefault(partition, (partition, producer.create_batch(), []))

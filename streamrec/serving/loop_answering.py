@@ -51,7 +51,9 @@ class LoopAnswering:
         assert current is not None, "the publisher hands users over only while a version is served"
         rule = self.live.rule(self.placement)
         answers = current.recommend_many([one.user for one in due], self.k, explain=self.explain, rule=rule)
-        sent = await send_answers(self.producer, self.topic, due, answers, current.version.version, self._lost)
+        sent = await send_answers(
+            self.producer, self.topic, due, answers, current.version.version, self._lost, placement=self.placement
+        )
         self.report(sent, 0)
         return bool(sent.refused)
 

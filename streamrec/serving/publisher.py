@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Gauge
 
 from streamrec.foundation.features import UserFeatures
+from streamrec.foundation.placement_book import DEFAULT_PLACEMENT
 from streamrec.foundation.popular import LIVE_POPULARITY, LivePopularity
 from streamrec.serving.answers import ERROR_PAUSE_S, Answering, Due, Report, Sent, send_answers
 
@@ -116,6 +117,7 @@ class RecommendationPublisher:
         k: int = 10,
         interval_s: float = 0.5,
         batch_size: int = 64,
+        placement: str = DEFAULT_PLACEMENT,
     ):
         """`answering(report)` makes the strategy that answers with the model
         (`LoopAnswering`, `PublisherProcesses`); it reports to this publisher."""
@@ -127,6 +129,7 @@ class RecommendationPublisher:
         self.k = k
         self.interval_s = interval_s
         self.batch_size = batch_size
+        self.placement = placement  # named in the answers' recommendation ids
         self.status = PublisherStatus()
         self._waiting: dict[str, tuple[int, str, float]] = {}  # user -> newest note not yet published
         self._last_publish: dict[str, float] = {}  # user -> monotonic time, within the interval only
@@ -206,7 +209,9 @@ class RecommendationPublisher:
                 due.append(Due(user, *note))
         if self.answering.version is None:  # before the first model: live popularity, answered here
             answers = [self.fallback.recommend(one.user, self.k) for one in due]
-            sent = await send_answers(self.producer, self.topic, due, answers, LIVE_POPULARITY, self._lost)
+            sent = await send_answers(
+                self.producer, self.topic, due, answers, LIVE_POPULARITY, self._lost, placement=self.placement
+            )
             sent.without_model = len(sent.latencies_ms)
             self.record(sent)
             return bool(sent.refused)

@@ -265,7 +265,8 @@ async def _answer_when_asked(pipe: Connection, settings: Settings, kafka: KafkaC
             if due and (current := live.current) is not None:  # the worker sends users once a version is served
                 users, rule = [one.user for one in due], live.rule(publisher.placement)
                 answers = current.recommend_many(users, publisher.k, explain=publisher.explanations, rule=rule)
-                sent = await send_answers(producer, topic, due, answers, current.version.version, lose)
+                version = current.version.version
+                sent = await send_answers(producer, topic, due, answers, version, lose, placement=publisher.placement)
             for user_id in (user_id for batch in batches for user_id in batch["forget"]):
                 (await producer.send(topic, None, key=user_id.encode())).add_done_callback(count_if_lost(lose, 1))
             errors, lost[0] = lost[0], 0

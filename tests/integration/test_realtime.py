@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from streamrec.cli import app
+from streamrec.foundation.attribution import Arm, arm_of
+from streamrec.foundation.placement_book import DEFAULT_PLACEMENT
 from streamrec.foundation.store import ModelStore
 from streamrec.foundation.topics import Topics
 from streamrec.processes import WorkerProcess, run_server
@@ -88,6 +90,7 @@ def test_recommendations_follow_each_event_and_survive_a_swap(kafka, settings, p
                 assert _share(after, second_category, category_of) > _share(before, second_category, category_of)
                 assert _share(after, second_category, category_of) >= 0.5, after
                 assert message["model_version"] == version.version and 0 <= message["latency_ms"] < 1000
+                assert arm_of(message["recommendation_id"]) == Arm(DEFAULT_PLACEMENT)  # to send back with a click
                 assert len(after) == settings.publish_k
 
                 async def http_shifted() -> bool:

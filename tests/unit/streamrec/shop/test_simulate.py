@@ -32,3 +32,19 @@ def test_simulator_is_deterministic_and_planted():
         if a.session_id == b.session_id
     ]
     assert sum(same) / len(same) > 0.99
+
+
+def test_shoppers_click_more_on_answers_that_match_their_taste_and_ignore_strangers():
+    shop = Shop(ShopConfig(users=50, items=400, seed=3))
+    truth = shop.ground_truth()
+
+    def clicks(user: str, liked: bool) -> int:
+        taste = truth["users"][user]["taste"]
+        shown = sorted(truth["items"], key=lambda item: taste.get(truth["items"][item]["category"], 0.0))
+        shown = shown[-5:] if liked else shown[:5]
+        return sum(shop.react(user, shown)[0] is not None for _ in range(400))
+
+    users = [f"u{n}" for n in range(10)]
+    liked, disliked = sum(clicks(u, True) for u in users), sum(clicks(u, False) for u in users)
+    assert liked > 3 * max(disliked, 1)
+    assert shop.react("stranger", ["i1"]) == (None, False) and shop.react("u1", ["no-such-item"]) == (None, False)
