@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from streamrec.broker import port_open
+from streamrec.foundation.attribution import Arm
 from streamrec.foundation.codec import decode
 from streamrec.foundation.features import ItemStats
 from streamrec.foundation.kafka import KafkaConnection
@@ -29,16 +30,25 @@ from streamrec.streams.tables import read_changelog
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, end_process, until
 
+ANSWERS = [Arm("soak", "x", variant) for variant in "ab"]  # every fifth event follows an answer of one of them
+
+
+def answered(n: int) -> Arm | None:
+    return ANSWERS[n // 5 % 2] if n % 5 == 0 else None
+
 
 async def produce(kafka: KafkaConnection, settings, events: int, users: int, rate: float | None = None) -> Counter:
-    """`events` clicks and purchases from `users` users, unique ids; returns each user's events."""
+    """`events` clicks and purchases from `users` users, unique ids, every
+    fifth with a recommendation id; returns each user's events."""
     sent: Counter = Counter()
     started = time.monotonic()
     async with ShopProducer(kafka, settings) as producer:
         for n in range(events):
             user = f"u{n % users}"
             send = producer.purchase if n % 17 == 0 else producer.click
-            await send(user, f"i{n % 997}", event_id=f"v{n}", ts=1e9 + n)
+            arm = answered(n)
+            rid = None if arm is None else arm.new_id()
+            await send(user, f"i{n % 997}", event_id=f"v{n}", ts=1e9 + n, recommendation_id=rid)
             sent[user] += 1
             if rate is not None and n % 100 == 0:
                 await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
@@ -83,22 +93,27 @@ def _worker_process(env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def item_totals(events: int) -> Counter:
-    """Each item's events among the first `events` that `produce` sends."""
-    return Counter(f"i{n % 997}" for n in range(events))
+def totals(events: int) -> Counter:
+    """Each item's events among the first `events` that `produce` sends, and each arm's."""
+    items = Counter(f"i{n % 997}" for n in range(events))
+    arms = Counter(arm.key for n in range(events) if (arm := answered(n)) is not None)
+    return items + arms
 
 
-async def item_totals_in_changelog(kafka: KafkaConnection, settings) -> Counter:
-    """Each item's clicks and purchases as the changelog holds them (committed rows), summed over partitions."""
-    rows = await read_changelog(
-        kafka, Topics.from_settings(settings.kafka).item_stats_changelog, range(settings.partitions)
-    )
-    totals: Counter = Counter()
-    for partition_rows in rows.values():
-        for raw in partition_rows.values():
-            stats = ItemStats.from_wire(decode(raw))
-            totals[stats.item_id] += stats.clicks + stats.purchases
-    return totals
+async def totals_in_changelogs(kafka: KafkaConnection, settings) -> Counter:
+    """Each item's and arm's clicks and purchases as the changelogs hold them
+    (committed rows), summed over partitions."""
+    topics = Topics.from_settings(settings.kafka)
+    found: Counter = Counter()
+    for topic, counted in [
+        (topics.item_stats_changelog, lambda key, wire: (ItemStats.from_wire(wire).item_id, wire["c"] + wire["p"])),
+        (topics.arm_counts_changelog, lambda key, wire: (key, wire["c"] + wire["p"])),
+    ]:
+        for partition_rows in (await read_changelog(kafka, topic, range(settings.partitions))).values():
+            for key, raw in partition_rows.items():
+                name, count = counted(key, decode(raw))
+                found[name] += count
+    return found
 
 
 @pytest.mark.parametrize(
@@ -116,7 +131,8 @@ def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, sett
     """Events stream in while a worker process is SIGKILLed (no flush, no
     commit, no goodbye) at random moments and restarted; at the end every
     user's features hold exactly the events produced, and in exactly_once
-    mode (Apache Kafka) every item's statistics too."""
+    mode (Apache Kafka) every item's statistics and every arm's attributed
+    counts too."""
     if guarantee == "exactly_once" and "tansu" in request.node.callspec.id:
         pytest.skip("tansu has no transactions: exactly_once is refused there (tested in test_commands)")
     port = free_port()
@@ -159,12 +175,12 @@ def test_a_worker_killed_at_random_moments_loses_and_doubles_nothing(kafka, sett
                     await asyncio.sleep(1.0)
                 assert await counts() == sent  # exact: nothing lost, nothing counted twice
             if guarantee == "exactly_once":
-                expected = item_totals(events)
+                expected = totals(events)
                 for _ in range(30):  # the last commit reaches the changelog within its interval
-                    if await item_totals_in_changelog(kafka, settings) == expected:
+                    if await totals_in_changelogs(kafka, settings) == expected:
                         break
                     await asyncio.sleep(1.0)
-                assert await item_totals_in_changelog(kafka, settings) == expected
+                assert await totals_in_changelogs(kafka, settings) == expected
         finally:
             traffic.cancel()
             end_process(worker)
