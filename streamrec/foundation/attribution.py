@@ -35,11 +35,6 @@ class Arm:
     def key(self) -> str:
         return f"{self.placement}~{self.experiment}~{self.variant}"
 
-    @classmethod
-    def from_key(cls, key: str) -> Arm:
-        placement, experiment, variant = key.split("~")
-        return cls(placement, experiment, variant)
-
     def new_id(self) -> str:
         """A fresh recommendation id for one answer of this arm."""
         return f"{self.key}~{secrets.token_hex(8)}"

@@ -288,8 +288,7 @@ class LiveModel:
         under the placement's experiment's variant for the user where it has
         one and a user asks, else under the placement's own rule."""
         placement = placement or DEFAULT_PLACEMENT
-        experiment = self.experiments.get(placement) if user_id is not None else None
-        if experiment is None or user_id is None:
+        if user_id is None or (experiment := self.experiments.get(placement)) is None:
             return Plan(Arm(placement), self.rules.get(placement))
         variant = experiment.variant_for(user_id)
         rule = self.rules.get(variant.rule_placement or placement)
