@@ -50,6 +50,19 @@ class ApiMetrics:
         self.version = Gauge(
             "streamrec_model_info", "The served model version (label).", ["version"], registry=self.registry
         )
+        arm = ["placement", "experiment", "variant"]
+        self.answers = Gauge(
+            "streamrec_answers", "Answers this server made per arm (docs/experiments.md).", arm, registry=self.registry
+        )
+        self.attributed = Gauge(
+            "streamrec_attributed_events",
+            "Clicks and purchases sent back with an arm's recommendation ids, every worker's.",
+            [*arm, "type"],
+            registry=self.registry,
+        )
+        self.revenue = Gauge(
+            "streamrec_attributed_revenue", "The attributed purchases' revenue per arm.", arm, registry=self.registry
+        )
         self.live = live
 
     def render(self) -> bytes:
@@ -57,6 +70,7 @@ class ApiMetrics:
         return generate_latest(self.registry)
 
     def refresh(self) -> None:
+        self._refresh_arms()
         current = self.live.current
         if current is None:
             return
@@ -65,6 +79,17 @@ class ApiMetrics:
         self.version.clear()
         self.version.labels(current.version.version).set(1)
         self.users.set(len(self.live.features))
+
+    def _refresh_arms(self) -> None:
+        for gauge in (self.answers, self.attributed, self.revenue):
+            gauge.clear()
+        for key, answers in self.live.answers.by_arm.items():
+            self.answers.labels(*key.split("~")).set(answers)
+        for key, counts in self.live.arm_counts.totals().items():
+            labels = key.split("~")
+            self.attributed.labels(*labels, "click").set(counts.clicks)
+            self.attributed.labels(*labels, "purchase").set(counts.purchases)
+            self.revenue.labels(*labels).set(counts.revenue)
 
 
 # An item endpoint's question to the served index: (index, item_id, k, rule) -> the answer, None for an unknown item.

@@ -19,6 +19,7 @@ from streamrec.foundation.attribution import MAX_ARMS_PER_PARTITION, Arm, ArmCou
 from streamrec.foundation.codec import decode
 from streamrec.foundation.kafka import FollowedTopic
 from streamrec.foundation.rules import Rule
+from streamrec.foundation.schema import show
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class ArmCountsReplica(FollowedTopic):
         if record.key is None:
             return
         slot = (record.partition, record.key.decode(errors="replace"))
+        if slot[1].count("~") != 2:  # not an arm key (placement~experiment~variant): no worker wrote it
+            log.warning("ignoring an arm-counts row with a malformed key %s", show(slot[1]))
+            return
         if record.value is None:
             self._parts.pop(slot, None)
             return
@@ -73,10 +77,13 @@ class ArmCountsReplica(FollowedTopic):
         except Exception as exc:  # noqa: BLE001 - an unreadable row must not stop serving
             log.warning("ignoring an unreadable arm-counts row %s: %s: %s", slot, type(exc).__name__, exc)
 
+    def totals(self) -> dict[str, ArmCounts]:
+        """Every arm's counts over every partition, by arm key."""
+        summed: dict[str, ArmCounts] = {}
+        for (_, key), counts in self._parts.items():
+            summed.setdefault(key, ArmCounts()).add(counts)
+        return summed
+
     def of(self, arm: Arm) -> ArmCounts:
         """The arm's counts over every partition."""
-        total = ArmCounts()
-        for (_, key), counts in self._parts.items():
-            if key == arm.key:
-                total.add(counts)
-        return total
+        return self.totals().get(arm.key) or ArmCounts()

@@ -328,6 +328,10 @@ def test_a_variants_attributed_clicks_and_purchases_equal_the_simulated_ones_exa
             a = (await results())["a"]
             assert a["ctr"]["low"] < a["clicks"] / a["answers"] == a["ctr"]["value"] < a["ctr"]["high"]
             assert min(expected["a"][0], expected["b"][0]) > 15  # both variants answered
+            metrics = (await http.get("/metrics", headers=READ)).text
+            purchases, answers = float(expected["b"][2]), float(expected["b"][0])  # labels print sorted
+            assert f'_events{{experiment="spring",placement="home",type="purchase",variant="b"}} {purchases}' in metrics
+            assert f'streamrec_answers{{experiment="spring",placement="home",variant="b"}} {answers}' in metrics
             assert (await http.get("/experiments", headers=READ)).json()[0]["placement"] == "home"
             assert (await http.delete("/experiments/home", headers=ADMIN)).status_code == 200
             after = (await http.get("/recommendations/u1?placement=home", headers=READ)).json()
