@@ -15,14 +15,15 @@ from pydantic import SecretStr
 
 import streamrec.streams.worker
 from streamrec.broker import port_open
-from streamrec.foundation.codec import encode
+from streamrec.foundation.attribution import Arm, ArmCounts
+from streamrec.foundation.codec import decode, encode
 from streamrec.foundation.features import merge_item_stats
 from streamrec.foundation.kafka import KafkaConnection, admin_client
 from streamrec.foundation.settings import Settings
 from streamrec.foundation.topics import Topics
 from streamrec.processes import run_worker
 from streamrec.shop.producer import ShopProducer
-from streamrec.streams.tables import ChangelogTable
+from streamrec.streams.tables import ChangelogTable, read_changelog
 from tests.conftest import free_port
 from tests.integration.helpers import RunningWorker, read_topic, run_scenario, until
 
@@ -34,6 +35,7 @@ def settings(request, settings: Settings) -> Settings:
 
 
 GOOD = {"type": "click", "user_id": "u1", "item_id": "i1", "ts": 100.0}
+ANSWER = Arm("home", "spring", "b")
 MALFORMED = [  # (key, value, the reason's telling part)
     (b"u1", b"\xc1\xc1", "not valid msgpack"),
     (b"u1", b"{oops", "not valid JSON"),
@@ -66,9 +68,10 @@ async def shop_traffic(bootstrap: KafkaConnection, settings: Settings) -> None:
         await first.upsert_item("i2", "Garden hose", "garden")
         await first.flush()
         for n in range(10):
-            await first.click("u1", "i1", event_id=f"c{n}", ts=1000.0 + n)
-            await second.click("u1", "i1", event_id=f"c{n}", ts=1000.0 + n)  # the same ten events again
-        await second.purchase("u1", "i1", event_id="p1", ts=1100.0, price=5.0)
+            answered = ANSWER.new_id()  # the clicks follow an answer
+            await first.click("u1", "i1", event_id=f"c{n}", ts=1000.0 + n, recommendation_id=answered)
+            await second.click("u1", "i1", event_id=f"c{n}", ts=1000.0 + n, recommendation_id=answered)  # again
+        await second.purchase("u1", "i1", event_id="p1", ts=1100.0, price=5.0, recommendation_id=ANSWER.new_id())
         await first.click("u2", "i2", event_id="c100", ts=1200.0)
     json_event = json.dumps({**GOOD, "event_id": "j1", "user_id": "u2", "item_id": "i2", "ts": 1201.0}).encode()
     batch = encode([{**GOOD, "event_id": "b1", "user_id": "u3", "ts": 1300.0}, {"type": "click"}])
@@ -146,6 +149,9 @@ def test_features_dead_letters_and_http(kafka, settings):
         stats = [s for _, key, s in worker.items.items() if key == "i1"]
         merged = merge_item_stats(stats)
         assert (merged.clicks, merged.purchases) == (12, 1)  # u1's ten, u3's and u4's one; u1's purchase
+        written = await read_changelog(kafka, topics.arm_counts_changelog, range(settings.partitions))
+        (arm,) = [ArmCounts.from_wire(decode(raw)) for rows in written.values() for raw in rows.values()]
+        assert arm == ArmCounts(clicks=10, purchases=1, revenue=5.0)  # u1's, once each
 
     run_scenario(scenario)
 
