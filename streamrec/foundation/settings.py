@@ -332,6 +332,14 @@ class Settings(BaseSettings):
         512, ge=0, le=65536, description="Uniform catalog negatives per step, beside the in-batch ones."
     )
     train_patience: int = Field(3, ge=1, description="Epochs without better validation recall before stopping.")
+    train_budget_s: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Wall-clock seconds the towers may train: no epoch starts that would end past them (the first always "
+            "runs). 0: no budget, only epochs and early stopping."
+        ),
+    )
     train_seed: int = Field(0, description="Seed of initialisation and sampling.")
     train_max_events: int = Field(
         2_000_000, ge=100, description="Newest events the trainer keeps and learns from (its data window)."

@@ -40,6 +40,7 @@ class TrainConfig:
     temperature: float = Settings.default("train_temperature")
     random_negatives: int = Settings.default("train_random_negatives")
     patience: int = Settings.default("train_patience")
+    budget_s: float = Settings.default("train_budget_s")
     eval_k: int = 20
     query_weight: float = 0.5  # of the title-as-query loss that trains the search tower
     seed: int = Settings.default("train_seed")
@@ -164,7 +165,8 @@ def train(
 ) -> TrainResult:
     """From fresh weights, or from `start`'s (a warm refresh: then the starting
     point is judged first, and kept unless an epoch beats it). Stops early
-    after `config.patience` epochs without a better validation recall."""
+    after `config.patience` epochs without a better validation recall, or
+    before an epoch that would end past `config.budget_s`."""
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
     data = TrainingData.encode(split, items, model_config, affinity_half_life_s, device)
@@ -210,10 +212,18 @@ def train(
             stale += 1
             if stale >= config.patience:
                 break
+        if _past_budget(config.budget_s, time.perf_counter() - started, epoch + 1):
+            log.info("stopping after epoch %d: another would end past the %g s budget", epoch, config.budget_s)
+            break
     if best is None or best_state is None:
         raise ValueError(f"nothing was trained: {config.epochs} epochs (at least 1 is needed)")
     model.load_state_dict(best_state)
     return TrainResult(model.eval(), best, history, seen / (time.perf_counter() - started))
+
+
+def _past_budget(budget_s: float, elapsed_s: float, epochs_done: int) -> bool:
+    """Whether one more epoch, as long as the mean one so far, would end past the budget (0: none)."""
+    return budget_s > 0 and elapsed_s * (epochs_done + 1) / epochs_done > budget_s
 
 
 def _step(optimisers: list[torch.optim.Optimizer], scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:

@@ -10,7 +10,7 @@ from streamrec.foundation.schema import Event
 from streamrec.shop.simulate import Shop, ShopConfig
 from streamrec.trainer.evaluate import judge_model, judge_popularity
 from streamrec.trainer.examples import build_examples
-from streamrec.trainer.train import TrainConfig, train
+from streamrec.trainer.train import TrainConfig, _past_budget, train
 
 
 def test_short_training_beats_popularity_twice():
@@ -30,3 +30,10 @@ def test_short_training_beats_popularity_twice():
     assert model.ndcg[20] > popularity.ndcg[20]
     assert model.coverage > popularity.coverage
     assert result.valid.users == len(split.valid) > 30 and model.users == len(split.test) > 30
+
+
+def test_no_epoch_starts_that_would_end_past_the_budget():
+    assert not _past_budget(0.0, 1000.0, 1)  # no budget
+    assert not _past_budget(60.0, 20.0, 2)  # two epochs in 20 s: a third ends at 30 s
+    assert _past_budget(60.0, 41.0, 2)  # two in 41 s: a third would end at 61.5 s
+    assert _past_budget(5.0, 4.0, 1)  # the first epoch ran; a second would not fit
