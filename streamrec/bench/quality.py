@@ -24,7 +24,7 @@ import httpx
 from streamrec.foundation.kafka import KafkaConnection
 from streamrec.foundation.schema import Event, Item
 from streamrec.foundation.settings import Settings
-from streamrec.foundation.store import ModelStore
+from streamrec.foundation.store import Manifest, ModelStore
 from streamrec.processes import WorkerProcess, run_server
 from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
@@ -121,24 +121,35 @@ async def product_rankings(
         await send_replay(producer, split.train, items)
     await _fold(settings, kafka, split.train, on_status)
     on_status("training (the trainer's own refresh) ...")
+    manifest = await train_product(settings, kafka)
+    on_status(f"serving {manifest.version} and asking the API for {len(split.targets):,} users ...")
+    rankings, by_diversity, again = await _ask_api(settings, kafka, split, diversities)
+    return ProductRun(
+        rankings,
+        manifest.metrics.get("test", {}),
+        by_diversity,
+        servable_s(manifest),
+        manifest.params.blend.to_json(),
+        again,
+    )
+
+
+async def train_product(settings: Settings, kafka: KafkaConnection) -> Manifest:
+    """The trainer's own refresh (forced) on what the worker folded: the manifest of the version it made current."""
     trainer = TrainerConfig.from_settings(settings)
     cache = open_cache(trainer)
     await refresh_cache(trainer, kafka, cache)
     store = ModelStore.in_data_dir(settings.data_dir)
     outcome = await asyncio.to_thread(train_and_publish, trainer, cache, store, force=True)
-    on_status(f"serving {outcome.version} and asking the API for {len(split.targets):,} users ...")
-    rankings, by_diversity, again = await _ask_api(settings, kafka, split, diversities)
-    manifest = outcome.manifest
+    if outcome.manifest is None:
+        raise RuntimeError(f"the trainer made no version: {outcome.reason}")
+    return outcome.manifest
+
+
+def servable_s(manifest: Manifest) -> float:
+    """The refresh up to a servable model: examples, towers, neighbours and their choice."""
     training = manifest.training
-    train_s = training.examples_s + training.train_s + training.neighbours_s
-    return ProductRun(
-        rankings,
-        manifest.metrics.get("test", {}),
-        by_diversity,
-        round(train_s, 2),
-        manifest.params.blend.to_json(),
-        again,
-    )
+    return round(training.examples_s + training.train_s + training.neighbours_s, 2)
 
 
 async def _fold(

@@ -32,12 +32,14 @@ class WindowSplit:
     a single one); `targets`: per user, the new items of their window;
     `seen`: per user, the items of their training events; `repeats`: per
     user, the items bought in the window that they had bought before it
-    (what buy-again is judged on)."""
+    (what buy-again is judged on); `windows`: the window's events of each
+    user with targets, in time order (what the streaming evaluation sends)."""
 
     train: list[Event]
     targets: dict[str, set[str]]
     seen: dict[str, set[str]]
     repeats: dict[str, set[str]]
+    windows: dict[str, list[Event]]
 
 
 def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> WindowSplit:
@@ -49,6 +51,7 @@ def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> 
     targets: dict[str, set[str]] = {}
     seen: dict[str, set[str]] = {}
     repeats: dict[str, set[str]] = {}
+    windows: dict[str, list[Event]] = {}
     for user, history in by_user.items():
         cut = len(history) - max(1, round(fraction * len(history))) if len(history) > 1 else len(history)
         past, window = history[:cut], history[cut:]
@@ -56,12 +59,12 @@ def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> 
         seen[user] = {e.item_id for e in past}
         new = {e.item_id for e in window} - seen[user]
         if past and new:
-            targets[user] = new
+            targets[user], windows[user] = new, window
         bought_again = _bought(window) & _bought(past)
         if bought_again:
             repeats[user] = bought_again
     train.sort(key=lambda e: e.ts)
-    return WindowSplit(train, targets, seen, repeats)
+    return WindowSplit(train, targets, seen, repeats, windows)
 
 
 def _bought(events: list[Event]) -> set[str]:

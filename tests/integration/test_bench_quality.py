@@ -94,3 +94,32 @@ def test_a_log_without_the_named_columns_is_one_line_and_exit_code_2(tmp_path):
     ratings.write_text("a,b\n1,2\n")
     result = CliRunner().invoke(app, ["bench", "quality", str(ratings), "--no-peers"])
     assert result.exit_code == 2 and "user_id" in result.output
+
+
+def test_the_streaming_evaluation_scores_every_system_on_the_same_next_events(kafka, settings, tmp_path, monkeypatch):
+    ratings, items = _write_log(tmp_path)
+    for name, value in {
+        "KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "DATA_DIR": str(settings.data_dir),
+        "TRAIN_EPOCHS": "1",
+        "API_PORT": str(free_port()),
+        "WORKER_PORT": str(free_port()),
+        "PARTITIONS": "2",
+    }.items():
+        monkeypatch.setenv(f"STREAMREC_{name}", value)
+    columns = ["--user-col", "user", "--item-col", "item", "--type-col", "kind", "--time-col", "when"]
+    columns += ["--items-category-col", "genres"]
+    args = ["bench", "streaming", str(ratings), "--items", str(items), *columns, "--users", "40", "--per-user", "3"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report["systems"]) == {
+        "streamrec (real time)",
+        "streamrec (batch)",
+        "item-kNN (newest item)",
+        "popularity",
+    }
+    for scores in report["systems"].values():
+        assert 0.0 <= scores["mrr@20"] <= scores["hr@20"] <= 1.0
+    assert report["users"] == 40 and 40 <= report["events"] <= 120 and report["late_rounds"] == 0
+    assert report["train_s"] > 0 and report["real_time_over_batch_hr@20"] >= 0

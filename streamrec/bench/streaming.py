@@ -1,0 +1,227 @@
+"""`streamrec bench streaming`: does the real-time path make recommendations better?
+
+The product is trained as `bench quality` trains it (the training events
+replayed to a broker, folded by a worker, learned by the trainer's own
+refresh, served by the API), on each user's events before their window. Then
+the test users' window events go through the broker in rounds, each user's
+next event per round, a worker folding them; before each, the API is asked
+for the user's recommendations. Scored: next-event HR@20 and MRR@20, over
+the events whose item the user had not had (the protocol's new items).
+
+Beside it, on the same events: the product's answer asked once before the
+window (a nightly batch recommender's all day: what the real-time path adds
+is the difference), item-kNN from the user's newest item (cosine of
+co-occurrence over the training events: the classic session baseline), and
+popularity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import httpx
+
+from streamrec.bench.quality import quality_settings, servable_s, train_product
+from streamrec.embeddings.neighbours import Neighbours
+from streamrec.foundation.kafka import KafkaConnection
+from streamrec.foundation.schema import Event, Item
+from streamrec.foundation.settings import Settings
+from streamrec.processes import WorkerProcess, run_server
+from streamrec.serving.live import LiveConfig, LiveModel
+from streamrec.shop.producer import ShopProducer
+from streamrec.shop.replay import send_replay
+from streamrec.trainer.eval_protocol import WindowSplit, window_split
+
+K = 20
+REAL_TIME, BATCH, KNN, POPULARITY = "streamrec (real time)", "streamrec (batch)", "item-kNN (newest item)", "popularity"
+FOLD_WAIT_S = 60.0  # a round's events not reflected by the server by then: the round goes on (and says so)
+
+
+@dataclass
+class NextEventScore:
+    """Hits and reciprocal ranks of the next item in lists of K."""
+
+    hits: int = 0
+    reciprocal: float = 0.0
+    events: int = 0
+
+    def add(self, ranked: list[str], item: str) -> None:
+        self.events += 1
+        if item in ranked[:K]:
+            self.hits += 1
+            self.reciprocal += 1.0 / (ranked.index(item) + 1)
+
+    def to_json(self) -> dict:
+        events = max(self.events, 1)
+        return {"hr@20": round(self.hits / events, 4), "mrr@20": round(self.reciprocal / events, 4)}
+
+
+@dataclass
+class StreamingReport:
+    users: int
+    rounds: int
+    train_s: float
+    scores: dict[str, NextEventScore] = field(default_factory=dict)
+    late_rounds: int = 0  # rounds whose events the server had not all reflected within FOLD_WAIT_S
+
+    def to_json(self) -> dict:
+        real_time, batch = self.scores[REAL_TIME].to_json(), self.scores[BATCH].to_json()
+        return {
+            "benchmark": "streaming",
+            "systems": {name: score.to_json() for name, score in self.scores.items()},
+            "events": self.scores[REAL_TIME].events,
+            "users": self.users,
+            "rounds": self.rounds,
+            "late_rounds": self.late_rounds,
+            "train_s": self.train_s,
+            "real_time_over_batch_hr@20": round(real_time["hr@20"] / max(batch["hr@20"], 1e-9), 3),
+        }
+
+
+class _Baselines:
+    """Popularity and item-kNN over the training events, for any user's items had so far."""
+
+    def __init__(self, train: list[Event], items: list[Item]):
+        self.popular = [item for item, _ in Counter(e.item_id for e in train).most_common()]
+        self.ids = [item.item_id for item in items]
+        self.row = {item_id: row for row, item_id in enumerate(self.ids)}
+        histories: dict[str, list[int]] = {}
+        for event in train:
+            if event.item_id in self.row:
+                histories.setdefault(event.user_id, []).append(self.row[event.item_id])
+        self.neighbours = Neighbours.from_histories(list(histories.values()), len(self.ids), k=K * 5)
+
+    def popularity(self, had: set[str]) -> list[str]:
+        return _new(self.popular, had)
+
+    def knn(self, newest: str | None, had: set[str]) -> list[str]:
+        row = self.row.get(newest) if newest is not None else None
+        near = [] if row is None else [self.ids[r] for r in self.neighbours.rows[row] if r >= 0]
+        return _new(near, had)
+
+
+def _new(ranked: Iterable[str], had: set[str]) -> list[str]:
+    """The first K of `ranked` the user has not had."""
+    found: list[str] = []
+    for item in ranked:
+        if item not in had:
+            found.append(item)
+            if len(found) == K:
+                break
+    return found
+
+
+async def bench_streaming(
+    settings: Settings,
+    kafka: KafkaConnection,
+    events: list[Event],
+    items: list[Item],
+    *,
+    users: int,
+    per_user: int,
+    seed: int,
+    ports: tuple[int, int],
+    on_status: Callable[[str], None] = lambda line: None,
+) -> StreamingReport:
+    split = window_split(events)
+    chosen = sorted(split.windows)
+    random.Random(seed).shuffle(chosen)
+    chosen = chosen[:users]
+    on_status(f"{len(split.train):,} events to learn from; {len(chosen):,} test users, up to {per_user} events each")
+    run = quality_settings(settings, seed, *ports)
+    async with ShopProducer(kafka, run) as producer:
+        await send_replay(producer, split.train, items)
+    stop = asyncio.Event()
+    worker = WorkerProcess(run.derive(publish_recommendations=False), kafka)
+    live = LiveModel(LiveConfig.from_settings(run))
+    tasks: list[asyncio.Task] = [asyncio.create_task(worker.run(stop))]
+    try:
+        status = worker.worker.status
+
+        def folded() -> bool:
+            return status.events + status.duplicates + status.dead_letters >= len(split.train)
+
+        await _until(folded, tasks[0], 600, "the training events folded")
+        on_status("training (the trainer's own refresh) ...")
+        train_s = servable_s(await train_product(run, kafka))
+        tasks.append(asyncio.create_task(run_server(run, kafka, stop, live)))
+        await _until(
+            lambda: live.current is not None and len(live.features) >= len(split.seen), tasks[1], 120, "serving"
+        )
+        report = StreamingReport(len(chosen), per_user, train_s)
+        await _rounds(run, kafka, live, split, chosen, per_user, _Baselines(split.train, items), report, on_status)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return report
+
+
+async def _rounds(
+    run: Settings,
+    kafka: KafkaConnection,
+    live: LiveModel,
+    split: WindowSplit,
+    chosen: list[str],
+    per_user: int,
+    baselines: _Baselines,
+    report: StreamingReport,
+    on_status: Callable[[str], None],
+) -> None:
+    """Per round: every user still in the window is asked, then sends their next event, folded before the next round."""
+    scores = report.scores = {name: NextEventScore() for name in (REAL_TIME, BATCH, KNN, POPULARITY)}
+    had = {user: set(split.seen[user]) for user in chosen}
+    newest = {e.user_id: e.item_id for e in split.train}  # time order: the last one stays
+    folded = Counter(e.user_id for e in split.train)
+    base = f"http://{run.api_host}:{run.api_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http, ShopProducer(kafka, run) as producer:
+        batch = {user: await _ask(http, user, K + len(had[user]) + per_user) for user in chosen}
+        for round_no in range(per_user):
+            due = [user for user in chosen if round_no < len(split.windows[user])]
+            for user in due:
+                event = split.windows[user][round_no]
+                if event.item_id not in had[user]:
+                    scores[REAL_TIME].add(_new(await _ask(http, user, K + len(had[user])), had[user]), event.item_id)
+                    scores[BATCH].add(_new(batch[user], had[user]), event.item_id)
+                    scores[KNN].add(baselines.knn(newest.get(user), had[user]), event.item_id)
+                    scores[POPULARITY].add(baselines.popularity(had[user]), event.item_id)
+                await producer.send_event(event)
+                had[user].add(event.item_id)
+                newest[user] = event.item_id
+                folded[user] += 1
+            await producer.flush()
+            if not await _reflected(live, {user: folded[user] for user in due}):
+                report.late_rounds += 1
+            on_status(f"round {round_no + 1}: {len(due):,} users; {scores[REAL_TIME].events:,} events scored")
+
+
+async def _ask(http: httpx.AsyncClient, user: str, k: int) -> list[str]:
+    answer = await http.get(f"/recommendations/{quote(user, safe='')}", params={"k": k})
+    answer.raise_for_status()
+    return [entry["item_id"] for entry in answer.json()["items"]]
+
+
+async def _reflected(live: LiveModel, counts: dict[str, int]) -> bool:
+    """Whether the server's feature replica holds each user's `counts` events within FOLD_WAIT_S."""
+    deadline = time.monotonic() + FOLD_WAIT_S
+    while time.monotonic() < deadline:
+        if all((f := live.features.get(u)) is not None and f.clicks + f.purchases >= n for u, n in counts.items()):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _until(condition: Callable[[], bool], task: asyncio.Task, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if task.done():
+            task.result()
+            raise RuntimeError(f"stopped before {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not reached within {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
