@@ -5,8 +5,8 @@ experiment, which variant made it: `placement~experiment~variant~nonce`
 (experiment and variant empty outside one). A shop sends the id back on the
 click or purchase that followed the answer; the workers count those events
 per arm (the id without its nonce) in a changelog-backed table, per event
-partition, so the counts are exact and survive a killed worker, and a reader
-sums the partitions.
+partition, as item statistics are counted (exact through a killed worker with
+exactly_once processing), and a reader sums the partitions.
 """
 
 from __future__ import annotations
