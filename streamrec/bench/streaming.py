@@ -21,7 +21,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -36,7 +36,7 @@ from streamrec.processes import WorkerProcess, run_server
 from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.replay import send_replay
-from streamrec.trainer.eval_protocol import WindowSplit, window_split
+from streamrec.trainer.eval_protocol import WindowSplit, first_new, window_split
 
 K = 20
 REAL_TIME, BATCH, KNN, POPULARITY = "streamrec (real time)", "streamrec (batch)", "item-kNN (newest item)", "popularity"
@@ -98,23 +98,12 @@ class _Baselines:
         self.neighbours = Neighbours.from_histories(list(histories.values()), len(self.ids), k=K * 5)
 
     def popularity(self, had: set[str]) -> list[str]:
-        return _new(self.popular, had)
+        return first_new(self.popular, had, K)
 
     def knn(self, newest: str | None, had: set[str]) -> list[str]:
         row = self.row.get(newest) if newest is not None else None
         near = [] if row is None else [self.ids[r] for r in self.neighbours.rows[row] if r >= 0]
-        return _new(near, had)
-
-
-def _new(ranked: Iterable[str], had: set[str]) -> list[str]:
-    """The first K of `ranked` the user has not had."""
-    found: list[str] = []
-    for item in ranked:
-        if item not in had:
-            found.append(item)
-            if len(found) == K:
-                break
-    return found
+        return first_new(near, had, K)
 
 
 async def bench_streaming(
@@ -186,8 +175,10 @@ async def _rounds(
             for user in due:
                 event = split.windows[user][round_no]
                 if event.item_id not in had[user]:
-                    scores[REAL_TIME].add(_new(await _ask(http, user, K + len(had[user])), had[user]), event.item_id)
-                    scores[BATCH].add(_new(batch[user], had[user]), event.item_id)
+                    scores[REAL_TIME].add(
+                        first_new(await _ask(http, user, K + len(had[user])), had[user], K), event.item_id
+                    )
+                    scores[BATCH].add(first_new(batch[user], had[user], K), event.item_id)
                     scores[KNN].add(baselines.knn(newest.get(user), had[user]), event.item_id)
                     scores[POPULARITY].add(baselines.popularity(had[user]), event.item_id)
                 await producer.send_event(event)

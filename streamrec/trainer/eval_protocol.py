@@ -73,15 +73,18 @@ def _bought(events: list[Event]) -> set[str]:
 
 def without_past(order: Sequence[str], seen: Mapping[str, Set[str]], depth: int) -> dict[str, list[str]]:
     """Per user, the first `depth` items of one ranking (popularity) the user has not had."""
-    lists: dict[str, list[str]] = {}
-    for user, past in seen.items():
-        ranked = lists[user] = []
-        for item_id in order:
-            if item_id not in past:
-                ranked.append(item_id)
-                if len(ranked) == depth:
-                    break
-    return lists
+    return {user: first_new(order, past, depth) for user, past in seen.items()}
+
+
+def first_new(order: Iterable[str], past: Set[str], depth: int) -> list[str]:
+    """The first `depth` items of `order` not in `past`."""
+    found: list[str] = []
+    for item_id in order:
+        if item_id not in past:
+            found.append(item_id)
+            if len(found) == depth:
+                break
+    return found
 
 
 @dataclass
