@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
+from streamrec.foundation.schema import show
 from streamrec.foundation.settings import KafkaSettings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -311,3 +312,36 @@ class FollowedTopic:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+
+
+Row = TypeVar("Row")
+
+
+class PartitionRows(FollowedTopic, Generic[Row]):
+    """A workers' changelog table as a reader sums it: every partition's row
+    per key (the workers keep one per event partition). A row that does not
+    parse is logged and skipped: the one before it stays."""
+
+    def __init__(self, topic: str, what: str, parse: Callable[[bytes], Row]):
+        super().__init__(topic)
+        self.what, self.parse = what, parse
+        self.rows: dict[tuple[int, str], Row] = {}  # (partition, key) -> that partition's row
+
+    def accepts(self, key: str) -> bool:
+        """Whether a key is one the workers write (all, unless a subclass says otherwise)."""
+        return True
+
+    def apply_record(self, record: Any) -> None:
+        if record.key is None:
+            return
+        slot = (record.partition, record.key.decode(errors="replace"))
+        if not self.accepts(slot[1]):
+            log.warning("ignoring a %s row with a malformed key %s", self.what, show(slot[1]))
+            return
+        if record.value is None:
+            self.rows.pop(slot, None)
+            return
+        try:
+            self.rows[slot] = self.parse(record.value)
+        except Exception as exc:  # noqa: BLE001 - an unreadable row must not stop its reader
+            log.warning("ignoring an unreadable %s row %s: %s: %s", self.what, slot, type(exc).__name__, exc)

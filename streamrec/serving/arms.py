@@ -13,13 +13,11 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from streamrec.foundation.attribution import MAX_ARMS_PER_PARTITION, Arm, ArmCounts
 from streamrec.foundation.codec import decode
-from streamrec.foundation.kafka import FollowedTopic
+from streamrec.foundation.kafka import PartitionRows
 from streamrec.foundation.rules import Rule
-from streamrec.foundation.schema import show
 
 log = logging.getLogger(__name__)
 
@@ -55,35 +53,18 @@ class AnswerCounts:
         return arm.new_id()
 
 
-class ArmCountsReplica(FollowedTopic):
+class ArmCountsReplica(PartitionRows[ArmCounts]):
     """The workers' attributed counts, from their changelog: every partition's, summed per arm."""
 
     def __init__(self, topic: str):
-        super().__init__(topic)
-        self._parts: dict[tuple[int, str], ArmCounts] = {}  # (partition, arm key) -> that partition's counts
+        super().__init__(topic, "arm-counts", lambda value: ArmCounts.from_wire(decode(value)))
 
-    def apply_record(self, record: Any) -> None:
-        if record.key is None:
-            return
-        slot = (record.partition, record.key.decode(errors="replace"))
-        if slot[1].count("~") != 2:  # not an arm key (placement~experiment~variant): no worker wrote it
-            log.warning("ignoring an arm-counts row with a malformed key %s", show(slot[1]))
-            return
-        if record.value is None:
-            self._parts.pop(slot, None)
-            return
-        try:
-            self._parts[slot] = ArmCounts.from_wire(decode(record.value))
-        except Exception as exc:  # noqa: BLE001 - an unreadable row must not stop serving
-            log.warning("ignoring an unreadable arm-counts row %s: %s: %s", slot, type(exc).__name__, exc)
+    def accepts(self, key: str) -> bool:
+        return key.count("~") == 2  # an arm key, placement~experiment~variant: the only kind a worker writes
 
     def totals(self) -> dict[str, ArmCounts]:
         """Every arm's counts over every partition, by arm key."""
         summed: dict[str, ArmCounts] = {}
-        for (_, key), counts in self._parts.items():
+        for (_, key), counts in self.rows.items():
             summed.setdefault(key, ArmCounts()).add(counts)
         return summed
-
-    def of(self, arm: Arm) -> ArmCounts:
-        """The arm's counts over every partition."""
-        return self.totals().get(arm.key) or ArmCounts()

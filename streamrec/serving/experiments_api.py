@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
+from streamrec.foundation.attribution import ArmCounts
 from streamrec.foundation.experiments import Experiment, wilson_interval
 from streamrec.foundation.http import Access
 from streamrec.serving.live import LiveModel
@@ -51,11 +52,11 @@ def experiments_router(live: LiveModel, writer: PlacementWriter | None, access: 
     book = live.experiments
 
     def with_results(placement: str, experiment: Experiment) -> PlacementExperiment:
-        made = answers()
+        made, attributed = answers(), live.arm_counts.totals()
         results = []
         for variant in experiment.variants:
             arm = experiment.arm(placement, variant)
-            counts, shown = live.arm_counts.of(arm), made.get(arm.key, 0)
+            counts, shown = attributed.get(arm.key) or ArmCounts(), made.get(arm.key, 0)
             results.append(
                 VariantResults(
                     variant=variant.name,

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from streamrec.embeddings.versions import load_version
 from streamrec.foundation.attribution import Arm
@@ -33,7 +32,7 @@ from streamrec.foundation.codec import decode
 from streamrec.foundation.experiments import Experiment
 from streamrec.foundation.features import FeatureConfig, ItemStats, UserFeatures, live_popularity
 from streamrec.foundation.http import Access
-from streamrec.foundation.kafka import FollowedTopic, KafkaConnection
+from streamrec.foundation.kafka import FollowedTopic, KafkaConnection, PartitionRows
 from streamrec.foundation.placement_book import DEFAULT_PLACEMENT, PlacementBook
 from streamrec.foundation.rules import Rule
 from streamrec.foundation.schema import Limits, show
@@ -81,35 +80,22 @@ class FeatureReplica(FollowedTopic):
         return len(self._rows)
 
 
-class ItemStatsReplica(FollowedTopic):
+class ItemStatsReplica(PartitionRows[ItemStats]):
     """Every partition's item statistics, from the item-stats changelog: the
     live popularity that cold-start answers rank by."""
 
     def __init__(self, topic: str, config: FeatureConfig):
-        super().__init__(topic)
+        super().__init__(topic, "item-stats", lambda value: ItemStats.from_wire(decode(value)))
         self.config = config
-        self._parts: dict[tuple[int, str], ItemStats] = {}  # (partition, item id) -> that partition's counts
-
-    def apply_record(self, record: Any) -> None:
-        if record.key is None:
-            return
-        slot = (record.partition, record.key.decode(errors="replace"))
-        if record.value is None:
-            self._parts.pop(slot, None)
-            return
-        try:
-            self._parts[slot] = ItemStats.from_wire(decode(record.value))
-        except Exception as exc:  # noqa: BLE001 - an unreadable row must not stop serving
-            log.warning("ignoring an unreadable item-stats row %s: %s: %s", slot, type(exc).__name__, exc)
 
     def events_counted(self) -> int:
         """Every event the workers have counted, summed over items and partitions."""
-        return sum(part.clicks + part.purchases for part in self._parts.values())
+        return sum(part.clicks + part.purchases for part in self.rows.values())
 
     def popularity(self) -> dict[str, float]:
         """Each item's interactions in the popularity window before the newest
         event counted (event time), summed over partitions."""
-        return live_popularity(self._parts.values(), self.config)
+        return live_popularity(self.rows.values(), self.config)
 
 
 class Announcements(FollowedTopic):

@@ -99,7 +99,7 @@ def test_before_any_model_recommendations_come_from_live_popularity_and_say_so(t
         stats = ItemStats(
             item.item_id, clicks=n + 1, last_ts=100.0, bucket_starts=[0], bucket_clicks=[n + 1], bucket_purchases=[0]
         )
-        live.item_stats._parts[(0, item.item_id)] = stats
+        live.item_stats.rows[(0, item.item_id)] = stats
     live.features.apply(b"u1", encode(UserFeatures("u1", purchased=["i4"], last_ts=100.0).to_wire()))
 
     async def calls() -> dict:
