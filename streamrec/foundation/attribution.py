@@ -48,6 +48,11 @@ def arm_of(recommendation_id: str) -> Arm | None:
     return Arm(match[1], match[2], match[3])
 
 
+def arm_key(recommendation_id: str) -> str:
+    """The key of the arm a validated recommendation id names: the id without its nonce."""
+    return recommendation_id.rpartition("~")[0]
+
+
 @dataclass(slots=True)
 class ArmCounts:
     """The events attributed to one arm in one partition: clicks, purchases

@@ -42,15 +42,16 @@ class AnswerCounts:
     def resume(self, counted: Mapping[str, int]) -> None:
         """Count on from what this server counted before a restart (its last heartbeat)."""
         for key, answers in counted.items():
-            if key in self.by_arm or len(self.by_arm) < MAX_ARMS_COUNTED:
-                self.by_arm[key] += answers
+            self._add(key, answers)
 
     def new_id(self, arm: Arm) -> str:
         """A recommendation id for one more answer of `arm`, counted."""
-        key = arm.key
-        if key in self.by_arm or len(self.by_arm) < MAX_ARMS_COUNTED:
-            self.by_arm[key] += 1
+        self._add(arm.key, 1)
         return arm.new_id()
+
+    def _add(self, key: str, answers: int) -> None:
+        if key in self.by_arm or len(self.by_arm) < MAX_ARMS_COUNTED:
+            self.by_arm[key] += answers
 
 
 class ArmCountsReplica(PartitionRows[ArmCounts]):

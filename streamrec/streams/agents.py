@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from streamrec.foundation.attribution import MAX_ARMS_PER_PARTITION, ArmCounts, arm_of
+from streamrec.foundation.attribution import MAX_ARMS_PER_PARTITION, ArmCounts, arm_key
 from streamrec.foundation.catalog import CatalogView
 from streamrec.foundation.codec import Rejected, decode_records, encode
 from streamrec.foundation.features import (
@@ -201,21 +201,19 @@ class Agents:
         were checked on validation; arms beyond the bound are not counted)."""
         arms, dirty = self.arms.for_update(partition)
         for event in events:
-            arm = arm_of(event.recommendation_id or "")
-            if arm is None:
-                continue
-            counts = arms.get(arm.key)
+            key = arm_key(event.recommendation_id or "")
+            counts = arms.get(key)
             if counts is None:
                 if len(arms) >= MAX_ARMS_PER_PARTITION:
-                    log.warning("not attributing %s: partition %d counts %d arms", arm.key, partition, len(arms))
+                    log.warning("not attributing %s: partition %d counts %d arms", key, partition, len(arms))
                     continue
-                counts = arms[arm.key] = ArmCounts()
+                counts = arms[key] = ArmCounts()
             if event.type == PURCHASE:
                 counts.purchases += 1
                 counts.revenue += (event.price or 0.0) * (event.quantity or 1)
             else:
                 counts.clicks += 1
-            dirty.add(arm.key)
+            dirty.add(key)
 
     def on_catalog(self, topic: str, partition: int, records: list, outcome: Outcome) -> None:
         """Catalog items: validated here (bad ones dead-lettered); every worker's
