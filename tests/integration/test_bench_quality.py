@@ -34,8 +34,8 @@ def _write_log(directory, events: int = 3000) -> tuple:
     return ratings, items
 
 
-def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, tmp_path, monkeypatch):
-    ratings, items = _write_log(tmp_path)
+def _small_settings(monkeypatch, kafka, settings) -> None:
+    """The command's settings: this test's broker and data, one epoch, free ports, two partitions."""
     for name, value in {
         "KAFKA_BOOTSTRAP": kafka.bootstrap,
         "DATA_DIR": str(settings.data_dir),
@@ -45,6 +45,11 @@ def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, t
         "PARTITIONS": "2",
     }.items():
         monkeypatch.setenv(f"STREAMREC_{name}", value)
+
+
+def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, tmp_path, monkeypatch):
+    ratings, items = _write_log(tmp_path)
+    _small_settings(monkeypatch, kafka, settings)
     args = [
         "bench",
         "quality",
@@ -98,15 +103,7 @@ def test_a_log_without_the_named_columns_is_one_line_and_exit_code_2(tmp_path):
 
 def test_the_streaming_evaluation_scores_every_system_on_the_same_next_events(kafka, settings, tmp_path, monkeypatch):
     ratings, items = _write_log(tmp_path)
-    for name, value in {
-        "KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "DATA_DIR": str(settings.data_dir),
-        "TRAIN_EPOCHS": "1",
-        "API_PORT": str(free_port()),
-        "WORKER_PORT": str(free_port()),
-        "PARTITIONS": "2",
-    }.items():
-        monkeypatch.setenv(f"STREAMREC_{name}", value)
+    _small_settings(monkeypatch, kafka, settings)
     columns = ["--user-col", "user", "--item-col", "item", "--type-col", "kind", "--time-col", "when"]
     columns += ["--items-category-col", "genres"]
     args = ["bench", "streaming", str(ratings), "--items", str(items), *columns, "--users", "40", "--per-user", "3"]
