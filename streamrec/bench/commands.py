@@ -436,11 +436,18 @@ def bench_streaming(
     users: Annotated[int, typer.Option(min=1, max=100_000, help="Test users (drawn from those with a window).")] = 500,
     per_user: Annotated[int, typer.Option(min=1, max=1000, help="Window events sent per test user.")] = 10,
     seed: Annotated[int, typer.Option(help="Training seed and the draw of test users.")] = 0,
+    sessions: Annotated[
+        bool,
+        typer.Option(
+            help="The log's users are anonymous sessions: those that begin in its last day are the test ones, "
+            "each scored from its second click."
+        ),
+    ] = False,
     as_json: JsonLine = False,
 ) -> None:
     """Does the real-time path help? The product trained on each user's events before their window, then the
     window's events sent through the broker; before each, the API's answer: next-event HR@20 and MRR@20, against
-    the product's answer from before the window (batch), item-kNN from the newest item and popularity."""
+    the product's answer from before the window (batch), V-SkNN, STAN, item-kNN from the newest item and popularity."""
     from streamrec.bench.streaming import bench_streaming as run_bench
 
     settings = Settings()
@@ -457,6 +464,7 @@ def bench_streaming(
                 per_user=per_user,
                 seed=seed,
                 ports=ports,
+                sessions=sessions,
                 on_status=console.print,
             )
         )
@@ -467,7 +475,8 @@ def bench_streaming(
     Console().print(table)
     console.print(
         f"{summary['events']:,} next events of {summary['users']:,} users scored; real time over batch: "
-        f"{summary['real_time_over_batch_hr@20']} x HR@20; trained in {summary['train_s']} s"
+        f"{summary['real_time_over_batch_hr@20']} x HR@20, over V-SkNN {summary['real_time_over_V-SkNN_hr@20']} x, "
+        f"over STAN {summary['real_time_over_STAN_hr@20']} x; trained in {summary['train_s']} s"
         + (f"; {summary['late_rounds']} rounds not folded in time" if summary["late_rounds"] else "")
     )
     if as_json:

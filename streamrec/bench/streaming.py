@@ -28,6 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from streamrec.bench.quality import quality_settings, servable_s, train_product
+from streamrec.bench.session_knn import STAN, VSKNN, SessionKnn, ranked
 from streamrec.embeddings.neighbours import Neighbours
 from streamrec.foundation.kafka import KafkaConnection
 from streamrec.foundation.schema import Event, Item
@@ -36,10 +37,12 @@ from streamrec.processes import WorkerProcess, run_server
 from streamrec.serving.live import LiveConfig, LiveModel
 from streamrec.shop.producer import ShopProducer
 from streamrec.shop.replay import send_replay
-from streamrec.trainer.eval_protocol import WindowSplit, first_new, window_split
+from streamrec.trainer.eval_protocol import WindowSplit, first_new, session_split, window_split
 
 K = 20
 REAL_TIME, BATCH, KNN, POPULARITY = "streamrec (real time)", "streamrec (batch)", "item-kNN (newest item)", "popularity"
+SESSION_PEERS = {"V-SkNN": VSKNN, "STAN": STAN}
+SESSION_CLICKS = 50  # the newest clicks a session-kNN peer reads, as the product's features keep them
 FOLD_WAIT_S = 60.0  # a round's events not reflected by the server by then: the round goes on (and says so)
 
 
@@ -71,39 +74,52 @@ class StreamingReport:
     late_rounds: int = 0  # rounds whose events the server had not all reflected within FOLD_WAIT_S
 
     def to_json(self) -> dict:
-        real_time, batch = self.scores[REAL_TIME].to_json(), self.scores[BATCH].to_json()
+        systems = {name: score.to_json() for name, score in self.scores.items()}
+
+        def real_time_over(name: str) -> float:
+            return round(systems[REAL_TIME]["hr@20"] / max(systems[name]["hr@20"], 1e-9), 3)
+
         return {
             "benchmark": "streaming",
-            "systems": {name: score.to_json() for name, score in self.scores.items()},
+            "systems": systems,
             "events": self.scores[REAL_TIME].events,
             "users": self.users,
             "rounds": self.rounds,
             "late_rounds": self.late_rounds,
             "train_s": self.train_s,
-            "real_time_over_batch_hr@20": round(real_time["hr@20"] / max(batch["hr@20"], 1e-9), 3),
+            "real_time_over_batch_hr@20": real_time_over(BATCH),
+            **{f"real_time_over_{name}_hr@20": real_time_over(name) for name in SESSION_PEERS},
         }
 
 
 class _Baselines:
-    """Popularity and item-kNN over the training events, for any user's items had so far."""
+    """Popularity, item-kNN and the session-kNN peers over the training
+    events, for any user's clicks so far."""
 
     def __init__(self, train: list[Event], items: list[Item]):
         self.popular = [item for item, _ in Counter(e.item_id for e in train).most_common()]
         self.ids = [item.item_id for item in items]
         self.row = {item_id: row for row, item_id in enumerate(self.ids)}
-        histories: dict[str, list[int]] = {}
+        sessions: dict[str, list[tuple[float, int]]] = {}
         for event in train:
             if event.item_id in self.row:
-                histories.setdefault(event.user_id, []).append(self.row[event.item_id])
-        self.neighbours = Neighbours.from_histories(list(histories.values()), len(self.ids), k=K * 5)
+                sessions.setdefault(event.user_id, []).append((event.ts, self.row[event.item_id]))
+        histories = [[row for _, row in clicks] for clicks in sessions.values()]
+        self.neighbours = Neighbours.from_histories(histories, len(self.ids), k=K * 5)
+        self.session_knn = {name: SessionKnn(sessions, len(self.ids), config) for name, config in SESSION_PEERS.items()}
 
     def popularity(self, had: set[str]) -> list[str]:
         return first_new(self.popular, had, K)
 
-    def knn(self, newest: str | None, had: set[str]) -> list[str]:
-        row = self.row.get(newest) if newest is not None else None
+    def knn(self, clicks: list[str], had: set[str]) -> list[str]:
+        row = self.row.get(clicks[-1]) if clicks else None
         near = [] if row is None else [self.ids[r] for r in self.neighbours.rows[row] if r >= 0]
         return first_new(near, had, K)
+
+    def session(self, name: str, clicks: list[str], now: float, had: set[str]) -> list[str]:
+        rows = [self.row[item] for item in clicks[-SESSION_CLICKS:] if item in self.row]
+        scores = self.session_knn[name].scores(rows, now)
+        return first_new(ranked(scores, self.ids, K + len(had)), had, K)
 
 
 async def bench_streaming(
@@ -116,9 +132,11 @@ async def bench_streaming(
     per_user: int,
     seed: int,
     ports: tuple[int, int],
+    sessions: bool = False,
     on_status: Callable[[str], None] = lambda line: None,
 ) -> StreamingReport:
-    split = window_split(events)
+    """`sessions`: the log's users are anonymous sessions (`session_split`), else returning users (`window_split`)."""
+    split = session_split(events) if sessions else window_split(events)
     chosen = sorted(split.windows)
     random.Random(seed).shuffle(chosen)
     chosen = chosen[:users]
@@ -163,9 +181,12 @@ async def _rounds(
     on_status: Callable[[str], None],
 ) -> None:
     """Per round: every user still in the window is asked, then sends their next event, folded before the next round."""
-    scores = report.scores = {name: NextEventScore() for name in (REAL_TIME, BATCH, KNN, POPULARITY)}
+    scores = report.scores = {name: NextEventScore() for name in (REAL_TIME, BATCH, *SESSION_PEERS, KNN, POPULARITY)}
     had = {user: set(split.seen[user]) for user in chosen}
-    newest = {e.user_id: e.item_id for e in split.train}  # time order: the last one stays
+    clicks: dict[str, list[str]] = {user: [] for user in chosen}
+    for event in split.train:  # time order
+        if event.user_id in clicks:
+            clicks[event.user_id].append(event.item_id)
     folded = Counter(e.user_id for e in split.train)
     base = f"http://{run.api_host}:{run.api_port}"
     async with httpx.AsyncClient(base_url=base, timeout=30) as http, ShopProducer(kafka, run) as producer:
@@ -179,11 +200,13 @@ async def _rounds(
                         first_new(await _ask(http, user, K + len(had[user])), had[user], K), event.item_id
                     )
                     scores[BATCH].add(first_new(batch[user], had[user], K), event.item_id)
-                    scores[KNN].add(baselines.knn(newest.get(user), had[user]), event.item_id)
+                    for name in SESSION_PEERS:
+                        scores[name].add(baselines.session(name, clicks[user], event.ts, had[user]), event.item_id)
+                    scores[KNN].add(baselines.knn(clicks[user], had[user]), event.item_id)
                     scores[POPULARITY].add(baselines.popularity(had[user]), event.item_id)
                 await producer.send_event(event)
                 had[user].add(event.item_id)
-                newest[user] = event.item_id
+                clicks[user].append(event.item_id)
                 folded[user] += 1
             await producer.flush()
             if not await _reflected(live, {user: folded[user] for user in due}):

@@ -6,7 +6,9 @@ how many had each), and EASE's item-item weights (Steck, "Embarrassingly
 Shallow Autoencoders", WWW 2019: the weights that best rebuild each user's
 items from their other items, in closed form), the strongest classical
 recommender wherever its dense items x items inverse fits. A user's recent
-items vote for their neighbours. The votes and the towers'
+items vote for their neighbours, the newest ones louder where the trainer
+found that the session's last clicks say most (a half-life in items, chosen
+on validation: STAN's decay, Garg et al. SIGIR 2019). The votes and the towers'
 scores are each standardised over the whole catalog and added, the votes
 weighted by what the trainer chose on its validation users (0 turns them
 off). The strongest open recommenders serve this way, several sources merged
@@ -88,10 +90,15 @@ class Neighbours:
             weights[start : start + chunk, :k_found] = np.where(positive, values, 0.0)
         return cls(rows, weights)
 
-    def votes(self, history_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(candidate rows, votes): each history item's neighbours, their similarities summed."""
-        history_rows = history_rows[(history_rows >= 0) & (history_rows < len(self.rows))]
-        rows, weights = self.rows[history_rows].ravel(), self.weights[history_rows].ravel()
+    def votes(self, history_rows: np.ndarray, half_life: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate rows, votes): each history item's neighbours, their
+        similarities summed. `history_rows` oldest first; with a `half_life`
+        (in items), an item's vote halves every that many newer items after
+        it (the session's newest click says most), else all count alike."""
+        decay = recency_decay(len(history_rows), half_life)
+        known = (history_rows >= 0) & (history_rows < len(self.rows))
+        history_rows, decay = history_rows[known], decay[known]
+        rows, weights = self.rows[history_rows].ravel(), (self.weights[history_rows] * decay[:, None]).ravel()
         voted = rows >= 0
         candidates, which = np.unique(rows[voted], return_inverse=True)
         return candidates, np.bincount(which, weights=weights[voted], minlength=len(candidates))
@@ -116,6 +123,18 @@ class Neighbours:
         if f"{name}_rows" not in arrays:
             return None
         return cls(arrays[f"{name}_rows"].astype(np.int32), arrays[f"{name}_weights"].astype(np.float32))
+
+
+def recency_decay(count: int, half_life: float) -> np.ndarray:
+    """The weights of `count` items, oldest first: halved every `half_life` items back from the newest (0: all 1)."""
+    if half_life <= 0:
+        return np.ones(count, dtype=np.float32)
+    return (0.5 ** (np.arange(count - 1, -1, -1) / half_life)).astype(np.float32)
+
+
+def newest_last(items: Sequence[str]) -> list[str]:
+    """Each item once, at its latest place, oldest first: what votes, by recency."""
+    return list(dict.fromkeys(reversed(items)))[::-1]
 
 
 def _had(histories: Sequence[Sequence[int]], items: int) -> csr_matrix:

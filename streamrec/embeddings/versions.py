@@ -44,6 +44,11 @@ class ModelVersion:
         """The neighbours' weight the trainer chose on its validation users (0: towers only)."""
         return self.manifest.params.blend.weight if self.neighbours else 0.0
 
+    @property
+    def recency_half_life(self) -> float:
+        """How fast a recent item's votes fade, in newer items (0: all alike), as the trainer chose it."""
+        return self.manifest.params.blend.recency_half_life
+
 
 def publish_model(
     store: ModelStore,

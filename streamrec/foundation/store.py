@@ -64,6 +64,8 @@ class Blend:
     weight_from: str | None = None  # a warm refresh keeps its base version's weight and source
     regularisation: float | None = None  # EASE's lambda; None: co-occurrence neighbours
     valid_recall_by_source: dict[str, float] = field(default_factory=dict)  # each source at its best weight
+    recency_half_life: float = 0.0  # newer items after which a recent item's votes halve; 0: all alike
+    valid_recall_by_half_life: dict[str, float] = field(default_factory=dict)  # each at its best weight
 
     @property
     def source(self) -> str:

@@ -24,7 +24,7 @@ import torch
 
 from streamrec.embeddings.encoding import encode_queries
 from streamrec.embeddings.model import embed_items, embed_users, to_tensors
-from streamrec.embeddings.neighbours import TowerMoments, blended, vote_moments
+from streamrec.embeddings.neighbours import TowerMoments, blended, newest_last, vote_moments
 from streamrec.embeddings.versions import ModelVersion
 from streamrec.foundation.catalog import CatalogChange, Removed
 from streamrec.foundation.features import UserFeatures
@@ -288,8 +288,10 @@ class ServingIndex:
         merged = []
         for i, n in enumerate(warm):
             found = rows[i] >= 0
-            history = np.array([self.row_of.get(item, trained) for item in dict.fromkeys(users[n].recent_items)])
-            voted, votes = neighbours.votes(history[history < trained])
+            history = np.array(
+                [self.row_of.get(item, trained) for item in newest_last(users[n].recent_items)], dtype=np.int64
+            )
+            voted, votes = neighbours.votes(history, self.version.recency_half_life)
             allowed = allow.allows_each(voted)
             vote_mean, vote_std = vote_moments(votes, trained)
             extra = np.setdiff1d(voted[allowed], rows[i][found])

@@ -67,6 +67,33 @@ def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> 
     return WindowSplit(train, targets, seen, repeats, windows)
 
 
+def session_split(events: Iterable[Event], test_days: float = 1.0) -> WindowSplit:
+    """Split an anonymous-session log by time (the users are sessions, none
+    comes back): sessions that begin in the log's last `test_days` are the
+    test ones, their first event known and the rest their window (from the
+    second click on, as the session-based protocols score); every other
+    session is training data."""
+    by_session: dict[str, list[Event]] = defaultdict(list)
+    for event in sorted(events, key=lambda e: e.ts):
+        by_session[event.user_id].append(event)
+    cut = max((history[0].ts for history in by_session.values()), default=0.0) - test_days * 86_400
+    train: list[Event] = []
+    targets: dict[str, set[str]] = {}
+    seen: dict[str, set[str]] = {}
+    windows: dict[str, list[Event]] = {}
+    for session, history in by_session.items():
+        if history[0].ts <= cut or len(history) < 2:
+            train.extend(history)
+            continue
+        train.append(history[0])
+        seen[session] = {history[0].item_id}
+        new = {e.item_id for e in history[1:]} - seen[session]
+        if new:
+            targets[session], windows[session] = new, history[1:]
+    train.sort(key=lambda e: e.ts)
+    return WindowSplit(train, targets, seen, {}, windows)
+
+
 def _bought(events: list[Event]) -> set[str]:
     return {e.item_id for e in events if e.type == "purchase"}
 

@@ -14,7 +14,7 @@ import torch
 
 from streamrec.embeddings.encoding import ModelConfig, encode_items, encode_users
 from streamrec.embeddings.model import TwoTower, to_tensors
-from streamrec.embeddings.neighbours import Neighbours, blended, vote_moments
+from streamrec.embeddings.neighbours import Neighbours, blended, newest_last, vote_moments
 from streamrec.embeddings.versions import ModelVersion
 from streamrec.foundation.schema import Item
 from streamrec.trainer.eval_protocol import KS, Quality, judge, without_past
@@ -57,7 +57,7 @@ class EncodedHoldout:
     holdout: Holdout
     users: dict[str, np.ndarray]
     past_rows: list[np.ndarray]
-    recent_rows: list[np.ndarray]  # what votes for neighbours, as at serving time
+    recent_rows: list[np.ndarray]  # what votes for neighbours, as at serving time (-1: not in the catalog)
 
 
 def encode_holdout(
@@ -67,7 +67,7 @@ def encode_holdout(
     users = encode_users(holdout.states, [s.last_ts for s in holdout.states], config, affinity_half_life_s)
     past = [np.array([index[i] for i in seen if i in index], dtype=np.int64) for seen in holdout.seen]
     recent = [
-        np.array([index[i] for i in dict.fromkeys(state.recent_items) if i in index], dtype=np.int64)
+        np.array([index.get(i, -1) for i in newest_last(state.recent_items)], dtype=np.int64)
         for state in holdout.states
     ]
     return EncodedHoldout(holdout, users, past, recent)
@@ -95,6 +95,9 @@ def _score_batches(
             yield start, (model.user_vectors(to_tensors(users, device)) @ vectors.T).cpu().numpy()
 
 
+Mix = tuple[float, float]  # the neighbours' (blend weight, recency half-life)
+
+
 def ranked_lists(
     model: TwoTower,
     encoded: EncodedHoldout,
@@ -103,29 +106,39 @@ def ranked_lists(
     device: torch.device,
     depth: int,
     neighbours: Neighbours | None = None,
-    weights: tuple[float, ...] = (0.0,),
-) -> dict[float, dict[str, list[str]]]:
-    """Per blend weight, each held-out user's top `depth` items (keyed by
-    position in the holdout): the towers' scores, blended with the
-    neighbours' votes standardised exactly as serving does, the past left out."""
-    rankings: dict[float, dict[str, list[str]]] = {weight: {} for weight in weights}
+    mixes: tuple[Mix, ...] = ((0.0, 0.0),),
+) -> dict[Mix, dict[str, list[str]]]:
+    """Per mix, each held-out user's top `depth` items (keyed by position in
+    the holdout): the towers' scores, blended with the neighbours' votes
+    standardised exactly as serving does, the past left out."""
+    rankings: dict[Mix, dict[str, list[str]]] = {mix: {} for mix in mixes}
     depth = min(depth, len(items))
+    half_lives = {half_life for weight, half_life in mixes if weight > 0}
     for start, scores in _score_batches(model, encoded, catalog, device):
         for offset, tower in enumerate(scores):
             n = start + offset
-            votes = np.zeros(len(tower))
-            if neighbours is not None and any(weights):
-                candidates, voted = neighbours.votes(encoded.recent_rows[n])
-                votes[candidates] = voted
-                vote_mean, vote_std = vote_moments(voted, len(tower))
-            for weight in weights:
+            votes = {}
+            if neighbours is not None:
+                votes = {h: _votes(neighbours, encoded.recent_rows[n], h, len(tower)) for h in half_lives}
+            for weight, half_life in mixes:
                 row = tower.astype(np.float64)
-                if weight > 0 and neighbours is not None:
-                    row = blended(row, row.mean(), row.std() + 1e-9, votes, vote_mean, vote_std, weight)
+                if weight > 0 and half_life in votes:
+                    voted, vote_mean, vote_std = votes[half_life]
+                    row = blended(row, row.mean(), row.std() + 1e-9, voted, vote_mean, vote_std, weight)
                 row[encoded.past_rows[n]] = -np.inf
                 top = np.argpartition(-row, depth - 1)[:depth]
-                rankings[weight][str(n)] = [items[r].item_id for r in top[np.argsort(-row[top])]]
+                rankings[(weight, half_life)][str(n)] = [items[r].item_id for r in top[np.argsort(-row[top])]]
     return rankings
+
+
+def _votes(
+    neighbours: Neighbours, recent_rows: np.ndarray, half_life: float, catalog_size: int
+) -> tuple[np.ndarray, float, float]:
+    """A user's votes over the whole catalog, with their mean and spread."""
+    votes = np.zeros(catalog_size)
+    candidates, voted = neighbours.votes(recent_rows, half_life)
+    votes[candidates] = voted
+    return (votes, *vote_moments(voted, catalog_size))
 
 
 def judge_encoded(
@@ -136,10 +149,10 @@ def judge_encoded(
     device: torch.device,
     ks: tuple[int, ...] = KS,
     neighbours: Neighbours | None = None,
-    weight: float = 0.0,
+    mix: Mix = (0.0, 0.0),
 ) -> Quality:
-    """The model's top items for each held-out user (with its neighbours at `weight`), judged."""
-    lists = ranked_lists(model, encoded, catalog, items, device, max(ks), neighbours, (weight,))[weight]
+    """The model's top items for each held-out user (with its neighbours mixed in by `mix`), judged."""
+    lists = ranked_lists(model, encoded, catalog, items, device, max(ks), neighbours, (mix,))[mix]
     return _judge_rankings(encoded.holdout, lists, items, ks)
 
 
@@ -152,15 +165,16 @@ def judge_model(
     affinity_half_life_s: float,
     ks: tuple[int, ...] = KS,
     neighbours: Neighbours | None = None,
-    weight: float = 0.0,
+    mix: Mix = (0.0, 0.0),
 ) -> Quality:
-    """A model (with its neighbours at `weight`, as it is served) on held-out users."""
+    """A model (with its neighbours mixed in by `mix`, as it is served) on held-out users."""
     catalog = to_tensors(encode_items(items, config), device)
     encoded = encode_holdout(holdout, items, config, affinity_half_life_s)
-    return judge_encoded(model, encoded, catalog, items, device, ks, neighbours, weight)
+    return judge_encoded(model, encoded, catalog, items, device, ks, neighbours, mix)
 
 
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # 4: the neighbours lead, the towers break ties
+HALF_LIVES = (0.0, 1.0, 3.0, 10.0)  # 0: every recent item votes alike; 1: the newest click says most
 
 
 def choose_blend(
@@ -172,25 +186,26 @@ def choose_blend(
     device: torch.device,
     affinity_half_life_s: float,
     k: int = 20,
-) -> tuple[float, dict[float, float]]:
-    """The neighbours' weight with the best recall@k on `holdout` (the
-    validation users; never the test ones), and recall@k at every weight
-    tried: the grid, then halfway to the best one's neighbours in it."""
+) -> tuple[Mix, dict[Mix, float]]:
+    """The neighbours' weight and recency half-life with the best recall@k on
+    `holdout` (the validation users; never the test ones), and recall@k at
+    every mix tried: the weights with every item alike, the half-lives at the
+    best weight, then halfway to the best weight's neighbours in the grid."""
     catalog = to_tensors(encode_items(items, config), device)
     encoded = encode_holdout(holdout, items, config, affinity_half_life_s)
+    recalls: dict[Mix, float] = {}
 
-    def recalls_at(weights: tuple[float, ...]) -> dict[float, float]:
-        lists = ranked_lists(model, encoded, catalog, items, device, k, neighbours, weights)
-        return {w: _judge_rankings(holdout, lists[w], items, (k,)).recall[k] for w in weights}
+    def best(mixes: tuple[Mix, ...]) -> Mix:
+        new = tuple(mix for mix in mixes if mix not in recalls)
+        lists = ranked_lists(model, encoded, catalog, items, device, k, neighbours, new)
+        recalls.update({mix: _judge_rankings(holdout, lists[mix], items, (k,)).recall[k] for mix in new})
+        return max(recalls, key=lambda mix: (recalls[mix], -mix[0], -mix[1]))
 
-    def best(recalls: dict[float, float]) -> float:
-        return max(recalls, key=lambda w: (recalls[w], -w))
-
-    recalls = recalls_at(BLEND_WEIGHTS)
-    at = BLEND_WEIGHTS.index(best(recalls))
+    weight, _ = best(tuple((w, 0.0) for w in BLEND_WEIGHTS))
+    _, half_life = best(tuple((weight, h) for h in HALF_LIVES)) if weight > 0 else (weight, 0.0)
+    at = BLEND_WEIGHTS.index(weight)
     around = BLEND_WEIGHTS[max(0, at - 1) : at + 2]
-    recalls |= recalls_at(tuple((a + b) / 2 for a, b in itertools.pairwise(around)))
-    return best(recalls), recalls
+    return best(tuple(((a + b) / 2, half_life) for a, b in itertools.pairwise(around))), recalls
 
 
 def judge_popularity(
@@ -227,6 +242,6 @@ def evaluate_version(
         half_life_s,
         ks,
         neighbours,
-        version.blend_weight,
+        (version.blend_weight, version.recency_half_life),
     )
     return Evaluation(model, judge_popularity(split.test, items, split.item_counts, ks))

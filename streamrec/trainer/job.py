@@ -96,7 +96,7 @@ def train_and_publish(
     result, tconfig = _train(run, on_progress)
     blend, neighbours = _choose_blend(run, result)
     run.phases.end("neighbours_s")
-    test, popularity = _judge_new(run, result, neighbours, blend.weight)
+    test, popularity = _judge_new(run, result, neighbours, blend)
     gate, reason = _judge_gate(run, test.recall[GATE_K], force)
     run.phases.end("judge_s")
     training = Training(
@@ -199,7 +199,7 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
     by_source = {}
     for ease in sources:
         neighbours = neighbours_of(run.split, run.items, count, ease)
-        weight, by_weight = choose_blend(
+        mix, recalls = choose_blend(
             result.model,
             neighbours,
             run.split.valid,
@@ -208,20 +208,41 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
             run.device,
             settings.features.affinity_half_life_s,
         )
-        by_source["cosine" if ease is None else f"ease({ease:g})"] = round(by_weight[weight], 5)
-        if by_weight[weight] > best[0]:
-            evidence = {str(w): round(r, 5) for w, r in by_weight.items()}
-            best = (by_weight[weight], Blend(count, weight, evidence, regularisation=ease), neighbours)
+        by_source["cosine" if ease is None else f"ease({ease:g})"] = round(recalls[mix], 5)
+        if recalls[mix] > best[0]:
+            best = (recalls[mix], _blend_of(count, mix, recalls, ease), neighbours)
     _, blend, neighbours = best
     blend = replace(blend, valid_recall_by_source=by_source)
     log.info(
-        "neighbours: %s at weight %.2g (validation recall@20 by source: %s)", blend.source, blend.weight, by_source
+        "neighbours: %s at weight %.2g, recency half-life %g (validation recall@20 by source: %s)",
+        blend.source,
+        blend.weight,
+        blend.recency_half_life,
+        by_source,
     )
     return blend, neighbours
 
 
+def _blend_of(count: int, mix: tuple[float, float], recalls: dict, ease: float | None) -> Blend:
+    """The chosen mix with its evidence: recall by weight and by half-life, each at its best other half."""
+    by_weight: dict[str, float] = {}
+    by_half_life: dict[str, float] = {}
+    for (weight, half_life), recall in recalls.items():
+        by_weight[str(weight)] = max(by_weight.get(str(weight), 0.0), round(recall, 5))
+        if weight > 0:
+            by_half_life[str(half_life)] = max(by_half_life.get(str(half_life), 0.0), round(recall, 5))
+    return Blend(
+        count,
+        mix[0],
+        by_weight,
+        regularisation=ease,
+        recency_half_life=mix[1],
+        valid_recall_by_half_life=by_half_life,
+    )
+
+
 def _judge_new(
-    run: _Refresh, result: TrainResult, neighbours: Neighbours | None, weight: float
+    run: _Refresh, result: TrainResult, neighbours: Neighbours | None, blend: Blend
 ) -> tuple[Quality, Quality]:
     """The new model as it will be served, and popularity, on the test users."""
     test = judge_model(
@@ -232,7 +253,7 @@ def _judge_new(
         run.device,
         run.settings.features.affinity_half_life_s,
         neighbours=neighbours,
-        weight=weight,
+        mix=(blend.weight, blend.recency_half_life),
     )
     return test, judge_popularity(run.split.test, run.items, run.split.item_counts)
 

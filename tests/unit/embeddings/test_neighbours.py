@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamrec.embeddings.neighbours import Neighbours, TowerMoments, blended, vote_moments
+from streamrec.embeddings.neighbours import (
+    Neighbours,
+    TowerMoments,
+    blended,
+    newest_last,
+    recency_decay,
+    vote_moments,
+)
 
 
 def test_ease_neighbours_are_the_closed_form_weights_largest_first():
@@ -39,6 +46,20 @@ def test_neighbours_are_the_cosine_of_co_occurrence_best_first():
     }
     again = Neighbours.from_arrays(neighbours.to_arrays())
     assert np.array_equal(again.rows, neighbours.rows) and Neighbours.from_arrays({}) is None
+
+
+def test_a_half_life_makes_the_newest_items_vote_louder():
+    neighbours = Neighbours.from_histories([[0, 1], [0, 1], [2, 3], [2, 3]], items=4, k=1)
+    assert newest_last(["a", "b", "a", "c"]) == ["b", "a", "c"]  # "a" at its latest place
+    assert np.allclose(recency_decay(3, 1.0), [0.25, 0.5, 1.0]) and np.allclose(recency_decay(2, 0.0), [1, 1])
+    # 0 votes for 1, 2 for 3; 2 is the newest: with a half-life of one item, 0's vote is halved.
+    candidates, votes = neighbours.votes(np.array([0, 2]), half_life=1.0)
+    assert dict(zip(candidates.tolist(), votes.round(4).tolist(), strict=True)) == {1: 0.5, 3: 1.0}
+    # An item outside the neighbours' rows (-1, or added after training) still counts as a newer item.
+    candidates, votes = neighbours.votes(np.array([0, 2, 4, -1]), half_life=1.0)
+    assert dict(zip(candidates.tolist(), votes.round(4).tolist(), strict=True)) == {1: 0.125, 3: 0.25}
+    _, alike = neighbours.votes(np.array([0, 2]))
+    assert alike.round(4).tolist() == [1.0, 1.0]
 
 
 def test_remapping_follows_the_ids_onto_new_rows():

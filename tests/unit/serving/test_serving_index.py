@@ -201,7 +201,7 @@ def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
     rng = np.random.default_rng(0)
     histories = [list(rng.choice(len(ITEMS), size=8, replace=False)) for _ in range(200)]
     neighbours = Neighbours.from_histories(histories, len(ITEMS), k=20)
-    manifest = Manifest(created=0.0, params=Params(blend=Blend(weight=0.5)))
+    manifest = Manifest(created=0.0, params=Params(blend=Blend(weight=0.5, recency_half_life=1.0)))
     store = ModelStore(tmp_path)
     version = load_version(store, publish_model(store, model, ITEMS, None, manifest, neighbours=neighbours))
     assert version.blend_weight == 0.5 and version.neighbours is not None
@@ -212,8 +212,10 @@ def test_the_served_blend_ranks_as_the_trainer_judged_it(tmp_path):
     holdout = Holdout([user], [{"i1"}], [set()])
     encoded = encode_holdout(holdout, ITEMS, SMALL, ServingConfig().affinity_half_life_s)
     catalog = to_tensors(encode_items(ITEMS, SMALL))
-    judged = ranked_lists(model, encoded, catalog, ITEMS, torch.device("cpu"), 10, neighbours, (0.0, 0.5))
-    assert served == judged[0.5]["0"] and served != judged[0.0]["0"]
+    mixes = ((0.0, 0.0), (0.5, 1.0), (0.5, 0.0))
+    judged = ranked_lists(model, encoded, catalog, ITEMS, torch.device("cpu"), 10, neighbours, mixes)
+    assert served == judged[(0.5, 1.0)]["0"] and served != judged[(0.0, 0.0)]["0"]
+    assert served != judged[(0.5, 0.0)]["0"]  # the newest items' votes louder: another answer
     # Each item's source is the part of its blended score that leads: here both.
     sources = [s.source for s in serving.recommend(user, 10, explain=True)]
     assert set(sources) == {"towers", "neighbours"}

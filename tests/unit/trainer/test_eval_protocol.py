@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streamrec.foundation.schema import Event
-from streamrec.trainer.eval_protocol import judge, window_split, without_past
+from streamrec.trainer.eval_protocol import judge, session_split, window_split, without_past
 
 
 def _events(user: str, items: list[str], start: float = 0.0) -> list[Event]:
@@ -28,6 +28,23 @@ def test_a_user_whose_window_holds_nothing_new_has_no_targets():
 def test_the_split_orders_by_time_not_by_the_logs_order():
     log = list(reversed(_events("u1", ["a", "b", "c", "d", "e"])))
     assert window_split(log).targets == {"u1": {"e"}}
+
+
+def test_sessions_that_begin_in_the_last_day_are_tested_from_their_second_click():
+    day = 86_400.0
+    log = (
+        _events("old", ["a", "b", "c"])
+        + _events("new", ["a", "b", "a", "d"], start=3 * day + 60)
+        + _events("repeat", ["b", "b"], start=3 * day + 60)
+        + _events("single", ["c"], start=3 * day + 60)
+        + _events("late", ["c", "d"], start=4 * day)  # the newest start: the cut is a day before it
+    )
+    split = session_split(log)
+    assert set(split.windows) == {"new", "late"} and split.targets == {"new": {"b", "d"}, "late": {"d"}}
+    assert [e.item_id for e in split.windows["new"]] == ["b", "a", "d"] and split.seen["new"] == {"a"}
+    known = {(e.user_id, e.item_id) for e in split.train}
+    assert ("new", "a") in known and ("new", "b") not in known  # only a test session's first click
+    assert {"old", "repeat", "single"} <= {user for user, _ in known} and split.repeats == {}
 
 
 def test_a_ranking_without_the_past_skips_each_users_own_items():

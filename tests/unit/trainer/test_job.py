@@ -11,7 +11,7 @@ from streamrec.foundation.store import ModelStore
 from streamrec.shop.simulate import Shop, ShopConfig
 from streamrec.trainer.cache import InteractionCache
 from streamrec.trainer.config import TrainerConfig
-from streamrec.trainer.evaluate import BLEND_WEIGHTS
+from streamrec.trainer.evaluate import BLEND_WEIGHTS, HALF_LIVES
 from streamrec.trainer.job import train_and_publish
 
 
@@ -49,6 +49,10 @@ def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
     blend = manifest.params.blend
     tried = {float(w) for w in blend.valid_recall_by_weight}
     assert blend.neighbours == 20 and blend.weight in tried and set(BLEND_WEIGHTS) < tried  # the grid, then finer
+    assert {float(h) for h in blend.valid_recall_by_half_life} == set(HALF_LIVES)
+    assert blend.valid_recall_by_half_life[str(blend.recency_half_life)] == max(
+        blend.valid_recall_by_half_life.values()
+    )
     assert set(blend.valid_recall_by_source) == {"cosine", "ease(100)", "ease(300)", "ease(1000)"}
     chosen = "cosine" if blend.source == "cosine" else f"ease({blend.regularisation:g})"
     assert blend.valid_recall_by_source[chosen] == max(blend.valid_recall_by_source.values())
