@@ -515,11 +515,13 @@ def bench_baskets(
 def _quality_table(report: Any, product: str) -> None:
     """Each system's figures; the product's as the mean over its seeds, min-max beneath, with its training time."""
     table = Table("system", "recall@10", "recall@20", "recall@50", "NDCG@20", "coverage@20", "diversity@20", "train s")
+    # The product's training time: to the version served, and to its first servable one.
     spread = report.product_spread()
     for name, quality in report.systems.items():
         seconds = f"{statistics.mean(report.train_s[name]):.1f}" if name in report.train_s else ""
         if name == product:
             cells = [f"{spread[m]['mean']:.4f}\n{spread[m]['min']:.4f}-{spread[m]['max']:.4f}" for m in spread]
+            seconds += f"\nfirst {statistics.mean(report.first_servable_s):.1f}"
             table.add_row(
                 f"[bold]{name}[/] (mean of {len(report.product_runs)})",
                 *cells,

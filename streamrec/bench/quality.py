@@ -48,6 +48,7 @@ class QualityReport:
     diversity: dict[float, Quality] = field(default_factory=dict)  # the first seed's lists of 20 per knob setting
     buy_again: dict[str, Quality] = field(default_factory=dict)  # the product's and the baselines', on repeats
     train_s: dict[str, list[float]] = field(default_factory=dict)  # per system (the product: per seed)
+    first_servable_s: list[float] = field(default_factory=list)  # the product's, per seed
     tune_s: dict[str, float] = field(default_factory=dict)  # each peer's grid on the validation window
     blends: list[dict] = field(default_factory=list)  # the neighbours the trainer chose, per seed
 
@@ -83,6 +84,7 @@ class QualityReport:
             "product_recall@20_spread": round(max(recalls) - min(recalls), 5),
             "ratio_to_best_peer_per_seed": ratios,
             "train_s": self.train_s,
+            "product_first_servable_s": self.first_servable_s,
             "peer_tune_s": self.tune_s,
             "product_neighbours_per_seed": self.blends,
             "manifest_test_recall@20_per_seed": [m.get("recall@20") for m in self.manifests],
@@ -102,7 +104,8 @@ class ProductRun:
     rankings: dict[str, list[str]]  # each test user's list, without the user's past items
     manifest_test: dict  # the trained version's own test figures
     by_diversity: dict[float, dict[str, list[str]]]  # lists of SHOWN items per knob setting
-    train_s: float  # the refresh up to a servable model: examples, towers, neighbours and their choice
+    train_s: float  # from the first refresh's start to the served version
+    first_servable_s: float  # the first refresh up to a servable model
     blend: dict  # the neighbours' kind and weight the trainer chose
     buy_again: dict[str, list[str]]  # GET /users/{id}/buy-again for the users with repeat purchases
 
@@ -121,35 +124,60 @@ async def product_rankings(
         await send_replay(producer, split.train, items)
     await _fold(settings, kafka, split.train, on_status)
     on_status("training (the trainer's own refresh) ...")
-    manifest = await train_product(settings, kafka)
-    on_status(f"serving {manifest.version} and asking the API for {len(split.targets):,} users ...")
+    trained = await train_product(settings, kafka)
+    manifest = trained.served
+    on_status(
+        f"first servable version in {trained.first_servable_s} s; serving {manifest.version} "
+        f"({trained.total_s} s in all) and asking the API for {len(split.targets):,} users ..."
+    )
     rankings, by_diversity, again = await _ask_api(settings, kafka, split, diversities)
     return ProductRun(
         rankings,
         manifest.metrics.get("test", {}),
         by_diversity,
-        servable_s(manifest),
+        trained.total_s,
+        trained.first_servable_s,
         manifest.params.blend.to_json(),
         again,
     )
 
 
-async def train_product(settings: Settings, kafka: KafkaConnection) -> Manifest:
-    """The trainer's own refresh (forced) on what the worker folded: the manifest of the version it made current."""
+@dataclass(frozen=True)
+class Trained:
+    """The trainer's refreshes as deployed: the first servable version and the one served after it."""
+
+    first: Manifest
+    served: Manifest  # the refinement of a first version cut short by its budget, where the gate passed it
+    total_s: float  # from the first refresh's start to the served version
+
+    @property
+    def first_servable_s(self) -> float:
+        """The first refresh up to a servable model: examples, towers, neighbours and their choice."""
+        training = self.first.training
+        return round(training.examples_s + training.train_s + training.neighbours_s, 2)
+
+
+async def train_product(settings: Settings, kafka: KafkaConnection) -> Trained:
+    """The trainer's own refreshes on what the worker folded: the first version
+    (time-budgeted, forced current), then, if the budget cut it short, its
+    refinement, made current only if the gate passes, as `streamrec train` runs them."""
     trainer = TrainerConfig.from_settings(settings)
     cache = open_cache(trainer)
     await refresh_cache(trainer, kafka, cache)
     store = ModelStore.in_data_dir(settings.data_dir)
-    outcome = await asyncio.to_thread(train_and_publish, trainer, cache, store, force=True)
+    first = await _refresh(trainer, cache, store, force=True)
+    if not first.training.cut_short:
+        return Trained(first, first, first.training.seconds)
+    refined = await _refresh(trainer, cache, store, force=False)
+    served = store.load_manifest(store.current() or first.version)
+    return Trained(first, served, round(first.training.seconds + refined.training.seconds, 2))
+
+
+async def _refresh(trainer: TrainerConfig, cache, store: ModelStore, *, force: bool) -> Manifest:
+    outcome = await asyncio.to_thread(train_and_publish, trainer, cache, store, force=force)
     if outcome.manifest is None:
         raise RuntimeError(f"the trainer made no version: {outcome.reason}")
     return outcome.manifest
-
-
-def servable_s(manifest: Manifest) -> float:
-    """The refresh up to a servable model: examples, towers, neighbours and their choice."""
-    training = manifest.training
-    return round(training.examples_s + training.train_s + training.neighbours_s, 2)
 
 
 async def _fold(
@@ -268,6 +296,7 @@ async def bench_quality(
         report.product_runs.append(quality)
         report.manifests.append(run.manifest_test)
         report.train_s.setdefault(PRODUCT, []).append(run.train_s)
+        report.first_servable_s.append(run.first_servable_s)
         report.blends.append(run.blend)
         for diversity, lists in run.by_diversity.items():
             report.diversity[diversity] = judge(lists, split.targets, len(item_ids), category_of, ks=(SHOWN,))

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-from streamrec.bench.quality import quality_settings, servable_s, train_product
+from streamrec.bench.quality import quality_settings, train_product
 from streamrec.bench.session_knn import STAN, VSKNN, SessionKnn, ranked
 from streamrec.embeddings.neighbours import Neighbours
 from streamrec.foundation.kafka import KafkaConnection
@@ -156,7 +156,7 @@ async def bench_streaming(
 
         await _until(folded, tasks[0], 600, "the training events folded")
         on_status("training (the trainer's own refresh) ...")
-        train_s = servable_s(await train_product(run, kafka))
+        train_s = (await train_product(run, kafka)).total_s
         tasks.append(asyncio.create_task(run_server(run, kafka, stop, live)))
         await _until(
             lambda: live.current is not None and len(live.features) >= len(split.seen), tasks[1], 120, "serving"

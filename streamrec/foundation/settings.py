@@ -136,6 +136,7 @@ class TrainerSettings:
     warm_replay: float
     warm_epochs: int
     warm_lr: float
+    first_budget_s: float
     seed: int
     gate_tolerance: float
     models_keep: int
@@ -338,6 +339,15 @@ class Settings(BaseSettings):
         description=(
             "Wall-clock seconds the towers may train: no epoch starts that would end past them (the first always "
             "runs). 0: no budget, only epochs and early stopping."
+        ),
+    )
+    train_first_budget_s: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "The towers' time budget of the first version (none is served yet): a servable model soon after a "
+            "start. A version cut short by it is refined at once, from its weights without the budget, and "
+            "replaces it only if the gate passes. 0: the first version trains in full."
         ),
     )
     train_seed: int = Field(0, description="Seed of initialisation and sampling.")

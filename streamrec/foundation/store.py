@@ -114,6 +114,7 @@ class Training:
     neighbours_s: float = 0.0
     judge_s: float = 0.0
     epochs: int = 0
+    cut_short: bool = False  # the towers' time budget ended the training (more epochs would have run)
     examples_per_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: loss, validation figures
 

@@ -107,6 +107,7 @@ def train_and_publish(
         round(time.time() - started, 2),
         **run.phases.seconds,
         epochs=len(result.history),
+        cut_short=result.cut_short,
         examples_per_s=round(result.examples_per_s, 1),
         history=result.history,
     )
@@ -146,6 +147,8 @@ def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainRes
     tconfig, window = settings.train, settings.trainer
     if plan.kind == "warm":
         tconfig = replace(tconfig, epochs=min(tconfig.epochs, window.warm_epochs), lr=window.warm_lr)
+    if plan.budget_s > 0:
+        tconfig = replace(tconfig, budget_s=min(tconfig.budget_s or plan.budget_s, plan.budget_s))
     log.info(
         "%s refresh (%s) on %d examples (%d validation and %d test users held out), %d items, device %s",
         plan.kind,
@@ -156,7 +159,7 @@ def _train(run: _Refresh, on_progress: Callable[[dict], None]) -> tuple[TrainRes
         len(run.items),
         run.device,
     )
-    start = run.current.model if plan.kind == "warm" else None
+    start = run.current.model if plan.kind in ("warm", "refine") else None
     result = train(
         split,
         run.items,

@@ -1,5 +1,7 @@
-"""Whether a refresh starts from scratch ("full") or continues from the
-current version's weights ("warm"), and what a warm one learns from."""
+"""Whether a refresh starts from scratch ("full"), continues from the
+current version's weights on new events ("warm") or on everything
+("refine": the first version, cut short by its time budget, trained on),
+and what it learns from."""
 
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ class Plan:
     since_ts: float = float("-inf")
     warm_in_a_row: int = 0  # warm refreshes since the last full one, this one included
     new_events: int = 0  # of the window, after `since_ts`
+    budget_s: float = 0.0  # the towers' time budget (0: the settings' own)
 
     def teaches(self, events: list[Event], settings: TrainerSettings) -> EventFilter:
-        if self.kind == "full":
+        if self.kind != "warm":
             return lambda event: True
         old = len(events) - self.new_events
         return newer_and_sampled(self.since_ts, settings.warm_replay, self.new_events, old, settings.seed)
@@ -48,12 +51,23 @@ def new_events_since_current(store: ModelStore, cache: InteractionCache) -> int:
     return sum(1 for e in cache.events if e.ts > last_ts)
 
 
+def cut_short_current(store: ModelStore) -> str | None:
+    """The current version if the first version's budget cut its towers
+    short and no refresh has been tried since (its refinement is due)."""
+    current, versions = store.current(), store.versions()
+    if current is None or not versions or versions[-1] != current:
+        return None
+    return current if store.load_manifest(current).training.cut_short else None
+
+
 def plan_refresh(settings: TrainerConfig, store: ModelStore, cache: InteractionCache, *, full: bool = False) -> Plan:
     current = store.current()
-    if current is None:
-        return Plan("full", "first version")
     if full:
         return Plan("full", "asked for")
+    if current is None:
+        return Plan("full", "first version", budget_s=settings.trainer.first_budget_s)
+    if cut_short_current(store) is not None:
+        return Plan("refine", f"{current}'s towers were cut short by the first version's budget", current)
     manifest = store.load_manifest(current)
     in_a_row = manifest.training.warm_in_a_row + 1
     if in_a_row >= settings.trainer.full_every:

@@ -19,7 +19,7 @@ from streamrec.trainer.data import catalog_of, open_cache, refresh_cache, split_
 from streamrec.trainer.eval_protocol import KS
 from streamrec.trainer.evaluate import Evaluation, evaluate_version
 from streamrec.trainer.job import IndexChooser, RunOutcome, train_and_publish
-from streamrec.trainer.plan import new_events_since_current
+from streamrec.trainer.plan import cut_short_current, new_events_since_current
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,13 @@ async def train_once(
     choose_index: IndexChooser | None = None,
     cache: InteractionCache | None = None,
 ) -> RunOutcome:
-    """Read new events, train unless too few arrived, publish, announce.
+    """Read new events, train unless too few arrived (a first version cut
+    short by its budget is refined whatever arrived), publish, announce.
     `cache`: the trainer's cache already in memory (else read from disk)."""
     store, cache = ModelStore.in_data_dir(settings.data_dir), cache or open_cache(settings)
     await refresh_cache(settings, kafka, cache)
     pending = new_events_since_current(store, cache)
-    if pending < min_new_events:
+    if pending < min_new_events and cut_short_current(store) is None:
         since = store.current() or "the start"
         return RunOutcome(reason=f"skipped: {pending} new events since {since}, fewer than {min_new_events}")
     # Training is CPU (or GPU) bound for minutes: off the event loop, so Ctrl-C is still heard.
@@ -70,7 +71,8 @@ async def train_every(
     on_progress: Callable[[dict], None] = lambda s: None,
     choose_index: IndexChooser | None = None,
 ) -> None:
-    """Run `train_once` every `every_s` seconds until `stop`; a failed run is
+    """Run `train_once` every `every_s` seconds until `stop` (at once after a
+    first version cut short by its budget, to refine it); a failed run is
     logged with its reason and leaves the current version in place. The cache
     stays in memory between runs (a refresh then reads only what is new from
     Kafka, not the whole window from disk); after a failure it is read again."""
@@ -87,6 +89,8 @@ async def train_every(
                 cache=cache,
             )
             on_outcome(outcome)
+            if outcome.promoted and cut_short_current(ModelStore.in_data_dir(settings.data_dir)):
+                continue  # a first version cut short by its budget: its refinement starts at once
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad run, and says why
             cache = None  # memory may be ahead of or behind the disk: start again from what was written
             log.error(

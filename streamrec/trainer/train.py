@@ -52,6 +52,7 @@ class TrainResult:
     valid: Quality
     history: list[dict] = field(default_factory=list)
     examples_per_s: float = 0.0
+    cut_short: bool = False  # the time budget, not the epochs or early stopping, ended it
 
 
 def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -184,7 +185,7 @@ def train(
     optimisers = _optimisers(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    n, started, seen = len(data), time.perf_counter(), 0
+    n, started, seen, cut_short = len(data), time.perf_counter(), 0, False
     for epoch in range(config.epochs):
         model.train()
         order = torch.as_tensor(generator.permutation(n), device=device)
@@ -212,13 +213,14 @@ def train(
             stale += 1
             if stale >= config.patience:
                 break
-        if _past_budget(config.budget_s, time.perf_counter() - started, epoch + 1):
+        if epoch + 1 < config.epochs and _past_budget(config.budget_s, time.perf_counter() - started, epoch + 1):
             log.info("stopping after epoch %d: another would end past the %g s budget", epoch, config.budget_s)
+            cut_short = True
             break
     if best is None or best_state is None:
         raise ValueError(f"nothing was trained: {config.epochs} epochs (at least 1 is needed)")
     model.load_state_dict(best_state)
-    return TrainResult(model.eval(), best, history, seen / (time.perf_counter() - started))
+    return TrainResult(model.eval(), best, history, seen / (time.perf_counter() - started), cut_short)
 
 
 def _past_budget(budget_s: float, elapsed_s: float, epochs_done: int) -> bool:

@@ -16,6 +16,7 @@ from streamrec.trainer.cache import InteractionCache
 from streamrec.trainer.config import TrainerConfig
 from streamrec.trainer.examples import build_examples, newer_and_sampled
 from streamrec.trainer.job import train_and_publish
+from streamrec.trainer.plan import cut_short_current
 
 CPU = torch.device("cpu")
 
@@ -109,3 +110,21 @@ def test_a_window_mostly_new_is_learned_by_a_full_refresh(tmp_path):
         TrainerConfig.from_settings(small_settings(tmp_path)), cache, store, device=CPU, force=True
     ).manifest.training
     assert training.kind == "full" and "67% of the window is new" in training.why
+
+
+def test_a_first_version_cut_short_by_its_budget_is_refined_once_from_its_weights(tmp_path):
+    shop = Shop(ShopConfig(users=100, items=80, categories=4, seed=7, new_item_every=0))
+    cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
+    cache.append([r for r in shop.stream(3000) if isinstance(r, Event)], shop.catalog(), {})
+    settings = TrainerConfig.from_settings(small_settings(tmp_path, train_first_budget_s=1e-6))
+    store = ModelStore.in_data_dir(settings.data_dir)
+    first = train_and_publish(settings, cache, store, device=CPU).manifest
+    assert first.training.why == "first version" and first.training.cut_short and first.training.epochs == 1
+    assert cut_short_current(store) == first.version
+    refined = train_and_publish(settings, cache, store, device=CPU).manifest  # no new event: refined all the same
+    assert refined.training.kind == "refine" and refined.training.base == first.version
+    assert not refined.training.cut_short and refined.training.epochs > 1  # no budget now
+    assert refined.gate.against == first.version  # promoted only through the gate
+    # Refined once: whether or not it passed, the next refresh is planned as usual.
+    assert cut_short_current(store) is None
+    assert train_and_publish(settings, cache, store, device=CPU).manifest.training.kind != "refine"
