@@ -64,15 +64,18 @@ def split_of(
     )
 
 
-def neighbours_of(split: Split, items: list[Item], k: int, ease: float | None = None) -> Neighbours | None:
+def neighbours_of(
+    split: Split, items: list[Item], k: int, ease: float | None = None, transitions: float = 0.0
+) -> Neighbours | None:
     """Item neighbours from the training examples alone (no held-out window
-    leaks in): co-occurrence, or EASE's weights at regularisation `ease`."""
+    leaks in): co-occurrence, or EASE's weights at regularisation `ease`
+    (with the next-click `transitions` at that share)."""
     if k <= 0:
         return None
     row = {item.item_id: n for n, item in enumerate(items)}
     histories = [[row[i] for i in history if i in row] for history in split.histories.values()]
     if ease is not None:
-        return Neighbours.from_ease(histories, len(items), k, ease)
+        return Neighbours.from_ease(histories, len(items), k, ease, transitions)
     return Neighbours.from_histories(histories, len(items), k)
 
 

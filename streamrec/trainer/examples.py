@@ -140,10 +140,10 @@ def build_examples(
         has_state = bool(user.recent_items)  # a first event has no state to learn from
         before = user.copy() if has_state and teaches(event) else None
         item = catalog.get(event.item_id)
-        if not apply_event(user, event, item.category if item else None, config) or not has_state:
+        if not apply_event(user, event, item.category if item else None, config):
             continue
         split.item_counts[event.item_id] += 1.0
-        split.histories[user_id].append(event.item_id)
+        split.histories[user_id].append(event.item_id)  # a first event too: a short session's clicks all count
         if before is not None:
             split.train.add(before, event.item_id, purchase_weight if event.type == "purchase" else 1.0, event.ts)
     for user_id, (state, window) in windows.items():

@@ -184,6 +184,9 @@ def neighbour_sources(settings: TrainerSettings, items: int) -> list[float | Non
     return [None, *(EASE_REGULARISATIONS if fits else ())]
 
 
+TRANSITIONS = 0.5  # the next-click weights' share beside EASE's, tried at EASE's best lambda
+
+
 def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours | None]:
     """The neighbours' kind and weight with the best recall on the validation
     users, or (warm) the base's kind and weight."""
@@ -196,37 +199,49 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
         # Small steps from the base's towers: the choice its validation users made stands (saves the judgings),
         # on co-occurrence if the catalog outgrew EASE.
         ease = base.regularisation if base.regularisation in sources else None
-        blend = replace(base, neighbours=count, weight_from=run.current.version, regularisation=ease)
-        return blend, neighbours_of(run.split, run.items, count, ease)
-    best: tuple[float, Blend, Neighbours | None] = (-1.0, Blend(count), None)
-    by_source = {}
-    for ease in sources:
-        neighbours = neighbours_of(run.split, run.items, count, ease)
-        mix, recalls = choose_blend(
-            result.model,
-            neighbours,
-            run.split.valid,
-            run.items,
-            settings.model,
-            run.device,
-            settings.features.affinity_half_life_s,
+        transitions = base.transitions if ease is not None else 0.0
+        blend = replace(
+            base, neighbours=count, weight_from=run.current.version, regularisation=ease, transitions=transitions
         )
-        by_source["cosine" if ease is None else f"ease({ease:g})"] = round(recalls[mix], 5)
-        if recalls[mix] > best[0]:
-            best = (recalls[mix], _blend_of(count, mix, recalls, ease), neighbours)
-    _, blend, neighbours = best
-    blend = replace(blend, valid_recall_by_source=by_source)
+        return blend, neighbours_of(run.split, run.items, count, ease, transitions)
+    tried: list[tuple[float, Blend, Neighbours | None]] = []
+    for ease in sources:
+        tried.append(_judge_source(run, result, count, ease))
+    best_ease = max(tried, key=lambda t: t[0])[1].regularisation
+    if best_ease is not None:  # what comes next, beside what goes together
+        tried.append(_judge_source(run, result, count, best_ease, TRANSITIONS))
+    _, blend, neighbours = max(tried, key=lambda t: t[0])
+    blend = replace(blend, valid_recall_by_source={b.source_name: round(r, 5) for r, b, _ in tried})
     log.info(
         "neighbours: %s at weight %.2g, recency half-life %g (validation recall@20 by source: %s)",
-        blend.source,
+        blend.source_name,
         blend.weight,
         blend.recency_half_life,
-        by_source,
+        blend.valid_recall_by_source,
     )
     return blend, neighbours
 
 
-def _blend_of(count: int, mix: tuple[float, float], recalls: dict, ease: float | None) -> Blend:
+def _judge_source(
+    run: _Refresh, result: TrainResult, count: int, ease: float | None, transitions: float = 0.0
+) -> tuple[float, Blend, Neighbours | None]:
+    """One kind of neighbours at its best mix on the validation users: (recall@20, blend, neighbours)."""
+    neighbours = neighbours_of(run.split, run.items, count, ease, transitions)
+    mix, recalls = choose_blend(
+        result.model,
+        neighbours,
+        run.split.valid,
+        run.items,
+        run.settings.model,
+        run.device,
+        run.settings.features.affinity_half_life_s,
+    )
+    return recalls[mix], _blend_of(count, mix, recalls, ease, transitions), neighbours
+
+
+def _blend_of(
+    count: int, mix: tuple[float, float], recalls: dict, ease: float | None, transitions: float = 0.0
+) -> Blend:
     """The chosen mix with its evidence: recall by weight and by half-life, each at its best other half."""
     by_weight: dict[str, float] = {}
     by_half_life: dict[str, float] = {}
@@ -241,6 +256,7 @@ def _blend_of(count: int, mix: tuple[float, float], recalls: dict, ease: float |
         regularisation=ease,
         recency_half_life=mix[1],
         valid_recall_by_half_life=by_half_life,
+        transitions=transitions,
     )
 
 

@@ -7,9 +7,12 @@ import numpy as np
 from streamrec.embeddings.neighbours import (
     Neighbours,
     TowerMoments,
+    _had,
     blended,
+    ease_weights,
     newest_last,
     recency_decay,
+    transition_weights,
     vote_moments,
 )
 
@@ -60,6 +63,18 @@ def test_a_half_life_makes_the_newest_items_vote_louder():
     assert dict(zip(candidates.tolist(), votes.round(4).tolist(), strict=True)) == {1: 0.125, 3: 0.25}
     _, alike = neighbours.votes(np.array([0, 2]))
     assert alike.round(4).tolist() == [1.0, 1.0]
+
+
+def test_transitions_are_directed_what_comes_next():
+    # 0 is always followed by 1 (and 1 by 2): transitions point forward, EASE's weights both ways.
+    sequences = [[0, 1], [0, 1, 2], [3, 0, 1], [1, 2]]
+    following = transition_weights(sequences, items=4, regularisation=0.1)
+    assert following[0, 1] > 0.5 and following[1, 2] > 0.5
+    assert abs(following[1, 0]) < 0.1 and abs(following[2, 1]) < 0.1 and following[0, 0] == 0.0
+    together = ease_weights(_had(sequences, 4), 0.1)
+    assert together[1, 0] > 0.1  # EASE: 1 "goes with" 0 as much as 0 with 1
+    mixed = Neighbours.from_ease(sequences, 4, k=2, regularisation=0.1, transitions=1.0)
+    assert mixed.rows[0, 0] == 1 and mixed.rows[1, 0] == 2  # the next click first
 
 
 def test_remapping_follows_the_ids_onto_new_rows():

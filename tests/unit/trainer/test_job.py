@@ -53,9 +53,11 @@ def test_a_run_records_the_hooks_index_and_the_blend_before_promoting(tmp_path):
     assert blend.valid_recall_by_half_life[str(blend.recency_half_life)] == max(
         blend.valid_recall_by_half_life.values()
     )
-    assert set(blend.valid_recall_by_source) == {"cosine", "ease(100)", "ease(300)", "ease(1000)"}
-    chosen = "cosine" if blend.source == "cosine" else f"ease({blend.regularisation:g})"
-    assert blend.valid_recall_by_source[chosen] == max(blend.valid_recall_by_source.values())
+    by_source = blend.valid_recall_by_source
+    best_ease = max((s for s in by_source if "+" not in s and s != "cosine"), key=by_source.get)
+    # Each kind, then the next-click transitions beside EASE's best lambda.
+    assert set(by_source) == {"cosine", "ease(100)", "ease(300)", "ease(1000)", f"{best_ease}+transitions(0.5)"}
+    assert by_source[blend.source_name] == max(by_source.values())
     assert {"recall@20", "ndcg@20", "coverage@20", "diversity@20", "users"} <= set(manifest.metrics["test"])
 
 
