@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from streamrec.cli import app
@@ -101,18 +102,37 @@ def test_a_log_without_the_named_columns_is_one_line_and_exit_code_2(tmp_path):
     assert result.exit_code == 2 and "user_id" in result.output
 
 
-def test_the_streaming_evaluation_scores_every_system_on_the_same_next_events(kafka, settings, tmp_path, monkeypatch):
+def _write_sessions(directory, events: int = 3000):
+    """The simulated shop as anonymous sessions a minute apart: each user's events of each 5 hours are one session."""
+    shop = Shop(ShopConfig(users=150, items=300, categories=6, seed=4, new_item_every=0))
+    log = directory / "sessions.csv"
+    with log.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user", "item", "kind", "when"])
+        clicks = (record for record in shop.stream(events) if isinstance(record, Event))
+        for n, record in enumerate(clicks):
+            writer.writerow([f"{record.user_id}-{n // 300}", record.item_id, record.type, n * 60])
+    return log
+
+
+@pytest.mark.parametrize("sessions", [False, True], ids=["users", "sessions"])
+def test_the_streaming_evaluation_scores_every_system_on_the_same_next_events(
+    kafka, settings, tmp_path, monkeypatch, sessions
+):
     ratings, items = _write_log(tmp_path)
+    log = _write_sessions(tmp_path) if sessions else ratings
     _small_settings(monkeypatch, kafka, settings)
     columns = ["--user-col", "user", "--item-col", "item", "--type-col", "kind", "--time-col", "when"]
-    columns += ["--items-category-col", "genres"]
-    args = ["bench", "streaming", str(ratings), "--items", str(items), *columns, "--users", "40", "--per-user", "3"]
+    columns += ["--items-category-col", "genres", "--users", "40", "--per-user", "3"]
+    args = ["bench", "streaming", str(log), "--items", str(items), *columns, *(["--sessions"] if sessions else [])]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report["systems"]) == {
         "streamrec (real time)",
         "streamrec (batch)",
+        "V-SkNN",
+        "STAN",
         "item-kNN (newest item)",
         "popularity",
     }
@@ -120,3 +140,4 @@ def test_the_streaming_evaluation_scores_every_system_on_the_same_next_events(ka
         assert 0.0 <= scores["mrr@20"] <= scores["hr@20"] <= 1.0
     assert report["users"] == 40 and 40 <= report["events"] <= 120 and report["late_rounds"] == 0
     assert report["train_s"] > 0 and report["real_time_over_batch_hr@20"] >= 0
+    assert report["real_time_over_V-SkNN_hr@20"] >= 0 and report["real_time_over_STAN_hr@20"] >= 0
