@@ -2,17 +2,20 @@
 
 The product is trained as `bench quality` trains it (the training events
 replayed to a broker, folded by a worker, learned by the trainer's own
-refresh, served by the API), on each user's events before their window. Then
-the test users' window events go through the broker in rounds, each user's
-next event per round, a worker folding them; before each, the API is asked
-for the user's recommendations. Scored: next-event HR@20 and MRR@20, over
-the events whose item the user had not had (the protocol's new items).
+refreshes, served by the API), on each user's events before their window.
+Then the test users' window events go through the broker in rounds, each
+user's next event per round, a worker folding them; before each, the API is
+asked for the user's recommendations. Scored: next-event HR@20 and MRR@20,
+over the events whose item the user had not had (the protocol's new items).
+With `sessions` the users are anonymous sessions: those that begin in the
+log's last day are the test ones, known by their first click.
 
 Beside it, on the same events: the product's answer asked once before the
 window (a nightly batch recommender's all day: what the real-time path adds
-is the difference), item-kNN from the user's newest item (cosine of
-co-occurrence over the training events: the classic session baseline), and
-popularity.
+is the difference), V-SkNN and STAN on the user's clicks so far
+(`streamrec.bench.session_knn`), item-kNN from the user's newest item
+(cosine of co-occurrence over the training events: the classic session
+baseline), and popularity.
 """
 
 from __future__ import annotations
