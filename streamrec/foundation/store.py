@@ -123,7 +123,7 @@ class Training:
     neighbours_s: float = 0.0
     judge_s: float = 0.0
     epochs: int = 0
-    cut_short: bool = False  # the towers' time budget ended the training (more epochs would have run)
+    cut_short: bool = False  # the first version's time budget ended the towers' training: a refinement is due
     examples_per_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: loss, validation figures
 

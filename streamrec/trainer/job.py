@@ -107,7 +107,7 @@ def train_and_publish(
         round(time.time() - started, 2),
         **run.phases.seconds,
         epochs=len(result.history),
-        cut_short=result.cut_short,
+        cut_short=_refinement_due(run, result),
         examples_per_s=round(result.examples_per_s, 1),
         history=result.history,
     )
@@ -184,12 +184,19 @@ def neighbour_sources(settings: TrainerSettings, items: int) -> list[float | Non
     return [None, *(EASE_REGULARISATIONS if fits else ())]
 
 
+def _refinement_due(run: _Refresh, result: TrainResult) -> bool:
+    """Whether the first version's budget (not `STREAMREC_TRAIN_BUDGET_S`, which bounds every refresh) cut the
+    towers short: the next refresh refines them."""
+    return result.cut_short and run.plan.budget_s > 0
+
+
 TRANSITIONS = 0.5  # the next-click weights' share beside EASE's, tried at EASE's best lambda
 
 
 def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours | None]:
     """The neighbours' kind and weight with the best recall on the validation
-    users, or (warm) the base's kind and weight."""
+    users (every kind; one for a first version to be refined next), or
+    (warm) the base's kind and weight."""
     settings, count = run.settings, run.settings.trainer.model_neighbours
     base = run.current.manifest.params.blend if run.current is not None else None
     if count <= 0:
@@ -204,11 +211,12 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
             base, neighbours=count, weight_from=run.current.version, regularisation=ease, transitions=transitions
         )
         return blend, neighbours_of(run.split, run.items, count, ease, transitions)
-    tried: list[tuple[float, Blend, Neighbours | None]] = []
-    for ease in sources:
-        tried.append(_judge_source(run, result, count, ease))
+    hurried = _refinement_due(run, result)  # one kind, EASE's middle lambda where it fits
+    if hurried:
+        sources = [sources[len(sources) // 2]]
+    tried = [_judge_source(run, result, count, ease) for ease in sources]
     best_ease = max(tried, key=lambda t: t[0])[1].regularisation
-    if best_ease is not None:  # what comes next, beside what goes together
+    if best_ease is not None and not hurried:  # what comes next, beside what goes together
         tried.append(_judge_source(run, result, count, best_ease, TRANSITIONS))
     _, blend, neighbours = max(tried, key=lambda t: t[0])
     blend = replace(blend, valid_recall_by_source={b.source_name: round(r, 5) for r, b, _ in tried})

@@ -124,7 +124,20 @@ def test_a_first_version_cut_short_by_its_budget_is_refined_once_from_its_weight
     refined = train_and_publish(settings, cache, store, device=CPU).manifest  # no new event: refined all the same
     assert refined.training.kind == "refine" and refined.training.base == first.version
     assert not refined.training.cut_short and refined.training.epochs > 1  # no budget now
+    # The first version in a hurry tried one kind of neighbours; its refinement tries them all.
+    assert set(first.params.blend.valid_recall_by_source) == {"ease(300)"}
+    assert len(refined.params.blend.valid_recall_by_source) == 5
     assert refined.gate.against == first.version  # promoted only through the gate
     # Refined once: whether or not it passed, the next refresh is planned as usual.
     assert cut_short_current(store) is None
     assert train_and_publish(settings, cache, store, device=CPU).manifest.training.kind != "refine"
+
+
+def test_a_budget_on_every_refresh_asks_for_no_refinement(tmp_path):
+    shop = Shop(ShopConfig(users=100, items=80, categories=4, seed=7, new_item_every=0))
+    cache = InteractionCache.open(tmp_path / "cache", max_events=100_000)
+    cache.append([r for r in shop.stream(3000) if isinstance(r, Event)], shop.catalog(), {})
+    settings = TrainerConfig.from_settings(small_settings(tmp_path, train_budget_s=1e-6, train_first_budget_s=0))
+    store = ModelStore.in_data_dir(settings.data_dir)
+    first = train_and_publish(settings, cache, store, device=CPU).manifest
+    assert first.training.epochs == 1 and not first.training.cut_short and cut_short_current(store) is None
