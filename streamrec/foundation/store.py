@@ -84,7 +84,7 @@ class Blend:
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)
         values["valid_recall@20_by_weight"] = values.pop("valid_recall_by_weight")
-        return {**values, "source": self.source}
+        return {**values, "source": self.source, "source_name": self.source_name}
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> Blend:

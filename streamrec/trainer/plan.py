@@ -32,7 +32,7 @@ class Plan:
     since_ts: float = float("-inf")
     warm_in_a_row: int = 0  # warm refreshes since the last full one, this one included
     new_events: int = 0  # of the window, after `since_ts`
-    budget_s: float = 0.0  # the towers' time budget (0: the settings' own)
+    budget_s: float = 0.0  # the first version's towers' time budget (0: only STREAMREC_TRAIN_BUDGET_S)
 
     def teaches(self, events: list[Event], settings: TrainerSettings) -> EventFilter:
         if self.kind != "warm":

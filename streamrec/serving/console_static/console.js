@@ -112,6 +112,11 @@ function indexCell(index) {
   return cell;
 }
 
+function blendCell(blend) {
+  const halfLife = blend.recency_half_life ? `, half-life ${blend.recency_half_life}` : "";
+  return `${blend.source_name || blend.source} x ${blend.weight}${halfLife}`;
+}
+
 async function models() {
   const [view, live] = await Promise.all([json("/console/api/models"), json("/console/api/overview")]);
   const versions = new Set((live.workers || []).filter((w) => !w.error).map((w) => served(w.publisher)));
@@ -125,7 +130,7 @@ async function models() {
     fixed(v["recall@20"], 4), fixed(v["popularity_recall@20"], 4), fixed(v["ndcg@20"], 4),
     v.gate.passed ? "passed" : v.gate.forced ? "forced" : "held back",
     indexCell(v.index),
-    v.blend && v.blend.neighbours ? `${v.blend.source} x ${v.blend.weight}` : "towers only",
+    v.blend && v.blend.neighbours ? blendCell(v.blend) : "towers only",
   ]);
   [...$("#versions").tBodies[0].rows].forEach((row, i) => row.classList.toggle("serving", view.versions[i].version === view.serving));
 }
