@@ -67,17 +67,18 @@ class Blend:
     recency_half_life: float = 0.0  # newer items after which a recent item's votes halve; 0: all alike
     valid_recall_by_half_life: dict[str, float] = field(default_factory=dict)  # each at its best weight
     transitions: float = 0.0  # the next-click weights' share beside EASE's (0: none)
+    co_occurrence: str = "cosine"  # the kind without EASE: "cosine" or "rp3beta" (random walks)
 
     @property
     def source(self) -> str:
-        """The kind of neighbours: "cosine" (co-occurrence) or "ease"."""
-        return "cosine" if self.regularisation is None else "ease"
+        """The kind of neighbours: "cosine" or "rp3beta" (co-occurrence), or "ease"."""
+        return self.co_occurrence if self.regularisation is None else "ease"
 
     @property
     def source_name(self) -> str:
         """The kind with its parameters, as the evidence names it: "ease(300)+transitions(0.5)"."""
         if self.regularisation is None:
-            return "cosine"
+            return self.co_occurrence
         name = f"ease({self.regularisation:g})"
         return f"{name}+transitions({self.transitions:g})" if self.transitions else name
 

@@ -65,17 +65,24 @@ def split_of(
 
 
 def neighbours_of(
-    split: Split, items: list[Item], k: int, ease: float | None = None, transitions: float = 0.0
+    split: Split,
+    items: list[Item],
+    k: int,
+    ease: float | None = None,
+    transitions: float = 0.0,
+    co_occurrence: str = "cosine",
 ) -> Neighbours | None:
     """Item neighbours from the training examples alone (no held-out window
-    leaks in): co-occurrence, or EASE's weights at regularisation `ease`
-    (with the next-click `transitions` at that share)."""
+    leaks in): EASE's weights at regularisation `ease` (with the next-click
+    `transitions` at that share), else co-occurrence ("cosine" or "rp3beta")."""
     if k <= 0:
         return None
     row = {item.item_id: n for n, item in enumerate(items)}
     histories = [[row[i] for i in history if i in row] for history in split.histories.values()]
     if ease is not None:
         return Neighbours.from_ease(histories, len(items), k, ease, transitions)
+    if co_occurrence == "rp3beta":
+        return Neighbours.from_random_walks(histories, len(items), k)
     return Neighbours.from_histories(histories, len(items), k)
 
 

@@ -210,14 +210,17 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
         blend = replace(
             base, neighbours=count, weight_from=run.current.version, regularisation=ease, transitions=transitions
         )
-        return blend, neighbours_of(run.split, run.items, count, ease, transitions)
+        return blend, neighbours_of(run.split, run.items, count, ease, transitions, base.co_occurrence)
     hurried = _refinement_due(run, result)  # one kind, EASE's middle lambda where it fits
     if hurried:
         sources = [sources[len(sources) // 2]]
-    tried = [_judge_source(run, result, count, ease) for ease in sources]
+    kinds = [Blend(count, regularisation=ease) for ease in sources]
+    if not hurried:
+        kinds.append(Blend(count, co_occurrence="rp3beta"))
+    tried = [_judge_kind(run, result, kind) for kind in kinds]
     best_ease = max(tried, key=lambda t: t[0])[1].regularisation
     if best_ease is not None and not hurried:  # what comes next, beside what goes together
-        tried.append(_judge_source(run, result, count, best_ease, TRANSITIONS))
+        tried.append(_judge_kind(run, result, Blend(count, regularisation=best_ease, transitions=TRANSITIONS)))
     _, blend, neighbours = max(tried, key=lambda t: t[0])
     blend = replace(blend, valid_recall_by_source={b.source_name: round(r, 5) for r, b, _ in tried})
     log.info(
@@ -230,11 +233,12 @@ def _choose_blend(run: _Refresh, result: TrainResult) -> tuple[Blend, Neighbours
     return blend, neighbours
 
 
-def _judge_source(
-    run: _Refresh, result: TrainResult, count: int, ease: float | None, transitions: float = 0.0
-) -> tuple[float, Blend, Neighbours | None]:
-    """One kind of neighbours at its best mix on the validation users: (recall@20, blend, neighbours)."""
-    neighbours = neighbours_of(run.split, run.items, count, ease, transitions)
+def _judge_kind(run: _Refresh, result: TrainResult, kind: Blend) -> tuple[float, Blend, Neighbours | None]:
+    """One kind of neighbours (a blend without its mix) at its best mix on the
+    validation users: (recall@20, the blend, the neighbours)."""
+    neighbours = neighbours_of(
+        run.split, run.items, kind.neighbours, kind.regularisation, kind.transitions, kind.co_occurrence
+    )
     mix, recalls = choose_blend(
         result.model,
         neighbours,
@@ -244,27 +248,23 @@ def _judge_source(
         run.device,
         run.settings.features.affinity_half_life_s,
     )
-    return recalls[mix], _blend_of(count, mix, recalls, ease, transitions), neighbours
+    return recalls[mix], _with_mix(kind, mix, recalls), neighbours
 
 
-def _blend_of(
-    count: int, mix: tuple[float, float], recalls: dict, ease: float | None, transitions: float = 0.0
-) -> Blend:
-    """The chosen mix with its evidence: recall by weight and by half-life, each at its best other half."""
+def _with_mix(kind: Blend, mix: tuple[float, float], recalls: dict) -> Blend:
+    """The kind at its chosen mix, with the evidence: recall by weight and by half-life, each at its best other half."""
     by_weight: dict[str, float] = {}
     by_half_life: dict[str, float] = {}
     for (weight, half_life), recall in recalls.items():
         by_weight[str(weight)] = max(by_weight.get(str(weight), 0.0), round(recall, 5))
         if weight > 0:
             by_half_life[str(half_life)] = max(by_half_life.get(str(half_life), 0.0), round(recall, 5))
-    return Blend(
-        count,
-        mix[0],
-        by_weight,
-        regularisation=ease,
+    return replace(
+        kind,
+        weight=mix[0],
         recency_half_life=mix[1],
+        valid_recall_by_weight=by_weight,
         valid_recall_by_half_life=by_half_life,
-        transitions=transitions,
     )
 
 

@@ -82,7 +82,7 @@ def test_the_pipeline_reports_every_system_with_every_measure(kafka, settings, t
     assert report["best_peer"] in SYSTEMS - {"streamrec"} and report["ratio_to_best_peer"] is not None
     assert len(report["product_recall@20_per_seed"]) == 1 and report["manifest_test_recall@20_per_seed"][0] is not None
     assert set(report["train_s"]) == SYSTEMS and report["train_s"]["streamrec"][0] > 0
-    assert report["product_neighbours_per_seed"][0]["source"] in ("cosine", "ease")
+    assert report["product_neighbours_per_seed"][0]["source"] in ("cosine", "rp3beta", "ease")
     assert set(report["buy_again"]) == {"streamrec buy-again", "recency", "frequency"}
     assert all(0.0 <= again["recall@20"] <= 1.0 for again in report["buy_again"].values())
     reports = settings.data_dir / "reports"  # the console's Quality page shows them

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from streamrec.embeddings.neighbours import (
     Neighbours,
@@ -63,6 +64,18 @@ def test_a_half_life_makes_the_newest_items_vote_louder():
     assert dict(zip(candidates.tolist(), votes.round(4).tolist(), strict=True)) == {1: 0.125, 3: 0.25}
     _, alike = neighbours.votes(np.array([0, 2]))
     assert alike.round(4).tolist() == [1.0, 1.0]
+
+
+def test_random_walks_discount_what_everyone_had():
+    # Everyone had 0; 1 and 2 went together twice, 1 and 3 once.
+    histories = [[0, 1, 2], [0, 1, 2], [0, 1, 3], [0, 4], [0, 4]]
+    walks = Neighbours.from_random_walks(histories, items=5, k=3, beta=0.5)
+    # From 1: to 0 by each of its 3 users (1/3 each, then 1/3 to 0) = 1/3, over 5^0.5; to 2: 2/9, over 2^0.5.
+    scores = dict(zip(walks.rows[1].tolist(), walks.weights[1].tolist(), strict=True))
+    assert scores[0] == pytest.approx(1 / 3 / np.sqrt(5), rel=1e-5)
+    assert scores[2] == pytest.approx(2 / 9 / np.sqrt(2), rel=1e-5)
+    assert list(walks.rows[1][:2]) == [2, 0]  # the popular item falls behind the habit
+    assert 1 not in walks.rows[1]  # never its own neighbour
 
 
 def test_transitions_are_directed_what_comes_next():

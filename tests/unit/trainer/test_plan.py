@@ -126,7 +126,7 @@ def test_a_first_version_cut_short_by_its_budget_is_refined_once_from_its_weight
     assert not refined.training.cut_short and refined.training.epochs > 1  # no budget now
     # The first version in a hurry tried one kind of neighbours; its refinement tries them all.
     assert set(first.params.blend.valid_recall_by_source) == {"ease(300)"}
-    assert len(refined.params.blend.valid_recall_by_source) == 5
+    assert {"cosine", "rp3beta", "ease(100)", "ease(300)"} < set(refined.params.blend.valid_recall_by_source)
     assert refined.gate.against == first.version  # promoted only through the gate
     # Refined once: whether or not it passed, the next refresh is planned as usual.
     assert cut_short_current(store) is None
