@@ -181,11 +181,16 @@ def _had(histories: Sequence[Sequence[int]], items: int) -> csr_matrix:
     return csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(users), items))
 
 
+def _regularised_inverse(rows: csr_matrix, regularisation: float) -> np.ndarray:
+    """`(X^T X + lambda I)^-1`, dense float32 (inverted in place): what EASE and the transitions share."""
+    gram = (rows.T @ rows).toarray().astype(np.float32, copy=False)
+    gram[np.diag_indices(len(gram))] += regularisation
+    return scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+
+
 def ease_weights(had: csr_matrix, regularisation: float) -> np.ndarray:
     """EASE's dense item-item weights from a users x items matrix (float32, in place where it can)."""
-    gram = (had.T @ had).toarray().astype(np.float32, copy=False)
-    gram[np.diag_indices(len(gram))] += regularisation
-    weights = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+    weights = _regularised_inverse(had, regularisation)
     weights /= -np.diag(weights)  # column j over P[j, j]
     np.fill_diagonal(weights, 0.0)
     return weights
@@ -216,10 +221,7 @@ def transition_weights(
     before = csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
     taught = np.flatnonzero(position >= 1)
     then = csr_matrix((np.ones(len(taught), dtype=np.float32), (taught, flat[taught])), shape=shape)
-    gram = (before.T @ before).toarray().astype(np.float32, copy=False)
-    gram[np.diag_indices(items)] += regularisation
-    inverse = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-    weights = inverse @ (before.T @ then).toarray().astype(np.float32, copy=False)
+    weights = _regularised_inverse(before, regularisation) @ (before.T @ then).toarray().astype(np.float32, copy=False)
     np.fill_diagonal(weights, 0.0)  # an item is not its own neighbour
     return weights
 

@@ -44,9 +44,7 @@ class WindowSplit:
 
 def window_split(events: Iterable[Event], fraction: float = WINDOW_FRACTION) -> WindowSplit:
     """Split per user by time; users whose window holds no new item get no targets."""
-    by_user: dict[str, list[Event]] = defaultdict(list)
-    for event in sorted(events, key=lambda e: e.ts):  # stable: ties keep the log's order
-        by_user[event.user_id].append(event)
+    by_user = _in_time_order_by_user(events)
     train: list[Event] = []
     targets: dict[str, set[str]] = {}
     seen: dict[str, set[str]] = {}
@@ -73,9 +71,7 @@ def session_split(events: Iterable[Event], test_days: float = 1.0) -> WindowSpli
     test ones, their first event known and the rest their window (from the
     second click on, as the session-based protocols score); every other
     session is training data."""
-    by_session: dict[str, list[Event]] = defaultdict(list)
-    for event in sorted(events, key=lambda e: e.ts):
-        by_session[event.user_id].append(event)
+    by_session = _in_time_order_by_user(events)
     cut = max((history[0].ts for history in by_session.values()), default=0.0) - test_days * 86_400
     train: list[Event] = []
     targets: dict[str, set[str]] = {}
@@ -92,6 +88,14 @@ def session_split(events: Iterable[Event], test_days: float = 1.0) -> WindowSpli
             targets[session], windows[session] = new, history[1:]
     train.sort(key=lambda e: e.ts)
     return WindowSplit(train, targets, seen, {}, windows)
+
+
+def _in_time_order_by_user(events: Iterable[Event]) -> dict[str, list[Event]]:
+    """Each user's (or session's) events in time order; stable: ties keep the log's order."""
+    by_user: dict[str, list[Event]] = defaultdict(list)
+    for event in sorted(events, key=lambda e: e.ts):
+        by_user[event.user_id].append(event)
+    return by_user
 
 
 def _bought(events: list[Event]) -> set[str]:
